@@ -1,0 +1,35 @@
+# Two commands set up and run everything on a fresh machine:
+#   make demo   -- install into .venv and run the main job
+#   make test   -- install into .venv (with dev extras), lint, build the docs, run the tests
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The CPU wheel of torch; a bare `torch` requirement on a fresh venv may pull a multi-GB CUDA build.
+TORCH ?= torch==2.13.0
+
+.PHONY: demo test install install-dev lint docs
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e .
+
+install-dev: $(BIN)/python
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e ".[dev]"
+
+demo: install
+	$(BIN)/python examples/quickstart.py
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+docs: install-dev
+	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
+
+test: install-dev lint docs
+	$(BIN)/python -m pytest

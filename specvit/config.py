@@ -1,0 +1,208 @@
+"""`SpecViTConfig`: one JSON-serialisable description of a SpecViT model."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from specvit.instrument.grid import PFS_MR
+
+__all__ = ["SpecViTConfig"]
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "tokenizer": ("c1d", "sw"),
+    "pos_embed": ("learned", "sinusoidal", "wavelength"),
+    "input_channels": ("flux", "flux+inverr"),
+    "input_norm": ("median", "none"),
+    "head": ("point", "gaussian"),
+    "pool": ("cls", "mean"),
+    "wave_medium": ("vacuum", "air"),
+}
+
+
+@dataclass
+class SpecViTConfig:
+    """Everything needed to build a SpecViT model and to feed it correctly.
+
+    The config is stored as ``config.json`` beside the weights, so a model always travels with
+    the wavelength grid, input normalisation and label statistics it was trained with.
+
+    Parameters
+    ----------
+    input_length : int
+        Number of pixels of the input spectrum.
+    wave_start, wave_stop : float
+        Centre wavelengths (Å) of the first and last pixel of the linear grid the model expects.
+    wave_medium : {"vacuum", "air"}
+        Medium of ``wave_start`` / ``wave_stop``.
+    label_names : tuple of str
+        Predicted labels, in output order (e.g. ``("log_g",)`` or ``("T_eff", "log_g", "M_H")``).
+    label_shift, label_scale : tuple of float
+        Label normalisation: ``physical = shift + scale * normalised``. A z-score uses
+        (mean, std); min-max uses (min, max - min).
+    input_channels : {"flux", "flux+inverr"}
+        ``"flux"``: one channel, the normalised flux. ``"flux+inverr"``: a second channel holding
+        ``median_flux / σ`` (the S/N a unit-continuum pixel would have), 0 where masked.
+    input_norm : {"median", "none"}
+        ``"median"`` divides flux and σ by each spectrum's median valid flux, so the input does
+        not depend on the flux unit or the star's brightness. ``"none"`` feeds flux as is.
+    tokenizer : {"c1d", "sw"}
+        ``"c1d"``: Conv1d patch embedding. ``"sw"``: unfold into windows + Linear.
+    patch_size, patch_stride : int
+        Window length and step in pixels; ``patch_stride < patch_size`` overlaps patches.
+    embed_dim, depth, num_heads : int
+        Transformer width, number of encoder layers and attention heads.
+    mlp_ratio : float
+        Hidden width of the feed-forward block as a multiple of ``embed_dim``.
+    dropout, attn_dropout : float
+        Dropout after embeddings / inside residual branches, and on attention weights.
+    pos_embed : {"learned", "sinusoidal", "wavelength"}
+        Positional encoding; ``"wavelength"`` is a fixed sinusoidal code of each patch's central
+        wavelength (in Å), so a token carries where in the spectrum it sits physically.
+    pool : {"cls", "mean"}
+        Read the head from a CLS token or from the mean of the patch tokens.
+    head : {"point", "gaussian"}
+        ``"point"``: one value per label. ``"gaussian"``: mean and log σ per label.
+    extra : dict
+        Free-form JSON metadata carried with the model (e.g. how it was trained); the model
+        itself never reads it.
+    """
+
+    input_length: int = PFS_MR.num
+    wave_start: float = PFS_MR.start
+    wave_stop: float = PFS_MR.stop
+    wave_medium: Literal["vacuum", "air"] = "vacuum"
+    label_names: tuple[str, ...] = ("log_g",)
+    label_shift: tuple[float, ...] = (0.0,)
+    label_scale: tuple[float, ...] = (1.0,)
+    input_channels: Literal["flux", "flux+inverr"] = "flux"
+    input_norm: Literal["median", "none"] = "median"
+    tokenizer: Literal["c1d", "sw"] = "c1d"
+    patch_size: int = 16
+    patch_stride: int = 16
+    embed_dim: int = 256
+    depth: int = 6
+    num_heads: int = 8
+    mlp_ratio: float = 4.0
+    dropout: float = 0.1
+    attn_dropout: float = 0.0
+    pos_embed: Literal["learned", "sinusoidal", "wavelength"] = "learned"
+    pool: Literal["cls", "mean"] = "cls"
+    head: Literal["point", "gaussian"] = "point"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("label_names", "label_shift", "label_scale"):
+            setattr(self, name, tuple(getattr(self, name)))
+        self.label_shift = tuple(float(v) for v in self.label_shift)
+        self.label_scale = tuple(float(v) for v in self.label_scale)
+        self.validate()
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first inconsistent field."""
+        for name, allowed in _CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"SpecViTConfig.{name} must be one of {allowed}, got {value!r}")
+        for name in (
+            "input_length",
+            "patch_size",
+            "patch_stride",
+            "embed_dim",
+            "depth",
+            "num_heads",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"SpecViTConfig.{name} must be a positive integer, got {value!r}")
+        if self.patch_size > self.input_length:
+            raise ValueError(
+                f"patch_size={self.patch_size} exceeds input_length={self.input_length}"
+            )
+        if self.patch_stride > self.patch_size:
+            raise ValueError(
+                f"patch_stride={self.patch_stride} > patch_size={self.patch_size} would skip pixels"
+            )
+        if self.embed_dim % self.num_heads:
+            raise ValueError(
+                f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}"
+            )
+        if self.pos_embed != "learned" and self.embed_dim % 2:
+            raise ValueError(f"{self.pos_embed!r} positional encoding needs an even embed_dim")
+        if not self.wave_stop > self.wave_start:
+            raise ValueError(f"wave_stop={self.wave_stop} must exceed wave_start={self.wave_start}")
+        n = len(self.label_names)
+        if n == 0 or len(set(self.label_names)) != n:
+            raise ValueError(f"label_names must be non-empty and unique, got {self.label_names}")
+        if len(self.label_shift) != n or len(self.label_scale) != n:
+            raise ValueError(
+                f"label_shift ({len(self.label_shift)}) and label_scale ({len(self.label_scale)}) "
+                f"need one entry per label ({n}: {self.label_names})"
+            )
+        if any(not s > 0 for s in self.label_scale):
+            raise ValueError(f"label_scale entries must be > 0, got {self.label_scale}")
+        for name in ("dropout", "attn_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(
+                    f"SpecViTConfig.{name} must be in [0, 1), got {getattr(self, name)}"
+                )
+        if self.mlp_ratio <= 0:
+            raise ValueError(f"mlp_ratio must be > 0, got {self.mlp_ratio}")
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def num_labels(self) -> int:
+        """Number of predicted labels."""
+        return len(self.label_names)
+
+    @property
+    def in_chans(self) -> int:
+        """Number of input channels the model takes."""
+        return 2 if self.input_channels == "flux+inverr" else 1
+
+    @property
+    def num_patches(self) -> int:
+        """Number of patch tokens (without the CLS token)."""
+        return (self.input_length - self.patch_size) // self.patch_stride + 1
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SpecViTConfig:
+        """Build a config from a dict, rejecting keys it does not know.
+
+        Raises
+        ------
+        ValueError
+            If ``data`` holds an unknown key (a typo, or a config from a newer specvit).
+        """
+        if not isinstance(data, dict):
+            raise TypeError(f"a SpecViT config must be a dict, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown SpecViTConfig key(s) {unknown}; known keys: {sorted(known)}. "
+                "Was this config written by a newer specvit?"
+            )
+        return cls(**data)
+
+    def to_json(self, path: str | Path) -> None:
+        """Write the config as JSON to ``path``."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> SpecViTConfig:
+        """Read a config written by :meth:`to_json` (or ``save_pretrained``)."""
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+    def replace(self, **changes: Any) -> SpecViTConfig:
+        """A copy with ``changes`` applied (validated; unknown keys rejected)."""
+        return self.from_dict({**self.to_dict(), **changes})

@@ -1,0 +1,6 @@
+"""The SpecViT model family: one model definition, named presets, one factory."""
+
+from specvit.models.factory import create_model, get_preset, list_models
+from specvit.models.specvit import SpecViT, WeightsMismatchError
+
+__all__ = ["SpecViT", "WeightsMismatchError", "create_model", "get_preset", "list_models"]

@@ -1,0 +1,98 @@
+"""Turn flux and σ arrays on the model's grid into the model's input tensor.
+
+This is the one place where a spectrum becomes model input; training and
+:func:`specvit.predict` both call :func:`model_input`, so a model sees at inference exactly what
+it saw in training.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from specvit.config import SpecViTConfig
+
+__all__ = ["MASKED_FLUX", "model_input", "valid_pixels"]
+
+#: Value given to masked pixels of the normalised flux channel: the spectrum's median level.
+MASKED_FLUX = 1.0
+
+
+def valid_pixels(flux: torch.Tensor, error: torch.Tensor | None = None) -> torch.Tensor:
+    """Pixels usable for inference: finite flux and, when σ is given, finite σ > 0.
+
+    Parameters
+    ----------
+    flux, error : torch.Tensor
+        Shape (B, L); ``error`` is the 1σ uncertainty in the flux unit, or None.
+
+    Returns
+    -------
+    torch.Tensor
+        Boolean (B, L), True where the pixel is valid.
+    """
+    valid = torch.isfinite(flux)
+    if error is not None:
+        valid &= torch.isfinite(error) & (error > 0)
+    return valid
+
+
+def model_input(
+    flux: torch.Tensor,
+    error: torch.Tensor | None,
+    config: SpecViTConfig,
+    valid: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Build the (B, C, L) model input from spectra already on the model's grid.
+
+    With ``config.input_norm == "median"`` flux and σ are divided by each spectrum's median
+    valid flux, so the input does not depend on the flux unit or the star's brightness.
+    Invalid pixels (see :func:`valid_pixels`, combined with ``valid`` if given) get
+    :data:`MASKED_FLUX` in the flux channel and 0 in the ``median/σ`` channel.
+
+    Parameters
+    ----------
+    flux : torch.Tensor
+        (B, L) flux on the model's grid, any unit.
+    error : torch.Tensor or None
+        (B, L) 1σ in the flux unit. Required for ``input_channels == "flux+inverr"``.
+    config : SpecViTConfig
+        The model's config.
+    valid : torch.Tensor, optional
+        (B, L) boolean; False marks further pixels to mask (e.g. a user's bad-pixel mask).
+
+    Returns
+    -------
+    x : torch.Tensor
+        (B, C, L) float32 model input.
+    scale : torch.Tensor
+        (B,) the flux each spectrum was divided by (1 when ``input_norm == "none"``); NaN
+        where a spectrum has no valid pixel or a non-positive median, in which case its input
+        row is meaningless and the caller must flag it.
+    """
+    if flux.dim() != 2 or flux.shape[1] != config.input_length:
+        raise ValueError(
+            f"flux must have shape (B, {config.input_length}) on the model grid, "
+            f"got {tuple(flux.shape)}"
+        )
+    if error is not None and error.shape != flux.shape:
+        raise ValueError(f"error shape {tuple(error.shape)} != flux shape {tuple(flux.shape)}")
+    if config.in_chans == 2 and error is None:
+        raise ValueError("this model takes a median/σ channel: pass the error array")
+    flux = flux.float()
+    error = None if error is None else error.float()
+    good = valid_pixels(flux, error)
+    if valid is not None:
+        good &= valid.to(good.device)
+    if config.input_norm == "median":
+        scale = torch.nanmedian(torch.where(good, flux, torch.nan), dim=1).values
+        scale = torch.where(scale > 0, scale, torch.nan)
+    else:
+        scale = torch.ones(flux.shape[0], device=flux.device)
+    usable = torch.isfinite(scale)[:, None]
+    safe_scale = torch.where(usable[:, 0], scale, 1.0)[:, None]
+    keep = good & usable
+    channels = [torch.where(keep, flux / safe_scale, MASKED_FLUX)]
+    if config.in_chans == 2:
+        inverr = safe_scale / torch.where(keep, error, 1.0)
+        channels.append(torch.where(keep, inverr, 0.0))
+    return torch.stack(channels, dim=1), scale

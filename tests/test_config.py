@@ -1,0 +1,56 @@
+"""SpecViTConfig: validation, JSON round trip, strict decoding."""
+
+import json
+
+import pytest
+
+from specvit import SpecViTConfig, get_preset
+
+
+def test_defaults_are_the_paper_model():
+    c = get_preset("specvit_l6_h256")
+    assert (c.tokenizer, c.patch_size, c.depth, c.embed_dim, c.num_heads) == ("c1d", 16, 6, 256, 8)
+    assert c.embed_dim * c.mlp_ratio == 1024
+    assert (c.pool, c.pos_embed, c.num_patches) == ("cls", "learned", 256)
+
+
+def test_json_round_trip(tmp_path):
+    c = SpecViTConfig(label_names=("T_eff", "log_g"), label_shift=(4800, 3), label_scale=(700, 1.2))
+    c.to_json(tmp_path / "config.json")
+    back = SpecViTConfig.from_json(tmp_path / "config.json")
+    assert back == c
+    assert json.loads((tmp_path / "config.json").read_text())["label_names"] == ["T_eff", "log_g"]
+
+
+def test_unknown_key_is_an_error():
+    data = SpecViTConfig().to_dict() | {"emb_dim": 128}
+    with pytest.raises(ValueError, match=r"unknown SpecViTConfig key\(s\) \['emb_dim'\]"):
+        SpecViTConfig.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"tokenizer": "conv"}, "tokenizer must be one of"),
+        ({"embed_dim": 100, "num_heads": 8}, "not divisible"),
+        ({"patch_stride": 32, "patch_size": 16}, "would skip pixels"),
+        ({"patch_size": 8192}, "exceeds input_length"),
+        (
+            {"label_names": ("log_g", "log_g"), "label_shift": (0, 0), "label_scale": (1, 1)},
+            "unique",
+        ),
+        ({"label_shift": (0.0, 1.0)}, "one entry per label"),
+        ({"label_scale": (0.0,)}, "must be > 0"),
+        ({"depth": 0}, "positive integer"),
+        ({"dropout": 1.0}, r"\[0, 1\)"),
+        ({"wave_stop": 7000.0}, "must exceed"),
+    ],
+)
+def test_invalid_configs_fail_clearly(changes, message):
+    with pytest.raises(ValueError, match=message):
+        SpecViTConfig().replace(**changes)
+
+
+def test_overlapping_patches_count():
+    c = SpecViTConfig(patch_size=16, patch_stride=8)
+    assert c.num_patches == (4096 - 16) // 8 + 1

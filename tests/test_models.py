@@ -1,0 +1,82 @@
+"""The SpecViT family: parameter counts, shapes, every configurable variant."""
+
+import pytest
+import torch
+
+import specvit
+from specvit import SpecViT
+
+
+def test_paper_preset_has_4p8m_parameters():
+    model = specvit.create_model("specvit_l6_h256")
+    assert abs(model.num_parameters() - 4.8e6) <= 0.1e6
+
+
+@pytest.mark.parametrize("batch", [1, 256])
+def test_paper_preset_forward_shapes(batch):
+    model = specvit.create_model("specvit_l6_h256").eval()
+    with torch.no_grad():
+        out = model(torch.randn(batch, 4096))
+    assert out.shape == (batch, 1, 1)
+    mean, sigma = model.to_physical(out)
+    assert mean.shape == (batch, 1) and sigma is None
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"tokenizer": "sw"},
+        {"tokenizer": "sw", "patch_size": 32, "patch_stride": 16},
+        {"pos_embed": "sinusoidal"},
+        {"pos_embed": "wavelength", "patch_stride": 16, "patch_size": 48},
+        {"input_channels": "flux+inverr"},
+        {"pool": "mean"},
+        {
+            "head": "gaussian",
+            "label_names": ("T_eff", "log_g", "M_H"),
+            "label_shift": (4875.0, 3.0, -1.0),
+            "label_scale": (650.0, 1.15, 0.87),
+        },
+    ],
+)
+def test_variants_forward_and_backward(overrides):
+    model = specvit.create_model("specvit_tiny", **overrides)
+    c = model.config
+    x = torch.randn(3, c.in_chans, c.input_length)
+    out = model(x)
+    assert out.shape == (3, c.num_labels, 2 if c.head == "gaussian" else 1)
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_gaussian_head_physical_units():
+    model = specvit.create_model(
+        "specvit_tiny", head="gaussian", label_shift=(3.0,), label_scale=(1.2,)
+    )
+    out = torch.tensor([[[0.5, 0.0]]])
+    mean, sigma = model.to_physical(out)
+    assert mean.item() == pytest.approx(3.6) and sigma.item() == pytest.approx(1.2)
+    assert model.normalize_labels(torch.tensor([[3.6]])).item() == pytest.approx(0.5)
+
+
+def test_wavelength_encoding_follows_the_grid():
+    a = specvit.create_model("specvit_tiny", pos_embed="wavelength")
+    b = specvit.create_model("specvit_tiny", pos_embed="wavelength", wave_start=7000.0)
+    assert not torch.equal(a.pos_embed.code, b.pos_embed.code)
+    assert a.wavelength[0] == pytest.approx(a.config.wave_start)
+
+
+def test_wrong_input_shape_is_explained():
+    model = specvit.create_model("specvit_tiny")
+    with pytest.raises(ValueError, match=r"expected input of shape \(B, 1, 4096\)"):
+        model(torch.randn(2, 4000))
+
+
+def test_config_type_checked():
+    with pytest.raises(TypeError, match="SpecViTConfig"):
+        SpecViT({"depth": 2})
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="unknown SpecViT preset 'vit_huge'"):
+        specvit.create_model("vit_huge")
