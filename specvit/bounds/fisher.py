@@ -1,0 +1,166 @@
+"""Fisher information of a spectrum and the marginal Cramér–Rao lower bound (CRLB).
+
+For a spectral model ``f(θ)`` observed with independent Gaussian noise of per-pixel 1σ ``σ``,
+the Fisher information is ``I = Jᵀ Σ⁻¹ J`` with ``J = ∂f/∂θ`` and ``Σ = diag(σ²)``. The variance
+of any *unbiased* estimator of one parameter ``g``, with the others ``η`` unknown (nuisance), is
+at least ``[I⁻¹]_gg = (I_gg − I_gη I_ηη⁻¹ I_ηg)⁻¹`` (Schur complement).
+
+Every function is batched over leading dimensions (one Fisher matrix per star) and works in
+float64 internally: Fisher matrices of (T_eff [K], log g [dex], …) span many decades.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+__all__ = [
+    "AMPLITUDE",
+    "append_amplitude",
+    "fisher_information",
+    "marginal_crlb",
+    "marginal_crlb_inverse",
+    "parameter_index",
+]
+
+#: Name of the overall flux-amplitude parameter ``ln A``: ``∂flux/∂ln A = flux``.
+AMPLITUDE = "ln_A"
+
+
+def _check_sigma(sigma: torch.Tensor) -> None:
+    if bool(torch.isnan(sigma).any()):
+        raise ValueError("sigma contains NaN; mark a masked pixel with sigma = inf instead")
+    if not bool((sigma > 0).all()):
+        raise ValueError(f"sigma must be > 0 everywhere; got minimum {float(sigma.min()):.3g}")
+
+
+def fisher_information(jacobian: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Fisher information ``Jᵀ diag(σ⁻²) J`` for independent Gaussian pixel noise.
+
+    Parameters
+    ----------
+    jacobian : torch.Tensor
+        ``(..., L, P)``: derivative of the flux in each of ``L`` pixels with respect to each of
+        ``P`` parameters, in flux units per parameter unit.
+    sigma : torch.Tensor
+        ``(..., L)``: per-pixel 1σ noise in the flux unit, > 0 (``inf`` masks a pixel); broadcast
+        against the leading dimensions of ``jacobian`` (e.g. one σ spectrum ``(L,)`` for all
+        stars).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(..., P, P)`` float64 Fisher matrix, in (parameter unit)⁻².
+
+    Raises
+    ------
+    ValueError
+        If the shapes do not match or σ is NaN or not positive.
+    """
+    if jacobian.dim() < 2:
+        raise ValueError(f"jacobian must have shape (..., L, P), got {tuple(jacobian.shape)}")
+    if sigma.dim() < 1 or sigma.shape[-1] != jacobian.shape[-2]:
+        raise ValueError(
+            f"sigma has {sigma.shape[-1] if sigma.dim() else 'no'} pixels but the jacobian has "
+            f"{jacobian.shape[-2]} (jacobian {tuple(jacobian.shape)}, sigma {tuple(sigma.shape)})"
+        )
+    _check_sigma(sigma)
+    try:
+        torch.broadcast_shapes(jacobian.shape[:-2], sigma.shape[:-1])
+    except RuntimeError as err:
+        raise ValueError(
+            f"sigma {tuple(sigma.shape)} does not broadcast against jacobian "
+            f"{tuple(jacobian.shape)}"
+        ) from err
+    whitened = jacobian.to(torch.float64) / sigma.to(torch.float64).unsqueeze(-1)
+    return whitened.mT @ whitened
+
+
+def parameter_index(names: Sequence[str], name: str) -> int:
+    """Position of ``name`` in ``names``, with a clear error when it is absent."""
+    names = tuple(names)
+    if name not in names:
+        raise ValueError(f"unknown parameter {name!r}; available: {names}")
+    return names.index(name)
+
+
+def append_amplitude(jacobian: torch.Tensor, flux: torch.Tensor) -> torch.Tensor:
+    """Add the flux amplitude as a parameter: the column ``∂flux/∂ln A = flux``.
+
+    An estimator that is not told the star's brightness (any scale-normalised input) has to
+    treat the amplitude as unknown; this column makes it a nuisance parameter.
+
+    Parameters
+    ----------
+    jacobian : torch.Tensor
+        ``(..., L, P)``.
+    flux : torch.Tensor
+        ``(..., L)``, the model flux in the jacobian's flux unit.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(..., L, P + 1)`` with the amplitude last.
+    """
+    if flux.shape != jacobian.shape[:-1]:
+        raise ValueError(
+            f"flux shape {tuple(flux.shape)} must equal the jacobian's {tuple(jacobian.shape[:-1])}"
+        )
+    return torch.cat([jacobian, flux.unsqueeze(-1).to(jacobian.dtype)], dim=-1)
+
+
+def _equilibrate(fisher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale to unit diagonal (``D⁻¹ I D⁻¹``) so parameters in K and dex solve accurately."""
+    fisher = fisher.to(torch.float64)
+    if fisher.dim() < 2 or fisher.shape[-1] != fisher.shape[-2]:
+        raise ValueError(f"fisher must have shape (..., P, P), got {tuple(fisher.shape)}")
+    d = fisher.diagonal(dim1=-2, dim2=-1).clamp_min(torch.finfo(torch.float64).tiny).sqrt()
+    return fisher / (d.unsqueeze(-1) * d.unsqueeze(-2)), d
+
+
+def marginal_crlb(fisher: torch.Tensor, index: int) -> torch.Tensor:
+    """Marginal CRLB of parameter ``index`` through the Schur complement.
+
+    ``CRLB = (I_gg − I_gη I_ηη⁻¹ I_ηg)⁻¹``: the smallest variance of an unbiased estimator of
+    ``g`` when all other parameters of the matrix are unknown. Pass a sub-matrix to treat fewer
+    parameters as nuisance.
+
+    Parameters
+    ----------
+    fisher : torch.Tensor
+        ``(..., P, P)`` symmetric positive semi-definite Fisher matrices.
+    index : int
+        The parameter of interest.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(...,)`` float64 variance bound in (parameter unit)²; ``inf`` where the parameter is
+        not identifiable (Schur complement ≤ 0 or nuisance block singular).
+    """
+    scaled, d = _equilibrate(fisher)
+    p = scaled.shape[-1]
+    if not -p <= index < p:
+        raise ValueError(f"parameter index {index} out of range for {p} parameters")
+    index %= p
+    others = [i for i in range(p) if i != index]
+    i_gg = scaled[..., index, index]
+    if others:
+        i_ge = scaled[..., index, others]
+        i_ee = scaled[..., others, :][..., others]
+        chol, info = torch.linalg.cholesky_ex(i_ee)
+        solved = torch.cholesky_solve(i_ge.unsqueeze(-1), chol).squeeze(-1)
+        schur = i_gg - (i_ge * solved).sum(-1)
+        schur = torch.where(info == 0, schur, torch.zeros_like(schur))
+    else:
+        schur = i_gg
+    crlb = 1.0 / (schur.clamp_min(0.0) * d[..., index] ** 2)
+    return torch.where(torch.isfinite(crlb), crlb, torch.full_like(crlb, torch.inf))
+
+
+def marginal_crlb_inverse(fisher: torch.Tensor, index: int) -> torch.Tensor:
+    """``[I⁻¹]_gg`` by inverting the whole Fisher matrix: a check of :func:`marginal_crlb`."""
+    scaled, d = _equilibrate(fisher)
+    inv = torch.linalg.inv(scaled)
+    return inv[..., index, index] / d[..., index] ** 2
