@@ -3,6 +3,12 @@
 See ``docs/bounds.md`` for what each number means.
 """
 
+from specvit.bounds.bayes import (
+    Posterior,
+    PosteriorMean,
+    amplitude_marginal_loglike,
+    van_trees_bound,
+)
 from specvit.bounds.fisher import (
     AMPLITUDE,
     append_amplitude,
@@ -24,7 +30,10 @@ __all__ = [
     "Beta",
     "JacobianCheck",
     "LabelPrior",
+    "Posterior",
+    "PosteriorMean",
     "Uniform",
+    "amplitude_marginal_loglike",
     "append_amplitude",
     "autograd_jacobian",
     "central_difference_jacobian",
@@ -33,4 +42,5 @@ __all__ = [
     "marginal_crlb",
     "marginal_crlb_inverse",
     "parameter_index",
+    "van_trees_bound",
 ]
