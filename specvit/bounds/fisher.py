@@ -73,7 +73,9 @@ def fisher_information(jacobian: torch.Tensor, sigma: torch.Tensor) -> torch.Ten
             f"sigma {tuple(sigma.shape)} does not broadcast against jacobian "
             f"{tuple(jacobian.shape)}"
         ) from err
-    whitened = jacobian.to(torch.float64) / sigma.to(torch.float64).unsqueeze(-1)
+    # Whiten in the input precision (one rounding per element), accumulate in float64: the
+    # Schur complement amplifies float32 accumulation errors to ~1e-3 of the CRLB.
+    whitened = (jacobian / sigma.to(jacobian.dtype).unsqueeze(-1)).to(torch.float64)
     return whitened.mT @ whitened
 
 
