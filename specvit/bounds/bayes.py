@@ -184,7 +184,10 @@ class PosteriorMean:
     defensive : float
         Weight of the grid proposal in the adaptive rounds' mixtures.
     chunk : int
-        Spectra processed together (memory ≈ ``chunk × n_samples × L × 8`` bytes).
+        Spectra processed together (memory ≈ ``n_rounds × chunk × n_samples × L × 8`` bytes).
+    dtype : torch.dtype
+        Dtype of the labels passed to ``model`` (float32 is enough for a float32 emulator; the
+        likelihood is always accumulated in float64).
     """
 
     def __init__(
@@ -196,6 +199,7 @@ class PosteriorMean:
         n_rounds: int = 3,
         defensive: float = 0.2,
         chunk: int = 16,
+        dtype: torch.dtype = torch.float64,
     ) -> None:
         p = len(prior.names)
         if len(grid_shape) != p:
@@ -206,7 +210,7 @@ class PosteriorMean:
             raise ValueError("need n_rounds ≥ 1 and n_samples ≥ 2")
         if not 0 < defensive <= 1:
             raise ValueError(f"defensive must be in (0, 1], got {defensive}")
-        self.model, self.prior = model, prior
+        self.model, self.prior, self.dtype = model, prior, dtype
         self.grid_shape = tuple(int(g) for g in grid_shape)
         self.n_samples, self.n_rounds, self.defensive, self.chunk = (
             n_samples,
@@ -225,7 +229,7 @@ class PosteriorMean:
         ]
         centres = torch.cartesian_prod(*axes).reshape(-1, p)
         with torch.no_grad():
-            flux = torch.cat([model(c).to(torch.float32) for c in centres.split(4096)])
+            flux = torch.cat([model(c.to(dtype)).to(torch.float32) for c in centres.split(4096)])
         self.grid_flux = flux  # (G, L)
         self.grid_flux_sq = flux.square()
         self.grid_log_prior = prior.log_density(centres)
@@ -233,9 +237,8 @@ class PosteriorMean:
 
     def _loglike(self, y: torch.Tensor, w: torch.Tensor, flux: torch.Tensor) -> torch.Tensor:
         """Exact float64 log likelihood; y, w (n, L), flux (n, K, L) -> (n, K)."""
-        yw = (y * w)[:, None]
-        s_yf = (flux * yw).sum(-1)
-        s_ff = (flux.square() * w[:, None]).sum(-1)
+        s_yf = (flux @ (y * w).unsqueeze(-1)).squeeze(-1)
+        s_ff = (flux.square() @ w.unsqueeze(-1)).squeeze(-1)
         s_yy = (y.square() * w).sum(-1, keepdim=True)
         return amplitude_marginal_loglike(s_yy, s_yf, s_ff)
 
@@ -320,7 +323,8 @@ class PosteriorMean:
                 proposals.append((mean, chol))
                 theta = self._sample_mixture(mean, chol, log_cells, generator)
             with torch.no_grad():
-                f = self.model(theta.reshape(-1, p)).to(torch.float64).reshape(n, -1, y.shape[1])
+                f = self.model(theta.reshape(-1, p).to(self.dtype))
+            f = f.to(torch.float64).reshape(n, -1, y.shape[1])
             thetas.append(theta)
             log_targets.append(self._loglike(y, w, f) + self.prior.log_density(theta))
         theta = torch.cat(thetas, 1)
