@@ -9,6 +9,16 @@ from specvit.bounds.bayes import (
     amplitude_marginal_loglike,
     van_trees_bound,
 )
+from specvit.bounds.ceilings import (
+    DEFAULT_NUISANCE,
+    CeilingRow,
+    Ceilings,
+    ceiling_table,
+    crlb_ceilings,
+    format_table,
+    magnitude_for_snr,
+    median_snr,
+)
 from specvit.bounds.fisher import (
     AMPLITUDE,
     append_amplitude,
@@ -27,7 +37,10 @@ from specvit.bounds.prior import Beta, LabelPrior, Uniform
 
 __all__ = [
     "AMPLITUDE",
+    "DEFAULT_NUISANCE",
     "Beta",
+    "CeilingRow",
+    "Ceilings",
     "JacobianCheck",
     "LabelPrior",
     "Posterior",
@@ -36,11 +49,16 @@ __all__ = [
     "amplitude_marginal_loglike",
     "append_amplitude",
     "autograd_jacobian",
+    "ceiling_table",
     "central_difference_jacobian",
     "check_jacobian",
+    "crlb_ceilings",
     "fisher_information",
+    "format_table",
+    "magnitude_for_snr",
     "marginal_crlb",
     "marginal_crlb_inverse",
+    "median_snr",
     "parameter_index",
     "van_trees_bound",
 ]

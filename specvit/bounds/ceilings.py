@@ -1,0 +1,389 @@
+"""Cramér–Rao ceilings on log g (or any label) for a population of stars and a noise setup.
+
+:func:`crlb_ceilings` is the high-level call: labels (or a population drawn from a prior), and
+one of (a) each star's magnitude with the PFS noise model (exposures configurable), (b) a target
+SNR, or (c) the user's own error spectrum. It returns per-star bounds and both summaries:
+
+* ``median_r2_max``: the median over stars of ``1 − min(CRLB, Var)/Var`` (the paper's
+  convention, a typical star);
+* ``population_r2_max``: ``1 − E[min(CRLB, Var)]/Var``, the R² an unbiased-where-possible
+  estimator could reach on the whole population (a star whose bound exceeds the prior variance
+  is predicted no better than by the prior mean).
+
+``Var`` is the variance of the label under the prior the stars are drawn from. These are
+*unbiased* bounds: estimators that use the prior can beat them at low SNR (see
+:mod:`specvit.bounds.bayes`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from specvit.bounds.fisher import (
+    AMPLITUDE,
+    append_amplitude,
+    fisher_information,
+    marginal_crlb,
+)
+from specvit.bounds.prior import LabelPrior
+
+__all__ = [
+    "DEFAULT_NUISANCE",
+    "CeilingRow",
+    "Ceilings",
+    "ceiling_table",
+    "crlb_ceilings",
+    "format_table",
+    "magnitude_for_snr",
+    "median_snr",
+]
+
+#: Nuisance parameters by default: the other labels and the unknown flux amplitude.
+DEFAULT_NUISANCE = ("T_eff", "M_H", AMPLITUDE)
+
+#: Magnitude at which the noise spectrum's *shape* is taken when an SNR is asked for.
+REFERENCE_MAG = 21.5
+
+#: The emulator's label order.
+LABELS = ("T_eff", "log_g", "M_H")
+
+
+def _default_emulator():
+    from specvit.emulator import Emulator
+
+    return Emulator.load()
+
+
+def _default_noise_model():
+    from specvit.instrument import PFSNoiseModel
+
+    return PFSNoiseModel.default()
+
+
+def _to_njy(noise_model, flux: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
+    """Scale relative model spectra to HSC-i magnitudes ``mag``; returns nJy per pixel."""
+    return noise_model.scale_to_magnitude(flux, mag)
+
+
+def median_snr(flux: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """SNR of each spectrum: the median over pixels of flux/σ (the paper's definition)."""
+    return (flux / sigma).median(dim=-1).values
+
+
+@dataclass(frozen=True)
+class Ceilings:
+    """Per-star Cramér–Rao bounds and their summaries for one target label.
+
+    Attributes
+    ----------
+    labels : torch.Tensor
+        ``(N, 3)`` the stars (T_eff [K], log g [dex], [M/H] [dex]).
+    snr : torch.Tensor
+        ``(N,)`` median flux/σ of each star's spectrum.
+    crlb : torch.Tensor
+        ``(N,)`` marginal CRLB of the target, in (label unit)² (``inf`` if not identifiable).
+    variance : float
+        Prior variance of the target: the R² denominator.
+    target : str
+        The bounded label.
+    parameters : tuple of str
+        All parameters of the Fisher matrix (target first, then the nuisances).
+    mag : torch.Tensor or None
+        ``(N,)`` HSC-i magnitudes when the noise came from magnitudes.
+    """
+
+    labels: torch.Tensor
+    snr: torch.Tensor
+    crlb: torch.Tensor
+    variance: float
+    target: str
+    parameters: tuple[str, ...]
+    mag: torch.Tensor | None = field(default=None)
+
+    @property
+    def sigma_min(self) -> torch.Tensor:
+        """``(N,)`` √CRLB: the smallest 1σ error of an unbiased estimator, in label units."""
+        return self.crlb.sqrt()
+
+    @property
+    def r2_max(self) -> torch.Tensor:
+        """``(N,)`` per-star ``1 − min(CRLB, Var)/Var`` (0 where the data add nothing)."""
+        return 1.0 - self.crlb.clamp_max(self.variance) / self.variance
+
+    @property
+    def median_r2_max(self) -> float:
+        """Median over stars of :attr:`r2_max` (the paper's convention)."""
+        return float(self.r2_max.median())
+
+    @property
+    def population_r2_max(self) -> float:
+        """``1 − E[min(CRLB, Var)]/Var`` over the stars."""
+        return float(1.0 - self.crlb.clamp_max(self.variance).mean() / self.variance)
+
+    @property
+    def median_sigma_min(self) -> float:
+        """Median over stars of :attr:`sigma_min`."""
+        return float(self.sigma_min.median())
+
+    @property
+    def median_snr(self) -> float:
+        """Median over stars of the per-star SNR."""
+        return float(self.snr.median())
+
+    def subset(self, mask: torch.Tensor, variance: float | None = None) -> Ceilings:
+        """The stars selected by a boolean ``(N,)`` mask (e.g. an SNR bin).
+
+        ``variance`` replaces the R² denominator (e.g. the variance of the target among the
+        selected stars, to compare with an R² measured on them); default: unchanged.
+        """
+        return Ceilings(
+            labels=self.labels[mask],
+            snr=self.snr[mask],
+            crlb=self.crlb[mask],
+            variance=self.variance if variance is None else float(variance),
+            target=self.target,
+            parameters=self.parameters,
+            mag=None if self.mag is None else self.mag[mask],
+        )
+
+
+def _per_star(value, n: int, name: str) -> torch.Tensor:
+    t = torch.as_tensor(value, dtype=torch.float64)
+    if t.dim() == 0:
+        return t.expand(n)
+    if t.shape != (n,):
+        raise ValueError(f"{name} must be a scalar or have shape ({n},), got {tuple(t.shape)}")
+    return t
+
+
+def crlb_ceilings(
+    labels: torch.Tensor | None = None,
+    *,
+    mag: float | torch.Tensor | None = None,
+    snr: float | torch.Tensor | None = None,
+    error: torch.Tensor | None = None,
+    prior: LabelPrior | None = None,
+    n_stars: int = 2000,
+    generator: torch.Generator | None = None,
+    target: str = "log_g",
+    nuisance: Sequence[str] = DEFAULT_NUISANCE,
+    emulator=None,
+    noise_model=None,
+    chunk: int = 64,
+) -> Ceilings:
+    """Per-star marginal CRLB of ``target`` and the R² ceilings it implies.
+
+    Give exactly one of ``mag``, ``snr`` or ``error``.
+
+    Parameters
+    ----------
+    labels : torch.Tensor, optional
+        ``(N, 3)`` stars as (T_eff, log_g, M_H). Default: ``n_stars`` drawn from ``prior``.
+    mag : float or torch.Tensor, optional
+        HSC-i magnitude (scalar or ``(N,)``): noise from ``noise_model`` (PFS MR, its number of
+        exposures), flux in nJy.
+    snr : float or torch.Tensor, optional
+        Target SNR (median flux/σ): each star's noise spectrum has the shape the noise model
+        gives at i = :data:`REFERENCE_MAG`, rescaled to this SNR.
+    error : torch.Tensor, optional
+        The user's own 1σ spectrum, ``(L,)`` or ``(N, L)``, in units of each star's median flux
+        (i.e. divide σ by the spectrum's median flux).
+    prior : LabelPrior, optional
+        Population prior: draws the stars when ``labels`` is None and gives the R² denominator
+        ``Var(target)`` (default :meth:`LabelPrior.default`).
+    n_stars : int
+        Stars drawn when ``labels`` is None.
+    generator : torch.Generator, optional
+        Randomness for the draw.
+    target : str
+        The bounded label.
+    nuisance : sequence of str
+        Parameters estimated jointly and marginalised: any of the other labels and ``"ln_A"``
+        (the unknown flux amplitude, ``∂flux/∂ln A = flux``). Without ``ln_A`` the flux scale is
+        taken as known.
+    emulator, noise_model : optional
+        The spectral emulator and PFS noise model (default: ``Emulator.load()`` and
+        ``PFSNoiseModel.default()``).
+    chunk : int
+        Stars processed together (small chunks stay in the CPU cache: fastest).
+
+    Returns
+    -------
+    Ceilings
+    """
+    if sum(x is not None for x in (mag, snr, error)) != 1:
+        raise ValueError("give exactly one of mag=, snr= or error=")
+    prior = prior or LabelPrior.default()
+    if target not in LABELS:
+        raise ValueError(f"unknown target {target!r}; labels are {LABELS}")
+    nuisance = tuple(nuisance)
+    allowed = (*(n for n in LABELS if n != target), AMPLITUDE)
+    for name in nuisance:
+        if name not in allowed:
+            raise ValueError(f"unknown nuisance parameter {name!r}; choose from {allowed}")
+    if len(set(nuisance)) != len(nuisance):
+        raise ValueError(f"nuisance parameters repeat: {nuisance}")
+    variance = prior.variance(target)
+    if labels is None:
+        if prior.names != LABELS:
+            raise ValueError(f"the prior must be over {LABELS}, got {prior.names}")
+        labels = prior.sample(n_stars, generator)
+    labels = torch.as_tensor(labels, dtype=torch.float64)
+    if labels.dim() != 2 or labels.shape[1] != len(LABELS):
+        raise ValueError(f"labels must have shape (N, 3) as {LABELS}, got {tuple(labels.shape)}")
+    n = labels.shape[0]
+    emulator = emulator if emulator is not None else _default_emulator()
+    if mag is not None or snr is not None:
+        noise_model = noise_model if noise_model is not None else _default_noise_model()
+    mag_t = None if mag is None else _per_star(mag, n, "mag")
+    snr_t = None if snr is None else _per_star(snr, n, "snr")
+    if snr_t is not None and not bool((snr_t > 0).all()):
+        raise ValueError("snr must be > 0")
+    if error is not None:
+        error = torch.as_tensor(error, dtype=torch.float64)
+        if error.dim() == 2 and error.shape[0] != n:
+            raise ValueError(f"error has {error.shape[0]} spectra for {n} stars")
+    keep = [LABELS.index(target)] + [LABELS.index(p) for p in nuisance if p != AMPLITUDE]
+    crlbs, snrs = [], []
+    for start in range(0, n, chunk):
+        sl = slice(start, start + chunk)
+        theta = labels[sl].to(emulator.dtype)
+        flux = emulator(theta)
+        jac = emulator.jacobian(theta)[..., keep]
+        if mag_t is not None or snr_t is not None:
+            ref = mag_t[sl] if mag_t is not None else torch.full_like(snr_t[sl], REFERENCE_MAG)
+            flux_njy = _to_njy(noise_model, flux, ref.to(flux.dtype))
+            scale = flux_njy.sum(dim=-1, keepdim=True) / flux.sum(dim=-1, keepdim=True)
+            jac = jac * scale.unsqueeze(-1)
+            flux = flux_njy
+            sigma = noise_model.expected_sigma(flux_njy)
+            star_snr = median_snr(flux, sigma)
+            if snr_t is not None:
+                sigma = sigma * (star_snr / snr_t[sl].to(sigma.dtype)).unsqueeze(-1)
+                star_snr = snr_t[sl]
+        else:
+            rows = error if error.dim() == 1 else error[sl]
+            if rows.shape[-1] != flux.shape[-1]:
+                raise ValueError(
+                    f"error has {rows.shape[-1]} pixels, the emulator {flux.shape[-1]}"
+                )
+            sigma = rows.to(flux.dtype) * flux.median(dim=-1, keepdim=True).values
+            star_snr = median_snr(flux, sigma.expand_as(flux))
+        if AMPLITUDE in nuisance:
+            jac = append_amplitude(jac, flux)
+        fisher = fisher_information(jac, sigma)
+        crlbs.append(marginal_crlb(fisher, 0))
+        snrs.append(star_snr.to(torch.float64))
+    parameters = (target, *nuisance)
+    return Ceilings(
+        labels=labels,
+        snr=torch.cat(snrs),
+        crlb=torch.cat(crlbs),
+        variance=variance,
+        target=target,
+        parameters=parameters,
+        mag=mag_t,
+    )
+
+
+@dataclass(frozen=True)
+class CeilingRow:
+    """One row of a ceiling table: a population observed at one magnitude."""
+
+    mag: float
+    median_snr: float
+    median_r2_max: float
+    population_r2_max: float
+    median_sigma_min: float
+
+
+def magnitude_for_snr(
+    snr: float,
+    labels: torch.Tensor,
+    emulator=None,
+    noise_model=None,
+    low: float = 12.0,
+    high: float = 28.0,
+    tol: float = 1e-3,
+) -> float:
+    """The HSC-i magnitude at which the population's median SNR equals ``snr`` (bisection)."""
+    emulator = emulator if emulator is not None else _default_emulator()
+    noise_model = noise_model if noise_model is not None else _default_noise_model()
+    flux = emulator(torch.as_tensor(labels).to(emulator.dtype))
+
+    def snr_at(m: float) -> float:
+        f = _to_njy(noise_model, flux, torch.full(flux.shape[:1], m, dtype=flux.dtype))
+        return float(median_snr(f, noise_model.expected_sigma(f)).median())
+
+    if not snr_at(high) < snr < snr_at(low):
+        raise ValueError(f"SNR {snr} is outside what magnitudes {low}–{high} give")
+    while high - low > tol:
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if snr_at(mid) > snr else (low, mid)
+    return 0.5 * (low + high)
+
+
+def ceiling_table(
+    mags: Sequence[float] = (),
+    snrs: Sequence[float] = (),
+    *,
+    prior: LabelPrior | None = None,
+    n_stars: int = 2000,
+    seed: int = 0,
+    target: str = "log_g",
+    nuisance: Sequence[str] = DEFAULT_NUISANCE,
+    emulator=None,
+    noise_model=None,
+) -> list[CeilingRow]:
+    """Ceilings of one population (``n_stars`` drawn with ``seed``) at several magnitudes.
+
+    A row asked for by SNR is computed at the magnitude where the population's median SNR
+    equals it (:func:`magnitude_for_snr`). Rows are sorted by magnitude.
+    """
+    prior = prior or LabelPrior.default()
+    emulator = emulator if emulator is not None else _default_emulator()
+    noise_model = noise_model if noise_model is not None else _default_noise_model()
+    labels = prior.sample(n_stars, torch.Generator().manual_seed(seed))
+    all_mags = [float(m) for m in mags] + [
+        magnitude_for_snr(s, labels, emulator, noise_model) for s in snrs
+    ]
+    rows = []
+    for m in sorted(all_mags):
+        c = crlb_ceilings(
+            labels,
+            mag=m,
+            prior=prior,
+            target=target,
+            nuisance=nuisance,
+            emulator=emulator,
+            noise_model=noise_model,
+        )
+        rows.append(
+            CeilingRow(m, c.median_snr, c.median_r2_max, c.population_r2_max, c.median_sigma_min)
+        )
+    return rows
+
+
+def format_table(rows: Sequence[CeilingRow], fmt: str = "markdown") -> str:
+    """Render rows as a Markdown table or CSV."""
+    head = ("HSC-i mag", "median SNR", "R²_max (median)", "R²_max (population)", "σ_min (dex)")
+    body = [
+        (
+            f"{r.mag:.2f}",
+            f"{r.median_snr:.2f}",
+            f"{r.median_r2_max:.4f}",
+            f"{r.population_r2_max:.4f}",
+            f"{r.median_sigma_min:.3f}",
+        )
+        for r in rows
+    ]
+    if fmt == "csv":
+        return "\n".join(",".join(x) for x in [head, *body])
+    if fmt != "markdown":
+        raise ValueError(f"fmt must be 'markdown' or 'csv', got {fmt!r}")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(x) + " |" for x in body]
+    return "\n".join(lines)

@@ -1,0 +1,123 @@
+"""The high-level ceilings: summaries, nuisance handling, input errors (with a small model)."""
+
+import math
+
+import pytest
+import torch
+
+from specvit.bounds import (
+    LabelPrior,
+    autograd_jacobian,
+    crlb_ceilings,
+    format_table,
+)
+from specvit.bounds.ceilings import CeilingRow
+
+WAVE = torch.linspace(0.0, 1.0, 400, dtype=torch.float64)
+CENTRES = torch.tensor([0.15, 0.35, 0.55, 0.75, 0.9], dtype=torch.float64)
+
+
+class LineModel:
+    """A toy spectrum of five lines whose depths and widths depend on (T_eff, log g, [M/H])."""
+
+    dtype = torch.float64
+
+    def __call__(self, labels: torch.Tensor) -> torch.Tensor:
+        t = (labels[:, 0:1] - 4800) / 1000
+        g = (labels[:, 1:2] - 3) / 2
+        m = (labels[:, 2:3] + 1) / 1.5
+        depth = 0.3 + 0.1 * t * torch.tensor([1.0, -1, 0.5, 0, 1]) + 0.1 * m
+        depth = depth + 0.05 * g * torch.tensor([1.0, 0.5, -1, 1, 0])
+        width = 0.01 * (1 + 0.3 * g * torch.tensor([1.0, 0, 1, -1, 0.5]))
+        lines = depth[:, :, None] * torch.exp(
+            -0.5 * ((WAVE - CENTRES[:, None]) / width[:, :, None]) ** 2
+        )
+        continuum = 1 + 0.2 * t * (WAVE - 0.5)
+        return continuum * (1 - lines.sum(1))
+
+    def jacobian(self, labels: torch.Tensor) -> torch.Tensor:
+        return autograd_jacobian(self, labels)
+
+
+MODEL = LineModel()
+PRIOR = LabelPrior.default()
+
+
+def _ceilings(**kwargs):
+    labels = PRIOR.sample(200, torch.Generator().manual_seed(0))
+    kwargs.setdefault("error", torch.full((WAVE.numel(),), 0.05, dtype=torch.float64))
+    return crlb_ceilings(labels, emulator=MODEL, prior=PRIOR, **kwargs)
+
+
+def test_summaries_follow_their_definitions():
+    c = _ceilings()
+    var = PRIOR.variance("log_g")
+    assert c.variance == pytest.approx(16 / 12)
+    assert c.parameters == ("log_g", "T_eff", "M_H", "ln_A")
+    capped = torch.minimum(c.crlb, torch.tensor(var, dtype=torch.float64))
+    assert c.population_r2_max == pytest.approx(float(1 - capped.mean() / var))
+    assert c.median_r2_max == pytest.approx(float((1 - capped / var).median()))
+    assert c.median_sigma_min == pytest.approx(float(c.crlb.sqrt().median()))
+    assert ((c.r2_max >= 0) & (c.r2_max <= 1)).all()
+    # σ = 0.05 of the median flux: the SNR is 1/0.05 of flux/median, ≈ 20.
+    assert 15 < c.median_snr < 21
+
+
+def test_more_noise_lowers_and_more_nuisance_never_raises_the_ceiling():
+    low = _ceilings(error=torch.full((WAVE.numel(),), 0.2, dtype=torch.float64))
+    high = _ceilings()
+    assert (low.crlb > high.crlb).all()
+    assert torch.allclose(low.crlb, 16 * high.crlb, rtol=1e-9)  # CRLB ∝ σ²
+    previous = None
+    for nuisance in [(), ("T_eff",), ("T_eff", "M_H"), ("T_eff", "M_H", "ln_A")]:
+        r2 = _ceilings(nuisance=nuisance).r2_max
+        if previous is not None:
+            assert (r2 <= previous + 1e-12).all()
+        previous = r2
+
+
+def test_per_star_error_spectra_and_bin_subsets():
+    error = torch.full((200, WAVE.numel()), 0.05, dtype=torch.float64)
+    error[100:] *= 2
+    c = _ceilings(error=error)
+    first, second = c.subset(torch.arange(200) < 100), c.subset(torch.arange(200) >= 100)
+    assert first.population_r2_max > second.population_r2_max
+    assert c.subset(torch.arange(200) < 100, variance=0.5).variance == 0.5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"error": None}, "exactly one of"),
+        ({"mag": 21.0}, "exactly one of"),
+        ({"nuisance": ("Teff",)}, "unknown nuisance parameter 'Teff'"),
+        ({"nuisance": ("log_g",)}, "unknown nuisance parameter 'log_g'"),
+        ({"nuisance": ("M_H", "M_H")}, "repeat"),
+        ({"target": "logg"}, "unknown target 'logg'"),
+        ({"error": torch.ones(10)}, "error has 10 pixels"),
+        ({"error": torch.ones(3, 400)}, "error has 3 spectra for 200 stars"),
+        ({"error": torch.zeros(400)}, "sigma must be > 0"),
+    ],
+)
+def test_bad_inputs_are_clear_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _ceilings(**kwargs)
+
+
+def test_bad_labels_and_snr():
+    with pytest.raises(ValueError, match=r"shape \(N, 3\)"):
+        crlb_ceilings(torch.ones(5, 2), error=torch.ones(400), emulator=MODEL)
+    with pytest.raises(ValueError, match="snr must be > 0"):
+        crlb_ceilings(torch.ones(5, 3), snr=-1.0, emulator=MODEL, noise_model=object())
+    with pytest.raises(ValueError, match=r"mag must be a scalar or have shape \(5,\)"):
+        crlb_ceilings(torch.ones(5, 3), mag=torch.ones(4), emulator=MODEL, noise_model=object())
+
+
+def test_format_table():
+    rows = [CeilingRow(21.5, 7.1, 0.9, 0.85, 0.3), CeilingRow(23.0, 1.9, 0.0, 0.1, math.inf)]
+    md = format_table(rows)
+    assert md.splitlines()[0].startswith("| HSC-i mag | median SNR")
+    assert "| 21.50 | 7.10 | 0.9000 | 0.8500 | 0.300 |" in md
+    assert format_table(rows, "csv").splitlines()[1] == "21.50,7.10,0.9000,0.8500,0.300"
+    with pytest.raises(ValueError, match="fmt must be"):
+        format_table(rows, "html")
