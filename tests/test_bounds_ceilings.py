@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from specvit.bounds import (
+    Beta,
     LabelPrior,
     autograd_jacobian,
     crlb_ceilings,
@@ -121,3 +122,25 @@ def test_format_table():
     assert format_table(rows, "csv").splitlines()[1] == "21.50,7.10,0.9000,0.8500,0.300"
     with pytest.raises(ValueError, match="fmt must be"):
         format_table(rows, "html")
+
+
+def test_van_trees_needs_a_smooth_prior_and_sits_between_prior_and_crlb():
+    c = _ceilings(nuisance=("T_eff", "M_H"))
+    with pytest.raises(ValueError, match="finite Fisher information"):
+        c.van_trees_r2(PRIOR)
+    smooth = LabelPrior(
+        {
+            "T_eff": Beta(3750, 6000, 3, 3),
+            "log_g": Beta(1, 5, 3, 3),
+            "M_H": Beta(-2.5, 0.5, 3, 3),
+        }
+    )
+    labels = smooth.sample(200, torch.Generator().manual_seed(1))
+    c = crlb_ceilings(
+        labels, emulator=MODEL, prior=smooth, nuisance=("T_eff", "M_H"), error=torch.ones(400)
+    )
+    assert c.population_r2_max <= c.van_trees_r2(smooth) < 1
+    with pytest.raises(ValueError, match="amplitude_fisher"):
+        crlb_ceilings(labels, emulator=MODEL, prior=smooth, error=torch.ones(400)).van_trees_r2(
+            smooth
+        )

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from specvit.bounds.bayes import van_trees_bound
 from specvit.bounds.fisher import (
     AMPLITUDE,
     append_amplitude,
@@ -91,6 +92,8 @@ class Ceilings:
         The bounded label.
     parameters : tuple of str
         All parameters of the Fisher matrix (target first, then the nuisances).
+    fisher : torch.Tensor
+        ``(N, P, P)`` Fisher matrices over :attr:`parameters`.
     mag : torch.Tensor or None
         ``(N,)`` HSC-i magnitudes when the noise came from magnitudes.
     """
@@ -101,6 +104,7 @@ class Ceilings:
     variance: float
     target: str
     parameters: tuple[str, ...]
+    fisher: torch.Tensor
     mag: torch.Tensor | None = field(default=None)
 
     @property
@@ -133,6 +137,31 @@ class Ceilings:
         """Median over stars of the per-star SNR."""
         return float(self.snr.median())
 
+    def van_trees_r2(self, prior: LabelPrior, amplitude_fisher: float | None = None) -> float:
+        """``1 − VT/Var`` with ``VT`` the van Trees bound for stars drawn from ``prior``.
+
+        Valid for every estimator, biased or not, when these stars are a draw from ``prior``;
+        needs finite prior Fisher information for every parameter (see
+        :func:`specvit.bounds.van_trees_bound`).
+
+        Parameters
+        ----------
+        prior : LabelPrior
+            The prior the stars were drawn from.
+        amplitude_fisher : float, optional
+            Prior Fisher information of ``ln A`` (required when ``ln_A`` is a parameter).
+        """
+        info = []
+        for name in self.parameters:
+            if name == AMPLITUDE:
+                if amplitude_fisher is None:
+                    raise ValueError("ln_A is a parameter: pass its prior's amplitude_fisher")
+                info.append(float(amplitude_fisher))
+            else:
+                info.append(prior[name].fisher_information())
+        bound = van_trees_bound(self.fisher, torch.diag(torch.tensor(info)), 0)
+        return float(1.0 - bound / self.variance)
+
     def subset(self, mask: torch.Tensor, variance: float | None = None) -> Ceilings:
         """The stars selected by a boolean ``(N,)`` mask (e.g. an SNR bin).
 
@@ -143,6 +172,7 @@ class Ceilings:
             labels=self.labels[mask],
             snr=self.snr[mask],
             crlb=self.crlb[mask],
+            fisher=self.fisher[mask],
             variance=self.variance if variance is None else float(variance),
             target=self.target,
             parameters=self.parameters,
@@ -247,7 +277,7 @@ def crlb_ceilings(
         if error.dim() == 2 and error.shape[0] != n:
             raise ValueError(f"error has {error.shape[0]} spectra for {n} stars")
     keep = [LABELS.index(target)] + [LABELS.index(p) for p in nuisance if p != AMPLITUDE]
-    crlbs, snrs = [], []
+    crlbs, snrs, fishers = [], [], []
     for start in range(0, n, chunk):
         sl = slice(start, start + chunk)
         theta = labels[sl].to(emulator.dtype)
@@ -275,6 +305,7 @@ def crlb_ceilings(
         if AMPLITUDE in nuisance:
             jac = append_amplitude(jac, flux)
         fisher = fisher_information(jac, sigma)
+        fishers.append(fisher)
         crlbs.append(marginal_crlb(fisher, 0))
         snrs.append(star_snr.to(torch.float64))
     parameters = (target, *nuisance)
@@ -282,6 +313,7 @@ def crlb_ceilings(
         labels=labels,
         snr=torch.cat(snrs),
         crlb=torch.cat(crlbs),
+        fisher=torch.cat(fishers),
         variance=variance,
         target=target,
         parameters=parameters,
