@@ -1,0 +1,70 @@
+"""Training config: presets, overrides, strict keys and clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from training.config import ConfigError, load_config
+
+
+def test_paper_preset_is_the_papers_recipe():
+    c = load_config("paper")
+    assert c.model.preset == "specvit_l6_h256"
+    assert c.labels == ["log_g"] and c.label_norm == "zscore" and c.train.loss == "mse"
+    assert (c.optim.lr, c.optim.weight_decay, c.optim.eta_min) == (3e-4, 0.01, 1e-5)
+    assert (c.optim.warmup_steps, c.optim.clip_grad_norm) == (0, 0.5)
+    assert (c.train.epochs, c.train.batch_size, c.train.precision) == (200, 256, "fp16")
+    assert (c.seed, c.data.noise_level, c.data.n_train, c.data.n_val) == (42, 1.0, 1_000_000, 1000)
+
+
+def test_tiny_preset_loads():
+    assert load_config("tiny").model.preset == "specvit_tiny"
+
+
+def test_overrides_parse_yaml_values():
+    c = load_config(
+        "paper",
+        [
+            "optim.lr=1e-3",
+            "labels=[T_eff, log_g]",
+            "model.overrides.head=gaussian",
+            "train.loss=gaussian_nll",
+            "train.ema_decay=0.999",
+            "label_stats.log_g=[2.9975, 1.1683]",
+        ],
+    )
+    assert c.optim.lr == 1e-3 and c.labels == ["T_eff", "log_g"]
+    assert c.model.overrides == {"head": "gaussian"} and c.train.ema_decay == 0.999
+    assert c.label_stats == {"log_g": [2.9975, 1.1683]}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.learning_rate=1e-3", r"unknown key\(s\) \['optim.learning_rate'\]"),
+        ("bogus=1", r"unknown key\(s\) \['bogus'\]"),
+        ("train.batch_size=big", "train.batch_size must be int"),
+        ("train.precision=fp8", "train.precision must be one of"),
+        ("labels=[log_g, Teff]", "unknown label 'Teff'"),
+        ("train.loss=gaussian_nll", "does not fit model head 'point'"),
+        ("model.overrides.label_names=[log_g]", "may not set"),
+        ("data.source=hdf5", "needs data.train_path"),
+        ("optim.eta_min=1.0", "eta_min <= lr"),
+        ("optim", "not of the form"),
+    ],
+)
+def test_bad_config_is_a_clear_error(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("paper", [override])
+
+
+def test_missing_file_names_the_presets(tmp_path):
+    with pytest.raises(ConfigError, match=r"no config file .*paper"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_bad_key_in_file(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  epochs: 2\n  epoch_size: 10\n")
+    with pytest.raises(ConfigError, match=r"train.epoch_size"):
+        load_config(path)

@@ -1,0 +1,86 @@
+"""Training batches as a pure function of the step, and the fixed validation set.
+
+A :class:`StepBatches` dataset is indexed by the global step: item ``s`` is rank ``r``'s batch of
+step ``s``, drawn from generators seeded by ``(seed, r, s)``. Any ``DataLoader`` worker can
+build any step, so loading runs in parallel, and a resumed run rebuilds exactly the batches it
+would have seen. Model input is built by :func:`specvit.preprocessing.model_input`, the same
+function inference uses.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from torch.utils.data import Dataset
+
+from specvit.config import SpecViTConfig
+from specvit.preprocessing import model_input
+from training.config import LABELS
+
+__all__ = ["SpectraSource", "StepBatches", "label_columns", "to_model_batch"]
+
+
+class SpectraSource(Protocol):
+    """What the trainer needs from a data source (the engine or HDF5 shards)."""
+
+    def train_batch(self, step: int, rank: int, world_size: int, size: int) -> dict:
+        """Rank ``rank``'s ``size`` noisy spectra of step ``step``: ``flux``, ``error``, ``labels``.
+
+        ``labels`` is (size, 3) in the order of :data:`training.config.LABELS`.
+        """
+
+    def validation_set(self) -> dict:
+        """The fixed validation spectra (one fixed noise draw), same keys as a batch."""
+
+    def train_labels(self) -> torch.Tensor:
+        """A sample of training labels (N, 3) for the label-normalisation statistics."""
+
+
+def label_columns(names: list[str] | tuple[str, ...]) -> list[int]:
+    """Column indices of ``names`` in a (N, 3) label array ordered as ``LABELS``."""
+    return [LABELS.index(n) for n in names]
+
+
+def to_model_batch(spectra: dict, config: SpecViTConfig) -> dict[str, torch.Tensor]:
+    """Model input ``x`` (B, C, L) and normalised labels ``y`` (B, n_labels) of some spectra.
+
+    Spectra whose input cannot be normalised (no valid pixel, or a median flux ≤ 0) are left
+    out; ``kept`` (B,) marks the rows that remain.
+    """
+    x, scale = model_input(
+        torch.as_tensor(spectra["flux"]), torch.as_tensor(spectra["error"]), config
+    )
+    kept = torch.isfinite(scale)
+    labels = torch.as_tensor(spectra["labels"], dtype=torch.float32)[
+        :, label_columns(config.label_names)
+    ]
+    shift = torch.tensor(config.label_shift, dtype=torch.float32)
+    scale_y = torch.tensor(config.label_scale, dtype=torch.float32)
+    return {"x": x[kept], "y": ((labels - shift) / scale_y)[kept], "kept": kept}
+
+
+class StepBatches(Dataset):
+    """Map-style dataset whose item ``step`` is this rank's model-ready batch of that step.
+
+    Parameters
+    ----------
+    source : SpectraSource
+        Where spectra come from.
+    config : SpecViTConfig
+        The model's config (input normalisation, labels and their statistics).
+    rank, world_size : int
+        This process's rank and the number of ranks.
+    size : int
+        Spectra per rank and step.
+    """
+
+    def __init__(
+        self, source: SpectraSource, config: SpecViTConfig, rank: int, world_size: int, size: int
+    ) -> None:
+        self.source, self.config = source, config
+        self.rank, self.world_size, self.size = rank, world_size, size
+
+    def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
+        spectra = self.source.train_batch(step, self.rank, self.world_size, self.size)
+        return to_model_batch(spectra, self.config)

@@ -1,0 +1,388 @@
+"""Training configuration: typed dataclasses read from YAML, with ``section.key=value`` overrides.
+
+A run is described by one YAML file (see ``training/presets/``) whose sections map one-to-one
+onto the dataclasses below. Every key is checked: an unknown key, a wrong type or an
+inconsistent value raises :class:`ConfigError` naming it, before any work starts.
+
+Command-line overrides use dotted paths and YAML values, e.g. ``optim.lr=1e-4``,
+``labels=[T_eff,log_g]`` or ``model.overrides.head=gaussian``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+__all__ = [
+    "LABELS",
+    "PRESETS_DIR",
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "RunConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "load_config",
+]
+
+#: Folder of the named recipes (``paper.yaml``, ``tiny.yaml``).
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+
+#: Label order of every label array in the data engine and shards.
+LABELS = ("T_eff", "log_g", "M_H")
+
+
+class ConfigError(ValueError):
+    """A training configuration is malformed: unknown key, wrong type or bad value."""
+
+
+@dataclass
+class ModelConfig:
+    """Which SpecViT to train.
+
+    Parameters
+    ----------
+    preset : str
+        A :func:`specvit.create_model` preset, e.g. ``"specvit_l6_h256"`` (the paper's ViT).
+    overrides : dict
+        :class:`specvit.SpecViTConfig` fields to change (``head``, ``tokenizer``,
+        ``input_channels`` …). The label fields are set by the trainer from ``labels`` and
+        ``label_norm`` and may not be given here.
+    """
+
+    preset: str = "specvit_l6_h256"
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    """Where the spectra come from and how noise is applied.
+
+    Parameters
+    ----------
+    source : {"engine", "hdf5"}
+        ``"engine"``: :mod:`training.simulate` draws fresh spectra and fresh noise every step.
+        ``"hdf5"``: shards in the layout of :mod:`specvit.io.hdf5`, with fresh noise
+        ``x + noise_level·ε⊙σ`` drawn every step.
+    train_path, val_path : str or None
+        HDF5 files (``source="hdf5"`` only); ``train_path`` may be a glob over shards.
+    n_train : int
+        Spectra per epoch. For ``"engine"`` it defines the epoch length (every spectrum is
+        new); for ``"hdf5"`` it caps the spectra used (0 = all).
+    n_val : int
+        Size of the fixed validation set (one fixed noise draw).
+    noise_level : float
+        Multiplier of the noise: 1 reproduces the catalogue noise, 0 trains on noiseless flux.
+    etc_dir : str or None
+        PFS ETC tables for the engine's noise model (``../shared/data/pfs_etc``); None uses
+        the engine's documented fallback.
+    prior : dict
+        Keyword overrides of the engine's label prior (``source="engine"`` only).
+    num_workers : int
+        ``DataLoader`` worker processes building batches (0 = in the training process).
+    """
+
+    source: Literal["engine", "hdf5"] = "engine"
+    train_path: str | None = None
+    val_path: str | None = None
+    n_train: int = 1_000_000
+    n_val: int = 1_000
+    noise_level: float = 1.0
+    etc_dir: str | None = "../shared/data/pfs_etc"
+    prior: dict[str, Any] = field(default_factory=dict)
+    num_workers: int = 0
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with a cosine schedule.
+
+    Parameters
+    ----------
+    lr : float
+        Peak learning rate.
+    weight_decay : float
+        AdamW decoupled weight decay.
+    betas : list of float
+        AdamW (β1, β2).
+    eta_min : float
+        Learning rate at the end of the cosine.
+    warmup_steps : int
+        Linear warm-up from 0 to ``lr`` over this many steps (0 = none).
+    clip_grad_norm : float or None
+        Clip the global gradient norm to this value (None = no clipping).
+    """
+
+    lr: float = 3.0e-4
+    weight_decay: float = 0.01
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eta_min: float = 1.0e-5
+    warmup_steps: int = 0
+    clip_grad_norm: float | None = 0.5
+
+
+@dataclass
+class TrainConfig:
+    """The loop: length, batch, precision, loss, checkpoints and logs.
+
+    Parameters
+    ----------
+    epochs : int
+        Number of epochs; the cosine runs over ``epochs × steps_per_epoch`` steps.
+    batch_size : int
+        Global batch size, split evenly over the ranks of a distributed run.
+    precision : {"fp32", "bf16", "fp16"}
+        Autocast precision. ``"fp16"`` uses a gradient scaler on a GPU; on a CPU, which has
+        no fast fp16, it runs as ``"bf16"`` (said in the log).
+    loss : {"mse", "l1", "gaussian_nll"}
+        Loss in normalised label space, averaged over labels; ``"gaussian_nll"`` needs a
+        model with ``head: gaussian``.
+    ema_decay : float or None
+        Keep an exponential moving average of the weights with this decay (e.g. 0.999);
+        validation and publishing then use the averaged weights.
+    device : str
+        ``"auto"`` (the rank's GPU when present, else CPU), ``"cpu"`` or ``"cuda"``.
+    checkpoint_every : int
+        Also checkpoint every this many steps (0 = only at the end of each epoch).
+    log_every : int
+        Write a training-metrics line every this many steps.
+    progress : bool
+        Show a tqdm progress bar (rank 0).
+    max_steps : int
+        Stop after this many steps in total (0 = run all epochs); the schedule is unchanged,
+        so a run cut short resumes as if it had not been.
+    """
+
+    epochs: int = 200
+    batch_size: int = 256
+    precision: Literal["fp32", "bf16", "fp16"] = "fp16"
+    loss: Literal["mse", "l1", "gaussian_nll"] = "mse"
+    ema_decay: float | None = None
+    device: str = "auto"
+    checkpoint_every: int = 0
+    log_every: int = 50
+    progress: bool = True
+    max_steps: int = 0
+
+
+@dataclass
+class RunConfig:
+    """A whole training run.
+
+    Parameters
+    ----------
+    out_dir : str
+        Folder for checkpoints (``checkpoints/``), ``metrics.jsonl`` and ``config.yaml``.
+    seed : int
+        Seeds initialisation, the data streams (per rank) and the validation set.
+    labels : list of str
+        Labels to predict, any of ``T_eff``, ``log_g``, ``M_H``, in output order.
+    label_norm : {"zscore", "minmax"}
+        Label normalisation stored in the model config (``physical = shift + scale·z``).
+        ``zscore``: mean and std; ``minmax``: min and max − min; both of the training labels.
+    label_stats : dict
+        Optional fixed statistics ``{label: [shift, scale]}`` instead of measured ones (e.g.
+        the paper's log g μ 2.9975, σ 1.1683).
+    """
+
+    out_dir: str = "runs/default"
+    seed: int = 42
+    labels: list[str] = field(default_factory=lambda: ["log_g"])
+    label_norm: Literal["zscore", "minmax"] = "zscore"
+    label_stats: dict[str, list[float]] = field(default_factory=dict)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first inconsistent value."""
+        if not self.labels or len(set(self.labels)) != len(self.labels):
+            raise ConfigError(f"labels must be non-empty and unique, got {self.labels}")
+        for name in self.labels:
+            if name not in LABELS:
+                raise ConfigError(f"unknown label {name!r}; choose from {LABELS}")
+        for name, stats in self.label_stats.items():
+            if name not in self.labels:
+                raise ConfigError(f"label_stats given for {name!r}, which is not in labels")
+            if len(stats) != 2 or not stats[1] > 0:
+                raise ConfigError(f"label_stats[{name!r}] must be [shift, scale > 0], got {stats}")
+        reserved = {"label_names", "label_shift", "label_scale"} & set(self.model.overrides)
+        if reserved:
+            raise ConfigError(
+                f"model.overrides may not set {sorted(reserved)}: use labels / label_norm"
+            )
+        d, o, t = self.data, self.optim, self.train
+        if d.source == "hdf5" and not (d.train_path and d.val_path):
+            raise ConfigError("data.source=hdf5 needs data.train_path and data.val_path")
+        if d.source == "engine" and (d.train_path or d.val_path):
+            raise ConfigError("data.train_path/val_path are for data.source=hdf5 only")
+        if d.source == "engine" and d.n_train < 1:
+            raise ConfigError(f"data.n_train must be >= 1 for the engine, got {d.n_train}")
+        if d.n_train < 0 or d.n_val < 1:
+            raise ConfigError(f"need data.n_train >= 0 and data.n_val >= 1, got {d}")
+        if d.num_workers < 0:
+            raise ConfigError(f"data.num_workers must be >= 0, got {d.num_workers}")
+        if d.noise_level < 0:
+            raise ConfigError(f"data.noise_level must be >= 0, got {d.noise_level}")
+        if not o.lr > 0 or not 0 <= o.eta_min <= o.lr:
+            raise ConfigError(f"need optim.lr > 0 and 0 <= eta_min <= lr, got {o.lr}, {o.eta_min}")
+        if o.weight_decay < 0 or o.warmup_steps < 0 or len(o.betas) != 2:
+            raise ConfigError(
+                f"need weight_decay >= 0, warmup_steps >= 0 and two betas, got {o.weight_decay},"
+                f" {o.warmup_steps}, {o.betas}"
+            )
+        if o.clip_grad_norm is not None and not o.clip_grad_norm > 0:
+            raise ConfigError(f"optim.clip_grad_norm must be > 0 or null, got {o.clip_grad_norm}")
+        if t.epochs < 1 or t.batch_size < 1:
+            raise ConfigError(f"need train.epochs >= 1, batch_size >= 1, got {t.epochs}, {t}")
+        if t.log_every < 1 or t.checkpoint_every < 0 or t.max_steps < 0:
+            raise ConfigError("need train.log_every >= 1, checkpoint_every >= 0, max_steps >= 0")
+        if t.ema_decay is not None and not 0 < t.ema_decay < 1:
+            raise ConfigError(f"train.ema_decay must be in (0, 1) or null, got {t.ema_decay}")
+        if t.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"train.device must be auto, cpu or cuda, got {t.device!r}")
+        head = self.model.overrides.get("head", "point")
+        if (t.loss == "gaussian_nll") != (head == "gaussian"):
+            raise ConfigError(
+                f"train.loss={t.loss!r} does not fit model head {head!r}: gaussian_nll trains a "
+                "gaussian head (set model.overrides.head=gaussian), mse / l1 a point head"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (YAML/JSON-serialisable)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        """Build and validate a config from a nested dict; unknown keys raise ConfigError."""
+        return _build(cls, data, "")
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """Instantiate dataclass ``cls`` from ``data`` with strict key and type checks."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'} must be a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {[f'{where}{k}' for k in unknown]}; "
+            f"{where or 'top level'} takes {sorted(fields)}"
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{where}{name}")
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where or 'config'}: {err}") from err
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    """Check ``value`` against type ``hint`` (ints are accepted for floats)."""
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, f"{where}.")
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0])
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where} must be one of {list(args)}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        return [_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+        return {k: _coerce(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if hint is Any:
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):
+        # YAML 1.1 reads exponents without a dot (``1e-3``) as strings.
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{where} must be a number, got {value!r}") from None
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"{where} must be {hint.__name__}, got {value!r}")
+    return value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` strings (values parsed as YAML) to a nested dict, in place.
+
+    Raises
+    ------
+    ConfigError
+        If an override has no ``=`` or an empty key. Unknown keys are caught when the
+        result is built into a :class:`RunConfig`.
+    """
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not of the form key.sub=value")
+        parts = key.strip().split(".")
+        node = data
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML recipe (a file, or a preset name such as ``"paper"``) and apply overrides.
+
+    Parameters
+    ----------
+    path : str, pathlib.Path or None
+        A YAML file, a preset name from ``training/presets``, or None for the defaults.
+    overrides : list of str, optional
+        ``key.sub=value`` strings applied after the file.
+
+    Returns
+    -------
+    RunConfig
+        The validated configuration.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        if not file.is_file() and (PRESETS_DIR / f"{path}.yaml").is_file():
+            file = PRESETS_DIR / f"{path}.yaml"
+        if not file.is_file():
+            presets = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+            raise ConfigError(f"no config file {path!r} (and no preset of that name: {presets})")
+        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{file} must hold a YAML mapping at the top level")
+    return RunConfig.from_dict(apply_overrides(data, list(overrides or [])))
