@@ -19,10 +19,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
 from specvit.bounds.fisher import _equilibrate
+from specvit.bounds.jacobian import autograd_jacobian
 from specvit.bounds.prior import LabelPrior
 
 __all__ = ["Posterior", "PosteriorMean", "amplitude_marginal_loglike", "van_trees_bound"]
@@ -228,6 +230,9 @@ class PosteriorMean:
             for k, g in enumerate(self.grid_shape)
         ]
         centres = torch.cartesian_prod(*axes).reshape(-1, p)
+        self.centres = centres
+        jacobian = getattr(model, "jacobian", None)
+        self._jacobian = jacobian if callable(jacobian) else partial(autograd_jacobian, model)
         with torch.no_grad():
             flux = torch.cat([model(c.to(dtype)).to(torch.float32) for c in centres.split(4096)])
         self.grid_flux = flux  # (G, L)
@@ -309,19 +314,20 @@ class PosteriorMean:
         cells = _box_dilate(cells).reshape(n, -1)
         cells = cells / cells.sum(-1, keepdim=True)
         log_cells = torch.log(cells.clamp_min(1e-300))
-        # (2)-(3) importance sampling rounds.
+        # (2) Gauss-Newton from the best cell to the likelihood peak: a Laplace proposal.
+        best = self.centres[log_post.argmax(dim=-1)]
+        # (3) importance sampling rounds.
         thetas, log_targets, proposals = [], [], []
         for r in range(self.n_rounds):
             if r == 0:
-                theta = self._sample_grid(log_cells, generator)
-                proposals.append(None)
+                mean, chol = self._laplace(y, w, best)
             else:
                 log_w = self._mixture_weights(
                     torch.cat(thetas, 1), torch.cat(log_targets, 1), log_cells, proposals
                 )
                 mean, chol = self._fit(torch.cat(thetas, 1), log_w)
-                proposals.append((mean, chol))
-                theta = self._sample_mixture(mean, chol, log_cells, generator)
+            proposals.append((mean, chol))
+            theta = self._sample_mixture(mean, chol, log_cells, generator)
             with torch.no_grad():
                 f = self.model(theta.reshape(-1, p).to(self.dtype))
             f = f.to(torch.float64).reshape(n, -1, y.shape[1])
@@ -335,10 +341,38 @@ class PosteriorMean:
         ess = 1.0 / weights.square().sum(1)
         return mean, var.sqrt(), ess
 
+    def _laplace(self, y, w, theta):
+        """Gauss-Newton steps to the likelihood peak; Student-t scale from the inverse Fisher."""
+        low, high = self.low, self.low + self.width * torch.tensor(self.grid_shape)
+        p = theta.shape[-1]
+        for step in range(self.GN_STEPS + 1):
+            with torch.no_grad():
+                f = self.model(theta.to(self.dtype)).to(torch.float64)
+            jac = self._jacobian(theta.to(self.dtype)).detach().to(torch.float64)
+            # y ≈ A f(θ) + A J Δθ is linear in (A, A Δθ): weighted least squares, equilibrated.
+            design = torch.cat([f.unsqueeze(-1), jac], dim=-1) * w.sqrt().unsqueeze(-1)
+            normal, d = _equilibrate(design.mT @ design)
+            ridge = 1e-12 * torch.eye(p + 1, dtype=torch.float64)
+            if step == self.GN_STEPS:
+                break
+            rhs = (design.mT @ (y * w.sqrt()).unsqueeze(-1)).squeeze(-1) / d
+            coef = torch.linalg.solve(normal + ridge, rhs) / d
+            amp = coef[:, :1]
+            delta = torch.where(amp > 0, coef[:, 1:] / amp.clamp_min(1e-300), 0.0)
+            delta = torch.nan_to_num(delta, nan=0.0, posinf=0.0, neginf=0.0)
+            theta = torch.minimum(torch.maximum(theta + delta, low), high)
+        # Covariance of θ with the amplitude free: [F⁻¹]_θθ, F over (A, θ) with columns f, A J.
+        cov = torch.linalg.inv(normal + ridge) / (d.unsqueeze(-1) * d.unsqueeze(-2))
+        amp = ((f * y * w).sum(-1) / (f.square() * w).sum(-1)).abs().clamp_min(1e-300)
+        cov = cov[:, 1:, 1:] / amp.square()[:, None, None]
+        cov = torch.nan_to_num(cov, nan=0.0)
+        cov = self.INFLATE**2 * cov + torch.diag((1e-3 * self.width).square())
+        chol, info = torch.linalg.cholesky_ex(cov)
+        fallback = torch.diag(self.width).expand_as(chol)
+        return theta, torch.where((info == 0)[:, None, None], chol, fallback)
+
     def _log_q(self, theta, log_cells, proposal):
         grid = self._grid_logq(theta, log_cells)
-        if proposal is None:
-            return grid
         t = _student_t_logpdf(theta, *proposal, nu=self.NU)
         mix = torch.stack(
             [grid + math.log(self.defensive), t + math.log1p(-self.defensive)]
@@ -357,6 +391,8 @@ class PosteriorMean:
     NU = 5
     #: Scale factor of the fitted covariance in the adaptive proposals.
     INFLATE = 1.5
+    #: Gauss-Newton steps from the best grid cell toward the likelihood peak.
+    GN_STEPS = 3
 
     def _fit(self, theta, log_w):
         weights = torch.softmax(log_w, dim=1)[..., None]
