@@ -8,12 +8,14 @@ from importlib.metadata import version as _version
 
 from specvit._hub import UnpinnedRevisionWarning, load
 from specvit.config import SpecViTConfig
+from specvit.inference import Predictor, predict
 from specvit.models import SpecViT, WeightsMismatchError, create_model, get_preset, list_models
 from specvit.preprocessing import model_input
 
 __version__ = _version("specvit")
 
 __all__ = [
+    "Predictor",
     "SpecViT",
     "SpecViTConfig",
     "UnpinnedRevisionWarning",
@@ -24,4 +26,5 @@ __all__ = [
     "list_models",
     "load",
     "model_input",
+    "predict",
 ]

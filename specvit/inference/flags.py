@@ -1,0 +1,41 @@
+"""The per-spectrum quality flags of :func:`specvit.predict` (the ``flags`` output column)."""
+
+from __future__ import annotations
+
+from enum import IntFlag
+
+__all__ = ["PredictFlag"]
+
+
+class PredictFlag(IntFlag):
+    """Bits of the ``flags`` column; 0 means nothing to report.
+
+    Bits in :meth:`no_result` mean the spectrum's labels and σ are NaN; the others are warnings
+    and the labels are still predicted.
+
+    Test a bit with ``(table["flags"] & PredictFlag.TOO_FEW_PIXELS) != 0``.
+    """
+
+    #: Fewer valid pixels on the model grid than ``min_valid`` asks for (labels are NaN).
+    TOO_FEW_PIXELS = 1
+    #: The median flux of the valid pixels is ≤ 0 or not finite, so the spectrum cannot be
+    #: normalised as in training (labels are NaN).
+    BAD_NORMALISATION = 2
+    #: The spectrum's own wavelength axis is not finite and strictly monotonic (labels are NaN).
+    BAD_WAVELENGTH = 4
+    #: The model returned a non-finite value (labels are NaN).
+    NONFINITE_OUTPUT = 8
+    #: Part of the model's wavelength range lies outside the spectrum's; those model pixels
+    #: are masked (labels are still predicted).
+    PARTIAL_COVERAGE = 16
+
+    @classmethod
+    def no_result(cls) -> PredictFlag:
+        """The bits that mean "no prediction" (labels and σ are NaN)."""
+        no_pixels = cls.TOO_FEW_PIXELS | cls.BAD_NORMALISATION | cls.BAD_WAVELENGTH
+        return no_pixels | cls.NONFINITE_OUTPUT
+
+    @classmethod
+    def describe(cls) -> dict[str, int]:
+        """Flag names and their values, e.g. for a table's metadata."""
+        return {flag.name: int(flag) for flag in cls}

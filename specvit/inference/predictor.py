@@ -1,0 +1,403 @@
+"""`Predictor` and `predict`: stellar labels, their σ and quality flags for user spectra.
+
+A :class:`Predictor` holds one model on one device; each call validates the spectra
+(:func:`~specvit.inference.validate.as_spectra`), reads them in chunks of ``batch_size`` rows,
+resamples each chunk onto the model's grid
+(:class:`~specvit.inference.resample.Resampler`), builds the model input exactly as in training
+(:func:`specvit.preprocessing.model_input`) and writes one output row per input spectrum, so
+memory stays bounded by ``batch_size`` whatever the number of spectra.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from astropy.table import Column, Table
+
+from specvit.inference.flags import PredictFlag
+from specvit.inference.resample import Resampler
+from specvit.inference.validate import Chunk, Spectra, as_spectra, is_specutils_spectrum
+from specvit.models.specvit import SpecViT
+from specvit.preprocessing import model_input
+
+__all__ = ["DEFAULT_MODEL", "Predictor", "predict"]
+
+#: The model :func:`predict` uses when none is given. None until a trained model is published:
+#: until then ``model=`` (or the CLI's ``--model``) is required.
+DEFAULT_MODEL: str | None = None
+
+#: Units of the labels specvit models are trained on; other labels get no unit.
+LABEL_UNITS = {"T_eff": "K", "log_g": "dex", "M_H": "dex"}
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class Predictor:
+    """A model loaded once, predicting labels for any number of spectra in bounded memory.
+
+    Parameters
+    ----------
+    model : SpecViT, str or pathlib.Path
+        A model, or a local folder / Hub repo id for :func:`specvit.load`.
+    revision : str, optional
+        Hub revision (pin a commit hash); ignored for local folders and model objects.
+    device : str or torch.device
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"`` …
+    batch_size : int
+        Spectra per forward pass; peak memory grows linearly with it.
+    precision : {"auto", "fp32", "bf16", "fp16"}
+        Autocast dtype of the forward pass. ``"auto"`` is fp32 on CPU and bf16 on CUDA (see
+        the predict docs page for the accuracy cost measured for bf16).
+    min_valid : float
+        Fraction of the model's pixels that must be valid after masking and resampling;
+        spectra with fewer get :attr:`PredictFlag.TOO_FEW_PIXELS` and NaN labels.
+
+    Examples
+    --------
+    >>> predictor = Predictor("path/to/model")  # doctest: +SKIP
+    >>> table = predictor.predict(flux, error, wavelength=wave)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: SpecViT | str | Path,
+        *,
+        revision: str | None = None,
+        device: str | torch.device = "auto",
+        batch_size: int = 256,
+        precision: Precision = "auto",
+        min_valid: float = 0.5,
+    ) -> None:
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if not 0.0 < min_valid <= 1.0:
+            raise ValueError(f"min_valid must be a fraction in (0, 1], got {min_valid}")
+        if precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
+        self.device = _resolve_device(device)
+        if isinstance(model, SpecViT):
+            self.model = model.to(self.device).eval()
+            self.source = model.config.extra.get("name", type(model).__name__)
+        else:
+            from specvit._hub import load
+
+            self.model = load(model, revision=revision, device=self.device)
+            self.source = str(model) if revision is None else f"{model}@{revision}"
+        self.config = self.model.config
+        self.batch_size = batch_size
+        self.min_valid = min_valid
+        if precision == "auto":
+            precision = "bf16" if self.device.type == "cuda" else "fp32"
+        self.precision = precision
+        self.wavelength = self.model.wavelength
+        self._resamplers: dict[tuple, Resampler] = {}
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """Predicted labels, in output-column order."""
+        return self.config.label_names
+
+    def predict(
+        self,
+        flux: Any,
+        error: Any = None,
+        *,
+        wavelength: Any = None,
+        mask: Any = None,
+        medium: Literal["vacuum", "air"] = "vacuum",
+        uncertainty: Literal["std", "var", "ivar"] = "std",
+        progress: Callable[[int], object] | None = None,
+    ) -> Table:
+        """Predict labels for one spectrum or a batch.
+
+        Parameters
+        ----------
+        flux, error, wavelength, mask, medium, uncertainty
+            As in :func:`specvit.inference.validate.as_spectra`. ``flux`` may also be a list of
+            specutils ``Spectrum`` objects on different grids (one output row each).
+        progress : callable, optional
+            Called with the number of spectra finished after each chunk (e.g. ``tqdm.update``).
+
+        Returns
+        -------
+        astropy.table.Table
+            One row per input spectrum, in input order; see :func:`predict` for the columns.
+        """
+        if isinstance(flux, (list, tuple)) and flux and all(map(is_specutils_spectrum, flux)):
+            if error is not None or wavelength is not None or mask is not None:
+                raise TypeError("Spectrum objects carry their own error, wavelength and mask")
+            from astropy.table import vstack
+
+            rows = [self.predict(s, medium=medium, progress=progress) for s in flux]
+            return vstack(rows, metadata_conflicts="silent")
+        spectra = as_spectra(
+            flux, error, wavelength=wavelength, mask=mask, medium=medium, uncertainty=uncertainty
+        )
+        return self.predict_spectra(spectra, progress=progress)
+
+    __call__ = predict
+
+    def predict_spectra(
+        self, spectra: Spectra, *, progress: Callable[[int], object] | None = None
+    ) -> Table:
+        """Predict for already validated :class:`~specvit.inference.validate.Spectra`.
+
+        Parameters
+        ----------
+        spectra : Spectra
+            From :func:`~specvit.inference.validate.as_spectra`.
+        progress : callable, optional
+            As in :meth:`predict`.
+
+        Returns
+        -------
+        astropy.table.Table
+        """
+        n, n_labels = len(spectra), self.config.num_labels
+        if spectra.wavelength is None and spectra.length != self.config.input_length:
+            raise ValueError(
+                f"spectra have {spectra.length} pixels but the model's grid has "
+                f"{self.config.input_length} ({self.config.wave_start}–{self.config.wave_stop} Å, "
+                f"{self.config.wave_medium}); pass wavelength= to resample them onto it"
+            )
+        if spectra.wavelength is not None and spectra.wavelength.ndim == 1:
+            self._check_overlap(spectra.wavelength, spectra.medium)
+        mean = np.full((n, n_labels), np.nan)
+        sigma = np.full((n, n_labels), np.nan)
+        snr = np.full(n, np.nan)
+        n_valid = np.zeros(n, dtype=np.int32)
+        flags = np.zeros(n, dtype=np.int32)
+        for start in range(0, n, self.batch_size):
+            stop = min(start + self.batch_size, n)
+            out = self._predict_chunk(spectra.chunk(start, stop), spectra.medium)
+            mean[start:stop], sigma[start:stop], snr[start:stop] = out[:3]
+            n_valid[start:stop], flags[start:stop] = out[3:]
+            if progress is not None:
+                progress(stop - start)
+        return self._table(mean, sigma, snr, n_valid, flags)
+
+    # ------------------------------------------------------------------ internals
+    def _model_grid_wave(self, wave: np.ndarray, medium: str) -> np.ndarray:
+        """Wavelengths (Å) converted into the medium of the model's grid."""
+        if medium == self.config.wave_medium:
+            return wave
+        from specvit.instrument import wavelength as conv
+
+        return conv.air_to_vacuum(wave) if medium == "air" else conv.vacuum_to_air(wave)
+
+    def _check_overlap(self, wave: np.ndarray, medium: str) -> None:
+        lo, hi = wave[0], wave[-1]
+        c = self.config
+        if hi < c.wave_start or lo > c.wave_stop:
+            raise ValueError(
+                f"the spectra's wavelengths ({lo:.6g}–{hi:.6g} Å, {medium}) do not overlap the "
+                f"model's range ({c.wave_start}–{c.wave_stop} Å, {c.wave_medium}). Plain arrays "
+                "are read as Å: pass an astropy Quantity (e.g. wave * u.nm) for other units"
+            )
+
+    def _resampler(self, wave: np.ndarray, medium: str) -> Resampler:
+        key = (medium, wave.shape, hashlib.blake2b(wave.tobytes(), digest_size=16).digest())
+        resampler = self._resamplers.get(key)
+        if resampler is None:
+            if len(self._resamplers) >= 8:
+                self._resamplers.clear()
+            source = self._model_grid_wave(wave, medium)
+            resampler = self._resamplers[key] = Resampler(source, self.wavelength)
+        return resampler
+
+    def _to_model_grid(
+        self, chunk: Chunk, medium: str
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+        """Flux, σ and valid mask on the model grid, and each row's PARTIAL_COVERAGE bit."""
+        partial = np.zeros(chunk.flux.shape[0], dtype=bool)
+        if chunk.wavelength is None:
+            return chunk.flux, chunk.error, chunk.valid, partial
+        if chunk.wavelength.ndim == 1:
+            resampler = self._resampler(chunk.wavelength, medium)
+            partial[:] = not resampler.covered.all()
+            return (*resampler(chunk.flux, chunk.error, chunk.valid), partial)
+        b, length = chunk.flux.shape[0], self.config.input_length
+        flux = np.full((b, length), np.nan)
+        error = None if chunk.error is None else np.full((b, length), np.nan)
+        valid = np.zeros((b, length), dtype=bool)
+        for i in np.flatnonzero(~chunk.bad_wavelength):
+            resampler = self._resampler(chunk.wavelength[i], medium)
+            err_i = None if error is None else chunk.error[i : i + 1]
+            f, e, v = resampler(chunk.flux[i : i + 1], err_i, chunk.valid[i : i + 1])
+            flux[i], valid[i] = f[0], v[0]
+            if error is not None:
+                error[i] = e[0]
+            partial[i] = not resampler.covered.all()
+        return flux, error, valid, partial
+
+    def _autocast(self) -> Any:
+        if self.precision == "fp32":
+            return nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    @torch.inference_mode()
+    def _predict_chunk(self, chunk: Chunk, medium: str) -> tuple[np.ndarray, ...]:
+        flux, error, valid, partial = self._to_model_grid(chunk, medium)
+        dev = self.device
+        flux_t = torch.from_numpy(np.asarray(flux, dtype=np.float32)).to(dev)
+        error_t = None
+        if error is not None:
+            error_t = torch.from_numpy(np.asarray(error, dtype=np.float32)).to(dev)
+        valid_t = torch.from_numpy(np.ascontiguousarray(valid)).to(dev)
+        if error_t is not None:
+            valid_t &= torch.isfinite(error_t) & (error_t > 0)
+        valid_t &= torch.isfinite(flux_t)
+        x, scale = model_input(flux_t, error_t, self.config, valid=valid_t)
+        n_valid = valid_t.sum(dim=1)
+        if error_t is None:
+            snr = torch.full_like(scale, torch.nan)
+        else:
+            ratio = torch.where(valid_t, flux_t / torch.where(valid_t, error_t, 1.0), torch.nan)
+            snr = torch.nanmedian(ratio, dim=1).values
+        with self._autocast():
+            out = self.model(x)
+        mean, sigma = self.model.to_physical(out.float())
+        flags = torch.zeros_like(n_valid, dtype=torch.int32)
+        need = max(1, math.ceil(self.min_valid * self.config.input_length))
+        flags |= torch.where(n_valid < need, int(PredictFlag.TOO_FEW_PIXELS), 0).int()
+        flags |= torch.where(torch.isfinite(scale), 0, int(PredictFlag.BAD_NORMALISATION)).int()
+        flags |= torch.from_numpy(
+            np.where(chunk.bad_wavelength, int(PredictFlag.BAD_WAVELENGTH), 0)
+            | np.where(partial, int(PredictFlag.PARTIAL_COVERAGE), 0)
+        ).to(dev, torch.int32)
+        finite = torch.isfinite(mean).all(dim=1)
+        if sigma is not None:
+            finite &= torch.isfinite(sigma).all(dim=1)
+        no_result = (flags & int(PredictFlag.no_result())) != 0
+        flags |= torch.where(finite | no_result, 0, int(PredictFlag.NONFINITE_OUTPUT)).int()
+        drop = ((flags & int(PredictFlag.no_result())) != 0)[:, None]
+        mean = torch.where(drop, torch.nan, mean)
+        sigma = torch.full_like(mean, torch.nan) if sigma is None else sigma
+        sigma = torch.where(drop, torch.nan, sigma)
+        return tuple(t.cpu().numpy() for t in (mean, sigma, snr, n_valid, flags))
+
+    def _table(
+        self,
+        mean: np.ndarray,
+        sigma: np.ndarray,
+        snr: np.ndarray,
+        n_valid: np.ndarray,
+        flags: np.ndarray,
+    ) -> Table:
+        from specvit import __version__
+
+        columns = []
+        for k, name in enumerate(self.label_names):
+            unit = LABEL_UNITS.get(name)
+            columns.append(Column(mean[:, k], name=name, unit=unit))
+            columns.append(Column(sigma[:, k], name=f"{name}_err", unit=unit))
+        columns += [
+            Column(snr, name="snr"),
+            Column(n_valid, name="n_valid"),
+            Column(flags, name="flags"),
+        ]
+        meta = {
+            "model": self.source,
+            "specvit_version": __version__,
+            "head": self.config.head,
+            "flags": PredictFlag.describe(),
+        }
+        return Table(columns, meta=meta)
+
+
+def predict(
+    flux: Any,
+    error: Any = None,
+    *,
+    wavelength: Any = None,
+    mask: Any = None,
+    medium: Literal["vacuum", "air"] = "vacuum",
+    uncertainty: Literal["std", "var", "ivar"] = "std",
+    model: Predictor | SpecViT | str | Path | None = None,
+    revision: str | None = None,
+    device: str | torch.device = "auto",
+    batch_size: int = 256,
+    precision: Precision = "auto",
+    min_valid: float = 0.5,
+) -> Table:
+    """Predict stellar labels, their σ and quality flags for one spectrum or a batch.
+
+    Parameters
+    ----------
+    flux : array-like, torch.Tensor, astropy.units.Quantity or specutils.Spectrum
+        (L,) one spectrum or (N, L) a batch, in any flux unit (the model input is divided by
+        each spectrum's median flux). A list of specutils ``Spectrum`` objects is also accepted.
+    error : array-like, optional
+        1σ, same shape and unit as ``flux`` (or σ² / 1/σ², see ``uncertainty``). Pixels with
+        σ ≤ 0, NaN or inf (inverse variance 0) are masked. Needed for the ``snr`` column and
+        by models with a ``flux+inverr`` input.
+    wavelength : array-like or astropy.units.Quantity, optional
+        (L,) or (N, L) pixel-centre wavelengths (plain arrays in Å), ascending or descending.
+        None: the spectra are already on the model's grid (``L`` must equal its length).
+    mask : array-like, optional
+        (L,) or (N, L), True / non-zero = bad pixel.
+    medium : {"vacuum", "air"}
+        Medium of ``wavelength``; converted to the model's if they differ.
+    uncertainty : {"std", "var", "ivar"}
+        What ``error`` holds: 1σ, variance or inverse variance.
+    model : Predictor, SpecViT, str or pathlib.Path
+        The model, a local folder or a Hub repo id. Required while no default model is
+        published (:data:`DEFAULT_MODEL` is None).
+    revision : str, optional
+        Hub revision; pin a commit hash.
+    device, batch_size, precision, min_valid
+        As for :class:`Predictor`.
+
+    Returns
+    -------
+    astropy.table.Table
+        One row per input spectrum, in input order, with for each label ``<label>`` and
+        ``<label>_err`` (1σ; NaN for models with a point head), ``snr`` (median flux/σ over the
+        valid model-grid pixels — the lower middle value for an even count; NaN without
+        ``error``), ``n_valid`` (valid model-grid pixels)
+        and ``flags`` (:class:`PredictFlag` bits). Labels are NaN where a :meth:`no_result
+        <PredictFlag.no_result>` bit is set.
+
+    Raises
+    ------
+    ValueError
+        If no model is given and none is published, or for inconsistent input (see
+        :func:`~specvit.inference.validate.as_spectra`).
+
+    Notes
+    -----
+    Loading a model costs far more than predicting a few spectra: in a pipeline, build one
+    :class:`Predictor` and call it repeatedly.
+    """
+    if not isinstance(model, Predictor):
+        model = model if model is not None else DEFAULT_MODEL
+        if model is None:
+            raise ValueError(
+                "no default specvit model is published yet: pass model= a SpecViT, a folder "
+                "written by save_pretrained, or a Hub repo id"
+            )
+        model = Predictor(
+            model,
+            revision=revision,
+            device=device,
+            batch_size=batch_size,
+            precision=precision,
+            min_valid=min_valid,
+        )
+    return model.predict(
+        flux, error, wavelength=wavelength, mask=mask, medium=medium, uncertainty=uncertainty
+    )
