@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from specvit.bounds import (
-    append_amplitude,
     autograd_jacobian,
     check_jacobian,
     fisher_information,
@@ -95,14 +94,19 @@ def test_more_nuisance_parameters_never_lower_the_crlb():
         previous = crlb
 
 
-def test_amplitude_column_is_the_flux():
+def test_amplitude_parameter_is_a_flux_column():
     flux = gaussian_line(THETA)
-    jac = append_amplitude(autograd_jacobian(gaussian_line, THETA), flux)
-    assert jac.shape == (3, LAM.numel(), 4)
-    # Check ∂f/∂ln A = f against a difference of A·f in ln A.
+    jac = autograd_jacobian(gaussian_line, THETA)
+    sigma = 0.01 + 0.02 * torch.rand(LAM.numel(), dtype=torch.float64)
+    fisher = fisher_information(jac, sigma, flux=flux)
+    assert fisher.shape == (3, 4, 4)
+    # ∂(A f)/∂ln A at A = 1, by central differences in ln A, as an explicit fourth column.
     eps = 1e-6
-    fd = (math.exp(eps) - math.exp(-eps)) * flux / (2 * eps)
-    assert torch.allclose(jac[..., 3], fd, rtol=1e-9)
+    column = (math.exp(eps) - math.exp(-eps)) * flux / (2 * eps)
+    explicit = fisher_information(torch.cat([jac, column.unsqueeze(-1)], -1), sigma)
+    assert torch.allclose(fisher, explicit, rtol=1e-9)
+    with pytest.raises(ValueError, match="flux shape"):
+        fisher_information(jac, sigma, flux=flux[:, :10])
 
 
 def test_masked_pixels_carry_no_information():
@@ -143,5 +147,3 @@ def test_bad_index_and_shapes():
         marginal_crlb(fisher, 3)
     with pytest.raises(ValueError, match=r"shape \(\.\.\., P, P\)"):
         marginal_crlb(torch.ones(2, 3), 0)
-    with pytest.raises(ValueError, match="flux shape"):
-        append_amplitude(torch.ones(2, 5, 3), torch.ones(2, 4))

@@ -21,7 +21,6 @@ from specvit.bounds.ceilings import (
 )
 from specvit.bounds.fisher import (
     AMPLITUDE,
-    append_amplitude,
     fisher_information,
     marginal_crlb,
     marginal_crlb_inverse,
@@ -47,7 +46,6 @@ __all__ = [
     "PosteriorMean",
     "Uniform",
     "amplitude_marginal_loglike",
-    "append_amplitude",
     "autograd_jacobian",
     "ceiling_table",
     "central_difference_jacobian",

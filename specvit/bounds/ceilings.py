@@ -25,7 +25,6 @@ import torch
 from specvit.bounds.bayes import van_trees_bound
 from specvit.bounds.fisher import (
     AMPLITUDE,
-    append_amplitude,
     fisher_information,
     marginal_crlb,
 )
@@ -276,24 +275,28 @@ def crlb_ceilings(
         error = torch.as_tensor(error, dtype=torch.float64)
         if error.dim() == 2 and error.shape[0] != n:
             raise ValueError(f"error has {error.shape[0]} spectra for {n} stars")
-    keep = [LABELS.index(target)] + [LABELS.index(p) for p in nuisance if p != AMPLITUDE]
+    amplitude = AMPLITUDE in nuisance
+    # Fisher over (T_eff, log_g, M_H[, ln_A]), then the rows of (target, *nuisance).
+    order = [LABELS.index(target)]
+    order += [len(LABELS) if p == AMPLITUDE else LABELS.index(p) for p in nuisance]
     crlbs, snrs, fishers = [], [], []
     for start in range(0, n, chunk):
         sl = slice(start, start + chunk)
         theta = labels[sl].to(emulator.dtype)
         flux = emulator(theta)
-        jac = emulator.jacobian(theta)[..., keep]
+        jac = emulator.jacobian(theta)
         if mag_t is not None or snr_t is not None:
             ref = mag_t[sl] if mag_t is not None else torch.full_like(snr_t[sl], REFERENCE_MAG)
             flux_njy = _to_njy(noise_model, flux, ref.to(flux.dtype))
-            scale = flux_njy.sum(dim=-1, keepdim=True) / flux.sum(dim=-1, keepdim=True)
-            jac = jac * scale.unsqueeze(-1)
-            flux = flux_njy
             sigma = noise_model.expected_sigma(flux_njy)
-            star_snr = median_snr(flux, sigma)
+            star_snr = median_snr(flux_njy, sigma)
+            # The Fisher matrix does not depend on the flux unit: express σ in the emulator's
+            # unit rather than rescale the (3× larger) Jacobian.
+            to_model = flux.sum(dim=-1, keepdim=True) / flux_njy.sum(dim=-1, keepdim=True)
             if snr_t is not None:
-                sigma = sigma * (star_snr / snr_t[sl].to(sigma.dtype)).unsqueeze(-1)
+                to_model = to_model * (star_snr / snr_t[sl].to(sigma.dtype)).unsqueeze(-1)
                 star_snr = snr_t[sl]
+            sigma = sigma * to_model
         else:
             rows = error if error.dim() == 1 else error[sl]
             if rows.shape[-1] != flux.shape[-1]:
@@ -302,9 +305,8 @@ def crlb_ceilings(
                 )
             sigma = rows.to(flux.dtype) * flux.median(dim=-1, keepdim=True).values
             star_snr = median_snr(flux, sigma.expand_as(flux))
-        if AMPLITUDE in nuisance:
-            jac = append_amplitude(jac, flux)
-        fisher = fisher_information(jac, sigma)
+        fisher = fisher_information(jac, sigma, flux=flux if amplitude else None)
+        fisher = fisher[..., order, :][..., order]
         fishers.append(fisher)
         crlbs.append(marginal_crlb(fisher, 0))
         snrs.append(star_snr.to(torch.float64))

@@ -17,7 +17,6 @@ import torch
 
 __all__ = [
     "AMPLITUDE",
-    "append_amplitude",
     "fisher_information",
     "marginal_crlb",
     "marginal_crlb_inverse",
@@ -35,7 +34,9 @@ def _check_sigma(sigma: torch.Tensor) -> None:
         raise ValueError(f"sigma must be > 0 everywhere; got minimum {float(sigma.min()):.3g}")
 
 
-def fisher_information(jacobian: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+def fisher_information(
+    jacobian: torch.Tensor, sigma: torch.Tensor, flux: torch.Tensor | None = None
+) -> torch.Tensor:
     """Fisher information ``Jᵀ diag(σ⁻²) J`` for independent Gaussian pixel noise.
 
     Parameters
@@ -47,11 +48,16 @@ def fisher_information(jacobian: torch.Tensor, sigma: torch.Tensor) -> torch.Ten
         ``(..., L)``: per-pixel 1σ noise in the flux unit, > 0 (``inf`` masks a pixel); broadcast
         against the leading dimensions of ``jacobian`` (e.g. one σ spectrum ``(L,)`` for all
         stars).
+    flux : torch.Tensor, optional
+        ``(..., L)`` model flux. When given, the overall flux amplitude ``ln A`` is added as a
+        last parameter, with ``∂flux/∂ln A = flux`` (without copying the Jacobian). An
+        estimator that is not told the star's brightness (any scale-normalised input) has to
+        treat it as unknown.
 
     Returns
     -------
     torch.Tensor
-        ``(..., P, P)`` float64 Fisher matrix, in (parameter unit)⁻².
+        ``(..., P, P)`` float64 Fisher matrix, in (parameter unit)⁻² (``P + 1`` with ``flux``).
 
     Raises
     ------
@@ -75,8 +81,19 @@ def fisher_information(jacobian: torch.Tensor, sigma: torch.Tensor) -> torch.Ten
         ) from err
     # Whiten in the input precision (one rounding per element), accumulate in float64: the
     # Schur complement amplifies float32 accumulation errors to ~1e-3 of the CRLB.
-    whitened = (jacobian / sigma.to(jacobian.dtype).unsqueeze(-1)).to(torch.float64)
-    return whitened.mT @ whitened
+    inverse = sigma.to(jacobian.dtype).reciprocal()
+    whitened = (jacobian * inverse.unsqueeze(-1)).to(torch.float64)
+    fisher = whitened.mT @ whitened
+    if flux is None:
+        return fisher
+    if flux.shape != jacobian.shape[:-1]:
+        raise ValueError(
+            f"flux shape {tuple(flux.shape)} must equal the jacobian's {tuple(jacobian.shape[:-1])}"
+        )
+    flux_w = (flux.to(jacobian.dtype) * inverse).to(torch.float64).unsqueeze(-1)
+    cross = whitened.mT @ flux_w
+    corner = flux_w.mT @ flux_w
+    return torch.cat([torch.cat([fisher, cross], -1), torch.cat([cross.mT, corner], -1)], -2)
 
 
 def parameter_index(names: Sequence[str], name: str) -> int:
@@ -85,31 +102,6 @@ def parameter_index(names: Sequence[str], name: str) -> int:
     if name not in names:
         raise ValueError(f"unknown parameter {name!r}; available: {names}")
     return names.index(name)
-
-
-def append_amplitude(jacobian: torch.Tensor, flux: torch.Tensor) -> torch.Tensor:
-    """Add the flux amplitude as a parameter: the column ``∂flux/∂ln A = flux``.
-
-    An estimator that is not told the star's brightness (any scale-normalised input) has to
-    treat the amplitude as unknown; this column makes it a nuisance parameter.
-
-    Parameters
-    ----------
-    jacobian : torch.Tensor
-        ``(..., L, P)``.
-    flux : torch.Tensor
-        ``(..., L)``, the model flux in the jacobian's flux unit.
-
-    Returns
-    -------
-    torch.Tensor
-        ``(..., L, P + 1)`` with the amplitude last.
-    """
-    if flux.shape != jacobian.shape[:-1]:
-        raise ValueError(
-            f"flux shape {tuple(flux.shape)} must equal the jacobian's {tuple(jacobian.shape[:-1])}"
-        )
-    return torch.cat([jacobian, flux.unsqueeze(-1).to(jacobian.dtype)], dim=-1)
 
 
 def _equilibrate(fisher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
