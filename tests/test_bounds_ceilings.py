@@ -1,6 +1,7 @@
 """The high-level ceilings: summaries, nuisance handling, input errors (with a small model)."""
 
 import math
+import sys
 
 import pytest
 import torch
@@ -144,3 +145,15 @@ def test_van_trees_needs_a_smooth_prior_and_sits_between_prior_and_crlb():
         crlb_ceilings(labels, emulator=MODEL, prior=smooth, error=torch.ones(400)).van_trees_r2(
             smooth
         )
+
+
+def test_plot_and_a_clear_error_without_matplotlib(tmp_path, monkeypatch):
+    from specvit.bounds.plot import plot_ceilings
+
+    rows = [CeilingRow(21.5, 7.1, 0.9, 0.85, 0.3), CeilingRow(22.5, 3.0, 0.5, 0.45, 0.8)]
+    fig = plot_ceilings(rows, measured={"Bayes-optimal": ([3.0, 7.1], [0.5, 0.9])})
+    fig.savefig(tmp_path / "ceilings.png")
+    assert (tmp_path / "ceilings.png").stat().st_size > 1000
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(ImportError, match=r"pip install 'specvit\[plot\]'"):
+        plot_ceilings(rows)
