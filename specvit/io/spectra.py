@@ -1,0 +1,156 @@
+"""`SpectrumSet`: spectra read from a file, with their identifiers, as `specvit.predict` takes them.
+
+Readers (:func:`specvit.io.open_spectra` and the format modules) return a :class:`SpectrumSet`
+whose arrays may still be on disk (memory maps, HDF5 datasets); :meth:`SpectrumSet.rows` reads
+a range of rows into memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+from astropy.table import Table
+
+__all__ = ["SpectrumSet", "stack_sets"]
+
+Uncertainty = Literal["std", "var", "ivar"]
+
+
+@dataclass
+class SpectrumSet:
+    """N spectra on one or several wavelength grids, with one row of identifiers each.
+
+    Attributes
+    ----------
+    flux : array-like
+        (N, L) flux, any unit; may be a memory map or an HDF5 dataset.
+    error : array-like or None
+        (N, L) uncertainty, meaning given by ``uncertainty``.
+    uncertainty : {"std", "var", "ivar"}
+        ``error`` holds 1σ, the variance or the inverse variance.
+    wavelength : numpy.ndarray or None
+        (L,) shared or (N, L) per-spectrum wavelengths in Å; None = already on the model grid.
+    mask : array-like or None
+        (N, L) or (L,); non-zero = bad pixel.
+    medium : {"vacuum", "air"}
+        Medium of ``wavelength``.
+    ids : astropy.table.Table
+        N rows of identifiers from the file (may have no columns).
+    """
+
+    flux: Any
+    error: Any = None
+    uncertainty: Uncertainty = "std"
+    wavelength: np.ndarray | None = None
+    mask: Any = None
+    medium: Literal["vacuum", "air"] = "vacuum"
+    ids: Table = field(default_factory=Table)
+
+    def __post_init__(self) -> None:
+        if len(self.ids.colnames) == 0:
+            self.ids = Table()
+        elif len(self.ids) != len(self):
+            raise ValueError(f"{len(self.ids)} identifier rows for {len(self)} spectra")
+
+    def __len__(self) -> int:
+        return int(self.flux.shape[0])
+
+    def rows(self, start: int, stop: int) -> SpectrumSet:
+        """Rows ``start:stop`` read into memory (numpy arrays)."""
+
+        def take(arr: Any) -> Any:
+            if arr is None:
+                return None
+            if arr.ndim == 1:  # a shared wavelength or mask
+                return np.asarray(arr)
+            return np.asarray(arr[start:stop])
+
+        ids = self.ids[start:stop] if self.ids.colnames else Table()
+        return replace(
+            self,
+            flux=take(self.flux),
+            error=take(self.error),
+            wavelength=take(self.wavelength),
+            mask=take(self.mask),
+            ids=ids,
+        )
+
+    def predict_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`specvit.predict` / :meth:`specvit.Predictor.predict`."""
+        return {
+            "flux": self.flux,
+            "error": self.error,
+            "wavelength": self.wavelength,
+            "mask": self.mask,
+            "medium": self.medium,
+            "uncertainty": self.uncertainty,
+        }
+
+
+def _compatible(a: SpectrumSet, b: SpectrumSet) -> bool:
+    return (
+        a.flux.shape[1] == b.flux.shape[1]
+        and (a.error is None) == (b.error is None)
+        and a.uncertainty == b.uncertainty
+        and (a.wavelength is None) == (b.wavelength is None)
+        and (a.mask is None) == (b.mask is None)
+        and a.medium == b.medium
+    )
+
+
+def stack_sets(sets: list[SpectrumSet]) -> list[SpectrumSet]:
+    """Concatenate consecutive in-memory sets that can share one batch.
+
+    Sets are joined when they have the same number of pixels, the same uncertainty kind and
+    the same medium; their wavelengths become one (N, L) per-spectrum array unless all are
+    equal. Order is preserved.
+
+    Parameters
+    ----------
+    sets : list of SpectrumSet
+        In-memory sets (from :meth:`SpectrumSet.rows`).
+
+    Returns
+    -------
+    list of SpectrumSet
+    """
+    out: list[SpectrumSet] = []
+    group: list[SpectrumSet] = []
+    for s in [*sets, None]:
+        if group and (s is None or not _compatible(group[0], s)):
+            out.append(group[0] if len(group) == 1 else _concat(group))
+            group = []
+        if s is not None:
+            group.append(s)
+    return out
+
+
+def _concat(group: list[SpectrumSet]) -> SpectrumSet:
+    from astropy.table import vstack
+
+    def cat(name: str) -> np.ndarray | None:
+        arrays = [getattr(s, name) for s in group]
+        if arrays[0] is None:
+            return None
+        if name in ("wavelength", "mask") and all(a.ndim == 1 for a in arrays):
+            if all(np.array_equal(arrays[0], a) for a in arrays[1:]):
+                return arrays[0]
+        shapes = [s.flux.shape for s in group]
+        return np.concatenate(
+            [np.broadcast_to(a, shape) for a, shape in zip(arrays, shapes, strict=True)]
+        )
+
+    with_ids = [s.ids for s in group if s.ids.colnames]
+    ids = Table()
+    if len(with_ids) == len(group):
+        ids = vstack(with_ids, join_type="outer", metadata_conflicts="silent")
+    return replace(
+        group[0],
+        flux=cat("flux"),
+        error=cat("error"),
+        wavelength=cat("wavelength"),
+        mask=cat("mask"),
+        ids=ids,
+    )
