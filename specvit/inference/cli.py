@@ -198,3 +198,7 @@ def _rename_clashes(ids: Table, names: list[str]) -> Table:
         ids = ids.copy(copy_data=False)
         ids.rename_columns(clash, [f"input_{n}" for n in clash])
     return ids
+
+
+if __name__ == "__main__":
+    main()

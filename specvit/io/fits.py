@@ -114,7 +114,7 @@ def _from_images(hdul: fits.HDUList, images: dict[str, Any]) -> SpectrumSet:
         default = "nm" if is_pfs else "Angstrom"
         wave = _to_angstrom(hdu.data, hdu.header.get("BUNIT", default), wave_name)
     else:
-        wave, medium = _wcs_wavelength(flux_hdu.header, flux.shape[-1])
+        wave, medium = _wcs_wavelength(flux_hdu.header, flux.shape[-1], pfs=is_pfs)
     if wave is not None and wave.ndim == 2 and single:
         wave = wave[0]
     if str(flux_hdu.header.get("AIRORVAC", "")).lower().startswith("air"):
@@ -148,8 +148,16 @@ def _to_angstrom(values: np.ndarray, unit: str | None, name: str = "") -> np.nda
     return values * unit.to(u.AA)
 
 
-def _wcs_wavelength(header: fits.Header, length: int) -> tuple[np.ndarray | None, str]:
-    """Wavelengths (Å) and medium from a 1-D spectral WCS on axis 1, or (None, "vacuum")."""
+def _wcs_wavelength(
+    header: fits.Header, length: int, pfs: bool = False
+) -> tuple[np.ndarray | None, str]:
+    """Wavelengths (Å) and medium from a 1-D linear WCS on axis 1, or (None, "vacuum").
+
+    PFS files place array element 0 at FITS pixel 2 (the datamodel's ``WavelengthArray``
+    writes ``CRPIX1 = L/2 + 1.5`` for the central wavelength and reads pixel 1, 0-based, as
+    the first element); ``pfs=True`` follows that convention so wavelengths match the PFS
+    reader's.
+    """
     ctype = str(header.get("CTYPE1", "")).upper()
     if "CRVAL1" not in header:
         return None, "vacuum"
@@ -157,7 +165,8 @@ def _wcs_wavelength(header: fits.Header, length: int) -> tuple[np.ndarray | None
     step = header.get("CDELT1", header.get("CD1_1"))
     if step is None:
         return None, medium
-    pix = np.arange(length, dtype=np.float64) + 1.0 - float(header.get("CRPIX1", 1.0))
+    first = 2.0 if pfs else 1.0  # FITS pixel of array element 0
+    pix = np.arange(length, dtype=np.float64) + first - float(header.get("CRPIX1", 1.0))
     values = float(header["CRVAL1"]) + pix * float(step)
     if header.get("DC-FLAG") == 1:  # IRAF / SDSS convention: log10 of the wavelength in Å
         return 10.0**values, medium

@@ -50,7 +50,8 @@ def write_table(table: Table, path: str | Path, *, overwrite: bool = False) -> N
     Parameters
     ----------
     table : astropy.table.Table
-        The table; for FITS, nested metadata (dicts) is written as ``KEY_SUBKEY`` cards.
+        The table. For FITS, nested metadata (dicts) is written as ``KEY_SUBKEY`` cards, and
+        a unit FITS cannot store (``dex``) as a ``UNIT_<COLUMN>`` card instead of ``TUNIT``.
     path : str or pathlib.Path
         Output file; its suffix selects the format (:func:`table_format`).
     overwrite : bool
@@ -70,6 +71,10 @@ def write_table(table: Table, path: str | Path, *, overwrite: bool = False) -> N
     if fmt == "fits":
         out = table.copy(copy_data=False)
         out.meta = _flat_meta(table.meta)
+        for col in out.itercols():
+            if col.unit is not None and not _fits_unit(col.unit):
+                out.meta[f"UNIT_{col.name}".upper()] = str(col.unit)
+                col.unit = None
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -99,6 +104,15 @@ def _link_no_clobber(tmp: str, path: Path) -> None:
         os.replace(tmp, path)
         return
     os.unlink(tmp)
+
+
+def _fits_unit(unit) -> bool:
+    """Whether FITS can store ``unit`` as a TUNIT card (``dex`` cannot)."""
+    try:
+        unit.to_string("fits")
+    except ValueError:
+        return False
+    return True
 
 
 def _flat_meta(meta: dict) -> dict:
