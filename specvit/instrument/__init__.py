@@ -1,5 +1,22 @@
-"""Instrument descriptions: wavelength grids (and, with the data engine, LSF and noise models)."""
+"""Instrument: the PFS MR grid, air ↔ vacuum, line-spread function, photometry and noise."""
 
 from specvit.instrument.grid import PFS_MR, WavelengthGrid
+from specvit.instrument.lsf import lsf_matrix, lsf_sigma
+from specvit.instrument.noise import DEFAULT_N_EXPOSURES, PFSNoiseModel, read_etc
+from specvit.instrument.photometry import band_weights, magnitude_to_njy, njy_to_magnitude
+from specvit.instrument.wavelength import air_to_vacuum, vacuum_to_air
 
-__all__ = ["PFS_MR", "WavelengthGrid"]
+__all__ = [
+    "DEFAULT_N_EXPOSURES",
+    "PFS_MR",
+    "PFSNoiseModel",
+    "WavelengthGrid",
+    "air_to_vacuum",
+    "band_weights",
+    "lsf_matrix",
+    "lsf_sigma",
+    "magnitude_to_njy",
+    "njy_to_magnitude",
+    "read_etc",
+    "vacuum_to_air",
+]

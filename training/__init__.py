@@ -1,0 +1,1 @@
+"""specvit's training side (not shipped in the wheel): data engine, trainer, publishing."""
