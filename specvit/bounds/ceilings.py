@@ -57,15 +57,46 @@ def _default_emulator():
     return Emulator.load()
 
 
+def _flux_and_jacobian(emulator, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flux ``(n, L)`` and Jacobian ``(n, L, 3)`` of the emulator at ``theta``.
+
+    For :class:`specvit.emulator.Emulator` both come from one matrix product of the design
+    vector and its three derivatives with the coefficients (the emulator's own ``jacobian``
+    evaluates them separately; ``tests/test_bounds_engine.py`` checks the two agree). Any other
+    model is called as ``model(theta)`` and ``model.jacobian(theta)``.
+    """
+    from specvit.emulator import Emulator
+
+    if type(emulator) is not Emulator:
+        return emulator(theta), emulator.jacobian(theta)
+    x = (theta - emulator.fiducials) / emulator.scales
+    one = torch.ones_like(x)
+    powers = torch.stack([one, x, x * x, x * x * x], dim=-1)  # (n, 3, 4): 1, x, x², x³
+    slopes = torch.stack([torch.zeros_like(x), one, 2 * x, 3 * x * x], dim=-1)
+    p = emulator.powers  # (20, 3)
+    factors = [powers[:, m, p[:, m]] for m in range(3)]  # (n, 20) each
+    derivs = [slopes[:, m, p[:, m]] for m in range(3)]
+    design = [factors[0] * factors[1] * factors[2]]
+    design += [derivs[0] * factors[1] * factors[2], factors[0] * derivs[1] * factors[2]]
+    design += [factors[0] * factors[1] * derivs[2]]
+    y = torch.stack(design, dim=1) @ emulator.weights  # (n, 4, 2L): [normalised | ln cont]
+    n_pix = emulator.num_pixels
+    norm, cont = y[:, 0, :n_pix], torch.exp(y[:, 0, n_pix:])
+    flux = norm * cont
+    jac = torch.stack(
+        [
+            (y[:, k + 1, :n_pix] + norm * y[:, k + 1, n_pix:]) * (cont / emulator.scales[k])
+            for k in range(3)
+        ],
+        dim=1,
+    )
+    return flux, jac.mT  # (n, L, 3) view of a (n, 3, L) array: pixel sums stay contiguous
+
+
 def _default_noise_model():
-    from specvit.instrument import PFSNoiseModel
+    from specvit.instrument.noise import PFSNoiseModel
 
     return PFSNoiseModel.default()
-
-
-def _to_njy(noise_model, flux: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
-    """Scale relative model spectra to HSC-i magnitudes ``mag``; returns nJy per pixel."""
-    return noise_model.scale_to_magnitude(flux, mag)
 
 
 def median_snr(flux: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -283,11 +314,10 @@ def crlb_ceilings(
     for start in range(0, n, chunk):
         sl = slice(start, start + chunk)
         theta = labels[sl].to(emulator.dtype)
-        flux = emulator(theta)
-        jac = emulator.jacobian(theta)
+        flux, jac = _flux_and_jacobian(emulator, theta)
         if mag_t is not None or snr_t is not None:
             ref = mag_t[sl] if mag_t is not None else torch.full_like(snr_t[sl], REFERENCE_MAG)
-            flux_njy = _to_njy(noise_model, flux, ref.to(flux.dtype))
+            flux_njy = noise_model.scale_to_magnitude(flux, ref.to(flux.dtype))
             sigma = noise_model.expected_sigma(flux_njy)
             star_snr = median_snr(flux_njy, sigma)
             # The Fisher matrix does not depend on the flux unit: express σ in the emulator's
@@ -349,7 +379,7 @@ def magnitude_for_snr(
     flux = emulator(torch.as_tensor(labels).to(emulator.dtype))
 
     def snr_at(m: float) -> float:
-        f = _to_njy(noise_model, flux, torch.full(flux.shape[:1], m, dtype=flux.dtype))
+        f = noise_model.scale_to_magnitude(flux, m)
         return float(median_snr(f, noise_model.expected_sigma(f)).median())
 
     if not snr_at(high) < snr < snr_at(low):

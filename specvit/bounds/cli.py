@@ -15,7 +15,7 @@ PAPER_MAGS = (18.0, 20.0, 21.5, 22.0, 22.5, 23.0)
 
 
 def _noise_model(etc_dir: Path | None, n_exposures: int):
-    from specvit.instrument import PFSNoiseModel
+    from specvit.instrument.noise import PFSNoiseModel
 
     if etc_dir is None:
         return PFSNoiseModel.default()

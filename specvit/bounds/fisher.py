@@ -79,10 +79,10 @@ def fisher_information(
             f"sigma {tuple(sigma.shape)} does not broadcast against jacobian "
             f"{tuple(jacobian.shape)}"
         ) from err
-    # Whiten in the input precision (one rounding per element), accumulate in float64: the
-    # Schur complement amplifies float32 accumulation errors to ~1e-3 of the CRLB.
-    inverse = sigma.to(jacobian.dtype).reciprocal()
-    whitened = (jacobian * inverse.unsqueeze(-1)).to(torch.float64)
+    # Whiten and accumulate in float64 (one fused promotion): the Schur complement amplifies
+    # float32 accumulation errors to ~1e-3 of the CRLB.
+    inverse = sigma.to(torch.float64).reciprocal()
+    whitened = jacobian * inverse.unsqueeze(-1)
     fisher = whitened.mT @ whitened
     if flux is None:
         return fisher
@@ -90,7 +90,7 @@ def fisher_information(
         raise ValueError(
             f"flux shape {tuple(flux.shape)} must equal the jacobian's {tuple(jacobian.shape[:-1])}"
         )
-    flux_w = (flux.to(jacobian.dtype) * inverse).to(torch.float64).unsqueeze(-1)
+    flux_w = (flux * inverse).unsqueeze(-1)
     cross = whitened.mT @ flux_w
     corner = flux_w.mT @ flux_w
     return torch.cat([torch.cat([fisher, cross], -1), torch.cat([cross.mT, corner], -1)], -2)
