@@ -45,6 +45,17 @@ def trained_state(steps: int = 200, seed: int = 0) -> tuple[dict, dict]:
     state : dict
         Its trained state dict.
     """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same trained weights whatever the machine's thread count
+    try:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)  # the weight initialisation draws from the global RNG
+            return _train(steps, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(steps: int, seed: int) -> tuple[dict, dict]:
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = specvit.create_model(

@@ -257,10 +257,8 @@ class Predictor:
         error_t = None
         if error is not None:
             error_t = torch.from_numpy(np.asarray(error, dtype=np.float32)).to(dev)
+        # ``valid`` already excludes non-finite flux and σ ≤ 0 (Spectra.chunk, Resampler).
         valid_t = torch.from_numpy(np.ascontiguousarray(valid)).to(dev)
-        if error_t is not None:
-            valid_t &= torch.isfinite(error_t) & (error_t > 0)
-        valid_t &= torch.isfinite(flux_t)
         x, scale = model_input(flux_t, error_t, self.config, valid=valid_t)
         n_valid = valid_t.sum(dim=1)
         if error_t is None:
