@@ -22,7 +22,7 @@ install-dev: $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[dev]"
 
 demo: install
-	$(BIN)/python examples/quickstart.py
+	$(BIN)/specvit-bounds --snr 3 --snr 5 --snr 10 --snr 20
 
 lint: install-dev
 	$(BIN)/ruff check .
