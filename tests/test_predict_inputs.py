@@ -246,3 +246,15 @@ def test_gaussian_head_reports_sigma():
     table = predict(np.ones((3, 256)), model=model, device="cpu")
     assert np.all(np.isfinite(table["log_g_err"])) and np.all(table["log_g_err"] > 0)
     assert np.all(np.isnan(table["snr"])), "no error given: snr is NaN"
+
+
+def test_air_wavelengths_are_converted_to_vacuum(predictor):
+    from specvit.instrument.wavelength import vacuum_to_air
+
+    vacuum = np.linspace(7480.0, 7960.0, 1500)
+    flux = spectrum(vacuum, np.array([1.0, 4.0]))
+    ref = predictor.predict(flux, wavelength=vacuum)
+    air = predictor.predict(flux, wavelength=vacuum_to_air(vacuum), medium="air")
+    np.testing.assert_allclose(labels(air), labels(ref), atol=1e-6)
+    with pytest.raises(ValueError, match="medium must be"):
+        predictor.predict(flux, wavelength=vacuum, medium="water")
