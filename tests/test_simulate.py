@@ -1,0 +1,141 @@
+"""Simulator, prior and the on-the-fly dataset; the σ leak test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from specvit.emulator import Emulator
+from specvit.instrument import PFSNoiseModel
+from training.datasets import SimulatedSpectra, batch_generator
+from training.simulate import Distribution, Prior, Simulator
+
+
+@pytest.fixture(scope="module")
+def sim(etc_dir) -> Simulator:
+    return Simulator(noise=PFSNoiseModel.from_etc(etc_dir))
+
+
+def test_prior_defaults_and_ranges() -> None:
+    prior = Prior()
+    draw = prior.sample(20_000, torch.Generator().manual_seed(0))
+    lab, mag = draw["labels"], draw["mag"]
+    assert lab.shape == (20_000, 3) and "rv" not in draw
+    for k, (lo, hi) in enumerate([(3750, 6000), (1, 5), (-2.5, 0.5)]):
+        assert lab[:, k].min() >= lo and lab[:, k].max() <= hi
+        assert lab[:, k].mean() == pytest.approx((lo + hi) / 2, rel=0.05, abs=0.05)
+    assert mag.min() >= 20.5 and mag.max() <= 22.5
+    assert Prior(**prior.to_dict()).to_dict() == prior.to_dict()
+    assert "T_eff uniform[3750, 6000]" in repr(prior)
+
+
+def test_prior_beta_and_extrapolation() -> None:
+    prior = Prior(M_H={"low": -2.5, "high": 0.5, "kind": "beta", "a": 5.0, "b": 2.0})
+    x = prior.sample(20_000, torch.Generator().manual_seed(1))["labels"][:, 2]
+    assert float((x + 2.5).mean() / 3.0) == pytest.approx(5 / 7, abs=0.01)  # beta mean
+    with pytest.raises(ValueError, match="extrapolate=True"):
+        Prior(M_H=(-2.5, 0.75))
+    with pytest.warns(UserWarning, match="extrapolates"):
+        Prior(M_H=(-2.5, 0.75), extrapolate=True)
+    with pytest.raises(ValueError, match="low < high"):
+        Distribution(1.0, 1.0)
+    with pytest.raises(ValueError, match="kind"):
+        Distribution(0.0, 1.0, kind="normal")  # type: ignore[arg-type]
+
+
+def test_sample_keys_units_and_reproducibility(sim: Simulator) -> None:
+    a = sim.sample(64, torch.Generator().manual_seed(3))
+    b = sim.sample(64, torch.Generator().manual_seed(3))
+    assert set(a) == {"flux", "error", "labels", "mag", "snr"}
+    assert a["flux"].shape == a["error"].shape == (64, 4096) and a["flux"].dtype == torch.float32
+    for k in a:
+        assert torch.equal(a[k], b[k])
+    # nJy: the noiseless flux has the drawn HSC-i magnitude
+    clean = sim.noiseless(a["labels"], a["mag"])
+    mag = sim.noise.magnitude(clean)
+    torch.testing.assert_close(mag, a["mag"], atol=1e-4, rtol=0)
+    assert torch.all(a["error"] > 0)
+    ratio = a["flux"] / a["error"]
+    torch.testing.assert_close(a["snr"], ratio.median(-1).values)
+    assert 1.0 < float(a["snr"].median()) < 20.0
+
+
+def test_rv_shift_moves_lines(etc_dir) -> None:
+    sim = Simulator(noise=PFSNoiseModel.from_etc(etc_dir), prior=Prior(rv=(-300.0, 300.0)))
+    labels = torch.tensor([[4200.0, 2.0, 0.0]] * 3)
+    mag = torch.full((3,), 21.0)
+    rv = torch.tensor([0.0, 150.0, -150.0])
+    flux = sim.noiseless(labels, mag, rv)
+    rest = Simulator(noise=sim.noise).noiseless(labels[:1], mag[:1])
+    torch.testing.assert_close(flux[:1], rest, rtol=2e-5, atol=0)
+    # the Ca II 8542 line's minimum moves by Δλ = λ v / c
+    wave = torch.as_tensor(sim.wavelength)
+    window = (wave > 8530) & (wave < 8560)
+    centres = [float(wave[window][flux[k, window].argmin()]) for k in range(3)]
+    shift = 8544.4 * 150.0 / 299_792.458
+    assert centres[1] - centres[0] == pytest.approx(shift, abs=0.45)
+    assert centres[0] - centres[2] == pytest.approx(shift, abs=0.45)
+    assert "rv" in sim.sample(4, torch.Generator().manual_seed(0))
+
+
+def _ridge_r2(x: torch.Tensor, y: torch.Tensor, n_train: int) -> float:
+    """Best held-out R² of a ridge regression (standardised features) over a range of α."""
+    x, y = x.double(), y.double()
+    mu, sd = x[:n_train].mean(0), x[:n_train].std(0).clamp_min(1e-300)
+    z = (x - mu) / sd
+    gram, rhs = z[:n_train].T @ z[:n_train], z[:n_train].T @ (y[:n_train] - y[:n_train].mean())
+    best = -np.inf
+    for alpha in (1e-1, 1e1, 1e3, 1e5):
+        w = torch.linalg.solve(gram + alpha * torch.eye(gram.shape[0], dtype=gram.dtype), rhs)
+        pred = z[n_train:] @ w + y[:n_train].mean()
+        resid = ((pred - y[n_train:]) ** 2).sum() / ((y[n_train:] - y[n_train:].mean()) ** 2).sum()
+        best = max(best, float(1 - resid))
+    return best
+
+
+def test_error_array_does_not_leak_log_g(sim: Simulator) -> None:
+    """Done-when: ridge on σ alone R²(log g) < 0.02 on 20 k spectra; on the flux clearly above.
+
+    Features are the arrays binned by 4 pixels (1024 features, ≈ one resolution element each)
+    to keep the test fast; 16 k spectra fit, 4 k held out.
+    """
+    s = sim.sample(20_000, torch.Generator().manual_seed(11))
+    y = s["labels"][:, 1]
+
+    def binned(a: torch.Tensor) -> torch.Tensor:
+        return a.reshape(a.shape[0], -1, 4).mean(-1)
+
+    r2_error = _ridge_r2(binned(s["error"]), y, 16_000)
+    r2_flux = _ridge_r2(binned(s["flux"]), y, 16_000)
+    assert r2_error < 0.02, r2_error
+    assert r2_flux > 0.2, r2_flux
+
+
+def test_simulated_dataset_seeding_per_worker_and_rank(sim: Simulator) -> None:
+    def batches(rank: int, world: int, workers: int) -> list[torch.Tensor]:
+        ds = SimulatedSpectra(sim, 4, seed=7, num_batches=4, rank=rank, world_size=world)
+        loader = DataLoader(ds, batch_size=None, num_workers=workers)
+        return [b["labels"] for b in loader]
+
+    single = batches(0, 1, 0)
+    assert len(single) == 4
+    assert torch.equal(single[0], batches(0, 1, 0)[0])  # reproducible
+    two_workers = batches(0, 1, 2)
+    assert sorted(t.sum().item() for t in two_workers) == sorted(t.sum().item() for t in single)
+    ranks = [batches(r, 2, 0) for r in (0, 1)]
+    flat = [t.sum().item() for r in ranks for t in r]
+    assert len(set(flat)) == 8  # no two ranks draw the same batch
+    expected = sim.sample(4, batch_generator(7, 1))["labels"]
+    assert torch.equal(ranks[1][0], expected)  # rank 1's first batch is global batch 1
+
+
+def test_simulator_checks(etc_dir) -> None:
+    with pytest.raises(ValueError, match="no RV"):
+        Simulator(noise=PFSNoiseModel.from_etc(etc_dir)).noiseless(
+            torch.zeros(1, 3), torch.ones(1), torch.zeros(1)
+        )
+    em64 = Emulator.load(dtype=torch.float64)
+    sim64 = Simulator(emulator=em64, noise=PFSNoiseModel.from_etc(etc_dir))
+    assert sim64.sample(2, torch.Generator().manual_seed(0))["flux"].dtype == torch.float64

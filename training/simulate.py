@@ -1,0 +1,308 @@
+"""The data engine's simulator: labels from a prior → noiseless PFS MR spectra → fresh noise.
+
+A draw: labels ``(T_eff, log g, [M/H])`` and an HSC-i magnitude from :class:`Prior` (and, when
+asked, a radial velocity); the :class:`specvit.emulator.Emulator` spectrum on the MR grid, Doppler
+shifted if there is an RV; scaled to the magnitude in nJy per pixel; observed with the PFS noise
+model (:meth:`specvit.instrument.PFSNoiseModel.observe`), whose σ is estimated from the noisy
+observation. See ``docs/data_engine.md``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from scipy.special import betaincinv
+
+from specvit.emulator import LABEL_NAMES, Emulator
+from specvit.instrument import PFSNoiseModel, WavelengthGrid
+
+__all__ = ["LABEL_NAMES", "Distribution", "Prior", "Simulator", "median_snr"]
+
+#: Speed of light in km/s.
+C_KMS = 299_792.458
+#: Label ranges of the emulator's grid: beyond them it extrapolates.
+_GRID_RANGES = {"T_eff": (3500.0, 8000.0), "log_g": (0.0, 5.0), "M_H": (-2.5, 0.5)}
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """A 1-D distribution on ``[low, high]``: uniform, or a beta(a, b) stretched onto the range.
+
+    Parameters
+    ----------
+    low, high : float
+        The support.
+    kind : {"uniform", "beta"}
+        Shape of the distribution.
+    a, b : float
+        Beta shape parameters (``kind="beta"`` only; a = b = 1 is uniform).
+    """
+
+    low: float
+    high: float
+    kind: Literal["uniform", "beta"] = "uniform"
+    a: float = 1.0
+    b: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("uniform", "beta"):
+            raise ValueError(f"kind must be 'uniform' or 'beta', got {self.kind!r}")
+        if not (np.isfinite(self.low) and np.isfinite(self.high) and self.high > self.low):
+            raise ValueError(f"need finite low < high, got [{self.low}, {self.high}]")
+        if self.kind == "beta" and not (self.a > 0 and self.b > 0):
+            raise ValueError(f"beta shape parameters must be > 0, got a={self.a}, b={self.b}")
+
+    @classmethod
+    def parse(cls, spec: Distribution | Mapping[str, Any] | tuple | list) -> Distribution:
+        """A distribution from itself, a mapping of its fields, or ``(low, high)`` (uniform)."""
+        if isinstance(spec, Distribution):
+            return spec
+        if isinstance(spec, Mapping):
+            return cls(**spec)
+        if isinstance(spec, (tuple, list)) and len(spec) == 2:
+            return cls(float(spec[0]), float(spec[1]))
+        raise TypeError(f"cannot make a Distribution from {spec!r}")
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` float64 draws (CPU)."""
+        u = torch.rand(n, generator=generator, dtype=torch.float64)
+        if self.kind == "beta" and (self.a, self.b) != (1.0, 1.0):
+            u = torch.from_numpy(betaincinv(self.a, self.b, u.numpy()))
+        return self.low + (self.high - self.low) * u
+
+    def __str__(self) -> str:
+        shape = "" if self.kind == "uniform" else f"(a={self.a:g}, b={self.b:g})"
+        return f"{self.kind}{shape}[{self.low:g}, {self.high:g}]"
+
+
+class Prior:
+    """Distributions of the labels, the HSC-i magnitude and (optionally) the radial velocity.
+
+    Defaults are the paper's ranges, uniform: T_eff 3750–6000 K, log g 1–5 dex, [M/H] −2.5…+0.5
+    dex (the paper went to +0.75; the emulator's grid stops at +0.5), i 20.5–22.5 mag; no RV.
+    Each argument takes a :class:`Distribution`, a mapping of its fields (e.g. from YAML:
+    ``{"low": -2.5, "high": 0.5, "kind": "beta", "a": 2, "b": 1.5}``) or ``(low, high)``.
+
+    Parameters
+    ----------
+    T_eff, log_g, M_H, mag : Distribution-like
+        Label and magnitude distributions.
+    rv : Distribution-like or None
+        Radial velocity in km/s (e.g. ``(-300, 300)``), or None for none.
+    extrapolate : bool
+        Allow label ranges beyond the emulator's grid (T_eff 3500–8000 K, log g 0–5,
+        [M/H] −2.5…+0.5); a warning says the emulator extrapolates. Without it they raise.
+    """
+
+    def __init__(
+        self,
+        T_eff: Any = (3750.0, 6000.0),
+        log_g: Any = (1.0, 5.0),
+        M_H: Any = (-2.5, 0.5),
+        mag: Any = (20.5, 22.5),
+        rv: Any = None,
+        extrapolate: bool = False,
+    ) -> None:
+        self.distributions = {
+            "T_eff": Distribution.parse(T_eff),
+            "log_g": Distribution.parse(log_g),
+            "M_H": Distribution.parse(M_H),
+        }
+        self.mag = Distribution.parse(mag)
+        self.rv = None if rv is None else Distribution.parse(rv)
+        self.extrapolate = bool(extrapolate)
+        for name, d in self.distributions.items():
+            lo, hi = _GRID_RANGES[name]
+            if d.low < lo or d.high > hi:
+                msg = (
+                    f"prior {name} {d} reaches beyond the emulator's grid [{lo:g}, {hi:g}]: "
+                    "the polynomial extrapolates there"
+                )
+                if not self.extrapolate:
+                    raise ValueError(msg + " (pass extrapolate=True to allow it)")
+                warnings.warn(msg, UserWarning, stacklevel=2)
+        if self.rv is not None and max(abs(self.rv.low), abs(self.rv.high)) > 1000.0:
+            raise ValueError(f"|rv| must stay below 1000 km/s, got {self.rv}")
+
+    def sample(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """``labels`` (n, 3) in :data:`LABEL_NAMES` order, ``mag`` (n,), ``rv`` (n,) if any."""
+        out = {
+            "labels": torch.stack(
+                [self.distributions[k].sample(n, generator) for k in LABEL_NAMES], dim=-1
+            ),
+            "mag": self.mag.sample(n, generator),
+        }
+        if self.rv is not None:
+            out["rv"] = self.rv.sample(n, generator)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON/YAML-serialisable form; ``Prior(**prior.to_dict())`` rebuilds it."""
+        out: dict[str, Any] = {k: asdict(d) for k, d in self.distributions.items()}
+        out["mag"] = asdict(self.mag)
+        out["rv"] = None if self.rv is None else asdict(self.rv)
+        out["extrapolate"] = self.extrapolate
+        return out
+
+    def __repr__(self) -> str:
+        parts = [f"{k} {d}" for k, d in self.distributions.items()]
+        parts.append(f"i {self.mag}")
+        if self.rv is not None:
+            parts.append(f"RV {self.rv} km/s")
+        return "; ".join(parts)
+
+
+def median_snr(flux: torch.Tensor, error: torch.Tensor) -> torch.Tensor:
+    """S/N of each spectrum: median over pixels of flux/σ (the paper's definition; lower median)."""
+    return (flux / error).median(dim=-1).values
+
+
+class _Shifter(torch.nn.Module):
+    """Doppler shifts of pixel-integrated spectra, from a finer, wider emulator grid.
+
+    The emulator is evaluated on cells ``oversample`` times narrower than the MR pixels over a
+    grid wide enough for the largest shift; an observed pixel ``[a, b]`` sees the rest-frame
+    interval ``[a, b] / (1 + v/c)``, whose mean is read off the cumulative sum of the cells
+    (linear within a cell).
+    """
+
+    def __init__(self, grid: WavelengthGrid, max_rv: float, oversample: int = 4) -> None:
+        super().__init__()
+        step = grid.step / oversample
+        margin = int(np.ceil(grid.stop * max_rv / C_KMS / step)) + oversample
+        self.fine = WavelengthGrid(
+            grid.start - (0.5 * grid.step) + 0.5 * step - margin * step,
+            grid.stop + 0.5 * grid.step - 0.5 * step + margin * step,
+            grid.num * oversample + 2 * margin,
+            grid.medium,
+        )
+        edges = grid.wavelength() - 0.5 * grid.step
+        self.register_buffer("edges", torch.from_numpy(np.append(edges, edges[-1] + grid.step)))
+        self.step = step
+        self.fine_start_edge = self.fine.start - 0.5 * step
+
+    def forward(self, fine_flux: torch.Tensor, rv: torch.Tensor) -> torch.Tensor:
+        dtype = fine_flux.dtype
+        # float64: a float32 running sum over ~16 000 cells would lose ~1e-3 of a pixel's flux
+        cum = torch.nn.functional.pad(fine_flux.to(torch.float64).cumsum(-1), (1, 0))
+        shift = 1.0 / (1.0 + rv.to(torch.float64) / C_KMS)
+        pos = (self.edges * shift.unsqueeze(-1) - self.fine_start_edge) / self.step
+        idx = pos.floor().long().clamp(0, cum.shape[-1] - 2)
+        frac = pos - idx
+        at = torch.lerp(cum.gather(-1, idx), cum.gather(-1, idx + 1), frac)
+        return ((at[..., 1:] - at[..., :-1]) / (pos[..., 1:] - pos[..., :-1])).to(dtype)
+
+
+class Simulator:
+    """Noisy PFS MR spectra drawn from a prior, on the fly.
+
+    Parameters
+    ----------
+    emulator : Emulator, optional
+        Noiseless spectra (default ``Emulator.load()``, float32, R = 5000 on PFS MR).
+    noise : PFSNoiseModel, optional
+        Noise model (default :meth:`PFSNoiseModel.default`, which warns: pass
+        ``PFSNoiseModel.from_etc(etc_dir)`` for the real ETC noise).
+    prior : Prior, optional
+        Label/magnitude/RV distributions (default :class:`Prior`).
+    chunk_size : int
+        Spectra processed at a time inside :meth:`sample` (keeps the working set in cache).
+    """
+
+    def __init__(
+        self,
+        emulator: Emulator | None = None,
+        noise: PFSNoiseModel | None = None,
+        prior: Prior | None = None,
+        chunk_size: int = 512,
+    ) -> None:
+        self.emulator = emulator if emulator is not None else Emulator.load()
+        self.noise = (noise if noise is not None else PFSNoiseModel.default()).to(
+            dtype=self.emulator.dtype, device=self.emulator.weights.device
+        )
+        self.prior = prior if prior is not None else Prior()
+        self.chunk_size = int(chunk_size)
+        if self.emulator.num_pixels != self.noise.grid.num:
+            raise ValueError("emulator and noise model have different grids")
+        self._shifter = None
+        self._fine_emulator = None
+        if self.prior.rv is not None:
+            max_rv = max(abs(self.prior.rv.low), abs(self.prior.rv.high))
+            self._shifter = _Shifter(self.emulator.grid, max_rv).to(self.emulator.weights.device)
+            self._fine_emulator = Emulator.load(
+                resolution=self.emulator.resolution,
+                grid=self._shifter.fine,
+                device=self.emulator.weights.device,
+                dtype=self.emulator.dtype,
+            )
+
+    @property
+    def wavelength(self) -> np.ndarray:
+        """Pixel-centre wavelengths (Å, vacuum) of the spectra."""
+        return self.emulator.wavelength
+
+    def noiseless(
+        self, labels: torch.Tensor, mag: torch.Tensor, rv: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Noiseless flux (nJy per pixel) of labels ``(n, 3)`` at magnitudes ``(n,)``."""
+        dev, dt = self.emulator.weights.device, self.emulator.dtype
+        labels = torch.as_tensor(labels, device=dev)
+        if rv is None:
+            flux = self.emulator(labels)
+        else:
+            if self._shifter is None:
+                raise ValueError("this simulator's prior has no RV: build it with Prior(rv=...)")
+            flux = self._shifter(self._fine_emulator(labels), torch.as_tensor(rv, device=dev))
+        return self.noise.scale_to_magnitude(flux, torch.as_tensor(mag, device=dev, dtype=dt))
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """``n`` noisy spectra with fresh labels and fresh noise.
+
+        Parameters
+        ----------
+        n : int
+            Number of spectra.
+        generator : torch.Generator, optional
+            CPU generator for the labels and (on CPU) the noise; the same seed gives the same
+            spectra. With a GPU emulator the noise uses a device generator seeded from it.
+
+        Returns
+        -------
+        dict
+            ``flux`` and ``error`` (n, 4096) in nJy per pixel (emulator dtype), ``labels``
+            (n, 3) float32 in :data:`LABEL_NAMES` order, ``mag`` (n,), ``snr`` (n,) (median
+            flux/error), and ``rv`` (n,) km/s when the prior has one.
+        """
+        if n < 0:
+            raise ValueError(f"n must be ≥ 0, got {n}")
+        generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        draw = self.prior.sample(n, generator)
+        dev, dt = self.emulator.weights.device, self.emulator.dtype
+        noise_gen = generator
+        if dev.type != "cpu":
+            seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+            noise_gen = torch.Generator(device=dev).manual_seed(seed)
+        flux = torch.empty((n, self.emulator.num_pixels), dtype=dt, device=dev)
+        error = torch.empty_like(flux)
+        labels = draw["labels"].to(device=dev)
+        mag = draw["mag"].to(device=dev, dtype=dt)
+        rv = draw.get("rv")
+        for start in range(0, n, self.chunk_size):
+            sl = slice(start, min(start + self.chunk_size, n))
+            clean = self.noiseless(labels[sl], mag[sl], None if rv is None else rv[sl])
+            flux[sl], error[sl] = self.noise.observe(clean, noise_gen)
+        out = {
+            "flux": flux,
+            "error": error,
+            "labels": draw["labels"].to(torch.float32),
+            "mag": draw["mag"].to(torch.float32),
+            "snr": median_snr(flux, error).cpu(),
+        }
+        if rv is not None:
+            out["rv"] = rv.to(torch.float32)
+        return out
