@@ -98,6 +98,22 @@ def write_image_fits(path: Path, wave: np.ndarray, flux: np.ndarray) -> None:
     ).writeto(path)
 
 
+def write_shard(path: Path, wave: np.ndarray, flux: np.ndarray, log_g: np.ndarray) -> None:
+    """An HDF5 shard in the layout documented in specvit.io.hdf5, written with h5py."""
+    import h5py
+
+    n = len(log_g)
+    dtype = np.dtype([(k, "f4") for k in ("T_eff", "log_g", "M_H", "mag", "snr")])
+    labels = np.zeros(n, dtype)
+    labels["T_eff"], labels["log_g"], labels["mag"], labels["snr"] = 5000.0, log_g, 21.0, 50.0
+    with h5py.File(path, "w") as f:
+        f.attrs["format"], f.attrs["format_version"], f.attrs["n_spectra"] = "specvit-shard", 1, n
+        f.create_dataset("flux", data=flux.astype(np.float32), chunks=(4, wave.size))
+        f.create_dataset("error", data=np.full((n, wave.size), SIGMA, np.float32))
+        f.create_dataset("wavelength", data=wave).attrs["medium"] = "vacuum"
+        f.create_dataset("labels", data=labels)
+
+
 def invoke(*args: str):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
@@ -131,6 +147,29 @@ def test_fits_and_npz_inputs(tmp_path, model_dir, predictor):
     for start in (2, 6, 10):
         got = np.asarray(table["log_g"][start : start + 4])
         assert np.corrcoef(got, log_g)[0, 1] > 0.9, got
+
+
+def test_hdf5_shard_input_keeps_its_labels(tmp_path, model_dir, predictor):
+    log_g = np.linspace(0.5, 4.5, 11)
+    shard = tmp_path / "shard.h5"
+    write_shard(shard, predictor.wavelength, noisy(predictor.wavelength, log_g, 7), log_g)
+    out = tmp_path / "out.fits"
+    result = invoke(shard, "-o", out, "--model", model_dir, "--batch-size", "4")
+    assert result.exit_code == 0, result.output
+    table = Table.read(out)
+    assert list(table["index"]) == list(range(11))
+    np.testing.assert_allclose(table["input_log_g"], log_g, rtol=1e-6)  # the shard's truth
+    assert "T_eff" in table.colnames and "input_snr" in table.colnames
+    assert np.corrcoef(table["log_g"], log_g)[0, 1] > 0.9
+    with h5py_file(shard) as f:
+        direct = predictor.predict(f["flux"][()], f["error"][()])
+    np.testing.assert_allclose(table["log_g"], direct["log_g"], atol=1e-5)
+
+
+def h5py_file(path: Path):
+    import h5py
+
+    return h5py.File(path, "r")
 
 
 def test_pfs_wavelengths_follow_the_datamodel_convention(tmp_path):

@@ -156,10 +156,7 @@ def _run(predictor: Predictor, inputs, counts, lo: int, hi: int) -> Table:
                 names = sorted(set(group.ids["input"]))
                 raise _Failure(f"invalid spectra in {', '.join(names)}: {exc}", "input") from exc
             tables.append(hstack([_rename_clashes(group.ids, result.colnames), result]))
-            meta = result.meta
         pending.clear()
-        if tables:
-            tables[-1].meta = meta
 
     offset = 0
     with bar:
