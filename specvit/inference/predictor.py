@@ -354,7 +354,8 @@ def predict(
         What ``error`` holds: 1σ, variance or inverse variance.
     model : Predictor, SpecViT, str or pathlib.Path
         The model, a local folder or a Hub repo id. Required while no default model is
-        published (:data:`DEFAULT_MODEL` is None).
+        published (:data:`DEFAULT_MODEL` is None). A :class:`Predictor` is used as it is
+        (its own device, batch size, precision and ``min_valid``).
     revision : str, optional
         Hub revision; pin a commit hash.
     device, batch_size, precision, min_valid

@@ -9,9 +9,9 @@ Layouts, tried in this order:
    (non-zero = bad, so every PFS mask bit counts as bad). Wavelengths from an image HDU
    ``WAVELENGTH`` / ``WAVE`` (unit from ``BUNIT``; nm for PFS files, else Å), or from the
    flux header's linear WCS on axis 1 (``CRVAL1``, ``CRPIX1``, ``CDELT1`` or ``CD1_1``,
-   ``CUNIT1``; ``CTYPE1 = AWAV`` means air; ``DC-FLAG = 1`` means log10 Å); without any, the
-   spectra must already be on the model grid. A PFS ``TARGET`` HDU gives the ids (catId,
-   tract, patch, objId).
+   ``CUNIT1``; ``CTYPE1 = AWAV`` or ``AIRORVAC = 'air'`` means air; ``DC-FLAG = 1`` means log10
+   Å); without any, the spectra must already be on the model grid. A PFS ``TARGET`` HDU gives
+   the ids (catId, tract, patch, objId).
 2. **Binary table** with a ``flux`` column (any case). An array column (one spectrum per row)
    gives N spectra; every scalar column is kept as an identifier. A scalar column (one pixel
    per row) gives one spectrum. Uncertainty, wavelength and mask columns are found by the
@@ -117,7 +117,7 @@ def _from_images(hdul: fits.HDUList, images: dict[str, Any]) -> SpectrumSet:
         wave, medium = _wcs_wavelength(flux_hdu.header, flux.shape[-1], pfs=is_pfs)
     if wave is not None and wave.ndim == 2 and single:
         wave = wave[0]
-    if str(flux_hdu.header.get("AIRORVAC", "")).lower().startswith("air"):
+    if _says_air(flux_hdu.header):
         medium = "air"
     ids = Table()
     if is_pfs:
@@ -138,6 +138,11 @@ def _from_images(hdul: fits.HDUList, images: dict[str, Any]) -> SpectrumSet:
         medium=medium,
         ids=ids,
     )
+
+
+def _says_air(header: fits.Header) -> bool:
+    """Whether an ``AIRORVAC`` card (SDSS convention) declares air wavelengths."""
+    return str(header.get("AIRORVAC", "")).lower().startswith("air")
 
 
 def _to_angstrom(values: np.ndarray, unit: str | None, name: str = "") -> np.ndarray:
@@ -199,7 +204,7 @@ def _from_table(hdu: fits.BinTableHDU) -> SpectrumSet:
         used = {n for n in (err_name, wave_name, mask_name) if n}
         scalar = [n for n in names if data[n].ndim == 1 and n not in used]
         ids = Table({n: np.asarray(data[n]) for n in scalar})
-    medium = "air" if str(hdu.header.get("AIRORVAC", "")).lower().startswith("air") else "vacuum"
+    medium = "air" if _says_air(hdu.header) else "vacuum"
     return SpectrumSet(
         flux=rows(flux),
         error=error,
