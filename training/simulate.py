@@ -158,8 +158,16 @@ class Prior:
 
 
 def median_snr(flux: torch.Tensor, error: torch.Tensor) -> torch.Tensor:
-    """S/N of each spectrum: median over pixels of flux/σ (the paper's definition; lower median)."""
-    return (flux / error).median(dim=-1).values
+    """S/N of each spectrum: median over pixels of flux/σ (the paper's definition).
+
+    For an even number of pixels this is the lower median, as ``torch.median``; on the CPU it is
+    computed by ``numpy.partition`` (the same value, about twice as fast).
+    """
+    ratio = flux / error
+    if ratio.device.type != "cpu" or ratio.dtype not in (torch.float32, torch.float64):
+        return ratio.median(dim=-1).values
+    k = (ratio.shape[-1] - 1) // 2
+    return torch.from_numpy(np.partition(ratio.numpy(), k, axis=-1)[..., k])
 
 
 class _Shifter(torch.nn.Module):
@@ -292,16 +300,18 @@ class Simulator:
         labels = draw["labels"].to(device=dev)
         mag = draw["mag"].to(device=dev, dtype=dt)
         rv = draw.get("rv")
+        snr = torch.empty(n, dtype=dt, device=dev)
         for start in range(0, n, self.chunk_size):
             sl = slice(start, min(start + self.chunk_size, n))
             clean = self.noiseless(labels[sl], mag[sl], None if rv is None else rv[sl])
             flux[sl], error[sl] = self.noise.observe(clean, noise_gen)
+            snr[sl] = median_snr(flux[sl], error[sl])  # while the chunk is in cache
         out = {
             "flux": flux,
             "error": error,
             "labels": draw["labels"].to(torch.float32),
             "mag": draw["mag"].to(torch.float32),
-            "snr": median_snr(flux, error).cpu(),
+            "snr": snr.cpu(),
         }
         if rv is not None:
             out["rv"] = rv.to(torch.float32)

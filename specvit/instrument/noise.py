@@ -287,7 +287,7 @@ class PFSNoiseModel(torch.nn.Module):
         """
         self._check_length(flux_njy)
         a, b = self._coefficients(flux_njy)
-        return torch.sqrt(a + b * flux_njy.clamp_min(0.0))
+        return torch.addcmul(a, b, flux_njy.clamp_min(0.0)).sqrt_()
 
     def estimate_sigma(self, observed_njy: torch.Tensor) -> torch.Tensor:
         """σ (nJy) estimated from an observed (noisy) spectrum only, as a pipeline would.
@@ -327,10 +327,10 @@ class PFSNoiseModel(torch.nn.Module):
             ``(..., L)`` noisy flux (nJy) and σ estimated from it (:meth:`estimate_sigma`); the
             noiseless flux enters σ only through the noisy observation.
         """
-        eps = torch.randn(
+        noisy = torch.randn(
             flux_njy.shape, generator=generator, dtype=flux_njy.dtype, device=flux_njy.device
         )
-        noisy = torch.addcmul(flux_njy, eps, self.expected_sigma(flux_njy))
+        noisy.mul_(self.expected_sigma(flux_njy)).add_(flux_njy)
         return noisy, self.estimate_sigma(noisy)
 
     def snr_flat(self, mag: torch.Tensor | float) -> torch.Tensor:

@@ -1,0 +1,112 @@
+"""Data-engine throughput: noisy PFS MR spectra per second, and HDF5 shard read MB/s.
+
+Usage::
+
+    python benchmarks/data_engine.py [--seconds 5] [--batch 4096] [--threads 2] [--device cpu]
+                                     [--etc-dir ../shared/data/pfs_etc] [--shard-spectra 20000]
+
+Prints, in one run: a baseline (``torch.randn`` of the same (batch, 4096) float32 shape, per
+second: the cost of the Gaussian draws alone), the emulator alone, the full engine
+(``Simulator.sample``: labels → emulator → nJy → noise → σ estimate → S/N), each as spectra/s and
+as a ratio to the baseline; then the write and streaming-read rates of an HDF5 shard of
+``--shard-spectra`` spectra in a temporary folder (reads come from the OS page cache when the
+file fits in memory; the number printed says so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from specvit.emulator import Emulator  # noqa: E402
+from specvit.instrument import PFSNoiseModel  # noqa: E402
+from specvit.io import iter_shard  # noqa: E402
+from training.shards import ShardWriter  # noqa: E402
+from training.simulate import Simulator  # noqa: E402
+
+
+def rate(fn, seconds: float, device: torch.device) -> float:
+    """Calls per second of ``fn`` over about ``seconds`` (after one warm-up call)."""
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        fn()
+        calls += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return calls / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--batch", type=int, default=4096)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--etc-dir", type=Path, default=ROOT.parent / "shared/data/pfs_etc")
+    parser.add_argument("--shard-spectra", type=int, default=20_000)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.set_grad_enabled(False)
+    device = torch.device(args.device)
+    n = args.batch
+    print(f"torch {torch.__version__}, {args.threads} threads, device {device}, batch {n}")
+
+    gen = torch.Generator(device=device).manual_seed(0)
+    base = n * rate(
+        lambda: torch.randn(n, 4096, generator=gen, device=device), args.seconds, device
+    )
+    print(f"baseline torch.randn({n}, 4096) fp32: {base:12,.0f} spectra/s  (1.00x)")
+
+    emulator = Emulator.load(device=device)
+    if args.etc_dir.is_dir():
+        noise = PFSNoiseModel.from_etc(args.etc_dir)
+    else:
+        noise = PFSNoiseModel.default()
+    sim = Simulator(emulator=emulator, noise=noise)
+    labels = sim.prior.sample(n, torch.Generator().manual_seed(1))["labels"].to(device)
+    emu = n * rate(lambda: emulator(labels), args.seconds, device)
+    print(f"emulator only (noiseless, fp32):   {emu:12,.0f} spectra/s  ({emu / base:.2f}x)")
+    cpu_gen = torch.Generator().manual_seed(2)
+    full = n * rate(lambda: sim.sample(n, cpu_gen), args.seconds, device)
+    print(f"engine: noisy spectra + σ + S/N:   {full:12,.0f} spectra/s  ({full / base:.2f}x)")
+    per_hour = full * 3600
+    print(f"  1 M noisy spectra take {1e6 / full:.0f} s here (paper's pipeline: ≈304 CPU-hours)")
+    print(f"  ({per_hour:,.0f} spectra per hour on {args.threads} threads)")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.h5"
+        m = args.shard_spectra
+        batch = sim.sample(min(m, 4096), torch.Generator().manual_seed(3))
+        batch = {k: v.cpu().numpy() for k, v in batch.items()}
+        start = time.perf_counter()
+        with ShardWriter(path, sim.wavelength, n_spectra=m) as writer:
+            for lo in range(0, m, 4096):
+                k = min(4096, m - lo)
+                writer.append({key: v[:k] for key, v in batch.items()})
+        t_write = time.perf_counter() - start
+        size_mb = path.stat().st_size / 1e6
+        start = time.perf_counter()
+        rows = sum(b["flux"].shape[0] for b in iter_shard(path, 1024))
+        t_read = time.perf_counter() - start
+        assert rows == m
+        print(
+            f"shard of {m} spectra ({size_mb:,.0f} MB): write {size_mb / t_write:,.0f} MB/s, "
+            f"streaming read (batch 1024, page cache) {size_mb / t_read:,.0f} MB/s = "
+            f"{m / t_read:,.0f} spectra/s"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""HDF5 shards: layout, exact round trips, streaming reads, the shard dataset and make_dataset."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from specvit.instrument import PFS_MR
+from specvit.io import iter_shard, read_shard_info
+from training.datasets import ShardDataset
+from training.shards import ShardWriter
+
+L = PFS_MR.num
+
+
+def random_batch(rng: np.random.Generator, n: int, rv: bool = False) -> dict[str, np.ndarray]:
+    """Spectra-shaped random content (the I/O must be exact whatever the values)."""
+    out = {
+        "flux": rng.standard_normal((n, L), dtype=np.float32) * 100 + 300,
+        "error": rng.random((n, L), dtype=np.float32) * 50 + 1,
+        "labels": np.stack(
+            [rng.uniform(3750, 6000, n), rng.uniform(1, 5, n), rng.uniform(-2.5, 0.5, n)], -1
+        ).astype(np.float32),
+        "mag": rng.uniform(20.5, 22.5, n).astype(np.float32),
+        "snr": rng.uniform(1, 20, n).astype(np.float32),
+    }
+    if rv:
+        out["rv"] = rng.uniform(-300, 300, n).astype(np.float32)
+    return out
+
+
+def write(path: Path, n: int, batch: int = 1000, seed: int = 0, **kwargs) -> None:
+    rng = np.random.default_rng(seed)
+    with ShardWriter(path, PFS_MR.wavelength(), **kwargs) as w:
+        for lo in range(0, n, batch):
+            w.append(random_batch(rng, min(batch, n - lo), rv="extra_fields" in kwargs))
+
+
+def check_round_trip(path: Path, n: int, batch: int, seed: int = 0, read_batch: int = 4096):
+    rng = np.random.default_rng(seed)
+    pending: dict[str, np.ndarray] = {}
+    seen = 0
+    for got in iter_shard(path, read_batch):
+        b = got["flux"].shape[0]
+        while pending.get("flux", np.empty((0, L))).shape[0] < b:
+            new = random_batch(rng, min(batch, n - seen - len(pending.get("mag", []))))
+            pending = {
+                k: np.concatenate([pending[k], v]) if k in pending else v for k, v in new.items()
+            }
+        for key in ("flux", "error", "labels", "mag", "snr"):
+            np.testing.assert_array_equal(got[key], pending[key][:b])
+        np.testing.assert_array_equal(got["index"], np.arange(seen, seen + b))
+        pending = {k: v[b:] for k, v in pending.items()}
+        seen += b
+    assert seen == n
+
+
+def test_layout_and_info(tmp_path: Path) -> None:
+    path = tmp_path / "s.h5"
+    write(path, 300, batch=128, extra_fields=("rv",), attrs={"prior": "uniform"}, n_spectra=300)
+    info = read_shard_info(path)
+    assert (info.n_spectra, info.n_pixels, info.medium, info.unit) == (300, L, "vacuum", "nJy")
+    assert info.fields == ("T_eff", "log_g", "M_H", "mag", "snr", "rv")
+    assert info.attrs["format"] == "specvit-shard" and info.attrs["prior"] == "uniform"
+    np.testing.assert_array_equal(info.wavelength, PFS_MR.wavelength())
+    with h5py.File(path) as f:
+        assert f["flux"].dtype == np.float32 and f["flux"].chunks == (64, L)
+        assert f["labels"].dtype.names == info.fields
+    batch = next(iter_shard(path, 7))
+    assert batch["labels"].shape == (7, 3) and batch["rv"].shape == (7,)
+    assert not (tmp_path / "s.h5.partial").exists()
+
+
+def test_round_trip_exact_small(tmp_path: Path) -> None:
+    path = tmp_path / "s.h5"
+    write(path, 5000, batch=999)
+    check_round_trip(path, 5000, batch=999, read_batch=1234)
+
+
+@pytest.mark.slow
+def test_round_trip_exact_200k(tmp_path: Path) -> None:
+    """Done-when: a 200 k-spectrum shard (6.6 GB) round-trips exactly."""
+    path = tmp_path / "big.h5"
+    write(path, 200_000, batch=8192, n_spectra=200_000)
+    assert read_shard_info(path).n_spectra == 200_000
+    check_round_trip(path, 200_000, batch=8192, read_batch=8192)
+
+
+class CountingFile(io.FileIO):
+    """A file that counts the bytes HDF5 reads through it."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, "rb")
+        self.bytes_read = 0
+
+    def readinto(self, buffer) -> int:
+        n = super().readinto(buffer)
+        self.bytes_read += n or 0
+        return n
+
+
+@pytest.mark.parametrize("batch_size", [64, 100])
+def test_streaming_reads_only_each_batch(tmp_path: Path, batch_size: int) -> None:
+    """Done-when: streaming never loads a whole shard: bytes read per batch ≈ the batch."""
+    path = tmp_path / "s.h5"
+    write(path, 2048, batch=512)
+    size = path.stat().st_size
+    row = 2 * L * 4  # flux + error bytes per spectrum
+    with CountingFile(path) as fh:
+        reads = []
+        before = fh.bytes_read
+        for batch in iter_shard(fh, batch_size):
+            reads.append((batch["flux"].shape[0], fh.bytes_read - before))
+            before = fh.bytes_read
+    per_batch = np.array([r for _, r in reads[1:]])  # the first also reads the metadata
+    # a batch touches at most its rows plus the partial 64-row chunks at its two ends
+    limit = (batch_size + 2 * 64) * row + 256 * 1024
+    assert per_batch.max() <= limit, (per_batch.max(), limit)
+    assert per_batch.max() < size / 8
+    total = sum(r for _, r in reads)
+    assert 2048 * row <= total < 1.1 * size  # the counter sees every data byte, about once
+
+
+def test_reader_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no such shard"):
+        read_shard_info(tmp_path / "nope.h5")
+    bad = tmp_path / "bad.h5"
+    with h5py.File(bad, "w") as f:
+        f["flux"] = np.zeros((2, 3))
+    with pytest.raises(ValueError, match="missing datasets"):
+        read_shard_info(bad)
+    (tmp_path / "text.h5").write_text("not hdf5")
+    with pytest.raises(ValueError, match="not a readable HDF5"):
+        read_shard_info(tmp_path / "text.h5")
+    good = tmp_path / "g.h5"
+    write(good, 10)
+    with pytest.raises(ValueError, match="batch_size"):
+        next(iter_shard(good, 0))
+
+
+def test_writer_errors_and_abort(tmp_path: Path) -> None:
+    path = tmp_path / "s.h5"
+    write(path, 10)
+    with pytest.raises(FileExistsError):
+        ShardWriter(path, PFS_MR.wavelength())
+    rng = np.random.default_rng(0)
+    with pytest.raises(KeyError, match="snr"):
+        with ShardWriter(tmp_path / "t.h5", PFS_MR.wavelength()) as w:
+            batch = random_batch(rng, 3)
+            del batch["snr"]
+            w.append(batch)
+    assert not (tmp_path / "t.h5").exists() and not (tmp_path / "t.h5.partial").exists()
+    with ShardWriter(tmp_path / "u.h5", PFS_MR.wavelength()) as w:
+        with pytest.raises(ValueError, match="flux and error"):
+            w.append({**random_batch(rng, 3), "flux": np.zeros((3, 5))})
+
+
+def test_shard_dataset_covers_every_row_once(tmp_path: Path) -> None:
+    write(tmp_path / "a.h5", 250)
+    write(tmp_path / "b.h5", 130, seed=1)
+    rows = []
+    for rank in (0, 1):
+        ds = ShardDataset(str(tmp_path / "*.h5"), 32, seed=3, rank=rank, world_size=2)
+        for batch in DataLoader(ds, batch_size=None, num_workers=2):
+            rows += [(float(m), int(i)) for m, i in zip(batch["mag"], batch["index"], strict=True)]
+    assert len(rows) == 380 and len(set(rows)) == 380
+    noisy = ShardDataset([tmp_path / "a.h5"], 32, noise_level=1.0, shuffle=False)
+    first, again = next(iter(noisy)), next(iter(noisy))
+    clean = next(iter_shard(tmp_path / "a.h5", 32))
+    assert torch.equal(first["flux"], again["flux"])
+    z = (first["flux"].numpy() - clean["flux"]) / clean["error"]
+    assert abs(z.std() - 1.0) < 0.02
+    with pytest.raises(FileNotFoundError):
+        ShardDataset(str(tmp_path / "none*.h5"), 4)
+
+
+def test_make_dataset_writes_fixed_validation_and_test(tmp_path: Path, etc_dir) -> None:
+    from training.make_dataset import main
+
+    common = ["--n-train", "300", "--shard-size", "200", "--n-val", "50", "--n-test", "60"]
+    common += ["--etc-dir", str(etc_dir), "--batch", "128"]
+    main(["--out", str(tmp_path / "a"), "--seed", "1", *common])
+    main(["--out", str(tmp_path / "b"), "--seed", "2", *common])
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == ["test.h5", "train_000.h5", "train_001.h5", "validation.h5"]
+    assert read_shard_info(tmp_path / "a" / "test.h5").n_spectra == 60
+    for name, same in (("validation.h5", True), ("test.h5", True), ("train_000.h5", False)):
+        fa = next(iter_shard(tmp_path / "a" / name, 50))["flux"]
+        fb = next(iter_shard(tmp_path / "b" / name, 50))["flux"]
+        assert np.array_equal(fa, fb) == same
