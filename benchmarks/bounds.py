@@ -2,7 +2,8 @@
 
 Usage::
 
-    python benchmarks/bounds.py [--n-stars 10000] [--repeat 3] [--etc-dir ../shared/data/pfs_etc]
+    python benchmarks/bounds.py [--n-stars 10000] [--repeat 3] [--threads 1]
+                                [--etc-dir ../shared/data/pfs_etc]
 
 Times :func:`specvit.bounds.crlb_ceilings` (emulator flux and Jacobian, PFS noise, Fisher
 matrices with the flux amplitude, Schur-complement CRLB of log g) for ``n`` stars at one
@@ -43,7 +44,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--mag", type=float, default=21.5)
     parser.add_argument("--etc-dir", type=Path, default=DEFAULT_ETC)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: the work is many small cache-sized chunks; extra threads only "
+        "add synchronisation, and hurt badly on a shared machine)",
+    )
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     emulator = Emulator.load()
     noise = (

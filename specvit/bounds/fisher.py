@@ -73,27 +73,27 @@ def fisher_information(
         )
     _check_sigma(sigma)
     try:
-        torch.broadcast_shapes(jacobian.shape[:-2], sigma.shape[:-1])
+        batch = torch.broadcast_shapes(jacobian.shape[:-2], sigma.shape[:-1])
     except RuntimeError as err:
         raise ValueError(
             f"sigma {tuple(sigma.shape)} does not broadcast against jacobian "
             f"{tuple(jacobian.shape)}"
         ) from err
-    # Whiten and accumulate in float64 (one fused promotion): the Schur complement amplifies
-    # float32 accumulation errors to ~1e-3 of the CRLB.
-    inverse = sigma.to(torch.float64).reciprocal()
-    whitened = jacobian * inverse.unsqueeze(-1)
-    fisher = whitened.mT @ whitened
-    if flux is None:
-        return fisher
-    if flux.shape != jacobian.shape[:-1]:
+    if flux is not None and flux.shape != jacobian.shape[:-1]:
         raise ValueError(
             f"flux shape {tuple(flux.shape)} must equal the jacobian's {tuple(jacobian.shape[:-1])}"
         )
-    flux_w = (flux * inverse).unsqueeze(-1)
-    cross = whitened.mT @ flux_w
-    corner = flux_w.mT @ flux_w
-    return torch.cat([torch.cat([fisher, cross], -1), torch.cat([cross.mT, corner], -1)], -2)
+    # Whiten straight into one float64 (..., P[+1], L) array, rows contiguous over pixels, and
+    # accumulate in float64: the Schur complement amplifies float32 accumulation errors to
+    # ~1e-3 of the CRLB.
+    n_pix, p = jacobian.shape[-2:]
+    inverse = sigma.to(torch.float64).reciprocal()
+    rows = p + (flux is not None)
+    whitened = torch.empty((*batch, rows, n_pix), dtype=torch.float64, device=jacobian.device)
+    torch.mul(jacobian.mT, inverse.unsqueeze(-2), out=whitened[..., :p, :])
+    if flux is not None:
+        torch.mul(flux, inverse, out=whitened[..., p, :])
+    return whitened @ whitened.mT
 
 
 def parameter_index(names: Sequence[str], name: str) -> int:

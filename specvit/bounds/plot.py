@@ -52,6 +52,8 @@ def plot_ceilings(
     for label, (x, y) in (measured or {}).items():
         ax.plot(x, y, "o-", label=label)
     ax.set_xscale("log")
+    ax.set_xticks(snr, [f"{v:.3g}" for v in snr])
+    ax.minorticks_off()
     ax.set_xlabel("median SNR (flux/σ per pixel)")
     ax.set_ylabel("R² (log g)")
     ax.set_ylim(-0.05, 1.02)
