@@ -7,6 +7,7 @@ The public API is listed in ``__all__``; subpackages hold the domains: :mod:`spe
 from importlib.metadata import version as _version
 
 from specvit._hub import UnpinnedRevisionWarning, load
+from specvit.bounds import PosteriorMean, crlb_ceilings
 from specvit.config import SpecViTConfig
 from specvit.inference import Predictor, predict
 from specvit.models import SpecViT, WeightsMismatchError, create_model, get_preset, list_models
@@ -15,6 +16,7 @@ from specvit.preprocessing import model_input
 __version__ = _version("specvit")
 
 __all__ = [
+    "PosteriorMean",
     "Predictor",
     "SpecViT",
     "SpecViTConfig",
@@ -22,6 +24,7 @@ __all__ = [
     "WeightsMismatchError",
     "__version__",
     "create_model",
+    "crlb_ceilings",
     "get_preset",
     "list_models",
     "load",
