@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -23,6 +24,12 @@ __all__ = ["SpectraSource", "StepBatches", "label_columns", "to_model_batch"]
 
 class SpectraSource(Protocol):
     """What the trainer needs from a data source (the engine or HDF5 shards)."""
+
+    #: Pixel-centre wavelengths (Å) of the spectra; they must be the model's grid.
+    wavelength: np.ndarray
+
+    def steps_per_epoch(self, size: int, world_size: int) -> int:
+        """Steps of ``size`` spectra per rank in one epoch on ``world_size`` ranks."""
 
     def train_batch(self, step: int, rank: int, world_size: int, size: int) -> dict:
         """Rank ``rank``'s ``size`` noisy spectra of step ``step``: ``flux``, ``error``, ``labels``.

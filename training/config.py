@@ -74,15 +74,19 @@ class DataConfig:
     train_path, val_path : str or None
         HDF5 files (``source="hdf5"`` only); ``train_path`` may be a glob over shards.
     n_train : int
-        Spectra per epoch. For ``"engine"`` it defines the epoch length (every spectrum is
-        new); for ``"hdf5"`` it caps the spectra used (0 = all).
+        Spectra per epoch for ``"engine"`` (every spectrum is new). For ``"hdf5"`` an epoch is
+        one pass over the shards and ``n_train`` is not used.
     n_val : int
         Size of the fixed validation set (one fixed noise draw).
     noise_level : float
-        Multiplier of the noise: 1 reproduces the catalogue noise, 0 trains on noiseless flux.
+        ``"hdf5"``: multiplier of the fresh noise added to the stored flux every step (and
+        once, fixed, to the validation flux). ``"engine"``: must be 1, since the engine's
+        spectra are already noisy; set their depth with ``n_exposures``.
     etc_dir : str or None
-        PFS ETC tables for the engine's noise model (``../shared/data/pfs_etc``); None uses
-        the engine's documented fallback.
+        PFS ETC tables for the engine's noise model (``../shared/data/pfs_etc``, relative to
+        the working directory); None uses the engine's approximate noise model (it warns).
+    n_exposures : int
+        Number of 900 s exposures the engine simulates (the paper: 12).
     prior : dict
         Keyword overrides of the engine's label prior (``source="engine"`` only).
     num_workers : int
@@ -96,6 +100,7 @@ class DataConfig:
     n_val: int = 1_000
     noise_level: float = 1.0
     etc_dir: str | None = "../shared/data/pfs_etc"
+    n_exposures: int = 12
     prior: dict[str, Any] = field(default_factory=dict)
     num_workers: int = 0
 
@@ -227,10 +232,16 @@ class RunConfig:
             raise ConfigError("data.source=hdf5 needs data.train_path and data.val_path")
         if d.source == "engine" and (d.train_path or d.val_path):
             raise ConfigError("data.train_path/val_path are for data.source=hdf5 only")
-        if d.source == "engine" and d.n_train < 1:
-            raise ConfigError(f"data.n_train must be >= 1 for the engine, got {d.n_train}")
-        if d.n_train < 0 or d.n_val < 1:
-            raise ConfigError(f"need data.n_train >= 0 and data.n_val >= 1, got {d}")
+        if d.n_train < 1 or d.n_val < 1 or d.n_exposures < 1:
+            raise ConfigError(
+                f"need data.n_train, n_val and n_exposures >= 1, got {d.n_train}, {d.n_val}, "
+                f"{d.n_exposures}"
+            )
+        if d.source == "engine" and d.noise_level != 1:
+            raise ConfigError(
+                "data.noise_level applies to hdf5 shards; the engine's spectra carry their own "
+                "noise (set its depth with data.n_exposures)"
+            )
         if d.num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0, got {d.num_workers}")
         if d.noise_level < 0:

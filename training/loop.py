@@ -1,0 +1,394 @@
+"""The training loop: one :class:`Trainer` for one CPU, one GPU or many ranks under torchrun."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+import specvit
+from specvit.config import SpecViTConfig
+from specvit.models.specvit import SpecViT
+from training.batches import SpectraSource, StepBatches, label_columns, to_model_batch
+from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from training.config import RunConfig
+from training.distributed import DistInfo, all_mean, barrier, init_distributed
+from training.ema import EMA
+from training.losses import regression_loss
+from training.metrics import snr, snr_binned_metrics
+from training.optim import build_optimizer
+from training.seeding import step_seed
+
+__all__ = ["NonFiniteLossError", "Trainer", "label_statistics"]
+
+#: Run-config keys a resumed run may change: they do not alter what is computed.
+RESUMABLE_CHANGES = frozenset(
+    {"train.max_steps", "train.progress", "train.log_every", "train.checkpoint_every"}
+)
+
+#: Seed stream of the per-step global RNG (dropout); data streams use other ids.
+_DROPOUT_STREAM = 1
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the run stopped before updating the weights."""
+
+
+def label_statistics(
+    labels: torch.Tensor, names: list[str], norm: str, fixed: dict[str, list[float]]
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Label normalisation ``(shift, scale)`` with ``physical = shift + scale·normalised``.
+
+    Parameters
+    ----------
+    labels : torch.Tensor
+        (N, 3) training labels in :data:`training.config.LABELS` order.
+    names : list of str
+        The labels the model predicts.
+    norm : {"zscore", "minmax"}
+        z-score (mean, std) or min-max (min, max − min).
+    fixed : dict
+        ``{name: [shift, scale]}`` that replace the measured values.
+    """
+    cols = labels[:, label_columns(names)].double()
+    if norm == "zscore":
+        shift, scale = cols.mean(dim=0), cols.std(dim=0)
+    else:
+        low = cols.min(dim=0).values
+        shift, scale = low, cols.max(dim=0).values - low
+    shifts = [fixed[n][0] if n in fixed else float(s) for n, s in zip(names, shift, strict=True)]
+    scales = [fixed[n][1] if n in fixed else float(s) for n, s in zip(names, scale, strict=True)]
+    if not all(s > 0 for s in scales):
+        raise ValueError(f"training labels {names} have zero spread ({scales}): cannot normalise")
+    return tuple(shifts), tuple(scales)
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with NaN / infinite floats replaced by None (strict JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key not in ("overrides", "prior", "label_stats"):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+class Trainer:
+    """Train a SpecViT model as a :class:`~training.config.RunConfig` describes.
+
+    Parameters
+    ----------
+    config : RunConfig
+        The run. With ``resume``, it must equal the checkpoint's config except for the keys in
+        :data:`RESUMABLE_CHANGES`.
+    source : SpectraSource
+        Training batches, the validation set and training labels.
+    resume : str, pathlib.Path or None
+        A checkpoint file or a folder holding checkpoints (the newest is used).
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        source: SpectraSource,
+        resume: str | Path | None = None,
+    ) -> None:
+        self.config, self.source = config, source
+        t = config.train
+        kind = (
+            "cuda"
+            if t.device == "cuda" or (t.device == "auto" and torch.cuda.is_available())
+            else "cpu"
+        )
+        self.dist: DistInfo = init_distributed(kind)
+        self.device = (
+            torch.device(kind, self.dist.local_rank) if kind == "cuda" else torch.device("cpu")
+        )
+        if kind == "cuda":
+            torch.cuda.set_device(self.device)
+        if t.batch_size % self.dist.world_size:
+            raise ValueError(
+                f"train.batch_size={t.batch_size} is not divisible by {self.dist.world_size} ranks"
+            )
+        self.rank_batch = t.batch_size // self.dist.world_size
+        self.steps_per_epoch = source.steps_per_epoch(self.rank_batch, self.dist.world_size)
+        self.total_steps = t.epochs * self.steps_per_epoch
+        self.amp_dtype = self._amp_dtype()
+        self.out_dir = Path(config.out_dir)
+
+        state = load_checkpoint(resume) if resume is not None else None
+        if state is not None:
+            self._check_resume(state["run_config"])
+            model_config = SpecViTConfig.from_dict(state["model_config"])
+        else:
+            model_config = self._new_model_config()
+        torch.manual_seed(config.seed)
+        self.model: SpecViT = SpecViT(model_config).to(self.device)
+        self.optimizer, self.scheduler = build_optimizer(self.model, config.optim, self.total_steps)
+        self.scaler = torch.amp.GradScaler(kind, enabled=self.amp_dtype == torch.float16)
+        self.ema = EMA(self.model, t.ema_decay) if t.ema_decay is not None else None
+        self.step = 0
+        self.last_checkpoint: Path | None = None
+        self.val_metrics: dict[str, Any] = {}
+        if state is not None:
+            self._restore(state)
+            self.last_checkpoint = (
+                Path(resume) if Path(resume).is_file() else latest_checkpoint(resume)
+            )
+        self.ddp = (
+            DistributedDataParallel(
+                self.model, device_ids=[self.device] if kind == "cuda" else None
+            )
+            if self.dist.distributed
+            else None
+        )
+        if not np.allclose(source.wavelength, self.model.wavelength, rtol=0, atol=1e-3):
+            raise ValueError("the training spectra are not on the model's wavelength grid")
+        validation = source.validation_set()
+        self.val_batch = to_model_batch(validation, model_config)
+        kept = self.val_batch["kept"]
+        self.val_snr = snr(
+            torch.as_tensor(validation["flux"]), torch.as_tensor(validation["error"])
+        )[kept]
+        self.val_labels = torch.as_tensor(validation["labels"], dtype=torch.float32)[kept]
+
+    # ------------------------------------------------------------------ setup
+    def _amp_dtype(self) -> torch.dtype | None:
+        precision = self.config.train.precision
+        if precision == "fp32":
+            return None
+        if precision == "fp16" and self.device.type == "cpu":
+            self._note("precision fp16 runs as bf16 on the CPU (no fast fp16 there)")
+            return torch.bfloat16
+        return torch.float16 if precision == "fp16" else torch.bfloat16
+
+    def _new_model_config(self) -> SpecViTConfig:
+        c = self.config
+        shift, scale = label_statistics(
+            self.source.train_labels(), c.labels, c.label_norm, c.label_stats
+        )
+        return specvit.get_preset(
+            c.model.preset,
+            **c.model.overrides,
+            label_names=tuple(c.labels),
+            label_shift=shift,
+            label_scale=scale,
+            extra={"training": c.to_dict()},
+        )
+
+    def _check_resume(self, saved: dict[str, Any]) -> None:
+        old, new = _flatten(saved), _flatten(self.config.to_dict())
+        changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        forbidden = [k for k in changed if k not in RESUMABLE_CHANGES]
+        if forbidden:
+            details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in forbidden)
+            raise ValueError(f"cannot resume with a different recipe ({details})")
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.step = int(state["step"])
+        self.val_metrics = state.get("val_metrics", {})
+
+    def _note(self, message: str) -> None:
+        if self.dist.is_main:
+            tqdm.write(f"[train] {message}")
+
+    # ------------------------------------------------------------------ run
+    def fit(self) -> dict[str, Any]:
+        """Train until the last epoch (or ``train.max_steps``); return the last validation."""
+        t = self.config.train
+        stop = min(self.total_steps, t.max_steps) if t.max_steps else self.total_steps
+        if self.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.yaml").write_text(
+                yaml.safe_dump(self.config.to_dict(), sort_keys=False), encoding="utf-8"
+            )
+            self._note(
+                f"{self.model.num_parameters() / 1e6:.2f} M parameters, {self.dist.world_size} "
+                f"rank(s) on {self.device.type}, {self.steps_per_epoch} steps/epoch, steps "
+                f"{self.step} -> {stop} of {self.total_steps}"
+            )
+        loader = DataLoader(
+            StepBatches(
+                self.source,
+                self.model.config,
+                self.dist.rank,
+                self.dist.world_size,
+                self.rank_batch,
+            ),
+            batch_size=None,
+            sampler=range(self.step, stop),
+            num_workers=self.config.data.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        bar = tqdm(
+            total=stop,
+            initial=self.step,
+            disable=not (t.progress and self.dist.is_main),
+            unit="step",
+        )
+        window_loss, window_n, window_start = 0.0, 0, time.perf_counter()
+        for batch in loader:
+            loss = self.train_step(batch)
+            self.step += 1
+            window_loss, window_n = window_loss + loss, window_n + 1
+            bar.update(1)
+            if self.step % t.log_every == 0 or self.step == stop:
+                elapsed = time.perf_counter() - window_start
+                self._log(
+                    {
+                        "kind": "train",
+                        "loss": window_loss / window_n,
+                        "lr": self.scheduler.get_last_lr()[0],
+                        "spectra_per_s": window_n * t.batch_size / elapsed,
+                    }
+                )
+                bar.set_postfix(loss=f"{window_loss / window_n:.4f}")
+                window_loss, window_n, window_start = 0.0, 0, time.perf_counter()
+            if self.step % self.steps_per_epoch == 0:
+                self.validate()
+                self._checkpoint()
+            elif (t.checkpoint_every and self.step % t.checkpoint_every == 0) or self.step == stop:
+                self._checkpoint()
+        bar.close()
+        return self.val_metrics
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> float:
+        """One optimiser step; returns the loss averaged over ranks."""
+        torch.manual_seed(step_seed(self.config.seed, _DROPOUT_STREAM, self.dist.rank, self.step))
+        model = self.ddp or self.model
+        model.train()
+        x = batch["x"].to(self.device, non_blocking=True)
+        y = batch["y"].to(self.device, non_blocking=True)
+        with self.autocast():
+            output = model(x)
+        loss = regression_loss(output, y, self.config.train.loss)
+        mean_loss = float(all_mean(loss.detach()))
+        if not math.isfinite(mean_loss):
+            raise NonFiniteLossError(
+                f"non-finite training loss ({mean_loss}) at step {self.step + 1} (epoch "
+                f"{self.step // self.steps_per_epoch + 1}); the weights were not updated and no "
+                f"checkpoint was written after it. Last good checkpoint: "
+                f"{self.last_checkpoint or 'none yet'}. Lower optim.lr, tighten "
+                "optim.clip_grad_norm, use train.precision=fp32, or check the data for NaN/inf."
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.config.optim.clip_grad_norm is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(
+                self.model.parameters(), self.config.optim.clip_grad_norm
+            )
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        return mean_loss
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The run's autocast context (a no-op for fp32)."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    # ------------------------------------------------------------------ evaluation
+    def eval_model(self) -> SpecViT:
+        """The weights to evaluate and publish: the EMA average when kept, else the model."""
+        if self.ema is None:
+            return self.model
+        model = copy.deepcopy(self.model)
+        model.load_state_dict(self.ema.state_dict())
+        return model
+
+    @torch.no_grad()
+    def predict_normalised(self, x: torch.Tensor) -> torch.Tensor:
+        """Forward ``x`` (N, C, L) through :meth:`eval_model` in chunks of the batch size."""
+        model = self.eval_model().eval()
+        outputs = []
+        for chunk in x.split(self.config.train.batch_size):
+            with self.autocast():
+                outputs.append(model(chunk.to(self.device)).float().cpu())
+        return torch.cat(outputs)
+
+    def validate(self) -> dict[str, Any]:
+        """Metrics on the fixed validation set (rank 0 computes, the others wait)."""
+        if self.dist.is_main:
+            output = self.predict_normalised(self.val_batch["x"])
+            loss = regression_loss(output, self.val_batch["y"], self.config.train.loss)
+            mean, _ = self.model.to_physical(output)
+            true = self.val_labels[:, label_columns(self.model.config.label_names)]
+            self.val_metrics = {
+                "loss": float(loss),
+                "metrics": snr_binned_metrics(
+                    mean, true, self.val_snr, self.model.config.label_names
+                ),
+            }
+            overall = self.val_metrics["metrics"]["all"]
+            self._log({"kind": "val", **self.val_metrics})
+            self._note(
+                f"epoch {self.epoch} step {self.step}: val loss {float(loss):.4f}, "
+                + ", ".join(f"R²({k}) {v['r2']:.3f}" for k, v in overall.items())
+            )
+        barrier()
+        return self.val_metrics
+
+    # ------------------------------------------------------------------ bookkeeping
+    @property
+    def epoch(self) -> float:
+        """Epochs completed (fractional inside an epoch)."""
+        return self.step / self.steps_per_epoch
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if not self.dist.is_main:
+            return
+        record = {"step": self.step, "epoch": self.epoch, "time": time.time(), **record}
+        with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(_jsonable(record)) + "\n")
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a checkpoint holds (tensors and plain types only)."""
+        return {
+            "format": 1,
+            "step": self.step,
+            "run_config": self.config.to_dict(),
+            "model_config": self.model.config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
+            "val_metrics": self.val_metrics,
+        }
+
+    def _checkpoint(self) -> None:
+        if self.dist.is_main:
+            self.last_checkpoint = save_checkpoint(
+                self.state_dict(), self.out_dir / "checkpoints", self.step
+            )
+        barrier()

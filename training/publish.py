@@ -1,0 +1,201 @@
+"""Turn a training checkpoint into a Hub-ready model folder, and push it when asked.
+
+Usage::
+
+    python training/publish.py runs/paper/checkpoints OUT_DIR [--repo-id owner/name] [--private]
+
+The folder holds ``model.safetensors`` and ``config.json`` (as written by
+:meth:`specvit.SpecViT.save_pretrained`, so :func:`specvit.load` reads it) and a model card
+``README.md`` describing the training data and recipe with the validation metrics overall and
+per S/N bin. With ``--repo-id`` the folder is uploaded as one commit to that Hub repo
+(``HF_TOKEN`` or ``--token`` authenticates; ``HF_ENDPOINT`` selects another Hub server).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: make the repository root importable
+    sys.path.insert(0, str(ROOT))
+
+from huggingface_hub import HfApi, ModelCard, ModelCardData  # noqa: E402
+
+from specvit.config import SpecViTConfig  # noqa: E402
+from specvit.models.specvit import SpecViT  # noqa: E402
+from training.checkpoint import load_checkpoint  # noqa: E402
+from training.metrics import SNR_BIN_CENTRES, SNR_BIN_EDGES  # noqa: E402
+
+__all__ = ["model_card", "publish"]
+
+_UNITS = {"T_eff": "K", "log_g": "dex", "M_H": "dex"}
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _metrics_tables(metrics: dict[str, Any], labels: tuple[str, ...]) -> str:
+    if not metrics:
+        return "No validation metrics were recorded in this checkpoint.\n"
+    lines = [
+        "| S/N bin | S/N range | N | "
+        + " | ".join(f"R² {n} | MAE {n} | RMSE {n}" for n in labels)
+        + " |",
+        "|---|---|---|" + "---|---|---|" * len(labels),
+    ]
+    rows = [("all", "all", metrics["all"])]
+    for i, centre in enumerate(SNR_BIN_CENTRES):
+        span = f"{SNR_BIN_EDGES[i]:.2f}–{SNR_BIN_EDGES[i + 1]:.2f}"
+        rows.append((str(centre), span, metrics[f"snr_{centre}"]))
+    for name, span, row in rows:
+        cells = " | ".join(
+            f"{_fmt(row[n]['r2'])} | {_fmt(row[n]['mae'])} | {_fmt(row[n]['rmse'])}" for n in labels
+        )
+        lines.append(f"| {name} | {span} | {row[labels[0]]['n']} | {cells} |")
+    units = ", ".join(f"{n} in {_UNITS[n]}" for n in labels)
+    return "\n".join(lines) + f"\n\nMAE and RMSE: {units}.\n"
+
+
+def _data_description(run: dict[str, Any]) -> str:
+    data, train = run["data"], run["train"]
+    if data["source"] == "engine":
+        prior = data["prior"] or "the engine's default prior"
+        text = (
+            "Simulated Subaru PFS medium-resolution spectra (4096 pixels, 7100–8850 Å) from "
+            "specvit's data engine (`training/simulate.py`): a polynomial spectral emulator, "
+            "the MR line-spread function and the PFS exposure-time-calculator noise model. "
+            f"Labels drawn from {prior}. Every training step drew fresh spectra and fresh noise; "
+            f"an epoch was {data['n_train']} spectra."
+        )
+    else:
+        text = (
+            f"HDF5 shards `{data['train_path']}` (validation `{data['val_path']}`), with fresh "
+            "noise x + noise_level·ε⊙σ drawn every step."
+        )
+    return (
+        f"{text} Noise level {data['noise_level']}; validation on {data['n_val']} spectra with one "
+        f"fixed noise draw. {train['epochs']} epochs, batch {train['batch_size']}."
+    )
+
+
+def model_card(config: SpecViTConfig, state: dict[str, Any]) -> ModelCard:
+    """The model card of a checkpoint: data, recipe and validation metrics per S/N bin."""
+    run = state["run_config"]
+    optim, train = run["optim"], run["train"]
+    labels = config.label_names
+    val = state.get("val_metrics") or {}
+    norm = ", ".join(
+        f"{n}: shift {s:.6g}, scale {c:.6g}"
+        for n, s, c in zip(labels, config.label_shift, config.label_scale, strict=True)
+    )
+    data = ModelCardData(
+        library_name="specvit",
+        license="bsd-3-clause",
+        tags=["astronomy", "spectroscopy", "stellar-parameters", "vision-transformer"],
+    )
+    body = f"""
+# SpecViT ({run["model"]["preset"]}): {", ".join(labels)} from PFS MR spectra
+
+Load and predict with [specvit](https://github.com/specvit/specvit):
+
+```python
+import specvit
+model = specvit.load("<this repo or folder>", revision="<commit>")
+```
+
+`config.json` holds the wavelength grid, the input normalisation (`{config.input_norm}`) and the
+label normalisation (`physical = shift + scale · output`; {norm}).
+
+## Training data
+
+{_data_description(run)}
+
+## Training recipe
+
+Step {state["step"]} of the run; loss `{train["loss"]}` on {run["label_norm"]}-normalised labels,
+AdamW (lr {optim["lr"]}, weight decay {optim["weight_decay"]}, betas {optim["betas"]}), cosine to
+{optim["eta_min"]} with {optim["warmup_steps"]} warm-up steps, gradient clip
+{optim["clip_grad_norm"]}, precision {train["precision"]}, seed {run["seed"]}, EMA decay
+{train["ema_decay"]}.
+
+## Validation metrics
+
+{_metrics_tables(val.get("metrics", {}), labels)}
+S/N is the median over pixels of flux/σ; the bins are centred on 3, 4, 5, 7, 10, 15 and 21 with
+geometric-mean edges (`training/metrics.py`).
+
+## Limitations
+
+Trained on simulated spectra only; the emulator, its label ranges and the noise model bound what
+the model has seen. Check it on real spectra before trusting it there.
+"""
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
+
+
+def publish(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    repo_id: str | None = None,
+    *,
+    token: str | None = None,
+    private: bool = False,
+) -> Path:
+    """Write a Hub-ready folder from a checkpoint and optionally push it.
+
+    Parameters
+    ----------
+    checkpoint : str or pathlib.Path
+        A checkpoint file, or a folder of checkpoints (the newest is used).
+    out_dir : str or pathlib.Path
+        Destination folder (created).
+    repo_id : str, optional
+        Hub repo ``owner/name`` to upload the folder to (created if missing).
+    token : str, optional
+        Hub token (default: the ``HF_TOKEN`` environment / stored login).
+    private : bool
+        Create the repo as private.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder written. The EMA weights are published when the run kept them.
+    """
+    state = load_checkpoint(checkpoint)
+    config = SpecViTConfig.from_dict(state["model_config"])
+    extra = {**config.extra, "step": state["step"], "validation": state.get("val_metrics", {})}
+    model = SpecViT(config.replace(extra=extra))
+    model.load_state_dict(state["ema"] if state.get("ema") is not None else state["model"])
+    out = Path(out_dir)
+    model.save_pretrained(out)
+    model_card(model.config, state).save(out / "README.md")
+    if repo_id is not None:
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        api.upload_folder(
+            repo_id=repo_id, folder_path=out, commit_message=f"specvit step {state['step']}"
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", help="checkpoint file or folder of checkpoints")
+    parser.add_argument("out_dir", help="folder to write")
+    parser.add_argument("--repo-id", help="also push to this Hub repo (owner/name)")
+    parser.add_argument("--token", help="Hub token (default: HF_TOKEN / stored login)")
+    parser.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    args = parser.parse_args(argv)
+    out = publish(
+        args.checkpoint, args.out_dir, args.repo_id, token=args.token, private=args.private
+    )
+    print(f"wrote {out}" + (f" and pushed to {args.repo_id}" if args.repo_id else ""))
+
+
+if __name__ == "__main__":
+    main()
