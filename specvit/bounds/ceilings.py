@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from specvit.bounds.bayes import van_trees_bound
@@ -100,8 +101,16 @@ def _default_noise_model():
 
 
 def median_snr(flux: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """SNR of each spectrum: the median over pixels of flux/σ (the paper's definition)."""
-    return (flux / sigma).median(dim=-1).values
+    """SNR of each spectrum: the median over pixels of flux/σ (the paper's definition).
+
+    The lower median for an even number of pixels, as ``torch.median``; on the CPU through
+    ``numpy.partition``, about twice as fast.
+    """
+    ratio = (flux / sigma).detach()
+    if ratio.device.type != "cpu":
+        return ratio.median(dim=-1).values
+    k = (ratio.shape[-1] - 1) // 2
+    return torch.from_numpy(np.partition(ratio.numpy(), k, axis=-1)[..., k])
 
 
 @dataclass(frozen=True)
