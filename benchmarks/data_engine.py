@@ -2,15 +2,17 @@
 
 Usage::
 
-    python benchmarks/data_engine.py [--seconds 5] [--batch 4096] [--threads 2] [--device cpu]
-                                     [--etc-dir ../shared/data/pfs_etc] [--shard-spectra 20000]
+    python benchmarks/data_engine.py [--seconds 5] [--batch 4096] [--threads 1] [--workers 2]
+                                     [--device cpu] [--etc-dir ../shared/data/pfs_etc]
+                                     [--shard-spectra 20000]
 
 Prints, in one run: a baseline (``torch.randn`` of the same (batch, 4096) float32 shape, per
 second: the cost of the Gaussian draws alone), the emulator alone, the full engine
-(``Simulator.sample``: labels → emulator → nJy → noise → σ estimate → S/N), each as spectra/s and
-as a ratio to the baseline; then the write and streaming-read rates of an HDF5 shard of
-``--shard-spectra`` spectra in a temporary folder (reads come from the OS page cache when the
-file fits in memory; the number printed says so).
+(``Simulator.sample``: labels → emulator → nJy → noise → σ estimate → S/N) in this process, each
+as spectra/s and as a ratio to the baseline; the engine through ``SimulatedSpectra`` and a
+``DataLoader`` with ``--workers`` processes (how training uses the cores: one thread per worker);
+then the write and streaming-read rates of an HDF5 shard of ``--shard-spectra`` spectra in a
+temporary folder (reads come from the OS page cache when the file fits in memory).
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
 
 from specvit.emulator import Emulator  # noqa: E402
 from specvit.instrument import PFSNoiseModel  # noqa: E402
 from specvit.io import iter_shard  # noqa: E402
+from training.datasets import SimulatedSpectra  # noqa: E402
 from training.shards import ShardWriter  # noqa: E402
 from training.simulate import Simulator  # noqa: E402
 
@@ -52,7 +56,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--batch", type=int, default=4096)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads in this process")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--etc-dir", type=Path, default=ROOT.parent / "shared/data/pfs_etc")
     parser.add_argument("--shard-spectra", type=int, default=20_000)
@@ -84,6 +89,19 @@ def main() -> None:
     per_hour = full * 3600
     print(f"  1 M noisy spectra take {1e6 / full:.0f} s here (paper's pipeline: ≈304 CPU-hours)")
     print(f"  ({per_hour:,.0f} spectra per hour on {args.threads} threads)")
+    if args.workers > 0 and device.type == "cpu":
+        dataset = SimulatedSpectra(sim, 1024, seed=0)
+        loader = iter(DataLoader(dataset, batch_size=None, num_workers=args.workers))
+        next(loader)
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < args.seconds:
+            count += next(loader)["flux"].shape[0]
+        par = count / (time.perf_counter() - start)
+        print(
+            f"engine in {args.workers} DataLoader workers: {par:12,.0f} spectra/s  "
+            f"({par / base:.2f}x)"
+        )
+        del loader
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.h5"

@@ -304,7 +304,7 @@ class Simulator:
         for start in range(0, n, self.chunk_size):
             sl = slice(start, min(start + self.chunk_size, n))
             clean = self.noiseless(labels[sl], mag[sl], None if rv is None else rv[sl])
-            flux[sl], error[sl] = self.noise.observe(clean, noise_gen)
+            self.noise.observe(clean, noise_gen, out=(flux[sl], error[sl]))
             snr[sl] = median_snr(flux[sl], error[sl])  # while the chunk is in cache
         out = {
             "flux": flux,

@@ -304,13 +304,13 @@ class PFSNoiseModel(torch.nn.Module):
             averaged over blocks of ``variance_block`` pixels (clipped at 0).
         """
         self._check_length(observed_njy)
-        a, b = self._coefficients(observed_njy)
-        k = self.variance_block
-        level = observed_njy.unflatten(-1, (-1, k)).mean(-1, keepdim=True).clamp_min(0.0)
-        return torch.addcmul(a.view(-1, k), b.view(-1, k), level).sqrt_().flatten(-2)
+        return self._estimate_into(observed_njy, torch.empty_like(observed_njy))
 
     def observe(
-        self, flux_njy: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        flux_njy: torch.Tensor,
+        generator: torch.Generator | None = None,
+        out: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One noisy observation of noiseless spectra, and its estimated σ.
 
@@ -320,6 +320,9 @@ class PFSNoiseModel(torch.nn.Module):
             ``(..., L)`` noiseless flux density in nJy.
         generator : torch.Generator, optional
             Source of the Gaussian draws (on the tensor's device).
+        out : tuple of torch.Tensor, optional
+            Contiguous ``(flux, sigma)`` tensors of ``flux_njy``'s shape to write into (saves
+            two copies in the data engine's hot loop).
 
         Returns
         -------
@@ -327,11 +330,15 @@ class PFSNoiseModel(torch.nn.Module):
             ``(..., L)`` noisy flux (nJy) and σ estimated from it (:meth:`estimate_sigma`); the
             noiseless flux enters σ only through the noisy observation.
         """
-        noisy = torch.randn(
-            flux_njy.shape, generator=generator, dtype=flux_njy.dtype, device=flux_njy.device
-        )
+        shape, dtype, device = flux_njy.shape, flux_njy.dtype, flux_njy.device
+        if out is None:
+            out = (torch.empty_like(flux_njy), torch.empty_like(flux_njy))
+        noisy, sigma = out
+        if noisy.shape != shape or sigma.shape != shape:
+            raise ValueError(f"out tensors must have shape {tuple(shape)}")
+        torch.randn(shape, generator=generator, dtype=dtype, device=device, out=noisy)
         noisy.mul_(self.expected_sigma(flux_njy)).add_(flux_njy)
-        return noisy, self.estimate_sigma(noisy)
+        return noisy, self._estimate_into(noisy, sigma)
 
     def snr_flat(self, mag: torch.Tensor | float) -> torch.Tensor:
         """Per-pixel S/N ``(..., L)`` of a flat-f_ν source of AB magnitude ``mag``."""
@@ -341,6 +348,15 @@ class PFSNoiseModel(torch.nn.Module):
         return f / self.expected_sigma(f)
 
     # ------------------------------------------------------------------ internals
+    def _estimate_into(self, observed: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        a, b = self._coefficients(observed)
+        k = self.variance_block
+        level = observed.unflatten(-1, (-1, k)).mean(-1, keepdim=True).clamp_min_(0.0)
+        blocks = sigma.view(*observed.shape[:-1], -1, k)
+        torch.addcmul(a.view(-1, k), b.view(-1, k), level, out=blocks)
+        blocks.sqrt_()
+        return sigma
+
     def _coefficients(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return (
             self.var_background.to(dtype=like.dtype, device=like.device),
