@@ -1,14 +1,16 @@
 """End-to-end `specvit.predict` throughput against the bare model forward, in one run.
 
-For each model preset, N spectra (flux + σ) go through
+For each model preset, one batch of spectra (flux + σ; 64 for the paper model, 256 for the
+tiny one) goes through
 
-* **forward**: ``model(x)`` alone on the batches, with ``x`` prepared beforehand;
+* **forward**: ``model(x)`` alone on the batch, with ``x`` prepared beforehand;
 * **predict, native grid**: ``Predictor.predict(flux, error)`` on the model's grid
   (validation, masking, normalisation, SNR, flags and the output table included);
 * **predict, resampled**: the same spectra given on a 2.5× finer, shifted grid, so every
-  batch is also resampled.
+  spectrum is also resampled.
 
-The overhead is ``time(predict) / time(forward) − 1``. ``--accuracy`` also measures how far
+The overhead is ``time(predict) / time(forward) − 1``, from the best time of each over the
+rounds and as the median of the per-round ratio. ``--accuracy`` also measures how far
 bf16 autocast moves the predictions of the small model trained by the test suite
 (``tests/predict_helpers.py``), compared with that model's own error.
 
@@ -33,39 +35,26 @@ from specvit.inference import Predictor
 from specvit.preprocessing import model_input
 
 
-def _best_interleaved(fns: list, repeats: int) -> list[float]:
-    """Best wall time of each function, running them in turn ``repeats`` times.
+def measure(preset: str, batch_size: int, rounds: int, device: str) -> None:
+    """Print spectra/s of forward, predict (native) and predict (resampled) for one preset.
 
-    Interleaving exposes every variant to the same background load on a shared machine.
+    One batch of ``batch_size`` spectra; each round times the three variants back to back, so
+    every round sees the same background load. Reported: the best time of each variant over the
+    rounds, and the median over rounds of the paired ratio predict / forward.
     """
-    best = [float("inf")] * len(fns)
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
-            start = time.perf_counter()
-            fn()
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best
-
-
-def measure(preset: str, n: int, batch_size: int, repeats: int, device: str) -> None:
-    """Print spectra/s of forward, predict (native) and predict (resampled) for one preset."""
     model = specvit.create_model(preset).eval()
     predictor = Predictor(model, device=device, batch_size=batch_size, precision="fp32")
     wave = model.wavelength
     rng = np.random.default_rng(0)
-    flux = (1.0 + 0.05 * rng.standard_normal((n, wave.size))).astype(np.float32)
+    flux = (1.0 + 0.05 * rng.standard_normal((batch_size, wave.size))).astype(np.float32)
     error = np.full_like(flux, 0.05)
     dev = predictor.device
-    batches = []
-    for start in range(0, n, batch_size):
-        f = torch.from_numpy(flux[start : start + batch_size]).to(dev)
-        e = torch.from_numpy(error[start : start + batch_size]).to(dev)
-        batches.append(model_input(f, e, model.config)[0])
+    f, e = torch.from_numpy(flux).to(dev), torch.from_numpy(error).to(dev)
+    x = model_input(f, e, model.config)[0]
 
     def forward() -> None:
         with torch.inference_mode():
-            for x in batches:
-                model(x)
+            model(x)
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
@@ -73,23 +62,27 @@ def measure(preset: str, n: int, batch_size: int, repeats: int, device: str) -> 
     fine = np.arange(wave[0] - 2.0 + 0.37 * step, wave[-1] + 2.0, step)
     fine_flux = np.stack([np.interp(fine, wave, row) for row in flux]).astype(np.float32)
     fine_error = np.full_like(fine_flux, 0.05 * np.sqrt(2.5))
-
-    forward()  # warm-up
-    t_forward, t_native, t_resampled = _best_interleaved(
-        [
-            forward,
-            lambda: predictor.predict(flux, error),
-            lambda: predictor.predict(fine_flux, fine_error, wavelength=fine),
-        ],
-        repeats,
-    )
-    for name, t in (
-        ("forward only", t_forward),
-        ("predict, native grid", t_native),
-        ("predict, resampled", t_resampled),
-    ):
-        overhead = "" if t is t_forward else f"  overhead {100 * (t / t_forward - 1):+.1f}%"
-        print(f"  {preset:16s} {name:22s} {n / t:9.0f} spectra/s{overhead}")
+    variants = {
+        "forward only": forward,
+        "predict, native grid": lambda: predictor.predict(flux, error),
+        "predict, resampled": lambda: predictor.predict(fine_flux, fine_error, wavelength=fine),
+    }
+    for fn in variants.values():  # warm-up (and the resampler's sparse matrix)
+        fn()
+    times = np.zeros((rounds, len(variants)))
+    for r in range(rounds):
+        for i, fn in enumerate(variants.values()):
+            start = time.perf_counter()
+            fn()
+            times[r, i] = time.perf_counter() - start
+    best = times.min(axis=0)
+    for i, name in enumerate(variants):
+        line = f"  {preset:16s} {name:22s} {batch_size / best[i]:9.1f} spectra/s"
+        if i:
+            paired = np.median(times[:, i] / times[:, 0])
+            line += f"  overhead: best {100 * (best[i] / best[0] - 1):+5.1f}%"
+            line += f", median paired {100 * (paired - 1):+5.1f}%"
+        print(line, flush=True)
 
 
 def accuracy() -> None:
@@ -114,16 +107,15 @@ def accuracy() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--accuracy", action="store_true", help="also measure bf16 vs fp32")
     args = parser.parse_args()
     print(
         f"specvit {specvit.__version__}, torch {torch.__version__}, {platform.processor() or '?'}"
-        f", {torch.get_num_threads()} threads, batch size {args.batch_size}"
+        f", {torch.get_num_threads()} threads, {args.rounds} rounds"
     )
-    measure("specvit_l6_h256", 512, args.batch_size, args.repeats, args.device)
-    measure("specvit_tiny", 4096, args.batch_size, args.repeats, args.device)
+    measure("specvit_l6_h256", 64, args.rounds, args.device)
+    measure("specvit_tiny", 256, args.rounds, args.device)
     if args.accuracy:
         accuracy()
 
