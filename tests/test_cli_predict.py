@@ -252,3 +252,33 @@ def test_killed_run_leaves_no_output(tmp_path, model_dir, predictor):
     assert proc.returncode == -signal.SIGKILL
     assert not out.exists()
     assert not any(p.name == "out.fits" for p in tmp_path.iterdir())
+
+
+def test_image_reader_wcs_units_and_air(tmp_path):
+    from specvit.io.readers import open_spectra
+
+    header = fits.Header(
+        {"CTYPE1": "AWAV", "CUNIT1": "nm", "CRVAL1": 750.0, "CDELT1": 0.05, "CRPIX1": 1.0}
+    )
+    fits.PrimaryHDU(np.ones((3, 20), np.float32), header=header).writeto(tmp_path / "a.fits")
+    with open_spectra(tmp_path / "a.fits") as spectra:
+        assert len(spectra) == 3 and spectra.medium == "air"
+        np.testing.assert_allclose(spectra.wavelength, 7500.0 + 0.5 * np.arange(20))
+    with pytest.raises(ValueError, match="unknown spectrum file type"):
+        open_spectra(tmp_path / "a.txt")
+
+
+def test_failed_write_leaves_nothing_behind(tmp_path):
+    from specvit.io.tables import write_table
+
+    bad = Table({"x": np.array([object(), object()], dtype=object)})  # FITS cannot hold objects
+    with pytest.raises((TypeError, ValueError)):
+        write_table(bad, tmp_path / "out.fits")
+    assert list(tmp_path.iterdir()) == []
+    good = Table({"x": [1, 2]})
+    write_table(good, tmp_path / "out.ecsv")
+    with pytest.raises(FileExistsError):
+        write_table(good, tmp_path / "out.ecsv")
+    write_table(Table({"x": [3]}), tmp_path / "out.ecsv", overwrite=True)
+    assert list(Table.read(tmp_path / "out.ecsv")["x"]) == [3]
+    assert [p.name for p in tmp_path.iterdir()] == ["out.ecsv"]
