@@ -153,8 +153,11 @@ def _run(predictor: Predictor, inputs, counts, lo: int, hi: int) -> Table:
             try:
                 result = predictor.predict(**group.predict_kwargs(), progress=bar.update)
             except (ValueError, TypeError) as exc:
-                names = sorted(set(group.ids["input"]))
-                raise _Failure(f"invalid spectra in {', '.join(names)}: {exc}", "input") from exc
+                names = list(dict.fromkeys(group.ids["input"]))
+                where = ", ".join(names[:3]) + (
+                    f" and {len(names) - 3} more" if len(names) > 3 else ""
+                )
+                raise _Failure(f"invalid spectra in {where}: {exc}", "input") from exc
             tables.append(hstack([_rename_clashes(group.ids, result.colnames), result]))
         pending.clear()
 
