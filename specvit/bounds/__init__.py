@@ -33,10 +33,12 @@ from specvit.bounds.jacobian import (
     check_jacobian,
 )
 from specvit.bounds.prior import Beta, LabelPrior, Uniform
+from specvit.bounds.velocity import VELOCITY, velocity_jacobian
 
 __all__ = [
     "AMPLITUDE",
     "DEFAULT_NUISANCE",
+    "VELOCITY",
     "Beta",
     "CeilingRow",
     "Ceilings",
@@ -59,4 +61,5 @@ __all__ = [
     "median_snr",
     "parameter_index",
     "van_trees_bound",
+    "velocity_jacobian",
 ]

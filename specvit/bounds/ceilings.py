@@ -30,6 +30,7 @@ from specvit.bounds.fisher import (
     marginal_crlb,
 )
 from specvit.bounds.prior import LabelPrior
+from specvit.bounds.velocity import VELOCITY, velocity_jacobian
 
 __all__ = [
     "DEFAULT_NUISANCE",
@@ -270,9 +271,10 @@ def crlb_ceilings(
     target : str
         The bounded label.
     nuisance : sequence of str
-        Parameters estimated jointly and marginalised: any of the other labels and ``"ln_A"``
-        (the unknown flux amplitude, ``∂flux/∂ln A = flux``). Without ``ln_A`` the flux scale is
-        taken as known.
+        Parameters estimated jointly and marginalised: any of the other labels, ``"v_rad"``
+        (radial velocity, km/s, see :mod:`specvit.bounds.velocity`; needs the specvit
+        emulator) and ``"ln_A"`` (the unknown flux amplitude, ``∂flux/∂ln A = flux``). Without
+        ``ln_A`` the flux scale is taken as known.
     emulator, noise_model : optional
         The spectral emulator and PFS noise model (default: ``Emulator.load()`` and
         ``PFSNoiseModel.default()``).
@@ -289,7 +291,7 @@ def crlb_ceilings(
     if target not in LABELS:
         raise ValueError(f"unknown target {target!r}; labels are {LABELS}")
     nuisance = tuple(nuisance)
-    allowed = (*(n for n in LABELS if n != target), AMPLITUDE)
+    allowed = (*(n for n in LABELS if n != target), VELOCITY, AMPLITUDE)
     for name in nuisance:
         if name not in allowed:
             raise ValueError(f"unknown nuisance parameter {name!r}; choose from {allowed}")
@@ -315,15 +317,18 @@ def crlb_ceilings(
         error = torch.as_tensor(error, dtype=torch.float64)
         if error.dim() == 2 and error.shape[0] != n:
             raise ValueError(f"error has {error.shape[0]} spectra for {n} stars")
-    amplitude = AMPLITUDE in nuisance
-    # Fisher over (T_eff, log_g, M_H[, ln_A]), then the rows of (target, *nuisance).
-    order = [LABELS.index(target)]
-    order += [len(LABELS) if p == AMPLITUDE else LABELS.index(p) for p in nuisance]
+    amplitude, velocity = AMPLITUDE in nuisance, VELOCITY in nuisance
+    # Fisher over (T_eff, log_g, M_H[, v_rad][, ln_A]), then the rows of (target, *nuisance).
+    columns = (*LABELS, VELOCITY) if velocity else LABELS
+    columns = (*columns, AMPLITUDE) if amplitude else columns
+    order = [columns.index(p) for p in (target, *nuisance)]
     crlbs, snrs, fishers = [], [], []
     for start in range(0, n, chunk):
         sl = slice(start, start + chunk)
         theta = labels[sl].to(emulator.dtype)
         flux, jac = _flux_and_jacobian(emulator, theta)
+        if velocity:
+            jac = torch.cat([jac, velocity_jacobian(emulator, theta, flux).unsqueeze(-1)], -1)
         if mag_t is not None or snr_t is not None:
             ref = mag_t[sl] if mag_t is not None else torch.full_like(snr_t[sl], REFERENCE_MAG)
             flux_njy = noise_model.scale_to_magnitude(flux, ref.to(flux.dtype))

@@ -36,7 +36,7 @@ def _noise_model(etc_dir: Path | None, n_exposures: int):
     "--nuisance",
     default=",".join(DEFAULT_NUISANCE),
     show_default=True,
-    help="Comma-separated nuisances: other labels, ln_A (flux amplitude); '' for none.",
+    help="Comma-separated nuisances: other labels, v_rad, ln_A (flux amplitude); '' for none.",
 )
 @click.option(
     "--etc-dir",
