@@ -86,3 +86,23 @@ def test_default_approximates_the_etc(etc_dir, etc) -> None:
 def test_missing_tables_raise(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match=r"noise_mr\.dat"):
         PFSNoiseModel.from_etc(tmp_path)
+
+
+def test_sigma_from_mean_level_vs_true_sigma(etc_dir) -> None:
+    """The cost of σ's source term from the mean level: noiseless level vs the true σ at i=20.5."""
+    model = PFSNoiseModel.from_etc(etc_dir)
+    em = Emulator.load(dtype=torch.float64)
+    labels = torch.tensor(
+        [[3750.0, 1.0, 0.5], [3750.0, 5.0, 0.5], [6000.0, 4.5, -2.5], [4500.0, 2.0, -1.0]],
+        dtype=torch.float64,
+    )
+    flux = model.scale_to_magnitude(em(labels), torch.full((4,), 20.5, dtype=torch.float64))
+    rel = (model.estimate_sigma(flux) / model.expected_sigma(flux) - 1).abs()
+    print(
+        "σ(mean level)/σ(true) − 1: max",
+        rel.amax(-1).numpy().round(4),
+        "median",
+        rel.median(-1).values.numpy().round(4),
+    )
+    assert float(rel.median(-1).values.max()) < 0.01
+    assert float(rel.max()) < 0.1
