@@ -337,7 +337,7 @@ class PFSNoiseModel(torch.nn.Module):
         if noisy.shape != shape or sigma.shape != shape:
             raise ValueError(f"out tensors must have shape {tuple(shape)}")
         torch.randn(shape, generator=generator, dtype=dtype, device=device, out=noisy)
-        noisy.mul_(self.expected_sigma(flux_njy)).add_(flux_njy)
+        torch.addcmul(flux_njy, noisy, self.expected_sigma(flux_njy), out=noisy)
         return noisy, self._estimate_into(noisy, sigma)
 
     def snr_flat(self, mag: torch.Tensor | float) -> torch.Tensor:
