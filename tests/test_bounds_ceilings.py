@@ -164,3 +164,9 @@ def test_median_snr_is_the_lower_median_like_torch():
     flux = torch.rand(5, 400, generator=torch.Generator().manual_seed(4)) + 0.5
     sigma = torch.full_like(flux, 0.1)
     assert torch.equal(median_snr(flux, sigma), (flux / sigma).median(dim=-1).values)
+
+
+def test_default_nuisances_follow_the_target():
+    c = _ceilings(target="M_H")
+    assert c.parameters == ("M_H", "T_eff", "log_g", "ln_A")
+    assert c.variance == pytest.approx(PRIOR.variance("M_H"))

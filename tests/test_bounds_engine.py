@@ -115,3 +115,11 @@ def test_velocity_jacobian_matches_the_engines_doppler_shift(emulator, noise):
     )
     assert with_rv.parameters == ("log_g", "T_eff", "M_H", "v_rad", "ln_A")
     assert (with_rv.crlb >= base.crlb * (1 - 1e-9)).all()
+
+
+def test_cli_other_target_and_csv(etc_dir):
+    args = ["--target", "M_H", "--mag", "21", "--n-stars", "50", "--format", "csv"]
+    result = CliRunner().invoke(main, [*args, "--etc-dir", str(etc_dir)])
+    assert result.exit_code == 0, result.output
+    assert "nuisance T_eff, log_g, ln_A" in result.output
+    assert result.output.splitlines()[1].startswith("HSC-i mag,median SNR")

@@ -38,13 +38,20 @@ __all__ = [
     "Ceilings",
     "ceiling_table",
     "crlb_ceilings",
+    "default_nuisance",
     "format_table",
     "magnitude_for_snr",
     "median_snr",
 ]
 
-#: Nuisance parameters by default: the other labels and the unknown flux amplitude.
+#: Nuisance parameters of log g by default: the other labels and the unknown flux amplitude.
 DEFAULT_NUISANCE = ("T_eff", "M_H", AMPLITUDE)
+
+
+def default_nuisance(target: str) -> tuple[str, ...]:
+    """The other labels and the flux amplitude: the default nuisances of ``target``."""
+    return (*(n for n in LABELS if n != target), AMPLITUDE)
+
 
 #: Magnitude at which the noise spectrum's *shape* is taken when an SNR is asked for.
 REFERENCE_MAG = 21.5
@@ -239,7 +246,7 @@ def crlb_ceilings(
     n_stars: int = 2000,
     generator: torch.Generator | None = None,
     target: str = "log_g",
-    nuisance: Sequence[str] = DEFAULT_NUISANCE,
+    nuisance: Sequence[str] | None = None,
     emulator=None,
     noise_model=None,
     chunk: int = 64,
@@ -270,8 +277,9 @@ def crlb_ceilings(
         Randomness for the draw.
     target : str
         The bounded label.
-    nuisance : sequence of str
-        Parameters estimated jointly and marginalised: any of the other labels, ``"v_rad"``
+    nuisance : sequence of str, optional
+        Parameters estimated jointly and marginalised (default: the other labels and
+        ``ln_A``, :func:`default_nuisance`): any of the other labels, ``"v_rad"``
         (radial velocity, km/s, see :mod:`specvit.bounds.velocity`; needs the specvit
         emulator) and ``"ln_A"`` (the unknown flux amplitude, ``∂flux/∂ln A = flux``). Without
         ``ln_A`` the flux scale is taken as known.
@@ -290,7 +298,7 @@ def crlb_ceilings(
     prior = prior or LabelPrior.default()
     if target not in LABELS:
         raise ValueError(f"unknown target {target!r}; labels are {LABELS}")
-    nuisance = tuple(nuisance)
+    nuisance = default_nuisance(target) if nuisance is None else tuple(nuisance)
     allowed = (*(n for n in LABELS if n != target), VELOCITY, AMPLITUDE)
     for name in nuisance:
         if name not in allowed:
@@ -412,7 +420,7 @@ def ceiling_table(
     n_stars: int = 2000,
     seed: int = 0,
     target: str = "log_g",
-    nuisance: Sequence[str] = DEFAULT_NUISANCE,
+    nuisance: Sequence[str] | None = None,
     emulator=None,
     noise_model=None,
 ) -> list[CeilingRow]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from specvit.bounds.ceilings import DEFAULT_NUISANCE, LABELS, ceiling_table, format_table
+from specvit.bounds.ceilings import LABELS, ceiling_table, default_nuisance, format_table
 
 __all__ = ["PAPER_MAGS", "main"]
 
@@ -34,9 +34,9 @@ def _noise_model(etc_dir: Path | None, n_exposures: int):
 )
 @click.option(
     "--nuisance",
-    default=",".join(DEFAULT_NUISANCE),
-    show_default=True,
-    help="Comma-separated nuisances: other labels, v_rad, ln_A (flux amplitude); '' for none.",
+    default=None,
+    help="Comma-separated nuisances among the other labels, v_rad, ln_A (flux amplitude); "
+    "'' for none. Default: the other labels and ln_A.",
 )
 @click.option(
     "--etc-dir",
@@ -59,7 +59,10 @@ def main(snrs, mags, n_stars, seed, target, nuisance, etc_dir, n_exposures, fmt,
     HSC-i magnitude; a row asked for by --snr sits at the magnitude where the population's
     median SNR equals it. Without --snr/--mag the paper's magnitudes are used.
     """
-    names = tuple(n.strip() for n in nuisance.split(",") if n.strip())
+    if nuisance is None:
+        names = default_nuisance(target)
+    else:
+        names = tuple(n.strip() for n in nuisance.split(",") if n.strip())
     if not snrs and not mags:
         mags = PAPER_MAGS
     try:
