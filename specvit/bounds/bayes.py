@@ -165,11 +165,15 @@ class PosteriorMean:
     marginalised with a scale-invariant prior (:func:`amplitude_marginal_loglike`).
 
     Algorithm, per spectrum: (1) the posterior on a regular grid of cell centres over the
-    prior's support (one matrix product against precomputed model fluxes); (2) ``n_samples``
-    draws from that grid posterior, spread to neighbouring cells and uniform within cells;
-    (3) ``n_rounds − 1`` more rounds from a Student-t fitted to the weighted samples so far,
-    each mixed with the grid proposal; (4) self-normalised importance weights of all samples
-    against the mixture of all proposals (deterministic mixture), exact likelihood in float64.
+    prior's support (one matrix product against precomputed model fluxes), spread to
+    neighbouring cells: the *grid proposal*, uniform within cells; (2) Gauss-Newton steps from
+    the best cell to the likelihood peak and a Student-t with the inverse Fisher matrix there
+    (Laplace), mixed with the grid proposal (weight ``defensive``), for the first ``n_samples``
+    draws; (3) ``n_rounds − 1`` more rounds from a Student-t fitted to the weighted samples so
+    far, again mixed with the grid proposal; (4) self-normalised importance weights of all
+    samples against the mixture of all proposals (deterministic mixture), exact likelihood in
+    float64. The grid proposal covers broad and multimodal posteriors at low SNR, the
+    Student-t the narrow ones at high SNR.
 
     Parameters
     ----------
