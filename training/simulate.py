@@ -9,6 +9,7 @@ observation. See ``docs/data_engine.md``.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -215,7 +216,8 @@ class Simulator:
         Noiseless spectra (default ``Emulator.load()``, float32, R = 5000 on PFS MR).
     noise : PFSNoiseModel, optional
         Noise model (default :meth:`PFSNoiseModel.default`, which warns: pass
-        ``PFSNoiseModel.from_etc(etc_dir)`` for the real ETC noise).
+        ``PFSNoiseModel.from_etc(etc_dir)`` for the real ETC noise). Used as given (its float64
+        tables are cast to the emulator's dtype per call); copied if it is on another device.
     prior : Prior, optional
         Label/magnitude/RV distributions (default :class:`Prior`).
     chunk_size : int
@@ -230,9 +232,11 @@ class Simulator:
         chunk_size: int = 512,
     ) -> None:
         self.emulator = emulator if emulator is not None else Emulator.load()
-        self.noise = (noise if noise is not None else PFSNoiseModel.default()).to(
-            dtype=self.emulator.dtype, device=self.emulator.weights.device
-        )
+        noise = noise if noise is not None else PFSNoiseModel.default()
+        device = self.emulator.weights.device
+        if noise.var_background.device != device:  # a copy: .to() would move the caller's model
+            noise = copy.deepcopy(noise).to(device)
+        self.noise = noise
         self.prior = prior if prior is not None else Prior()
         self.chunk_size = int(chunk_size)
         if self.emulator.num_pixels != self.noise.grid.num:
