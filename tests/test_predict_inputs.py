@@ -124,8 +124,10 @@ def test_descending_wavelengths_equal_ascending(predictor):
         fine[:, ::-1], np.full_like(fine, SIGMA), wavelength=wave[::-1], mask=np.zeros(1500, bool)
     )
     np.testing.assert_array_equal(labels(up), labels(down))
+    before = fine.copy()
     per_row = predictor.predict(fine[:, ::-1], wavelength=np.stack([wave[::-1], wave[::-1]]))
     np.testing.assert_allclose(labels(per_row), labels(up), atol=1e-6)
+    np.testing.assert_array_equal(fine, before)  # the caller's arrays are never modified
     shuffled = wave.copy()
     shuffled[[10, 11]] = shuffled[[11, 10]]
     with pytest.raises(ValueError, match="strictly monotonic"):

@@ -113,6 +113,7 @@ class Spectra:
             descending = np.all(step < 0, axis=1)
             bad_wave = ~(np.all(step > 0, axis=1) | descending) | ~np.all(np.isfinite(wave), 1)
             if descending.any():
+                flux = flux.copy()  # asarray may have returned the caller's own array
                 for arr in (wave, flux, valid) + (() if error is None else (error,)):
                     arr[descending] = arr[descending, ::-1]
             valid[bad_wave] = False
