@@ -260,3 +260,14 @@ def test_air_wavelengths_are_converted_to_vacuum(predictor):
     np.testing.assert_allclose(labels(air), labels(ref), atol=1e-6)
     with pytest.raises(ValueError, match="medium must be"):
         predictor.predict(flux, wavelength=vacuum, medium="water")
+
+
+def test_model_object_keeps_its_device_and_mode(predictor, data):
+    model = predictor.model
+    model.train()
+    try:
+        table = Predictor(model).predict(data[0])
+        assert model.training, "predicting must not leave the caller's model in eval mode"
+    finally:
+        model.eval()
+    np.testing.assert_allclose(labels(table), labels(predictor.predict(data[0])), atol=1e-6)

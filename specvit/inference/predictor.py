@@ -51,11 +51,14 @@ class Predictor:
     Parameters
     ----------
     model : SpecViT, str or pathlib.Path
-        A model, or a local folder / Hub repo id for :func:`specvit.load`.
+        A model, or a local folder / Hub repo id for :func:`specvit.load`. A model object is
+        used as it is, not copied: it is moved to ``device`` if that differs from where it
+        is, and switched to eval mode only while predicting (its mode is restored after).
     revision : str, optional
         Hub revision (pin a commit hash); ignored for local folders and model objects.
     device : str or torch.device
-        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"`` …
+        ``"auto"`` (CUDA when available, else CPU; for a model object, the device its weights
+        are on), ``"cpu"``, ``"cuda"``, ``"cuda:1"`` …
     batch_size : int
         Spectra per forward pass; peak memory grows linearly with it.
     precision : {"auto", "fp32", "bf16", "fp16"}
@@ -87,11 +90,14 @@ class Predictor:
             raise ValueError(f"min_valid must be a fraction in (0, 1], got {min_valid}")
         if precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
-        self.device = _resolve_device(device)
         if isinstance(model, SpecViT):
-            self.model = model.to(self.device).eval()
+            if str(device) == "auto":
+                device = next(model.parameters()).device
+            self.device = _resolve_device(device)
+            self.model = model.to(self.device)
             self.source = model.config.extra.get("name", type(model).__name__)
         else:
+            self.device = _resolve_device(device)
             from specvit._hub import load
 
             self.model = load(model, revision=revision, device=self.device)
@@ -266,8 +272,13 @@ class Predictor:
         else:
             ratio = torch.where(valid_t, flux_t / torch.where(valid_t, error_t, 1.0), torch.nan)
             snr = torch.nanmedian(ratio, dim=1).values
-        with self._autocast():
-            out = self.model(x)
+        training = self.model.training
+        try:
+            self.model.eval()
+            with self._autocast():
+                out = self.model(x)
+        finally:
+            self.model.train(training)
         mean, sigma = self.model.to_physical(out.float())
         flags = torch.zeros_like(n_valid, dtype=torch.int32)
         need = max(1, math.ceil(self.min_valid * self.config.input_length))
