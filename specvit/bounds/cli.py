@@ -65,6 +65,7 @@ def main(snrs, mags, n_stars, seed, target, nuisance, etc_dir, n_exposures, fmt,
         names = tuple(n.strip() for n in nuisance.split(",") if n.strip())
     if not snrs and not mags:
         mags = PAPER_MAGS
+    noise = _noise_model(etc_dir, n_exposures)
     try:
         rows = ceiling_table(
             mags,
@@ -73,13 +74,14 @@ def main(snrs, mags, n_stars, seed, target, nuisance, etc_dir, n_exposures, fmt,
             seed=seed,
             target=target,
             nuisance=names,
-            noise_model=_noise_model(etc_dir, n_exposures),
+            noise_model=noise,
         )
     except ValueError as err:
         raise click.UsageError(str(err)) from err
     click.echo(
         f"# {target}: unbiased CRLB ceilings, {n_stars} stars (seed {seed}), "
-        f"nuisance {', '.join(names) or 'none'}"
+        f"nuisance {', '.join(names) or 'none'}; noise: {noise.description}, "
+        f"{noise.n_exposures} exposures"
     )
     click.echo(format_table(rows, fmt))
     if plot is not None:
