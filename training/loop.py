@@ -285,9 +285,9 @@ class Trainer:
         model.train()
         x = batch["x"].to(self.device, non_blocking=True)
         y = batch["y"].to(self.device, non_blocking=True)
-        with self.autocast():
+        with torch.enable_grad(), self.autocast():
             output = model(x)
-        loss = regression_loss(output, y, self.config.train.loss)
+            loss = regression_loss(output, y, self.config.train.loss)
         mean_loss = float(all_mean(loss.detach()))
         if not math.isfinite(mean_loss):
             raise NonFiniteLossError(
