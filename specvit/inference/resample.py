@@ -117,15 +117,20 @@ class Resampler:
         """
         if self.identity:
             return flux, error, valid & self.covered
-        v = valid.astype(np.float64)
-        coverage = np.asarray(self._w @ v.T).T
+        # Work in (pixel, spectrum) layout: scipy's sparse @ dense wants the dense operand
+        # C-contiguous along the summed axis; the results are handed back as transposed views.
+        valid_t = np.ascontiguousarray(valid.T)
+        coverage = self._w @ valid_t.astype(np.float64)
         good = coverage >= self.min_coverage * (1 - 1e-9)
-        denom = np.where(good, coverage, 1.0)
-        out_flux = np.asarray(self._w @ np.where(valid, flux, 0.0).T).T / denom
+        denom = np.where(good, coverage, np.inf)  # invalid target pixels become 0, then NaN
+        out_flux = self._w @ np.where(valid_t, flux.T, 0.0)
+        out_flux /= denom
         out_flux[~good] = np.nan
         out_error = None
         if error is not None:
-            var = np.asarray(self._w2 @ np.where(valid, error, 0.0).T ** 2).T
-            out_error = np.sqrt(var) / denom
+            var = self._w2 @ np.where(valid_t, error.T, 0.0) ** 2
+            out_error = np.sqrt(var, out=var)
+            out_error /= denom
             out_error[~good] = np.nan
-        return out_flux, out_error, good
+            out_error = out_error.T
+        return out_flux.T, out_error, good.T
