@@ -151,4 +151,5 @@ def test_mr_restricted_magnitude_colour_term(shared_dir) -> None:
         part = np.sum((fnu * resp)[inside]) / np.sum(resp[inside])
         terms_ok.append(-2.5 * np.log10(full / part))
     print("m(full i) − m(MR part of i):", np.round(terms_ok, 4))
+    print(f"photon weight of the i band inside MR: {resp[inside].sum() / resp.sum():.3f}")
     assert np.max(np.abs(terms_ok)) < 0.03

@@ -5,8 +5,9 @@ The AB magnitude of a photon-counting band with response ``T`` is ::
     m = −2.5 log10( ∫ f_ν T dλ/λ / ∫ 3631 Jy · T dλ/λ ) = 31.4 − 2.5 log10 ⟨f_ν / nJy⟩_T,
 
 where ``⟨·⟩_T`` is the mean weighted by ``T(λ)/λ``. On a spectrum that covers only part of the
-band (the PFS MR arm, 7100–8850 Å, holds ≈ 90 % of the HSC-i photon response, which runs
-≈ 6770–8760 Å), the mean is taken over the covered part: :func:`band_weights` restricts and
+band (the PFS MR arm, 7100–8850 Å, receives ≈ 88 % of the HSC-i photons of a flat-f_ν source;
+the band runs ≈ 6770–8760 Å), the mean is taken over the covered part: :func:`band_weights`
+restricts and
 renormalises the response. For a flat-f_ν source this is exact; for a coloured star it is the
 magnitude of the star's MR-covered part, and differs from the full-band HSC-i magnitude by a colour
 term (quantified in ``docs/data_engine.md``). The filter curve is committed under
