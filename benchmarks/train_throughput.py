@@ -23,34 +23,18 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
-from training.batches import StepBatches
-from training.config import load_config
-from training.loop import Trainer
-from training.sources import build_source
+from model_throughput import _rate, matmul_gflops  # noqa: E402
 
-
-def _rate(fn, seconds: float, device: torch.device) -> float:
-    """Calls per second of ``fn`` over about ``seconds`` (after one warm-up call)."""
-    fn()
-    _sync(device)
-    calls, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds or calls < 2:
-        fn()
-        calls += 1
-    _sync(device)
-    return calls / (time.perf_counter() - start)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+from training.batches import StepBatches  # noqa: E402
+from training.config import load_config  # noqa: E402
+from training.loop import Trainer  # noqa: E402
+from training.sources import build_source  # noqa: E402
 
 
 def measure(preset: str, batch: int, device: str, seconds: float, out: str) -> dict[str, float]:
@@ -92,8 +76,7 @@ def main() -> None:
     parser.add_argument("--small-batch", type=int, default=64)
     args = parser.parse_args()
     device = torch.device(args.device)
-    a = torch.randn(1024, 1024, device=device)
-    gflops = _rate(lambda: a @ a, args.seconds, device) * 2 * 1024**3 / 1e9
+    gflops = matmul_gflops(device, torch.float32, args.seconds)
     print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()}")
     print(f"baseline matmul 1024^3 fp32: {gflops:.1f} GFLOP/s")
     print(
