@@ -7,10 +7,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from specvit.bounds.prior import Uniform, parse_distribution
 from specvit.emulator import Emulator
 from specvit.instrument import PFSNoiseModel
 from training.datasets import SimulatedSpectra, batch_generator
-from training.simulate import Distribution, Prior, Simulator
+from training.simulate import Prior, Simulator
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +41,11 @@ def test_prior_beta_and_extrapolation() -> None:
     with pytest.warns(UserWarning, match="extrapolates"):
         Prior(M_H=(-2.5, 0.75), extrapolate=True)
     with pytest.raises(ValueError, match="low < high"):
-        Distribution(1.0, 1.0)
+        Uniform(1.0, 1.0)
     with pytest.raises(ValueError, match="kind"):
-        Distribution(0.0, 1.0, kind="normal")  # type: ignore[arg-type]
+        parse_distribution({"kind": "normal", "low": 0.0, "high": 1.0})
+    with pytest.raises(ValueError, match="bad beta distribution"):
+        parse_distribution({"kind": "beta", "low": 0.0, "high": 1.0})
 
 
 def test_sample_keys_units_and_reproducibility(sim: Simulator) -> None:

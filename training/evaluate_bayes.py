@@ -31,13 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from specvit.bounds import (  # noqa: E402
-    Beta,
-    LabelPrior,
-    PosteriorMean,
-    Uniform,
-    crlb_ceilings,
-)
+from specvit.bounds import PosteriorMean, crlb_ceilings  # noqa: E402
 from specvit.bounds.plot import require_matplotlib  # noqa: E402
 from specvit.emulator import Emulator  # noqa: E402
 from specvit.instrument.noise import PFSNoiseModel  # noqa: E402
@@ -49,18 +43,6 @@ DOC = ROOT / "docs" / "bounds.md"
 FIGURE = ROOT / "docs" / "figures" / "bounds_bayes_vs_crlb.png"
 LABELS = ("T_eff", "log_g", "M_H")
 MARKERS = ("<!-- bayes-table:start -->", "<!-- bayes-table:end -->")
-
-
-def label_prior(prior: Prior) -> LabelPrior:
-    """The engine's label prior as a :class:`LabelPrior` (same distributions)."""
-    out = {}
-    for name in ("T_eff", "log_g", "M_H"):
-        d = prior.distributions[name]
-        if d.kind == "uniform":
-            out[name] = Uniform(d.low, d.high)
-        else:
-            out[name] = Beta(d.low, d.high, d.a, d.b)
-    return LabelPrior(out)
 
 
 def main() -> None:
@@ -82,7 +64,7 @@ def main() -> None:
     test = sim.sample(args.n, torch.Generator().manual_seed(args.seed))
     flux, error, labels = test["flux"], test["error"], test["labels"].to(torch.float64)
     snr, mag = test["snr"].to(torch.float64), test["mag"].to(torch.float64)
-    lprior = label_prior(prior)
+    lprior = prior.label_prior
 
     estimator = PosteriorMean(
         emulator,

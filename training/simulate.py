@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from scipy.special import betaincinv
 
+from specvit.bounds.prior import LabelPrior, parse_distribution
 from specvit.emulator import LABEL_NAMES, Emulator
 from specvit.instrument import PFSNoiseModel, WavelengthGrid
 
-__all__ = ["LABEL_NAMES", "Distribution", "Prior", "Simulator", "median_snr"]
+__all__ = ["LABEL_NAMES", "Prior", "Simulator", "median_snr"]
 
 #: Speed of light in km/s.
 C_KMS = 299_792.458
@@ -30,70 +28,21 @@ C_KMS = 299_792.458
 _GRID_RANGES = {"T_eff": (3500.0, 8000.0), "log_g": (0.0, 5.0), "M_H": (-2.5, 0.5)}
 
 
-@dataclass(frozen=True)
-class Distribution:
-    """A 1-D distribution on ``[low, high]``: uniform, or a beta(a, b) stretched onto the range.
-
-    Parameters
-    ----------
-    low, high : float
-        The support.
-    kind : {"uniform", "beta"}
-        Shape of the distribution.
-    a, b : float
-        Beta shape parameters (``kind="beta"`` only; a = b = 1 is uniform).
-    """
-
-    low: float
-    high: float
-    kind: Literal["uniform", "beta"] = "uniform"
-    a: float = 1.0
-    b: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("uniform", "beta"):
-            raise ValueError(f"kind must be 'uniform' or 'beta', got {self.kind!r}")
-        if not (np.isfinite(self.low) and np.isfinite(self.high) and self.high > self.low):
-            raise ValueError(f"need finite low < high, got [{self.low}, {self.high}]")
-        if self.kind == "beta" and not (self.a > 0 and self.b > 0):
-            raise ValueError(f"beta shape parameters must be > 0, got a={self.a}, b={self.b}")
-
-    @classmethod
-    def parse(cls, spec: Distribution | Mapping[str, Any] | tuple | list) -> Distribution:
-        """A distribution from itself, a mapping of its fields, or ``(low, high)`` (uniform)."""
-        if isinstance(spec, Distribution):
-            return spec
-        if isinstance(spec, Mapping):
-            return cls(**spec)
-        if isinstance(spec, (tuple, list)) and len(spec) == 2:
-            return cls(float(spec[0]), float(spec[1]))
-        raise TypeError(f"cannot make a Distribution from {spec!r}")
-
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """``n`` float64 draws (CPU)."""
-        u = torch.rand(n, generator=generator, dtype=torch.float64)
-        if self.kind == "beta" and (self.a, self.b) != (1.0, 1.0):
-            u = torch.from_numpy(betaincinv(self.a, self.b, u.numpy()))
-        return self.low + (self.high - self.low) * u
-
-    def __str__(self) -> str:
-        shape = "" if self.kind == "uniform" else f"(a={self.a:g}, b={self.b:g})"
-        return f"{self.kind}{shape}[{self.low:g}, {self.high:g}]"
-
-
 class Prior:
     """Distributions of the labels, the HSC-i magnitude and (optionally) the radial velocity.
 
     Defaults are the paper's ranges, uniform: T_eff 3750–6000 K, log g 1–5 dex, [M/H] −2.5…+0.5
     dex (the paper went to +0.75; the emulator's grid stops at +0.5), i 20.5–22.5 mag; no RV.
-    Each argument takes a :class:`Distribution`, a mapping of its fields (e.g. from YAML:
-    ``{"low": -2.5, "high": 0.5, "kind": "beta", "a": 2, "b": 1.5}``) or ``(low, high)``.
+    Each argument takes a :class:`specvit.bounds.Uniform` or :class:`specvit.bounds.Beta`, a
+    mapping (e.g. from YAML: ``{"kind": "beta", "low": -2.5, "high": 0.5, "a": 2, "b": 1.5}``)
+    or ``(low, high)`` for a uniform range (see :func:`specvit.bounds.prior.parse_distribution`).
+    The label part is :attr:`label_prior`, the population that ``specvit.bounds`` integrates over.
 
     Parameters
     ----------
-    T_eff, log_g, M_H, mag : Distribution-like
+    T_eff, log_g, M_H, mag : distribution-like
         Label and magnitude distributions.
-    rv : Distribution-like or None
+    rv : distribution-like or None
         Radial velocity in km/s (e.g. ``(-300, 300)``), or None for none.
     extrapolate : bool
         Allow label ranges beyond the emulator's grid (T_eff 3500–8000 K, log g 0–5,
@@ -109,13 +58,16 @@ class Prior:
         rv: Any = None,
         extrapolate: bool = False,
     ) -> None:
-        self.distributions = {
-            "T_eff": Distribution.parse(T_eff),
-            "log_g": Distribution.parse(log_g),
-            "M_H": Distribution.parse(M_H),
-        }
-        self.mag = Distribution.parse(mag)
-        self.rv = None if rv is None else Distribution.parse(rv)
+        self.label_prior = LabelPrior(
+            {
+                "T_eff": parse_distribution(T_eff),
+                "log_g": parse_distribution(log_g),
+                "M_H": parse_distribution(M_H),
+            }
+        )
+        self.distributions = self.label_prior.distributions
+        self.mag = parse_distribution(mag)
+        self.rv = None if rv is None else parse_distribution(rv)
         self.extrapolate = bool(extrapolate)
         for name, d in self.distributions.items():
             lo, hi = _GRID_RANGES[name]
@@ -144,9 +96,9 @@ class Prior:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON/YAML-serialisable form; ``Prior(**prior.to_dict())`` rebuilds it."""
-        out: dict[str, Any] = {k: asdict(d) for k, d in self.distributions.items()}
-        out["mag"] = asdict(self.mag)
-        out["rv"] = None if self.rv is None else asdict(self.rv)
+        out: dict[str, Any] = {k: d.to_dict() for k, d in self.distributions.items()}
+        out["mag"] = self.mag.to_dict()
+        out["rv"] = None if self.rv is None else self.rv.to_dict()
         out["extrapolate"] = self.extrapolate
         return out
 

@@ -10,30 +10,52 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from scipy import special
 
-__all__ = ["Beta", "LabelPrior", "Uniform"]
+__all__ = ["Beta", "LabelPrior", "Uniform", "parse_distribution"]
+
+
+class _Interval:
+    """What a distribution on a finite interval ``[low, high]`` shares."""
+
+    low: float
+    high: float
+
+    def _check_interval(self) -> None:
+        if not (math.isfinite(self.low) and math.isfinite(self.high) and self.high > self.low):
+            raise ValueError(f"need finite low < high, got low={self.low}, high={self.high}")
+
+    @property
+    def width(self) -> float:
+        """``high − low``."""
+        return self.high - self.low
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` float64 draws on the CPU (inverse-CDF of ``torch.rand`` from ``generator``)."""
+        return self.icdf(torch.rand(n, generator=generator, dtype=torch.float64))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON/YAML form with a ``kind`` key; :func:`parse_distribution` reads it back."""
+        return {"kind": type(self).__name__.lower(), **asdict(self)}
 
 
 @dataclass(frozen=True)
-class Uniform:
+class Uniform(_Interval):
     """Uniform distribution on ``[low, high]``."""
 
     low: float
     high: float
 
     def __post_init__(self) -> None:
-        if not self.high > self.low:
-            raise ValueError(f"need high > low, got low={self.low}, high={self.high}")
+        self._check_interval()
 
-    @property
-    def width(self) -> float:
-        """``high − low``."""
-        return self.high - self.low
+    def __str__(self) -> str:
+        return f"uniform[{self.low:g}, {self.high:g}]"
 
     def mean(self) -> float:
         """Expectation."""
@@ -58,7 +80,7 @@ class Uniform:
 
 
 @dataclass(frozen=True)
-class Beta:
+class Beta(_Interval):
     """Beta(``a``, ``b``) distribution scaled to ``[low, high]``."""
 
     low: float
@@ -67,15 +89,12 @@ class Beta:
     b: float
 
     def __post_init__(self) -> None:
-        if not self.high > self.low:
-            raise ValueError(f"need high > low, got low={self.low}, high={self.high}")
+        self._check_interval()
         if not (self.a > 0 and self.b > 0):
             raise ValueError(f"beta shape parameters must be > 0, got a={self.a}, b={self.b}")
 
-    @property
-    def width(self) -> float:
-        """``high − low``."""
-        return self.high - self.low
+    def __str__(self) -> str:
+        return f"beta(a={self.a:g}, b={self.b:g})[{self.low:g}, {self.high:g}]"
 
     def mean(self) -> float:
         """Expectation."""
@@ -117,6 +136,29 @@ class Beta:
 
 
 Distribution = Uniform | Beta
+
+
+def parse_distribution(spec: Distribution | Mapping[str, Any] | tuple | list) -> Distribution:
+    """A distribution from itself, ``(low, high)`` (uniform), or a mapping such as YAML gives.
+
+    Mappings name their ``kind`` (``"uniform"``, the default, or ``"beta"``) beside the fields:
+    ``{"kind": "beta", "low": -2.5, "high": 0.5, "a": 2, "b": 1.5}``.
+    """
+    if isinstance(spec, Uniform | Beta):
+        return spec
+    if isinstance(spec, Mapping):
+        fields = dict(spec)
+        kind = fields.pop("kind", "uniform")
+        classes = {"uniform": Uniform, "beta": Beta}
+        if kind not in classes:
+            raise ValueError(f"distribution kind must be 'uniform' or 'beta', got {kind!r}")
+        try:
+            return classes[kind](**fields)
+        except TypeError as err:
+            raise ValueError(f"bad {kind} distribution {spec!r}: {err}") from None
+    if isinstance(spec, tuple | list) and len(spec) == 2:
+        return Uniform(float(spec[0]), float(spec[1]))
+    raise TypeError(f"cannot make a distribution from {spec!r}")
 
 
 class LabelPrior:
