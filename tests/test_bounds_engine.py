@@ -13,7 +13,6 @@ from specvit.bounds import (
     magnitude_for_snr,
     velocity_jacobian,
 )
-from specvit.bounds.ceilings import _flux_and_jacobian
 from specvit.bounds.cli import main
 from specvit.emulator import Emulator
 from specvit.instrument.noise import PFSNoiseModel
@@ -38,13 +37,6 @@ def test_emulator_jacobian_matches_central_differences(emulator, kind):
     # The sweep resolves the h² truncation error: a scaled Jacobian would fail.
     assert (check.errors[0] > 10 * check.best).all()
     assert (check_jacobian(emulator, labels, 1.001 * jac, scales=(1000, 2, 1.5)).best > 5e-4).all()
-
-
-def test_fused_flux_and_jacobian_match_the_emulator(emulator):
-    labels = LabelPrior.default().sample(16, torch.Generator().manual_seed(3))
-    flux, jac = _flux_and_jacobian(emulator, labels)
-    assert torch.allclose(flux, emulator(labels), rtol=1e-12)
-    assert torch.allclose(jac, emulator.jacobian(labels), rtol=1e-10, atol=1e-14)
 
 
 def test_ceilings_on_the_pfs_noise_model(emulator, noise):

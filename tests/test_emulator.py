@@ -76,6 +76,9 @@ def test_autograd_matches_analytic_jacobian(emulator64: Emulator) -> None:
     auto = torch.stack([auto[i, :, i, :] for i in range(2)])
     scale = auto.abs().amax(dim=1, keepdim=True)
     assert torch.allclose(analytic / scale, auto / scale, rtol=0, atol=1e-12)
+    flux, fused = emulator64.flux_and_jacobian(labels)
+    assert torch.equal(fused, analytic)
+    assert torch.allclose(flux, emulator64(labels), rtol=1e-13, atol=0)
 
 
 def test_batched_shapes_and_float32(emulator64: Emulator) -> None:

@@ -69,37 +69,13 @@ def _default_emulator():
 def _flux_and_jacobian(emulator, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Flux ``(n, L)`` and Jacobian ``(n, L, 3)`` of the emulator at ``theta``.
 
-    For :class:`specvit.emulator.Emulator` both come from one matrix product of the design
-    vector and its three derivatives with the coefficients (the emulator's own ``jacobian``
-    evaluates them separately; ``tests/test_bounds_engine.py`` checks the two agree). Any other
-    model is called as ``model(theta)`` and ``model.jacobian(theta)``.
+    Uses the model's fused ``flux_and_jacobian`` when it has one (as
+    :class:`specvit.emulator.Emulator` does); any other model is called as ``model(theta)`` and
+    ``model.jacobian(theta)``.
     """
-    from specvit.emulator import Emulator
-
-    if type(emulator) is not Emulator:
-        return emulator(theta), emulator.jacobian(theta)
-    x = (theta - emulator.fiducials) / emulator.scales
-    one = torch.ones_like(x)
-    powers = torch.stack([one, x, x * x, x * x * x], dim=-1)  # (n, 3, 4): 1, x, x², x³
-    slopes = torch.stack([torch.zeros_like(x), one, 2 * x, 3 * x * x], dim=-1)
-    p = emulator.powers  # (20, 3)
-    factors = [powers[:, m, p[:, m]] for m in range(3)]  # (n, 20) each
-    derivs = [slopes[:, m, p[:, m]] for m in range(3)]
-    design = [factors[0] * factors[1] * factors[2]]
-    design += [derivs[0] * factors[1] * factors[2], factors[0] * derivs[1] * factors[2]]
-    design += [factors[0] * factors[1] * derivs[2]]
-    y = torch.stack(design, dim=1) @ emulator.weights  # (n, 4, 2L): [normalised | ln cont]
-    n_pix = emulator.num_pixels
-    norm, cont = y[:, 0, :n_pix], torch.exp(y[:, 0, n_pix:])
-    flux = norm * cont
-    jac = torch.stack(
-        [
-            (y[:, k + 1, :n_pix] + norm * y[:, k + 1, n_pix:]) * (cont / emulator.scales[k])
-            for k in range(3)
-        ],
-        dim=1,
-    )
-    return flux, jac.mT  # (n, L, 3) view of a (n, 3, L) array: pixel sums stay contiguous
+    if hasattr(emulator, "flux_and_jacobian"):
+        return emulator.flux_and_jacobian(theta)
+    return emulator(theta), emulator.jacobian(theta)
 
 
 def _default_noise_model():

@@ -280,32 +280,46 @@ class Emulator(torch.nn.Module):
     def jacobian(self, labels: torch.Tensor) -> torch.Tensor:
         """Analytic derivative of the flux w.r.t. the labels, ``(..., L, 3)`` (per K, per dex).
 
+        ``J[..., i, k] = ∂flux_i / ∂label_k``; see :meth:`flux_and_jacobian`.
+        """
+        return self.flux_and_jacobian(labels)[1]
+
+    def flux_and_jacobian(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flux and its analytic Jacobian from one matrix product.
+
+        The design vector and its three label derivatives are stacked and multiplied with the
+        coefficients at once; the product rule then combines the normalised flux and the
+        log-continuum parts.
+
         Parameters
         ----------
         labels : torch.Tensor
-            ``(..., 3)`` labels.
+            ``(..., 3)`` labels (T_eff K, log g dex, [M/H] dex).
 
         Returns
         -------
-        torch.Tensor
-            ``J[..., i, k] = ∂flux_i / ∂label_k``.
+        flux : torch.Tensor
+            ``(..., L)``, as :meth:`forward`.
+        jacobian : torch.Tensor
+            ``(..., L, 3)``, ``J[..., i, k] = ∂flux_i / ∂label_k``: a view of a
+            ``(..., 3, L)`` array, so sums over pixels stay contiguous.
         """
         x = self._scaled(labels)
         table = self._power_table(x)
         deriv = torch.stack([torch.zeros_like(x), torch.ones_like(x), 2.0 * x, 3.0 * x * x], dim=-1)
         factors = table[..., self._label_index, self.powers]  # (..., 20, 3)
         dfactors = deriv[..., self._label_index, self.powers]
-        v = factors.prod(-1)
-        n = self.num_pixels
-        y = v @ self.weights
-        norm, cont = y[..., :n], torch.exp(y[..., n:])
-        cols = []
+        rows = [factors.prod(-1)]
         for k in range(3):
             f = factors.clone()
             f[..., k] = dfactors[..., k]
-            dy = (f.prod(-1) @ self.weights) / self.scales[k]
-            cols.append((dy[..., :n] + norm * dy[..., n:]) * cont)
-        return torch.stack(cols, dim=-1)
+            rows.append(f.prod(-1))
+        y = torch.stack(rows, dim=-2) @ self.weights  # (..., 4, 2L): [normalised | ln continuum]
+        n = self.num_pixels
+        norm, cont = y[..., 0, :n], torch.exp(y[..., 0, n:])
+        dy = y[..., 1:, :] / self.scales[:, None]  # (..., 3, 2L), per label unit
+        jac = (dy[..., :n] + norm.unsqueeze(-2) * dy[..., n:]) * cont.unsqueeze(-2)
+        return norm * cont, jac.mT
 
     def extra_repr(self) -> str:
         return f"R={self.resolution:g}, pixels={self.num_pixels}, grid={self.grid}"
