@@ -47,8 +47,9 @@ class SpecViTConfig:
         ``"flux"``: one channel, the normalised flux. ``"flux+inverr"``: a second channel holding
         ``median_flux / σ`` (the S/N a unit-continuum pixel would have), 0 where masked.
     input_norm : {"median", "none"}
-        ``"median"`` divides flux and σ by each spectrum's median valid flux, so the input does
-        not depend on the flux unit or the star's brightness. ``"none"`` feeds flux as is.
+        ``"median"`` divides flux and σ by each spectrum's median valid flux and feeds
+        ``flux/median − 1``, so the input does not depend on the flux unit or the star's
+        brightness. ``"none"`` feeds flux as is.
     tokenizer : {"c1d", "sw"}
         ``"c1d"``: Conv1d patch embedding. ``"sw"``: unfold into windows + Linear.
     patch_size, patch_stride : int

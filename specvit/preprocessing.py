@@ -7,14 +7,12 @@ it saw in training.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from specvit.config import SpecViTConfig
 
-__all__ = ["MASKED_FLUX", "model_input", "valid_pixels"]
-
-#: Value given to masked pixels of the normalised flux channel: the spectrum's median level.
-MASKED_FLUX = 1.0
+__all__ = ["median_snr", "model_input", "valid_pixels"]
 
 
 def valid_pixels(flux: torch.Tensor, error: torch.Tensor | None = None) -> torch.Tensor:
@@ -36,6 +34,37 @@ def valid_pixels(flux: torch.Tensor, error: torch.Tensor | None = None) -> torch
     return valid
 
 
+def median_snr(
+    flux: torch.Tensor, error: torch.Tensor, valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """SNR of each spectrum: the median over valid pixels of flux/σ (the paper's definition).
+
+    Parameters
+    ----------
+    flux, error : torch.Tensor
+        (..., L) flux and 1σ in the same unit.
+    valid : torch.Tensor, optional
+        (..., L) boolean mask of usable pixels (default: :func:`valid_pixels`).
+
+    Returns
+    -------
+    torch.Tensor
+        (...,) the lower median for an even number of valid pixels (as ``torch.median``); NaN
+        for a spectrum without valid pixels.
+    """
+    ratio = (flux / error).detach()
+    if ratio.shape[-1] == 0:
+        return torch.full(ratio.shape[:-1], torch.nan, dtype=ratio.dtype, device=ratio.device)
+    if valid is None:
+        valid = valid_pixels(flux, error)
+    fast = ratio.device.type == "cpu" and ratio.dtype in (torch.float32, torch.float64)
+    if fast and valid.all():
+        # numpy's partial sort: the same value as torch.median, about twice as fast on a CPU
+        k = (ratio.shape[-1] - 1) // 2
+        return torch.from_numpy(np.partition(ratio.numpy(), k, axis=-1)[..., k])
+    return torch.nanmedian(torch.where(valid, ratio, torch.nan), dim=-1).values
+
+
 def model_input(
     flux: torch.Tensor,
     error: torch.Tensor | None,
@@ -44,10 +73,12 @@ def model_input(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Build the (B, C, L) model input from spectra already on the model's grid.
 
-    With ``config.input_norm == "median"`` flux and σ are divided by each spectrum's median
-    valid flux, so the input does not depend on the flux unit or the star's brightness.
-    Invalid pixels (see :func:`valid_pixels`, combined with ``valid`` if given) get
-    :data:`MASKED_FLUX` in the flux channel and 0 in the ``median/σ`` channel.
+    With ``config.input_norm == "median"`` the flux channel is ``flux / median − 1`` and σ is
+    divided by the same median valid flux, so the input does not depend on the flux unit or
+    the star's brightness and is centred on 0 (a centred input lets the transformer start
+    learning at once; an input sitting at 1 stalled the tiny model for hundreds of steps).
+    Invalid pixels (see :func:`valid_pixels`, combined with ``valid`` if given) are 0 in every
+    channel: the median level in the flux channel, no information in the ``median/σ`` one.
 
     Parameters
     ----------
@@ -91,7 +122,8 @@ def model_input(
     usable = torch.isfinite(scale)[:, None]
     safe_scale = torch.where(usable[:, 0], scale, 1.0)[:, None]
     keep = good & usable
-    channels = [torch.where(keep, flux / safe_scale, MASKED_FLUX)]
+    offset = 1.0 if config.input_norm == "median" else 0.0
+    channels = [torch.where(keep, flux / safe_scale - offset, 0.0)]
     if config.in_chans == 2:
         inverr = safe_scale / torch.where(keep, error, 1.0)
         channels.append(torch.where(keep, inverr, 0.0))

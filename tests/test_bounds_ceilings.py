@@ -12,7 +12,6 @@ from specvit.bounds import (
     autograd_jacobian,
     crlb_ceilings,
     format_table,
-    median_snr,
 )
 from specvit.bounds.ceilings import CeilingRow
 
@@ -158,12 +157,6 @@ def test_plot_and_a_clear_error_without_matplotlib(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match=r"pip install 'specvit\[plot\]'"):
         plot_ceilings(rows)
-
-
-def test_median_snr_is_the_lower_median_like_torch():
-    flux = torch.rand(5, 400, generator=torch.Generator().manual_seed(4)) + 0.5
-    sigma = torch.full_like(flux, 0.1)
-    assert torch.equal(median_snr(flux, sigma), (flux / sigma).median(dim=-1).values)
 
 
 def test_default_nuisances_follow_the_target():

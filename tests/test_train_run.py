@@ -41,11 +41,6 @@ def test_tiny_run_validates_every_epoch_per_snr_bin(tiny_run):
     assert sum(last[f"snr_{c}"]["T_eff"]["n"] for c in (3, 4, 5, 7, 10, 15, 21)) > 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="model_input centres the flux channel on 1, not 0: the ViT sits on a plateau for "
-    "hundreds of steps (centred, it reaches R²(T_eff) ≈ 0.93 in these 128 steps)",
-)
 def test_tiny_run_learns(tiny_run):
     val = _validations(tiny_run[0])
     first, last = val[0]["metrics"]["all"], val[-1]["metrics"]["all"]

@@ -19,8 +19,9 @@ import torch
 from specvit.bounds.prior import LabelPrior, parse_distribution
 from specvit.emulator import LABEL_NAMES, Emulator
 from specvit.instrument import PFSNoiseModel, WavelengthGrid
+from specvit.preprocessing import median_snr
 
-__all__ = ["LABEL_NAMES", "Prior", "Simulator", "median_snr"]
+__all__ = ["LABEL_NAMES", "Prior", "Simulator"]
 
 #: Speed of light in km/s.
 C_KMS = 299_792.458
@@ -108,19 +109,6 @@ class Prior:
         if self.rv is not None:
             parts.append(f"RV {self.rv} km/s")
         return "; ".join(parts)
-
-
-def median_snr(flux: torch.Tensor, error: torch.Tensor) -> torch.Tensor:
-    """S/N of each spectrum: median over pixels of flux/σ (the paper's definition).
-
-    For an even number of pixels this is the lower median, as ``torch.median``; on the CPU it is
-    computed by ``numpy.partition`` (the same value, about twice as fast).
-    """
-    ratio = flux / error
-    if ratio.device.type != "cpu" or ratio.dtype not in (torch.float32, torch.float64):
-        return ratio.median(dim=-1).values
-    k = (ratio.shape[-1] - 1) // 2
-    return torch.from_numpy(np.partition(ratio.numpy(), k, axis=-1)[..., k])
 
 
 class _Shifter(torch.nn.Module):

@@ -18,7 +18,6 @@ from specvit.bounds.ceilings import (
     default_nuisance,
     format_table,
     magnitude_for_snr,
-    median_snr,
 )
 from specvit.bounds.fisher import (
     AMPLITUDE,
@@ -60,7 +59,6 @@ __all__ = [
     "magnitude_for_snr",
     "marginal_crlb",
     "marginal_crlb_inverse",
-    "median_snr",
     "parameter_index",
     "van_trees_bound",
     "velocity_jacobian",

@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from specvit.bounds.bayes import van_trees_bound
@@ -31,6 +30,7 @@ from specvit.bounds.fisher import (
 )
 from specvit.bounds.prior import LabelPrior
 from specvit.bounds.velocity import VELOCITY, velocity_jacobian
+from specvit.preprocessing import median_snr
 
 __all__ = [
     "DEFAULT_NUISANCE",
@@ -41,7 +41,6 @@ __all__ = [
     "default_nuisance",
     "format_table",
     "magnitude_for_snr",
-    "median_snr",
 ]
 
 #: Nuisance parameters of log g by default: the other labels and the unknown flux amplitude.
@@ -82,19 +81,6 @@ def _default_noise_model():
     from specvit.instrument.noise import PFSNoiseModel
 
     return PFSNoiseModel.default()
-
-
-def median_snr(flux: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """SNR of each spectrum: the median over pixels of flux/σ (the paper's definition).
-
-    The lower median for an even number of pixels, as ``torch.median``; on the CPU through
-    ``numpy.partition``, about twice as fast.
-    """
-    ratio = (flux / sigma).detach()
-    if ratio.device.type != "cpu":
-        return ratio.median(dim=-1).values
-    k = (ratio.shape[-1] - 1) // 2
-    return torch.from_numpy(np.partition(ratio.numpy(), k, axis=-1)[..., k])
 
 
 @dataclass(frozen=True)
