@@ -20,13 +20,14 @@ from tqdm import tqdm
 import specvit
 from specvit.config import SpecViTConfig
 from specvit.models.specvit import SpecViT
+from specvit.preprocessing import median_snr
 from training.batches import SpectraSource, StepBatches, label_columns, to_model_batch
 from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from training.config import RunConfig
 from training.distributed import DistInfo, all_mean, barrier, init_distributed
 from training.ema import EMA
 from training.losses import regression_loss
-from training.metrics import snr, snr_binned_metrics
+from training.metrics import snr_binned_metrics
 from training.optim import build_optimizer
 from training.seeding import step_seed
 
@@ -167,7 +168,7 @@ class Trainer:
         validation = source.validation_set()
         self.val_batch = to_model_batch(validation, model_config)
         kept = self.val_batch["kept"]
-        self.val_snr = snr(
+        self.val_snr = median_snr(
             torch.as_tensor(validation["flux"]), torch.as_tensor(validation["error"])
         )[kept]
         self.val_labels = torch.as_tensor(validation["labels"], dtype=torch.float32)[kept]

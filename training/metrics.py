@@ -27,7 +27,7 @@ import math
 
 import torch
 
-__all__ = ["SNR_BIN_CENTRES", "SNR_BIN_EDGES", "regression_metrics", "snr", "snr_binned_metrics"]
+__all__ = ["SNR_BIN_CENTRES", "SNR_BIN_EDGES", "regression_metrics", "snr_binned_metrics"]
 
 #: The paper's S/N bin centres.
 SNR_BIN_CENTRES: tuple[int, ...] = (3, 4, 5, 7, 10, 15, 21)
@@ -42,13 +42,6 @@ def _edges(centres: tuple[int, ...]) -> tuple[float, ...]:
 
 #: Bin edges (len(SNR_BIN_CENTRES) + 1), see the module docstring.
 SNR_BIN_EDGES: tuple[float, ...] = _edges(SNR_BIN_CENTRES)
-
-
-def snr(flux: torch.Tensor, error: torch.Tensor) -> torch.Tensor:
-    """Per-spectrum S/N: median over valid pixels (finite, σ > 0) of flux/σ, shape (B,)."""
-    good = torch.isfinite(flux) & torch.isfinite(error) & (error > 0)
-    ratio = torch.where(good, flux / torch.where(good, error, 1.0), torch.nan)
-    return torch.nanmedian(ratio, dim=1).values
 
 
 def regression_metrics(
