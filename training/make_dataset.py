@@ -77,10 +77,10 @@ def main(argv: list[str] | None = None) -> None:
     for path, _, _ in jobs:
         if path.exists() and not args.overwrite:
             raise SystemExit(f"{path} exists (use --overwrite)")
-    torch.set_grad_enabled(False)
     for path, n, seed in jobs:
         t0 = time.perf_counter()
-        write_set(path, sim, n, seed, args.batch, attrs)
+        with torch.no_grad():
+            write_set(path, sim, n, seed, args.batch, attrs)
         print(f"{path}: {n} spectra in {time.perf_counter() - t0:.1f} s", flush=True)
 
 
