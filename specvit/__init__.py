@@ -1,7 +1,9 @@
 """specvit: Vision Transformers for stellar parameters from 1-D spectra.
 
-The public API is listed in ``__all__``; subpackages hold the domains: :mod:`specvit.models`,
-:mod:`specvit.layers`, :mod:`specvit.instrument`.
+The public API is listed in ``__all__``. Subpackages hold the domains: :mod:`specvit.models`
+and :mod:`specvit.layers` (the SpecViT family), :mod:`specvit.inference` (``predict`` and its
+CLI), :mod:`specvit.io` (FITS, HDF5, NPZ), :mod:`specvit.instrument` (PFS grid, LSF, noise),
+:mod:`specvit.emulator` (the spectral model) and :mod:`specvit.bounds` (the physical ceilings).
 """
 
 from importlib.metadata import version as _version
@@ -13,7 +15,7 @@ from specvit.emulator import Emulator
 from specvit.inference import Predictor, predict
 from specvit.instrument import PFS_MR, PFSNoiseModel
 from specvit.models import SpecViT, WeightsMismatchError, create_model, get_preset, list_models
-from specvit.preprocessing import model_input
+from specvit.preprocessing import median_snr, model_input
 
 __version__ = _version("specvit")
 
@@ -33,6 +35,7 @@ __all__ = [
     "get_preset",
     "list_models",
     "load",
+    "median_snr",
     "model_input",
     "predict",
 ]
