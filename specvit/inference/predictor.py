@@ -25,7 +25,7 @@ from specvit.inference.flags import PredictFlag
 from specvit.inference.resample import Resampler
 from specvit.inference.validate import Chunk, Spectra, as_spectra, is_specutils_spectrum
 from specvit.models.specvit import SpecViT
-from specvit.preprocessing import model_input
+from specvit.preprocessing import median_snr, model_input
 
 __all__ = ["DEFAULT_MODEL", "Predictor", "predict"]
 
@@ -270,8 +270,7 @@ class Predictor:
         if error_t is None:
             snr = torch.full_like(scale, torch.nan)
         else:
-            ratio = torch.where(valid_t, flux_t / torch.where(valid_t, error_t, 1.0), torch.nan)
-            snr = torch.nanmedian(ratio, dim=1).values
+            snr = median_snr(flux_t, error_t, valid_t)
         training = self.model.training
         try:
             self.model.eval()
