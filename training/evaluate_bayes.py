@@ -3,14 +3,17 @@
 Usage::
 
     python training/evaluate_bayes.py [--n 2000] [--seed 2024] [--etc-dir ../shared/data/pfs_etc]
+                                      [--model FOLDER_OR_REPO]
 
 Draws a fixed-seed test set with the data engine's :class:`Simulator` (default prior, PFS-MR noise
 from the ETC tables, 12 × 900 s), computes for every spectrum the posterior mean of
 (T_eff, log g, [M/H]) under the same prior — the Bayes-optimal estimate under squared loss,
 :class:`specvit.bounds.PosteriorMean` — and the per-star unbiased CRLB of log g at the star's
 magnitude (nuisances T_eff, [M/H] and the flux amplitude; and, for comparison with the paper,
-T_eff and [M/H] only). Per SNR bin it writes a Markdown table into ``docs/bounds.md`` (between
-the ``bayes-table`` markers) and the figure ``docs/figures/bounds_bayes_vs_crlb.png``.
+T_eff and [M/H] only). With ``--model`` (a folder or Hub repo that :func:`specvit.load` reads)
+it also predicts the same spectra with that SpecViT model through :func:`specvit.predict` and
+puts its R² beside the ceilings. Per SNR bin it writes a Markdown table into ``docs/bounds.md``
+(between the ``bayes-table`` markers) and the figure ``docs/figures/bounds_bayes_vs_crlb.png``.
 
 SNR bins (median flux/σ of the *observed* spectrum) are those of :mod:`training.metrics`:
 centred on the paper's 3, 4, 5, 7, 10, 15, 21, edges at geometric means of neighbouring centres
@@ -31,6 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import specvit  # noqa: E402
 from specvit.bounds import PosteriorMean, crlb_ceilings  # noqa: E402
 from specvit.bounds.plot import require_matplotlib  # noqa: E402
 from specvit.emulator import Emulator  # noqa: E402
@@ -53,6 +57,7 @@ def main() -> None:
     parser.add_argument("--grid", type=int, nargs=3, default=(24, 24, 20))
     parser.add_argument("--samples", type=int, default=128, help="per round and spectrum")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--model", help="also score this SpecViT model (folder or Hub repo)")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
 
@@ -80,6 +85,10 @@ def main() -> None:
     common = dict(emulator=emulator, noise_model=noise, prior=lprior)
     crlb = crlb_ceilings(labels, mag=mag, **common)
     crlb3 = crlb_ceilings(labels, mag=mag, nuisance=("T_eff", "M_H"), **common)
+    model_log_g = None
+    if args.model:
+        table = specvit.predict(flux.numpy(), error.numpy(), model=args.model, device="cpu")
+        model_log_g = torch.as_tensor(table["log_g"].data, dtype=torch.float64)
 
     g_true = labels[:, 1]
     rows = []
@@ -102,16 +111,28 @@ def main() -> None:
                 med3=c3.median_r2_max,
                 pop3=c3.population_r2_max,
                 ess=float(post.ess[m].median()),
+                model=None
+                if model_log_g is None
+                else regression_metrics(model_log_g[m, None], labels[m, 1:2], ("log_g",))["log_g"][
+                    "r2"
+                ],
                 centre=centre,
                 snr=float(snr[m].median()),
             )
         )
+    with_model = model_log_g is not None
     head = (
-        "| SNR bin [edges) | N | Bayes-optimal R² | CRLB R²_max median | CRLB R²_max population "
-        "| 3-param CRLB median | 3-param CRLB population | median ESS |\n|" + "---|" * 8
+        "| SNR bin [edges) | N | "
+        + ("SpecViT R² | " if with_model else "")
+        + "Bayes-optimal R² | CRLB R²_max median | CRLB R²_max population "
+        "| 3-param CRLB median | 3-param CRLB population | median ESS |\n|"
+        + "---|"
+        * (9 if with_model else 8)
     )
     body = "\n".join(
-        f"| {r['bin']} | {r['n']} | {r['bayes']:.3f} | {r['med4']:.3f} | {r['pop4']:.3f} "
+        f"| {r['bin']} | {r['n']} | "
+        + (f"{r['model']:.3f} | " if with_model else "")
+        + f"{r['bayes']:.3f} | {r['med4']:.3f} | {r['pop4']:.3f} "
         f"| {r['med3']:.3f} | {r['pop3']:.3f} | {r['ess']:.0f} |"
         for r in rows
     )
@@ -123,7 +144,9 @@ def main() -> None:
         f"posterior grid {tuple(args.grid)}, {args.samples} × {args.rounds} importance samples "
         f"per spectrum (Monte-Carlo error lowers the Bayes R² by ≈{mc:.4f}); posterior "
         f"{t_post:.0f} s, whole script {total:.0f} s on the 2-core CPU. The van Trees bound "
-        "does not exist for this uniform prior.*"
+        "does not exist for this uniform prior."
+        + (f" SpecViT: the model `{args.model}`." if with_model else "")
+        + "*"
     )
     table = head + "\n" + body + note
     print(table)
@@ -142,6 +165,8 @@ def main() -> None:
     ax.plot(
         x, [r["bayes"] for r in binned], "o-", color="C0", label="Bayes-optimal (posterior mean)"
     )
+    if with_model:
+        ax.plot(x, [r["model"] for r in binned], "s-", color="C1", label=f"SpecViT ({args.model})")
     ax.plot(x, [r["med4"] for r in binned], "k--", label="CRLB median (T_eff, [M/H], ln A)")
     ax.plot(x, [r["pop4"] for r in binned], "k-", label="CRLB population (T_eff, [M/H], ln A)")
     ax.plot(x, [r["med3"] for r in binned], ":", color="gray", label="CRLB median (T_eff, [M/H])")
