@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import specvit  # noqa: E402
 from specvit.bounds import PosteriorMean, crlb_ceilings  # noqa: E402
-from specvit.bounds.plot import require_matplotlib  # noqa: E402
+from specvit.bounds.plot import plot_r2_vs_snr  # noqa: E402
 from specvit.emulator import Emulator  # noqa: E402
 from specvit.instrument.noise import PFSNoiseModel  # noqa: E402
 from training.metrics import SNR_BIN_CENTRES, SNR_BIN_EDGES, regression_metrics  # noqa: E402
@@ -158,29 +158,18 @@ def main() -> None:
         raise SystemExit(f"{DOC} lacks the markers {MARKERS}")
     DOC.write_text(pattern.sub(lambda _: f"{MARKERS[0]}\n{table}\n{MARKERS[1]}", text))
 
-    plt = require_matplotlib()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
     binned = [r for r in rows if r["centre"] is not None]
     x = [r["snr"] for r in binned]
-    ax.plot(
-        x, [r["bayes"] for r in binned], "o-", color="C0", label="Bayes-optimal (posterior mean)"
-    )
+    curves = {"Bayes-optimal (posterior mean)": (x, [r["bayes"] for r in binned], "o-")}
     if with_model:
-        ax.plot(x, [r["model"] for r in binned], "s-", color="C1", label=f"SpecViT ({args.model})")
-    ax.plot(x, [r["med4"] for r in binned], "k--", label="CRLB median (T_eff, [M/H], ln A)")
-    ax.plot(x, [r["pop4"] for r in binned], "k-", label="CRLB population (T_eff, [M/H], ln A)")
-    ax.plot(x, [r["med3"] for r in binned], ":", color="gray", label="CRLB median (T_eff, [M/H])")
-    ax.set_xscale("log")
-    ax.set_xticks(x, [f"{v:.1f}" for v in x])
-    ax.minorticks_off()
-    ax.set_xlabel("median SNR of the bin's spectra")
-    ax.set_ylabel("R² (log g)")
-    ax.set_ylim(-0.05, 1.02)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+        curves[f"SpecViT ({args.model})"] = (x, [r["model"] for r in binned], "s-")
+    curves["CRLB median (T_eff, [M/H], ln A)"] = (x, [r["med4"] for r in binned], "k--")
+    curves["CRLB population (T_eff, [M/H], ln A)"] = (x, [r["pop4"] for r in binned], "k-")
+    curves["CRLB median (T_eff, [M/H])"] = (x, [r["med3"] for r in binned], "k:")
+    ax = plot_r2_vs_snr(curves, x, xlabel="median SNR of the bin's spectra")
     ax.set_title(f"engine test set: {args.n} spectra, seed {args.seed}")
     FIGURE.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(FIGURE, dpi=120, bbox_inches="tight")
+    ax.figure.savefig(FIGURE, dpi=120, bbox_inches="tight")
     print(f"wrote {DOC} and {FIGURE}")
 
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from specvit.bounds.ceilings import CeilingRow
 
-__all__ = ["plot_ceilings", "require_matplotlib"]
+__all__ = ["plot_ceilings", "plot_r2_vs_snr", "require_matplotlib"]
 
 
 def require_matplotlib():
@@ -21,6 +21,45 @@ def require_matplotlib():
             "specvit.bounds.plot needs matplotlib: pip install 'specvit[plot]'"
         ) from err
     return plt
+
+
+def plot_r2_vs_snr(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float], str]],
+    ticks: Sequence[float],
+    ax=None,
+    xlabel: str = "median SNR (flux/σ per pixel)",
+):
+    """Draw R²(log g) curves against SNR on a logarithmic axis.
+
+    Parameters
+    ----------
+    curves : mapping
+        ``{label: (snr, r2, fmt)}``, ``fmt`` a matplotlib format string (``"k--"``, ``"o-"``).
+    ticks : sequence of float
+        SNR values to label on the axis.
+    ax : matplotlib Axes, optional
+        Where to draw; a new figure by default.
+    xlabel : str
+        Label of the SNR axis.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    plt = require_matplotlib()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 4.2))
+    for label, (x, y, fmt) in curves.items():
+        ax.plot(x, y, fmt, label=label)
+    ax.set_xscale("log")
+    ax.set_xticks(ticks, [f"{v:.3g}" for v in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("R² (log g)")
+    ax.set_ylim(-0.05, 1.02)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return ax
 
 
 def plot_ceilings(
@@ -43,20 +82,10 @@ def plot_ceilings(
     -------
     matplotlib.figure.Figure
     """
-    plt = require_matplotlib()
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 4))
     snr = [r.median_snr for r in rows]
-    ax.plot(snr, [r.median_r2_max for r in rows], "k--", label="CRLB, median over stars")
-    ax.plot(snr, [r.population_r2_max for r in rows], "k-", label="CRLB, population")
-    for label, (x, y) in (measured or {}).items():
-        ax.plot(x, y, "o-", label=label)
-    ax.set_xscale("log")
-    ax.set_xticks(snr, [f"{v:.3g}" for v in snr])
-    ax.minorticks_off()
-    ax.set_xlabel("median SNR (flux/σ per pixel)")
-    ax.set_ylabel("R² (log g)")
-    ax.set_ylim(-0.05, 1.02)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    return ax.figure
+    curves = {
+        "CRLB, median over stars": (snr, [r.median_r2_max for r in rows], "k--"),
+        "CRLB, population": (snr, [r.population_r2_max for r in rows], "k-"),
+    }
+    curves.update({label: (x, y, "o-") for label, (x, y) in (measured or {}).items()})
+    return plot_r2_vs_snr(curves, snr, ax=ax).figure
