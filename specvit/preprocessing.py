@@ -34,6 +34,21 @@ def valid_pixels(flux: torch.Tensor, error: torch.Tensor | None = None) -> torch
     return valid
 
 
+def _masked_median(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Lower median over the last axis of the ``valid`` entries; NaN where none is valid.
+
+    The same element ``torch.nanmedian`` picks; when every entry is valid it comes from numpy's
+    partial sort on the CPU, several times faster than torch's full sort.
+    """
+    if values.shape[-1] == 0:
+        return torch.full(values.shape[:-1], torch.nan, dtype=values.dtype, device=values.device)
+    fast = values.device.type == "cpu" and values.dtype in (torch.float32, torch.float64)
+    if fast and bool(valid.all()):
+        k = (values.shape[-1] - 1) // 2
+        return torch.from_numpy(np.partition(values.numpy(), k, axis=-1)[..., k])
+    return torch.nanmedian(torch.where(valid, values, torch.nan), dim=-1).values
+
+
 def median_snr(
     flux: torch.Tensor, error: torch.Tensor, valid: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -52,17 +67,9 @@ def median_snr(
         (...,) the lower median for an even number of valid pixels (as ``torch.median``); NaN
         for a spectrum without valid pixels.
     """
-    ratio = (flux / error).detach()
-    if ratio.shape[-1] == 0:
-        return torch.full(ratio.shape[:-1], torch.nan, dtype=ratio.dtype, device=ratio.device)
     if valid is None:
         valid = valid_pixels(flux, error)
-    fast = ratio.device.type == "cpu" and ratio.dtype in (torch.float32, torch.float64)
-    if fast and valid.all():
-        # numpy's partial sort: the same value as torch.median, about twice as fast on a CPU
-        k = (ratio.shape[-1] - 1) // 2
-        return torch.from_numpy(np.partition(ratio.numpy(), k, axis=-1)[..., k])
-    return torch.nanmedian(torch.where(valid, ratio, torch.nan), dim=-1).values
+    return _masked_median((flux / error).detach(), valid)
 
 
 def model_input(
@@ -115,7 +122,7 @@ def model_input(
     if valid is not None:
         good &= valid.to(good.device)
     if config.input_norm == "median":
-        scale = torch.nanmedian(torch.where(good, flux, torch.nan), dim=1).values
+        scale = _masked_median(flux, good)
         scale = torch.where(scale > 0, scale, torch.nan)
     else:
         scale = torch.ones(flux.shape[0], device=flux.device)
