@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -45,10 +45,6 @@ class WavelengthGrid:
     def wavelength(self) -> np.ndarray:
         """Pixel-centre wavelengths in Å, shape ``(num,)``, float64."""
         return np.linspace(self.start, self.stop, self.num)
-
-    def to_dict(self) -> dict:
-        """JSON-serialisable form."""
-        return asdict(self)
 
 
 #: The PFS MR arm as sampled by the PFS exposure-time calculator: 4096 pixels from
