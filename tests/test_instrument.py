@@ -7,6 +7,7 @@ import pytest
 
 from specvit.instrument import (
     PFS_MR,
+    WavelengthGrid,
     air_to_vacuum,
     band_weights,
     lsf_matrix,
@@ -67,3 +68,24 @@ def test_band_weights_and_ab_magnitudes() -> None:
     assert magnitude_to_njy(31.4) == pytest.approx(1.0, rel=1e-4)  # 1 nJy ≈ AB 31.4
     with pytest.raises(ValueError, match="does not overlap"):
         band_weights(np.linspace(4000.0, 5000.0, 10))
+
+
+def test_pfs_mr_grid_is_linear_and_matches_the_etc(etc_dir) -> None:
+    rows = np.loadtxt(etc_dir / "noise_mr.dat")
+    etc = rows[rows[:, 0] == 3][:, 2] * 10.0  # nm -> Å, the MR arm
+    assert PFS_MR.wavelength().shape == etc.shape == (4096,)
+    assert np.abs(PFS_MR.wavelength() - etc).max() < 2e-3  # the ETC prints 4 decimals in nm
+    assert PFS_MR.step == pytest.approx(0.42725, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((7100.0, 8850.0, 1), "at least 2 pixels"),
+        ((8850.0, 7100.0, 4096), "must ascend"),
+        ((7100.0, 8850.0, 4096, "water"), "medium"),
+    ],
+)
+def test_wavelength_grid_bad_input(args, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        WavelengthGrid(*args)
