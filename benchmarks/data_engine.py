@@ -28,6 +28,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+from timing import rate  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from specvit.emulator import Emulator  # noqa: E402
@@ -36,20 +37,6 @@ from specvit.io import iter_shard  # noqa: E402
 from training.datasets import SimulatedSpectra  # noqa: E402
 from training.shards import ShardWriter  # noqa: E402
 from training.simulate import Simulator  # noqa: E402
-
-
-def rate(fn, seconds: float, device: torch.device) -> float:
-    """Calls per second of ``fn`` over about ``seconds`` (after one warm-up call)."""
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    calls, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        fn()
-        calls += 1
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return calls / (time.perf_counter() - start)
 
 
 def main() -> None:

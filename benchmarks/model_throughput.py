@@ -13,36 +13,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import time
 
 import torch
+from timing import matmul_gflops, rate
 from torch.utils.flop_counter import FlopCounterMode
 
 import specvit
-
-
-def _rate(fn, seconds: float, device: torch.device) -> float:
-    """Calls per second of ``fn`` over about ``seconds`` (after one warm-up call)."""
-    fn()
-    _sync(device)
-    calls, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        fn()
-        calls += 1
-    _sync(device)
-    return calls / (time.perf_counter() - start)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def matmul_gflops(device: torch.device, dtype: torch.dtype, seconds: float, n: int = 1024) -> float:
-    """GFLOP/s of an n×n @ n×n matmul in ``dtype``."""
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    return _rate(lambda: a @ b, seconds, device) * 2 * n**3 / 1e9
 
 
 def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
@@ -83,7 +59,7 @@ def main() -> None:
                 with torch.no_grad(), autocast:
                     model(x)
 
-            calls = _rate(step, args.seconds, device)
+            calls = rate(step, args.seconds, device)
             gflops = calls * flops / 1e9
             print(
                 f"{preset:<16} {precision:<10} {calls * args.batch:10.0f} {gflops:9.1f} "

@@ -29,7 +29,7 @@ import torch
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
-from model_throughput import _rate, matmul_gflops  # noqa: E402
+from timing import matmul_gflops, rate  # noqa: E402
 
 from training.batches import StepBatches  # noqa: E402
 from training.config import load_config  # noqa: E402
@@ -52,9 +52,9 @@ def measure(preset: str, batch: int, device: str, seconds: float, out: str) -> d
     trainer = Trainer(config, build_source(config))
     steps = StepBatches(trainer.source, trainer.model.config, 0, 1, batch)
     counter = iter(range(10**9))
-    data_rate = _rate(lambda: steps[next(counter)], seconds, trainer.device) * batch
+    data_rate = rate(lambda: steps[next(counter)], seconds, trainer.device) * batch
     prepared = steps[0]
-    train_rate = _rate(lambda: trainer.train_step(prepared), seconds, trainer.device) * batch
+    train_rate = rate(lambda: trainer.train_step(prepared), seconds, trainer.device) * batch
     x = prepared["x"].to(trainer.device)
     model = trainer.model.eval()
 
@@ -63,7 +63,7 @@ def measure(preset: str, batch: int, device: str, seconds: float, out: str) -> d
         with trainer.autocast():
             model(x)
 
-    forward_rate = _rate(forward, seconds, trainer.device) * batch
+    forward_rate = rate(forward, seconds, trainer.device) * batch
     precision = str(trainer.amp_dtype or torch.float32).removeprefix("torch.")
     return {"data": data_rate, "train": train_rate, "forward": forward_rate, "dtype": precision}
 
