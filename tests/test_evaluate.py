@@ -1,0 +1,68 @@
+"""The evaluation command end to end on a miniature (tiny N, coarse posterior): the report code
+runs in CI, so it cannot rot."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from training.evaluate import crlb_r2, load_predictions, main
+
+
+def test_crlb_r2_matches_its_definition():
+    true = np.array([1.0, 2.0, 3.0, 4.0])  # variance 1.25
+    crlb = np.array([0.25, 0.5, 2.0, 5.0])
+    median, population = crlb_r2(crlb, true)
+    capped = np.minimum(crlb, 1.25)
+    assert median == pytest.approx(np.median(1 - capped / 1.25))
+    assert population == pytest.approx(1 - capped.mean() / 1.25)
+    assert crlb_r2(crlb[:1], true[:1]) == (None, None)
+
+
+def test_miniature_report_end_to_end(tmp_path, etc_dir):
+    tracked = tmp_path / "docs_untouched"
+    tracked.mkdir()
+    args = [
+        f"--etc-dir={etc_dir}",
+        f"--benchmark-dir={tmp_path / 'bench'}",
+        "--n-test=48",
+        "--n-val=24",
+        "--grid", "6", "6", "5",
+        "--samples=16",
+        "--rounds=2",
+        "--baselines=ridge,template,mlp",
+        "--n-train=256",
+        "--epochs=1",
+        "--scaling", "128", "256",
+        "--scaling-methods=ridge,specvit",
+        "--specvit-steps=2",
+        f"--work={tmp_path / 'work'}",
+    ]  # fmt: skip
+    out = main(args)  # no --report: nothing written outside --work
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench", "docs_untouched", "work"]
+    assert set(out["scores"]) == {"ridge", "template", "mlp", "Bayes-optimal"}
+    log_g = out["scores"]["template"]["overall"]["metrics"]["log_g"]
+    assert {"r2", "efficiency", "coverage_1sigma", "bayes_r2"} <= set(log_g)
+    assert [(r["method"], r["n_train"]) for r in out["scaling"]] == [
+        ("ridge", 128),
+        ("specvit", 128),
+        ("ridge", 256),
+        ("specvit", 256),
+    ]
+    saved = json.loads(next((tmp_path / "work").glob("*/scores.json")).read_text())
+    assert saved["scores"]["ridge"] == out["scores"]["ridge"]
+
+    # A saved prediction file scores like the method it came from; the report gets written.
+    pred_file = next((tmp_path / "work").glob("*/predictions/ridge-n256.npz"))
+    report = tmp_path / "report"
+    again = main([*args, f"--predictions={pred_file}", f"--report={report}"])
+    assert again["scores"]["ridge"] == out["scores"]["ridge"]  # cached predictions reused
+    text = (report / "index.md").read_text()
+    assert "## log g: efficiency" in text and "| Bayes-optimal |" in text
+    for png in ("r2_vs_snr", "efficiency_vs_snr", "scaling", "sigma_calibration"):
+        assert (report / f"{png}.png").stat().st_size > 1000
+    assert (report / "residuals_teff_logg.png").exists()
+    with pytest.raises(ValueError, match="predictions must be"):
+        load_predictions(pred_file, 47)
