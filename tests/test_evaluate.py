@@ -37,6 +37,7 @@ def test_miniature_report_end_to_end(tmp_path, etc_dir):
         "--epochs=1",
         "--scaling", "128", "256",
         "--scaling-methods=ridge,specvit",
+        "--scaling-max=specvit=128",
         "--specvit-steps=2",
         f"--work={tmp_path / 'work'}",
     ]  # fmt: skip
@@ -51,6 +52,7 @@ def test_miniature_report_end_to_end(tmp_path, etc_dir):
         ("ridge", 256),
         ("specvit", 256),
     ]
+    assert out["scaling"][-1]["missing"] and "missing" not in out["scaling"][1]
     saved = json.loads(next((tmp_path / "work").glob("*/scores.json")).read_text())
     assert saved["scores"]["ridge"] == out["scores"]["ridge"]
 
@@ -61,6 +63,7 @@ def test_miniature_report_end_to_end(tmp_path, etc_dir):
     assert again["scores"]["ridge"] == out["scores"]["ridge"]  # cached predictions reused
     text = (report / "index.md").read_text()
     assert "## log g: efficiency" in text and "| Bayes-optimal |" in text
+    assert "| specvit | " in text and "| missing |" in text
     for png in ("r2_vs_snr", "efficiency_vs_snr", "scaling", "sigma_calibration"):
         assert (report / f"{png}.png").stat().st_size > 1000
     assert (report / "residuals_teff_logg.png").exists()

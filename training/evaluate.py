@@ -171,6 +171,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--predictions", action="append", default=[], help="a saved .npz")
     p.add_argument("--scaling", type=int, nargs="*", default=[], help="training-set sizes")
     p.add_argument("--scaling-methods", default="ridge,lightgbm,specvit")
+    p.add_argument(
+        "--scaling-max",
+        action="append",
+        default=[],
+        metavar="METHOD=N",
+        help="skip METHOD at training sizes above N (reported as missing)",
+    )
     p.add_argument("--specvit-preset", default="specvit_tiny")
     p.add_argument("--specvit-steps", type=int, default=600)
     p.add_argument("--specvit-batch", type=int, default=64)
@@ -199,6 +206,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if unknown:
         raise SystemExit(f"unknown baselines {unknown}; choose from {sorted(BASELINES)}")
     scaling_methods = [m for m in args.scaling_methods.split(",") if m] if args.scaling else []
+    limits = {k: int(v) for k, _, v in (item.partition("=") for item in args.scaling_max)}
     options = {"mlp": {"epochs": args.epochs}, "cnn": {"epochs": args.epochs}}
 
     blocks = {make_block(b) for b in baselines} | {make_block(m) for m in scaling_methods}
@@ -207,7 +215,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     scaled = [m for m in scaling_methods if m != "specvit"]
     for m in scaled:
         b = make_block(m)
-        sizes[b] = max(sizes.get(b, 0), *args.scaling)
+        sizes[b] = max(sizes.get(b, 0), *(n for n in args.scaling if n <= limits.get(m, n)))
     train = {}
     if sizes:
         from training.simulate import Prior, Simulator
@@ -245,6 +253,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     scaling: list[dict[str, Any]] = []
     for n in sorted(args.scaling):
         for name in scaling_methods:
+            if n > limits.get(name, n):
+                scaling.append({"method": name, "n_train": n, "missing": "--scaling-max"})
+                continue
             path = work / "scaling" / f"{name}-n{n}.npz"
             if not path.exists() or args.refit:
                 if name == "specvit":
@@ -494,7 +505,13 @@ def write_report(
         sizes = sorted({r["n_train"] for r in out["scaling"]})
         by = {(r["method"], r["n_train"]): r for r in out["scaling"]}
         rows = [
-            [m] + [_f(by[(m, n)]["r2_log_g"]) if (m, n) in by else "missing" for n in sizes]
+            [m]
+            + [
+                "missing"
+                if "missing" in by.get((m, n), {"missing": 1})
+                else _f(by[(m, n)]["r2_log_g"])
+                for n in sizes
+            ]
             for m in dict.fromkeys(r["method"] for r in out["scaling"])
         ]
         text += [
@@ -507,7 +524,8 @@ def write_report(
     for name, meta in out["methods"].items():
         text.append(f"- **{name}**: `{json.dumps(meta)}`")
     for r in out["scaling"]:
-        text.append(f"- scaling **{r['method']}** N = {r['n_train']}: `{json.dumps(r['meta'])}`")
+        detail = f"missing ({r['missing']})" if "missing" in r else f"`{json.dumps(r['meta'])}`"
+        text.append(f"- scaling **{r['method']}** N = {r['n_train']}: {detail}")
     path = folder / "index.md"
     path.write_text("\n".join(text) + "\n", encoding="utf-8")
     return path

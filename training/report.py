@@ -113,7 +113,10 @@ def figures(
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     methods_scaled = list(dict.fromkeys(r["method"] for r in out["scaling"]))
     for i, m in enumerate(methods_scaled):
-        rows = sorted((r for r in out["scaling"] if r["method"] == m), key=lambda r: r["n_train"])
+        rows = sorted(
+            (r for r in out["scaling"] if r["method"] == m and "missing" not in r),
+            key=lambda r: r["n_train"],
+        )
         ax.plot(
             [r["n_train"] for r in rows],
             [_nan(r["r2_log_g"]) for r in rows],

@@ -9,7 +9,7 @@ from training.baselines.features import Features
 __all__ = ["ALPHAS", "Ridge"]
 
 #: Penalties tried, relative to the number of training spectra.
-ALPHAS = tuple(float(a) for a in np.logspace(-6, 2, 17))
+ALPHAS = tuple(float(a) for a in np.logspace(-10, 2, 25))
 
 
 class Ridge:
