@@ -15,7 +15,7 @@ __all__ = ["SpecViTConfig"]
 _CHOICES: dict[str, tuple[str, ...]] = {
     "tokenizer": ("c1d", "sw"),
     "pos_embed": ("learned", "sinusoidal", "wavelength"),
-    "input_channels": ("flux", "flux+inverr"),
+    "input_channels": ("flux", "flux+inverr", "flux+lnsnr"),
     "input_norm": ("median", "none"),
     "head": ("point", "gaussian"),
     "pool": ("cls", "mean"),
@@ -43,9 +43,11 @@ class SpecViTConfig:
     label_shift, label_scale : tuple of float
         Label normalisation: ``physical = shift + scale * normalised``. A z-score uses
         (mean, std); min-max uses (min, max - min).
-    input_channels : {"flux", "flux+inverr"}
+    input_channels : {"flux", "flux+inverr", "flux+lnsnr"}
         ``"flux"``: one channel, the normalised flux. ``"flux+inverr"``: a second channel holding
         ``median_flux / σ`` (the S/N a unit-continuum pixel would have), 0 where masked.
+        ``"flux+lnsnr"``: the second channel is ``ln(1 + median_flux / σ)``, the same
+        information compressed to ≈ 0.7–4.6 over S/N 1–100, and 0 (σ = ∞) where masked.
     input_norm : {"median", "none"}
         ``"median"`` divides flux and σ by each spectrum's median valid flux and feeds
         ``flux/median − 1``, so the input does not depend on the flux unit or the star's
@@ -79,7 +81,7 @@ class SpecViTConfig:
     label_names: tuple[str, ...] = ("log_g",)
     label_shift: tuple[float, ...] = (0.0,)
     label_scale: tuple[float, ...] = (1.0,)
-    input_channels: Literal["flux", "flux+inverr"] = "flux"
+    input_channels: Literal["flux", "flux+inverr", "flux+lnsnr"] = "flux"
     input_norm: Literal["median", "none"] = "median"
     tokenizer: Literal["c1d", "sw"] = "c1d"
     patch_size: int = 16
@@ -163,7 +165,7 @@ class SpecViTConfig:
     @property
     def in_chans(self) -> int:
         """Number of input channels the model takes."""
-        return 2 if self.input_channels == "flux+inverr" else 1
+        return 1 if self.input_channels == "flux" else 2
 
     @property
     def num_patches(self) -> int:

@@ -92,7 +92,8 @@ def model_input(
     flux : torch.Tensor
         (B, L) flux on the model's grid, any unit.
     error : torch.Tensor or None
-        (B, L) 1σ in the flux unit. Required for ``input_channels == "flux+inverr"``.
+        (B, L) 1σ in the flux unit. Required for the two-channel inputs (``"flux+inverr"``,
+        ``"flux+lnsnr"``).
     config : SpecViTConfig
         The model's config.
     valid : torch.Tensor, optional
@@ -132,6 +133,6 @@ def model_input(
     offset = 1.0 if config.input_norm == "median" else 0.0
     channels = [torch.where(keep, flux / safe_scale - offset, 0.0)]
     if config.in_chans == 2:
-        inverr = safe_scale / torch.where(keep, error, 1.0)
-        channels.append(torch.where(keep, inverr, 0.0))
+        inverr = torch.where(keep, safe_scale / torch.where(keep, error, 1.0), 0.0)
+        channels.append(inverr.log1p() if config.input_channels == "flux+lnsnr" else inverr)
     return torch.stack(channels, dim=1), scale

@@ -35,7 +35,13 @@ __all__ = ["NonFiniteLossError", "Trainer", "label_statistics"]
 
 #: Run-config keys a resumed run may change: they do not alter what is computed.
 RESUMABLE_CHANGES = frozenset(
-    {"train.max_steps", "train.progress", "train.log_every", "train.checkpoint_every"}
+    {
+        "train.max_steps",
+        "train.max_cpu_minutes",
+        "train.progress",
+        "train.log_every",
+        "train.checkpoint_every",
+    }
 )
 
 #: Seed stream of the per-step global RNG (dropout); data streams use other ids.
@@ -149,6 +155,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(kind, enabled=self.amp_dtype == torch.float16)
         self.ema = EMA(self.model, t.ema_decay) if t.ema_decay is not None else None
         self.step = 0
+        self.cpu_seconds = 0.0
         self.last_checkpoint: Path | None = None
         self.val_metrics: dict[str, Any] = {}
         if state is not None:
@@ -213,6 +220,7 @@ class Trainer:
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
         self.step = int(state["step"])
+        self.cpu_seconds = float(state.get("cpu_seconds", 0.0))
         self.val_metrics = state.get("val_metrics", {})
 
     def _note(self, message: str) -> None:
@@ -254,10 +262,12 @@ class Trainer:
             unit="step",
         )
         window_loss, window_n, window_start = 0.0, 0, time.perf_counter()
+        cpu_start = time.process_time() - self.cpu_seconds
         for batch in loader:
             loss = self.train_step(batch)
             self.step += 1
             window_loss, window_n = window_loss + loss, window_n + 1
+            self.cpu_seconds = time.process_time() - cpu_start
             bar.update(1)
             if self.step % t.log_every == 0 or self.step == stop:
                 elapsed = time.perf_counter() - window_start
@@ -271,13 +281,22 @@ class Trainer:
                 )
                 bar.set_postfix(loss=f"{window_loss / window_n:.4f}")
                 window_loss, window_n, window_start = 0.0, 0, time.perf_counter()
-            if self.step % self.steps_per_epoch == 0:
+            out_of_budget = bool(t.max_cpu_minutes) and self._budget_spent(t.max_cpu_minutes)
+            if self.step % self.steps_per_epoch == 0 or out_of_budget:
                 self.validate()
                 self._checkpoint()
             elif (t.checkpoint_every and self.step % t.checkpoint_every == 0) or self.step == stop:
                 self._checkpoint()
+            if out_of_budget:
+                self._note(f"CPU budget of {t.max_cpu_minutes:g} min used up at step {self.step}")
+                break
         bar.close()
         return self.val_metrics
+
+    def _budget_spent(self, minutes: float) -> bool:
+        """Whether any rank has used ``minutes`` of CPU time (every rank gets the same answer)."""
+        spent = torch.tensor(float(self.cpu_seconds >= 60 * minutes), device=self.device)
+        return bool(all_mean(spent) > 0)
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> float:
         """One optimiser step; returns the loss averaged over ranks."""
@@ -368,7 +387,13 @@ class Trainer:
     def _log(self, record: dict[str, Any]) -> None:
         if not self.dist.is_main:
             return
-        record = {"step": self.step, "epoch": self.epoch, "time": time.time(), **record}
+        record = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "time": time.time(),
+            "cpu_seconds": self.cpu_seconds,
+            **record,
+        }
         with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
             handle.write(json.dumps(_jsonable(record)) + "\n")
 
@@ -377,6 +402,7 @@ class Trainer:
         return {
             "format": 1,
             "step": self.step,
+            "cpu_seconds": self.cpu_seconds,
             "run_config": self.config.to_dict(),
             "model_config": self.model.config.to_dict(),
             "model": self.model.state_dict(),

@@ -352,7 +352,7 @@ def predict(
     error : array-like, optional
         1σ, same shape and unit as ``flux`` (or σ² / 1/σ², see ``uncertainty``). Pixels with
         σ ≤ 0, NaN or inf (inverse variance 0) are masked. Needed for the ``snr`` column and
-        by models with a ``flux+inverr`` input.
+        by models with a two-channel (σ-aware) input.
     wavelength : array-like or astropy.units.Quantity, optional
         (L,) or (N, L) pixel-centre wavelengths (plain arrays in Å), ascending or descending.
         None: the spectra are already on the model's grid (``L`` must equal its length).
