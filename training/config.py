@@ -170,6 +170,8 @@ class TrainConfig:
     max_steps : int
         Stop after this many steps in total (0 = run all epochs); the schedule is unchanged,
         so a run cut short resumes as if it had not been.
+    keep_checkpoints : int
+        How many of the newest checkpoints to keep (older ones are deleted).
     max_cpu_minutes : float
         Also stop (with a checkpoint) once the training process has used this much CPU time
         (0 = no limit); counted across resumes. For equal-budget comparisons.
@@ -185,6 +187,7 @@ class TrainConfig:
     log_every: int = 50
     progress: bool = True
     max_steps: int = 0
+    keep_checkpoints: int = 2
     max_cpu_minutes: float = 0.0
 
 
@@ -268,10 +271,16 @@ class RunConfig:
             raise ConfigError(f"optim.clip_grad_norm must be > 0 or null, got {o.clip_grad_norm}")
         if t.epochs < 1 or t.batch_size < 1:
             raise ConfigError(f"need train.epochs >= 1, batch_size >= 1, got {t.epochs}, {t}")
-        if t.log_every < 1 or t.checkpoint_every < 0 or t.max_steps < 0 or t.max_cpu_minutes < 0:
+        if (
+            t.log_every < 1
+            or t.checkpoint_every < 0
+            or t.max_steps < 0
+            or t.max_cpu_minutes < 0
+            or t.keep_checkpoints < 1
+        ):
             raise ConfigError(
                 "need train.log_every >= 1, checkpoint_every >= 0, max_steps >= 0, "
-                "max_cpu_minutes >= 0"
+                "max_cpu_minutes >= 0, keep_checkpoints >= 1"
             )
         if t.ema_decay is not None and not 0 < t.ema_decay < 1:
             raise ConfigError(f"train.ema_decay must be in (0, 1) or null, got {t.ema_decay}")

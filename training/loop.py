@@ -38,6 +38,7 @@ RESUMABLE_CHANGES = frozenset(
     {
         "train.max_steps",
         "train.max_cpu_minutes",
+        "train.keep_checkpoints",
         "train.progress",
         "train.log_every",
         "train.checkpoint_every",
@@ -416,6 +417,9 @@ class Trainer:
     def _checkpoint(self) -> None:
         if self.dist.is_main:
             self.last_checkpoint = save_checkpoint(
-                self.state_dict(), self.out_dir / "checkpoints", self.step
+                self.state_dict(),
+                self.out_dir / "checkpoints",
+                self.step,
+                keep=self.config.train.keep_checkpoints,
             )
         barrier()
