@@ -69,6 +69,10 @@ class SpecViTConfig:
         Read the head from a CLS token or from the mean of the patch tokens.
     head : {"point", "gaussian"}
         ``"point"``: one value per label. ``"gaussian"``: mean and log σ per label.
+    sigma_scale : tuple of float
+        Calibration of a Gaussian head's σ: one factor per label that multiplies the predicted
+        σ (fitted after training so that 68 % of validation stars fall within 1σ); empty for
+        none.
     extra : dict
         Free-form JSON metadata carried with the model (e.g. how it was trained); the model
         itself never reads it.
@@ -95,13 +99,15 @@ class SpecViTConfig:
     pos_embed: Literal["learned", "sinusoidal", "wavelength"] = "learned"
     pool: Literal["cls", "mean"] = "cls"
     head: Literal["point", "gaussian"] = "point"
+    sigma_scale: tuple[float, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("label_names", "label_shift", "label_scale"):
+        for name in ("label_names", "label_shift", "label_scale", "sigma_scale"):
             setattr(self, name, tuple(getattr(self, name)))
         self.label_shift = tuple(float(v) for v in self.label_shift)
         self.label_scale = tuple(float(v) for v in self.label_scale)
+        self.sigma_scale = tuple(float(v) for v in self.sigma_scale)
         self.validate()
 
     # ------------------------------------------------------------------ validation
@@ -148,6 +154,14 @@ class SpecViTConfig:
             )
         if any(not s > 0 for s in self.label_scale):
             raise ValueError(f"label_scale entries must be > 0, got {self.label_scale}")
+        if self.sigma_scale:
+            if self.head != "gaussian" or len(self.sigma_scale) != n:
+                raise ValueError(
+                    f"sigma_scale {self.sigma_scale} needs a gaussian head and one factor per "
+                    f"label ({n}: {self.label_names}), or () for none"
+                )
+            if not all(0 < s < float("inf") for s in self.sigma_scale):
+                raise ValueError(f"sigma_scale entries must be finite and > 0: {self.sigma_scale}")
         for name in ("dropout", "attn_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(

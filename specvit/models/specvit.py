@@ -163,13 +163,16 @@ class SpecViT(
         mean : torch.Tensor
             (B, num_labels) in each label's unit (e.g. dex for log g, K for T_eff).
         sigma : torch.Tensor or None
-            (B, num_labels) 1σ in the same units for a Gaussian head, else None.
+            (B, num_labels) 1σ in the same units for a Gaussian head (times the config's
+            ``sigma_scale`` calibration, if any), else None.
         """
         shift = self._label_shift.to(output.device, torch.float32)
         scale = self._label_scale.to(output.device, torch.float32)
         out = output.float()
         mean = shift + scale * out[..., 0]
         sigma = scale * out[..., 1].exp() if out.shape[-1] == 2 else None
+        if sigma is not None and self.config.sigma_scale:
+            sigma = sigma * torch.tensor(self.config.sigma_scale, device=sigma.device)
         return mean, sigma
 
     def normalize_labels(self, labels: torch.Tensor) -> torch.Tensor:
