@@ -1,8 +1,6 @@
-"""Trainer parts: metrics and S/N bins, losses, schedule, checkpoints, EMA."""
+"""Trainer parts: losses, schedule, checkpoints, EMA."""
 
 from __future__ import annotations
-
-import math
 
 import pytest
 import torch
@@ -10,35 +8,7 @@ import torch
 from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from training.ema import EMA
 from training.losses import regression_loss
-from training.metrics import SNR_BIN_CENTRES, SNR_BIN_EDGES, regression_metrics, snr_binned_metrics
 from training.optim import cosine_factor
-
-
-def test_snr_bins_bracket_the_papers_centres():
-    assert len(SNR_BIN_EDGES) == len(SNR_BIN_CENTRES) + 1
-    for i, centre in enumerate(SNR_BIN_CENTRES):
-        assert SNR_BIN_EDGES[i] < centre < SNR_BIN_EDGES[i + 1]
-    assert SNR_BIN_EDGES[0] == pytest.approx(2.598, abs=1e-3)
-    assert SNR_BIN_EDGES[-1] == pytest.approx(24.85, abs=1e-2)
-
-
-def test_regression_metrics_match_definitions():
-    true = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
-    pred = torch.tensor([[1.5], [2.0], [2.5], [4.0]])
-    m = regression_metrics(pred, true, ["log_g"])["log_g"]
-    assert m["r2"] == pytest.approx(1 - 0.5 / 5.0)
-    assert m["mae"] == pytest.approx(0.25) and m["rmse"] == pytest.approx(math.sqrt(0.125))
-    with pytest.raises(ValueError, match="must both be"):
-        regression_metrics(pred, true[:3], ["log_g"])
-
-
-def test_binned_metrics_split_by_snr():
-    true = torch.arange(8.0)[:, None]
-    snr = torch.tensor([3.0, 3.1, 10.0, 10.5, 11.0, 50.0, 1.0, 21.0])
-    out = snr_binned_metrics(true, true, snr, ["log_g"])
-    assert out["all"]["log_g"]["n"] == 8
-    assert [out[f"snr_{c}"]["log_g"]["n"] for c in SNR_BIN_CENTRES] == [2, 0, 0, 0, 3, 0, 1]
-    assert out["snr_3"]["log_g"]["r2"] == 1.0 and math.isnan(out["snr_4"]["log_g"]["r2"])
 
 
 def test_gaussian_nll_matches_torch():

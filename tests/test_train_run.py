@@ -6,13 +6,12 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 import specvit
 from training.checkpoint import load_checkpoint
 from training.config import load_config
-from training.metrics import regression_metrics
 from training.publish import publish
+from training.scoring import SNR_BIN_EDGES, score
 from training.sources import build_source
 from training.train import main
 
@@ -36,14 +35,15 @@ def test_tiny_run_validates_every_epoch_per_snr_bin(tiny_run):
     val = _validations(tiny_run[0])
     assert len(val) == 4  # one validation per epoch
     last = val[-1]["metrics"]
-    assert set(last) == {"all", *(f"snr_{c}" for c in (3, 4, 5, 7, 10, 15, 21))}
-    assert set(last["all"]) == set(LABELS) and last["all"]["T_eff"]["n"] == 256
-    assert sum(last[f"snr_{c}"]["T_eff"]["n"] for c in (3, 4, 5, 7, 10, 15, 21)) > 200
+    assert [g["low"] for g in last["snr"]] == list(SNR_BIN_EDGES[:-1])
+    assert set(last["overall"]["metrics"]) == set(LABELS) and last["overall"]["n"] == 256
+    assert sum(g["n"] for g in last["snr"]) > 200
+    assert "efficiency" not in last["overall"]["metrics"]["log_g"]  # no benchmark file given
 
 
 def test_tiny_run_learns(tiny_run):
     val = _validations(tiny_run[0])
-    first, last = val[0]["metrics"]["all"], val[-1]["metrics"]["all"]
+    first, last = (v["metrics"]["overall"]["metrics"] for v in (val[0], val[-1]))
     assert last["T_eff"]["r2"] > 0.5, last
     assert last["T_eff"]["rmse"] < first["T_eff"]["rmse"]
 
@@ -53,7 +53,7 @@ def test_published_folder_loads_and_predicts_like_training(tiny_run, tmp_path):
     folder = publish(out / "checkpoints", tmp_path / "model")
     assert {p.name for p in folder.iterdir()} >= {"model.safetensors", "config.json", "README.md"}
     card = (folder / "README.md").read_text()
-    assert "## Training data" in card and "| 21 | 17.75–24.85 |" in card
+    assert "## Training data" in card and "| [15, ∞) |" in card
     model = specvit.load(folder)
     assert model.config.label_names == LABELS
     assert model.config.extra["training"]["model"]["preset"] == "specvit_tiny"
@@ -63,7 +63,7 @@ def test_published_folder_loads_and_predicts_like_training(tiny_run, tmp_path):
         validation["flux"].numpy(), validation["error"].numpy(), model=folder, device="cpu"
     )
     pred = np.stack([np.asarray(table[n], dtype=np.float64) for n in LABELS], axis=1)
-    ours = regression_metrics(torch.from_numpy(pred), validation["labels"], LABELS)
-    saved = load_checkpoint(out / "checkpoints")["val_metrics"]["metrics"]["all"]
+    ours = score(validation["labels"], pred, validation["snr"], LABELS)["overall"]["metrics"]
+    saved = load_checkpoint(out / "checkpoints")["val_metrics"]["metrics"]["overall"]["metrics"]
     for name in LABELS:  # inference sees exactly what training saw
         assert ours[name]["rmse"] == pytest.approx(saved[name]["rmse"], rel=1e-4)

@@ -93,6 +93,11 @@ class DataConfig:
         Keyword overrides of the engine's label prior (``source="engine"`` only).
     num_workers : int
         ``DataLoader`` worker processes building batches (0 = in the training process).
+    benchmark_val : str or None
+        A benchmark validation file (``training/benchmark.py``): the trainer then validates on
+        its spectra as stored (instead of the source's validation set; ``n_val`` and the
+        validation noise are not used) and logs, beside the metrics, the Bayes-optimal R² and
+        the efficiency per SNR bin of :func:`training.scoring.score`.
     """
 
     source: Literal["engine", "hdf5"] = "engine"
@@ -105,6 +110,7 @@ class DataConfig:
     n_exposures: int = 12
     prior: dict[str, Any] = field(default_factory=dict)
     num_workers: int = 0
+    benchmark_val: str | None = None
 
 
 @dataclass

@@ -22,13 +22,14 @@ from specvit.config import SpecViTConfig
 from specvit.models.specvit import SpecViT
 from specvit.preprocessing import median_snr
 from training.batches import SpectraSource, StepBatches, label_columns, to_model_batch
+from training.benchmark import read_benchmark
 from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from training.config import RunConfig
 from training.distributed import DistInfo, all_mean, barrier, init_distributed
 from training.ema import EMA
 from training.losses import regression_loss
-from training.metrics import snr_binned_metrics
 from training.optim import build_optimizer
+from training.scoring import score
 from training.seeding import step_seed
 
 __all__ = ["NonFiniteLossError", "Trainer", "label_statistics"]
@@ -173,13 +174,21 @@ class Trainer:
         )
         if not np.allclose(source.wavelength, self.model.wavelength, rtol=0, atol=1e-3):
             raise ValueError("the training spectra are not on the model's wavelength grid")
-        validation = source.validation_set()
+        bench = config.data.benchmark_val
+        validation = read_benchmark(bench) if bench else source.validation_set()
+        if bench and not np.allclose(validation["wavelength"], source.wavelength, atol=1e-3):
+            raise ValueError(f"data.benchmark_val={bench} is not on the training spectra's grid")
         self.val_batch = to_model_batch(validation, model_config)
         kept = self.val_batch["kept"]
         self.val_snr = median_snr(
             torch.as_tensor(validation["flux"]), torch.as_tensor(validation["error"])
         )[kept]
         self.val_labels = torch.as_tensor(validation["labels"], dtype=torch.float32)[kept]
+        self.val_bayes = (
+            {k: validation[k][kept.numpy()] for k in ("posterior_mean", "posterior_std")}
+            if bench
+            else None
+        )
 
     # ------------------------------------------------------------------ setup
     def _amp_dtype(self) -> torch.dtype | None:
@@ -362,19 +371,28 @@ class Trainer:
         if self.dist.is_main:
             output = self.predict_normalised(self.val_batch["x"])
             loss = regression_loss(output, self.val_batch["y"], self.config.train.loss)
-            mean, _ = self.model.to_physical(output)
-            true = self.val_labels[:, label_columns(self.model.config.label_names)]
-            self.val_metrics = {
-                "loss": float(loss),
-                "metrics": snr_binned_metrics(
-                    mean, true, self.val_snr, self.model.config.label_names
-                ),
-            }
-            overall = self.val_metrics["metrics"]["all"]
+            mean, sigma = self.model.to_physical(output)
+            names = self.model.config.label_names
+            columns = label_columns(names)
+            bayes, labels = self.val_bayes, self.val_labels.numpy()
+            metrics = score(
+                labels[:, columns],
+                mean.numpy(),
+                self.val_snr.numpy(),
+                names,
+                sigma=None if sigma is None else sigma.numpy(),
+                bayes_mean=None if bayes is None else bayes["posterior_mean"][:, columns],
+                bayes_sigma=None if bayes is None else bayes["posterior_std"][:, columns],
+                bin_values={"T_eff": labels[:, 0], "M_H": labels[:, 2]},
+            )
+            self.val_metrics = {"loss": float(loss), "metrics": metrics}
             self._log({"kind": "val", **self.val_metrics})
             self._note(
                 f"epoch {self.epoch} step {self.step}: val loss {float(loss):.4f}, "
-                + ", ".join(f"R²({k}) {v['r2']:.3f}" for k, v in overall.items())
+                + ", ".join(
+                    f"R²({k}) {v['r2']:.3f}" if v["r2"] is not None else f"R²({k}) –"
+                    for k, v in metrics["overall"]["metrics"].items()
+                )
             )
         barrier()
         return self.val_metrics

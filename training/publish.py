@@ -28,7 +28,6 @@ from huggingface_hub import HfApi, ModelCard, ModelCardData  # noqa: E402
 from specvit.config import SpecViTConfig  # noqa: E402
 from specvit.models.specvit import SpecViT  # noqa: E402
 from training.checkpoint import load_checkpoint  # noqa: E402
-from training.metrics import SNR_BIN_CENTRES, SNR_BIN_EDGES  # noqa: E402
 
 __all__ = ["model_card", "publish"]
 
@@ -42,21 +41,17 @@ def _fmt(value: float, digits: int = 3) -> str:
 def _metrics_tables(metrics: dict[str, Any], labels: tuple[str, ...]) -> str:
     if not metrics:
         return "No validation metrics were recorded in this checkpoint.\n"
+    if "overall" not in metrics:
+        return "The validation metrics of this checkpoint are in an older format.\n"
     lines = [
-        "| S/N bin | S/N range | N | "
-        + " | ".join(f"R² {n} | MAE {n} | RMSE {n}" for n in labels)
-        + " |",
-        "|---|---|---|" + "---|---|---|" * len(labels),
+        "| S/N bin | N | " + " | ".join(f"R² {n} | MAE {n} | RMSE {n}" for n in labels) + " |",
+        "|---|---|" + "---|---|---|" * len(labels),
     ]
-    rows = [("all", "all", metrics["all"])]
-    for i, centre in enumerate(SNR_BIN_CENTRES):
-        span = f"{SNR_BIN_EDGES[i]:.2f}–{SNR_BIN_EDGES[i + 1]:.2f}"
-        rows.append((str(centre), span, metrics[f"snr_{centre}"]))
-    for name, span, row in rows:
+    for name, group in [("all", metrics["overall"]), *((g["bin"], g) for g in metrics["snr"])]:
         cells = " | ".join(
-            f"{_fmt(row[n]['r2'])} | {_fmt(row[n]['mae'])} | {_fmt(row[n]['rmse'])}" for n in labels
+            " | ".join(_fmt(group["metrics"][n][k]) for k in ("r2", "mae", "rmse")) for n in labels
         )
-        lines.append(f"| {name} | {span} | {row[labels[0]]['n']} | {cells} |")
+        lines.append(f"| {name} | {group['n']} | {cells} |")
     units = ", ".join(f"{n} in {_UNITS[n]}" for n in labels)
     return "\n".join(lines) + f"\n\nMAE and RMSE: {units}.\n"
 
@@ -126,8 +121,8 @@ AdamW (lr {optim["lr"]}, weight decay {optim["weight_decay"]}, betas {optim["bet
 ## Validation metrics
 
 {_metrics_tables(val.get("metrics", {}), labels)}
-S/N is the median over pixels of flux/σ; the bins are centred on 3, 4, 5, 7, 10, 15 and 21 with
-geometric-mean edges (`training/metrics.py`).
+S/N is the median over pixels of flux/σ; bins `[low, high)` with the edges 2, 3, 4, 5, 7, 10,
+15, ∞ (`training/scoring.py`).
 
 ## Limitations
 

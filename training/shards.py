@@ -10,7 +10,13 @@ from typing import Any
 import h5py
 import numpy as np
 
-from specvit.io.hdf5 import FORMAT, FORMAT_VERSION, LABEL_FIELDS, REQUIRED_FIELDS
+from specvit.io.hdf5 import (
+    FORMAT,
+    FORMAT_VERSION,
+    LABEL_FIELDS,
+    OPTIONAL_DATASETS,
+    REQUIRED_FIELDS,
+)
 
 __all__ = ["ShardWriter"]
 
@@ -39,6 +45,10 @@ class ShardWriter:
         HDF5 filter for flux and error (``"lzf"``, ``"gzip"``); default none (fastest reads).
     extra_fields : sequence of str
         Label-table float fields beyond ``T_eff, log_g, M_H, mag, snr`` (e.g. ``("rv",)``).
+    datasets : sequence of str
+        Optional per-spectrum datasets to write, names from
+        :data:`specvit.io.hdf5.OPTIONAL_DATASETS` (e.g. ``("posterior_mean",)``); every batch
+        must then carry them.
     attrs : mapping
         Provenance stored as root attributes (strings, numbers).
     overwrite : bool
@@ -54,6 +64,7 @@ class ShardWriter:
         chunk_rows: int = 64,
         compression: str | None = None,
         extra_fields: tuple[str, ...] = (),
+        datasets: tuple[str, ...] = (),
         attrs: Mapping[str, Any] | None = None,
         overwrite: bool = False,
     ) -> None:
@@ -64,6 +75,10 @@ class ShardWriter:
         if wave.ndim != 1 or wave.size < 2:
             raise ValueError("wavelength must be a 1-D array of ≥ 2 pixels")
         self.fields = (*REQUIRED_FIELDS, *extra_fields)
+        unknown = [k for k in datasets if k not in OPTIONAL_DATASETS]
+        if unknown:
+            raise ValueError(f"unknown datasets {unknown}; choose from {list(OPTIONAL_DATASETS)}")
+        self.datasets = tuple(datasets)
         self.n_pixels = wave.size
         self.count = 0
         self._partial = self.path.with_name(self.path.name + ".partial")
@@ -89,6 +104,15 @@ class ShardWriter:
         f.create_dataset(
             "labels", shape=(n0,), maxshape=(None,), dtype=table, chunks=(max(chunk_rows, 1024),)
         )
+        for key in self.datasets:
+            tail = (OPTIONAL_DATASETS[key],) if OPTIONAL_DATASETS[key] else ()
+            f.create_dataset(
+                key,
+                shape=(n0, *tail),
+                maxshape=(None, *tail),
+                dtype=np.float32,
+                chunks=(max(chunk_rows, 1024), *tail),
+            )
         f.attrs["format"] = FORMAT
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["label_names"] = list(LABEL_FIELDS)
@@ -118,15 +142,24 @@ class ShardWriter:
             if name not in batch:
                 raise KeyError(f"batch lacks the labels-table field {name!r}")
             rows[name] = np.asarray(batch[name], dtype=np.float32).reshape(b)
+        extra = {}
+        for key in self.datasets:
+            if key not in batch:
+                raise KeyError(f"batch lacks the dataset {key!r}")
+            extra[key] = np.asarray(batch[key], dtype=np.float32)
+            tail = (OPTIONAL_DATASETS[key],) if OPTIONAL_DATASETS[key] else ()
+            if extra[key].shape != (b, *tail):
+                raise ValueError(f"{key} must be {(b, *tail)}, got {extra[key].shape}")
         lo, hi = self.count, self.count + b
         f = self._file
         if hi > f["flux"].shape[0]:
-            for key in ("flux", "error"):
+            for key in ("flux", "error", "labels", *self.datasets):
                 f[key].resize(hi, axis=0)
-            f["labels"].resize(hi, axis=0)
         f["flux"][lo:hi] = flux
         f["error"][lo:hi] = error
         f["labels"][lo:hi] = rows
+        for key, value in extra.items():
+            f[key][lo:hi] = value
         self.count = hi
 
     def close(self) -> Path:
@@ -135,7 +168,7 @@ class ShardWriter:
             return self.path
         f = self._file
         if f["flux"].shape[0] != self.count:
-            for key in ("flux", "error", "labels"):
+            for key in ("flux", "error", "labels", *self.datasets):
                 f[key].resize(self.count, axis=0)
         f.attrs["n_spectra"] = self.count
         f.close()

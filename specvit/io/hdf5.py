@@ -15,6 +15,21 @@ key                shape, dtype        meaning
                                        and any further float fields
 =================  ==================  ======================================================
 
+Optional per-spectrum datasets (benchmark sets, written by ``training/benchmark.py``; a reader
+that does not know them ignores them):
+
+=================  ==================  ======================================================
+key                shape, dtype        meaning
+=================  ==================  ======================================================
+``posterior_mean`` (N, 3) float32      Bayes-optimal estimate ``E[θ | flux, σ]`` of
+                                       ``T_eff, log_g, M_H`` (K, dex, dex) under the set's
+                                       prior (:class:`specvit.bounds.PosteriorMean`)
+``posterior_std``  (N, 3) float32      posterior standard deviation of the same labels
+``posterior_ess``  (N,) float32        effective number of importance samples behind them
+``crlb_log_g``     (N,) float32        unbiased Cramér–Rao bound on log g, dex², at the
+                                       star's magnitude (nuisances ``attrs["nuisance"]``)
+=================  ==================  ======================================================
+
 Root attributes: ``format`` = ``"specvit-shard"``, ``format_version`` = 1, ``n_spectra``,
 ``label_names`` (the label fields in model order, ``T_eff, log_g, M_H``), and free-form
 provenance (``description``, ``prior``, ``noise``, ``seed``, ``created_by``). ``flux`` and
@@ -37,6 +52,7 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "LABEL_FIELDS",
+    "OPTIONAL_DATASETS",
     "REQUIRED_FIELDS",
     "ShardInfo",
     "iter_shard",
@@ -49,6 +65,8 @@ FORMAT_VERSION = 1
 LABEL_FIELDS = ("T_eff", "log_g", "M_H")
 #: Fields every shard's ``labels`` table holds.
 REQUIRED_FIELDS = (*LABEL_FIELDS, "mag", "snr")
+#: Optional per-spectrum datasets: name -> columns (0: shape (N,); 3: (N, 3) in LABEL_FIELDS order).
+OPTIONAL_DATASETS = {"posterior_mean": 3, "posterior_std": 3, "posterior_ess": 0, "crlb_log_g": 0}
 #: Chunk cache per open dataset (bytes): a few chunks, never a shard.
 _CHUNK_CACHE = 4 * 1024 * 1024
 
@@ -117,6 +135,10 @@ def _check(f: h5py.File, source: Any) -> None:
         raise ValueError(f"{source}: flux, error and wavelength shapes disagree")
     if f["labels"].shape != (n,):
         raise ValueError(f"{source}: labels has {f['labels'].shape[0]} rows for {n} spectra")
+    for key, columns in OPTIONAL_DATASETS.items():
+        expected = (n, columns) if columns else (n,)
+        if key in f and f[key].shape != expected:
+            raise ValueError(f"{source}: {key} has shape {f[key].shape}, expected {expected}")
 
 
 def read_shard_info(source: str | Path | IO[bytes]) -> ShardInfo:
@@ -173,7 +195,8 @@ def iter_shard(
     dict
         ``flux``, ``error`` (B, L) float32; ``labels`` (B, 3) float32 in the order
         :data:`LABEL_FIELDS`; every field of the labels table as a (B,) array (``mag``,
-        ``snr``, …); ``index`` (B,) int64 row numbers in the shard.
+        ``snr``, …); every :data:`OPTIONAL_DATASETS` entry the shard holds (``posterior_mean``
+        (B, 3), …); ``index`` (B,) int64 row numbers in the shard.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
@@ -184,6 +207,7 @@ def iter_shard(
         if not 0 <= start <= stop:
             raise ValueError(f"need 0 ≤ start ≤ stop ≤ {n}, got start={start}, stop={stop}")
         flux, error, table = f["flux"], f["error"], f["labels"]
+        optional = [f[k] for k in OPTIONAL_DATASETS if k in f]
         for lo in range(start, stop, batch_size):
             hi = min(lo + batch_size, stop)
             rows = table[lo:hi]
@@ -195,4 +219,6 @@ def iter_shard(
             }
             for name in rows.dtype.names:
                 batch[name] = rows[name]
+            for ds in optional:
+                batch[ds.name.lstrip("/")] = ds[lo:hi]
             yield batch
