@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from specvit.instrument.grid import PFS_MR
 
-__all__ = ["SpecViTConfig"]
+__all__ = ["ModelDomain", "SpecViTConfig"]
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "tokenizer": ("c1d", "sw"),
@@ -21,6 +22,70 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "pool": ("cls", "mean"),
     "wave_medium": ("vacuum", "air"),
 }
+
+
+def _range(value: Any, name: str) -> tuple[float, float]:
+    """A finite ``(low, high)`` pair with ``low <= high``, or a ``ValueError`` naming it."""
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"ModelDomain.{name} must be a [low, high] pair, got {value!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+        raise ValueError(f"ModelDomain.{name} needs finite low <= high, got {value!r}")
+    return low, high
+
+
+@dataclass(frozen=True)
+class ModelDomain:
+    """What a model was trained on: the spectra it can be trusted with.
+
+    Stored in ``config.json`` as the ``domain`` key (strict JSON: unknown keys are rejected).
+    :func:`specvit.predict` reads it for the ``OUTSIDE_PRIOR`` and ``RV_OUTSIDE_TRAINING``
+    flags; a model without a domain gets neither (the table's metadata says so).
+
+    Parameters
+    ----------
+    labels : dict of str to (float, float)
+        The training prior's box: ``{label: [low, high]}`` for every predicted label (more
+        labels are allowed, e.g. all three the engine draws), in the label's unit.
+    mag : (float, float) or None
+        HSC-i AB magnitude range of the training spectra; None when unknown.
+    rv : (float, float)
+        Radial velocities (km/s) of the training spectra; ``[0, 0]``: all in the rest frame.
+    frame : {"rest", "observed"}
+        The frame the model expects spectra in: ``"rest"`` (shift spectra to the star's rest
+        frame first; ``rv`` is then ``[0, 0]`` or a small residual range) or ``"observed"``
+        (trained on spectra moving within ``rv``). The wavelength medium is the config's
+        ``wave_medium`` (one home for it).
+    """
+
+    labels: dict[str, tuple[float, float]]
+    mag: tuple[float, float] | None = None
+    rv: tuple[float, float] = (0.0, 0.0)
+    frame: Literal["rest", "observed"] = "rest"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.labels, dict) or not self.labels:
+            raise ValueError(f"ModelDomain.labels must be a non-empty dict, got {self.labels!r}")
+        boxes = {str(k): _range(v, f"labels[{k!r}]") for k, v in self.labels.items()}
+        object.__setattr__(self, "labels", boxes)
+        object.__setattr__(self, "mag", None if self.mag is None else _range(self.mag, "mag"))
+        object.__setattr__(self, "rv", _range(self.rv, "rv"))
+        if self.frame not in ("rest", "observed"):
+            raise ValueError(f"ModelDomain.frame must be 'rest' or 'observed', got {self.frame!r}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelDomain:
+        """Build a domain from its JSON form, rejecting unknown keys."""
+        if not isinstance(data, dict):
+            raise ValueError(f"SpecViTConfig.domain must be a dict, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown ModelDomain key(s) {unknown}; known keys: {sorted(known)}")
+        if "labels" not in data:
+            raise ValueError("ModelDomain needs 'labels': the training prior box per label")
+        return cls(**data)
 
 
 @dataclass
@@ -73,6 +138,9 @@ class SpecViTConfig:
         Calibration of a Gaussian head's σ: one factor per label that multiplies the predicted
         σ (fitted after training so that 68 % of validation stars fall within 1σ); empty for
         none.
+    domain : ModelDomain or None
+        What the model was trained on (prior box, magnitudes, radial velocities, frame); see
+        :class:`ModelDomain`. Filled by the trainer; None for a model that does not say.
     extra : dict
         Free-form JSON metadata carried with the model (e.g. how it was trained); the model
         itself never reads it.
@@ -100,11 +168,14 @@ class SpecViTConfig:
     pool: Literal["cls", "mean"] = "cls"
     head: Literal["point", "gaussian"] = "point"
     sigma_scale: tuple[float, ...] = ()
+    domain: ModelDomain | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("label_names", "label_shift", "label_scale", "sigma_scale"):
             setattr(self, name, tuple(getattr(self, name)))
+        if self.domain is not None and not isinstance(self.domain, ModelDomain):
+            self.domain = ModelDomain.from_dict(self.domain)
         self.label_shift = tuple(float(v) for v in self.label_shift)
         self.label_scale = tuple(float(v) for v in self.label_scale)
         self.sigma_scale = tuple(float(v) for v in self.sigma_scale)
@@ -169,6 +240,10 @@ class SpecViTConfig:
                 )
         if self.mlp_ratio <= 0:
             raise ValueError(f"mlp_ratio must be > 0, got {self.mlp_ratio}")
+        if self.domain is not None:
+            missing = [n for n in self.label_names if n not in self.domain.labels]
+            if missing:
+                raise ValueError(f"SpecViTConfig.domain.labels has no prior box for {missing}")
 
     # ------------------------------------------------------------------ derived
     @property

@@ -18,6 +18,7 @@ from specvit.bounds.ceilings import (
     default_nuisance,
     format_table,
     magnitude_for_snr,
+    sigma_from_relative_error,
 )
 from specvit.bounds.fisher import (
     AMPLITUDE,
@@ -60,6 +61,7 @@ __all__ = [
     "marginal_crlb",
     "marginal_crlb_inverse",
     "parameter_index",
+    "sigma_from_relative_error",
     "van_trees_bound",
     "velocity_jacobian",
 ]

@@ -41,6 +41,7 @@ __all__ = [
     "default_nuisance",
     "format_table",
     "magnitude_for_snr",
+    "sigma_from_relative_error",
 ]
 
 #: Nuisance parameters of log g by default: the other labels and the unknown flux amplitude.
@@ -75,6 +76,29 @@ def _flux_and_jacobian(emulator, theta: torch.Tensor) -> tuple[torch.Tensor, tor
     if hasattr(emulator, "flux_and_jacobian"):
         return emulator.flux_and_jacobian(theta)
     return emulator(theta), emulator.jacobian(theta)
+
+
+def sigma_from_relative_error(flux: torch.Tensor, error: torch.Tensor) -> torch.Tensor:
+    """σ in the model's flux unit from σ in units of the star's median flux.
+
+    This is how :func:`crlb_ceilings` reads ``error=`` and how :func:`specvit.predict` takes
+    a spectrum's own error array (divided by its median valid flux, as the model input is):
+    the observed spectrum is taken to be the model flux scaled to the same median.
+
+    Parameters
+    ----------
+    flux : torch.Tensor
+        ``(..., L)`` model (emulator) flux of each star.
+    error : torch.Tensor
+        ``(L,)`` or ``(..., L)`` 1σ divided by the star's median flux; ``inf`` masks a pixel.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(..., L)`` σ in the unit of ``flux``: ``error × median(flux)`` (the lower median over
+        pixels, as ``torch.median``).
+    """
+    return error.to(flux.dtype) * flux.median(dim=-1, keepdim=True).values
 
 
 def _default_noise_model():
@@ -317,7 +341,7 @@ def crlb_ceilings(
                 raise ValueError(
                     f"error has {rows.shape[-1]} pixels, the emulator {flux.shape[-1]}"
                 )
-            sigma = rows.to(flux.dtype) * flux.median(dim=-1, keepdim=True).values
+            sigma = sigma_from_relative_error(flux, rows)
             star_snr = median_snr(flux, sigma.expand_as(flux))
         fisher = fisher_information(jac, sigma, flux=flux if amplitude else None)
         fisher = fisher[..., order, :][..., order]

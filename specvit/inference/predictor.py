@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
@@ -22,6 +23,7 @@ import torch
 from astropy.table import Column, Table
 
 from specvit.inference.flags import PredictFlag
+from specvit.inference.physics import PhysicalContext
 from specvit.inference.resample import Resampler
 from specvit.inference.validate import Chunk, Spectra, as_spectra, is_specutils_spectrum
 from specvit.models.specvit import SpecViT
@@ -67,6 +69,12 @@ class Predictor:
     min_valid : float
         Fraction of the model's pixels that must be valid after masking and resampling;
         spectra with fewer get :attr:`PredictFlag.TOO_FEW_PIXELS` and NaN labels.
+    physics : bool
+        Add each star's physical context (:mod:`specvit.inference.physics`): the ``crlb_<label>``,
+        ``v_rad``, ``chi2_red`` and ``chi2_pvalue`` columns and the ``OUT_OF_DOMAIN``,
+        ``OUTSIDE_PRIOR``, ``LOW_SNR`` and ``RV_OUTSIDE_TRAINING`` flags. For a model the
+        emulator cannot describe (another grid, other labels) a warning says why and those
+        columns are absent; the flags that need no emulator are still set. False: none of it.
 
     Examples
     --------
@@ -83,6 +91,7 @@ class Predictor:
         batch_size: int = 256,
         precision: Precision = "auto",
         min_valid: float = 0.5,
+        physics: bool = True,
     ) -> None:
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -110,6 +119,14 @@ class Predictor:
         self.precision = precision
         self.wavelength = self.model.wavelength
         self._resamplers: dict[tuple, Resampler] = {}
+        self.physics = PhysicalContext(self.config, self.device) if physics else None
+        if self.physics is not None and not self.physics.fits:
+            warnings.warn(
+                f"no per-star CRLB or emulator fit for {self.source}: {self.physics.reason}; "
+                "the crlb_*, v_rad and chi2_* columns are left out",
+                UserWarning,
+                stacklevel=2,
+            )
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -186,14 +203,18 @@ class Predictor:
         snr = np.full(n, np.nan)
         n_valid = np.zeros(n, dtype=np.int32)
         flags = np.zeros(n, dtype=np.int32)
+        names = [] if self.physics is None else self.physics.columns()
+        context = {name: np.full(n, np.nan) for name in names}
         for start in range(0, n, self.batch_size):
             stop = min(start + self.batch_size, n)
             out = self._predict_chunk(spectra.chunk(start, stop), spectra.medium)
             mean[start:stop], sigma[start:stop], snr[start:stop] = out[:3]
-            n_valid[start:stop], flags[start:stop] = out[3:]
+            n_valid[start:stop], flags[start:stop] = out[3:5]
+            for name in names:
+                context[name][start:stop] = out[5][name]
             if progress is not None:
                 progress(stop - start)
-        return self._table(mean, sigma, snr, n_valid, flags)
+        return self._table(mean, sigma, snr, n_valid, flags, context)
 
     # ------------------------------------------------------------------ internals
     def _model_grid_wave(self, wave: np.ndarray, medium: str) -> np.ndarray:
@@ -296,7 +317,12 @@ class Predictor:
         mean = torch.where(drop, torch.nan, mean)
         sigma = torch.full_like(mean, torch.nan) if sigma is None else sigma
         sigma = torch.where(drop, torch.nan, sigma)
-        return tuple(t.cpu().numpy() for t in (mean, sigma, snr, n_valid, flags))
+        context: dict[str, torch.Tensor] = {}
+        if self.physics is not None:
+            bits, context = self.physics(mean, flux_t, error_t, valid_t, scale, snr)
+            flags |= bits
+        out = tuple(t.cpu().numpy() for t in (mean, sigma, snr, n_valid, flags))
+        return (*out, {name: t.cpu().numpy() for name, t in context.items()})
 
     def _table(
         self,
@@ -305,6 +331,7 @@ class Predictor:
         snr: np.ndarray,
         n_valid: np.ndarray,
         flags: np.ndarray,
+        context: dict[str, np.ndarray],
     ) -> Table:
         from specvit import __version__
 
@@ -318,12 +345,18 @@ class Predictor:
             Column(n_valid, name="n_valid"),
             Column(flags, name="flags"),
         ]
+        for name, values in context.items():
+            label = name.removeprefix("crlb_")
+            unit = "km / s" if name == "v_rad" else LABEL_UNITS.get(label) if label != name else None
+            columns.append(Column(values, name=name, unit=unit))
         meta = {
             "model": self.source,
             "specvit_version": __version__,
             "head": self.config.head,
             "flags": PredictFlag.describe(),
         }
+        if self.physics is not None:
+            meta["physics"] = self.physics.metadata()
         return Table(columns, meta=meta)
 
 
@@ -341,6 +374,7 @@ def predict(
     batch_size: int = 256,
     precision: Precision = "auto",
     min_valid: float = 0.5,
+    physics: bool = True,
 ) -> Table:
     """Predict stellar labels, their σ and quality flags for one spectrum or a batch.
 
@@ -368,7 +402,7 @@ def predict(
         (its own device, batch size, precision and ``min_valid``).
     revision : str, optional
         Hub revision; pin a commit hash.
-    device, batch_size, precision, min_valid
+    device, batch_size, precision, min_valid, physics
         As for :class:`Predictor`.
 
     Returns
@@ -379,7 +413,11 @@ def predict(
         valid model-grid pixels — the lower middle value for an even count; NaN without
         ``error``), ``n_valid`` (valid model-grid pixels)
         and ``flags`` (:class:`PredictFlag` bits). Labels are NaN where a :meth:`no_result
-        <PredictFlag.no_result>` bit is set.
+        <PredictFlag.no_result>` bit is set. With ``physics`` (default) and a model on the
+        emulator's PFS MR grid with its three labels, also ``crlb_<label>`` (σ_min = √CRLB: the
+        best σ any unbiased method could reach on this spectrum, label unit), ``v_rad`` (km/s),
+        ``chi2_red`` and ``chi2_pvalue`` (see :mod:`specvit.inference.physics`); NaN where the
+        labels are NaN or no ``error`` was given.
 
     Raises
     ------
@@ -406,6 +444,7 @@ def predict(
             batch_size=batch_size,
             precision=precision,
             min_valid=min_valid,
+            physics=physics,
         )
     return model.predict(
         flux, error, wavelength=wavelength, mask=mask, medium=medium, uncertainty=uncertainty

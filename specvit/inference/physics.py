@@ -1,0 +1,364 @@
+"""The physical context of each prediction: its Cramér–Rao floor, an emulator fit and domain flags.
+
+For every predicted star, at its predicted labels and with its own error array on the model
+grid (after masking and resampling), :class:`PhysicalContext` computes
+
+* ``crlb_<label>``: the marginal Cramér–Rao bound σ_min = √CRLB of each label, with the other
+  labels and the flux amplitude ``ln A`` as nuisances, through
+  :func:`specvit.bounds.fisher_information` and :func:`specvit.bounds.marginal_crlb` — the best
+  σ any unbiased method could reach on this spectrum;
+* ``v_rad``, ``chi2_red``, ``chi2_pvalue``: the emulator spectrum at the predicted labels, shifted
+  to a fitted radial velocity and scaled by an analytically fitted amplitude, against the
+  observed flux and σ.
+
+The continuum is treated as the model's input normalisation treats it: the input is the flux
+divided by one number (its median), so the model sees the continuum's shape, and so does the
+fit: the emulator's flux (normalised flux × its continuum) is scaled by one amplitude, nothing
+else. A spectrum whose continuum the emulator cannot produce (detector counts with the
+throughput in, a flat or power-law source) fails the fit.
+
+The radial velocity is found coarse to fine: the line structure of the observed spectrum and
+of the emulator spectrum (each minus its 65-pixel running mean) are cross-correlated on a
+uniform ln λ grid by FFT (one lag ≈ 16 km/s on the MR arm) over ±:data:`RV_SEARCH_KMS`, the
+peak refined by a parabola through its three highest lags, then one Gauss–Newton step in
+``(A, v)`` with the emulator spectrum's wavelength derivative. The emulator spectrum is shifted
+by cubic (Catmull–Rom) interpolation of its pixels; model pixels whose rest wavelength falls
+off the grid are left out of the χ². One FFT pair and two interpolations per star: a few
+tens of µs.
+
+The flags (:class:`~specvit.inference.flags.PredictFlag`) and their thresholds are documented
+on the predict docs page and below.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import stats
+
+from specvit.bounds.ceilings import sigma_from_relative_error
+from specvit.bounds.fisher import fisher_information, marginal_crlb
+from specvit.bounds.velocity import C_KMS
+from specvit.config import SpecViTConfig
+from specvit.emulator import LABEL_NAMES
+from specvit.inference.flags import PredictFlag
+from specvit.instrument.grid import PFS_MR
+
+__all__ = [
+    "CHI2_PVALUE_THRESHOLD",
+    "LOW_SNR",
+    "RV_DELTA_CHI2",
+    "RV_SEARCH_KMS",
+    "RV_TOLERANCE_KMS",
+    "PhysicalContext",
+    "emulator_mismatch",
+]
+
+#: ``LOW_SNR`` below this median flux/σ: there the median star's unbiased bound on log g
+#: (1.14 dex at SNR 3, docs/bounds.md) reaches the spread of the training prior (1.15 dex for
+#: log g uniform in 1–5), so a model's log g is mostly its prior.
+LOW_SNR = 3.0
+#: ``OUT_OF_DOMAIN`` when the fit's χ² p-value is below this (calibrated on engine spectra
+#: across the prior at SNR 2–15: see the predict docs page for the measured false-alarm rate).
+CHI2_PVALUE_THRESHOLD = 1e-4
+#: ``RV_OUTSIDE_TRAINING`` when the fitted v_rad lies more than this beyond the trained range
+#: (half the 60 km/s FWHM of the MR line-spread function, about two pixels).
+RV_TOLERANCE_KMS = 30.0
+#: The radial-velocity search range, ± km/s.
+RV_SEARCH_KMS = 1000.0
+#: A velocity from the cross-correlation replaces the rest-frame fit only where it lowers
+#: χ² − ν by more than this (a 5σ preference), so noise peaks at low SNR do not make velocities.
+RV_DELTA_CHI2 = 25.0
+#: Half-width (pixels) of the running mean taken off before the cross-correlation.
+_HALF_BOX = 32
+
+
+def emulator_mismatch(config: SpecViTConfig) -> str | None:
+    """Why the emulator cannot describe this model's spectra, or None when it can.
+
+    The emulator makes PFS MR spectra (vacuum grid, 4096 pixels) of (T_eff, log g, [M/H]):
+    the model must predict exactly these three labels on exactly that grid.
+    """
+    grid_ok = (
+        config.input_length == PFS_MR.num
+        and config.wave_medium == PFS_MR.medium
+        and abs(config.wave_start - PFS_MR.start) < 1e-3
+        and abs(config.wave_stop - PFS_MR.stop) < 1e-3
+    )
+    if not grid_ok:
+        return (
+            f"the model's grid ({config.input_length} px, {config.wave_start}–"
+            f"{config.wave_stop} Å, {config.wave_medium}) is not the emulator's PFS MR grid "
+            f"({PFS_MR.num} px, {PFS_MR.start}–{PFS_MR.stop} Å, vacuum)"
+        )
+    if sorted(config.label_names) != sorted(LABEL_NAMES):
+        return (
+            f"the model predicts {config.label_names}; the emulator needs all of {LABEL_NAMES}"
+        )
+    return None
+
+
+def _high_pass(x: torch.Tensor) -> torch.Tensor:
+    """``x`` minus its running mean over ``2·_HALF_BOX + 1`` pixels (shorter at the ends)."""
+    n = x.shape[-1]
+    cum = torch.nn.functional.pad(x.cumsum(-1), (1, 0))
+    idx = torch.arange(n, device=x.device)
+    lo, hi = (idx - _HALF_BOX).clamp_min(0), (idx + _HALF_BOX + 1).clamp_max(n)
+    return x - (cum[..., hi] - cum[..., lo]) / (hi - lo)
+
+
+def _cross_correlation_lag(obs: torch.Tensor, template: torch.Tensor, max_lag: int) -> torch.Tensor:
+    """Sub-pixel lag (R,) of ``obs`` relative to ``template`` (R, n) within ±``max_lag``.
+
+    Circular cross-correlation by FFT (both inputs are high-passed, so the wrap-around only
+    mixes a few near-zero edge pixels), peak refined by a parabola through three lags.
+    """
+    n = obs.shape[-1]
+    cc = torch.fft.irfft(torch.fft.rfft(obs) * torch.fft.rfft(template).conj(), n)
+    window = torch.cat([cc[:, -max_lag - 1 :], cc[:, : max_lag + 2]], dim=1)  # −k−1 … k+1
+    peak = window[:, 1:-1].argmax(dim=1, keepdim=True) + 1
+    y0, y1, y2 = (window.gather(1, peak + d).squeeze(1) for d in (-1, 0, 1))
+    denom = y0 - 2.0 * y1 + y2
+    offset = torch.where(denom < 0, 0.5 * (y0 - y2) / denom, 0.0).clamp(-0.5, 0.5)
+    return peak.squeeze(1).to(obs.dtype) - (max_lag + 1) + offset
+
+
+def _shift(template: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Catmull–Rom interpolation of ``template`` (R, L) at pixel positions ``pos`` (R, L)."""
+    n = template.shape[-1]
+    pos = pos.clamp(1.0, n - 2.01)
+    i = pos.floor().long()
+    t = pos - i
+    p0, p1, p2, p3 = (template.gather(-1, i + k) for k in (-1, 0, 1, 2))
+    a = 1.5 * (p1 - p2) + 0.5 * (p3 - p0)
+    b = p0 - 2.5 * p1 + 2.0 * p2 - 0.5 * p3
+    return ((a * t + b) * t + 0.5 * (p2 - p0)) * t + p1
+
+
+def _derivatives(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """First and second derivatives along pixels, fourth-order central differences (0 at ends)."""
+    d1, d2 = torch.zeros_like(x), torch.zeros_like(x)
+    m2, m1, c, p1, p2 = (x[:, k : x.shape[1] - 4 + k] for k in range(5))
+    d1[:, 2:-2] = (8.0 * (p1 - m1) - (p2 - m2)) / 12.0
+    d2[:, 2:-2] = (16.0 * (p1 + m1) - (p2 + m2) - 30.0 * c) / 12.0
+    return d1, d2
+
+
+class PhysicalContext:
+    """Cramér–Rao floors, emulator fit and domain flags for the predictions of one model.
+
+    Parameters
+    ----------
+    config : SpecViTConfig
+        The model's config; :func:`emulator_mismatch` must be None for the CRLB and the fit.
+        Its ``domain`` (if any) gives the ``OUTSIDE_PRIOR`` and ``RV_OUTSIDE_TRAINING`` flags.
+    device : torch.device
+        Where the emulator runs (the predictor's device).
+    """
+
+    def __init__(self, config: SpecViTConfig, device: torch.device) -> None:
+        self.config = config
+        self.device = device
+        self.reason = emulator_mismatch(config)
+        self.domain = config.domain
+        self._model = None
+        wave = np.linspace(config.wave_start, config.wave_stop, config.input_length)
+        self._step = float(wave[1] - wave[0])
+        #: pixels of shift per km/s at each pixel (v ≪ c)
+        self._px_per_kms = torch.tensor(wave / (self._step * C_KMS), dtype=torch.float32)
+        self._wave = torch.tensor(wave, dtype=torch.float32)
+        #: the cross-correlation runs on the red half (Ca II triplet), where a velocity is
+        #: nearly one pixel shift: km/s per pixel at its mean wavelength
+        self._half = config.input_length // 2
+        self._kms_per_px = C_KMS * self._step / float(wave[self._half :].mean())
+        self._max_lag = math.ceil(RV_SEARCH_KMS / self._kms_per_px)
+        if self.reason is None:
+            self._order = [config.label_names.index(n) for n in LABEL_NAMES]
+            self._crlb_index = [LABEL_NAMES.index(n) for n in config.label_names]
+
+    @property
+    def fits(self) -> bool:
+        """Whether the emulator describes the model's spectra (CRLB and fit columns)."""
+        return self.reason is None
+
+    def columns(self) -> list[str]:
+        """Names of the columns :meth:`__call__` returns, in table order."""
+        if not self.fits:
+            return []
+        crlb = [f"crlb_{name}" for name in self.config.label_names]
+        return [*crlb, "v_rad", "chi2_red", "chi2_pvalue"]
+
+    def metadata(self) -> dict:
+        """What was computed, for the output table's metadata."""
+        checked = ["LOW_SNR"]
+        if self.domain is not None:
+            checked.append("OUTSIDE_PRIOR")
+        if self.fits:
+            checked.append("OUT_OF_DOMAIN")
+            if self.domain is not None:
+                checked.append("RV_OUTSIDE_TRAINING")
+        notes = []
+        if not self.fits:
+            notes.append(f"no CRLB or emulator fit: {self.reason}")
+        if self.domain is None:
+            notes.append("the model has no domain: OUTSIDE_PRIOR and RV_OUTSIDE_TRAINING unchecked")
+        return {
+            "checked_flags": ",".join(checked),
+            "low_snr": LOW_SNR,
+            "chi2_pvalue_threshold": CHI2_PVALUE_THRESHOLD,
+            "rv_tolerance_kms": RV_TOLERANCE_KMS,
+            "note": "; ".join(notes) or "all checks ran",
+        }
+
+    def _emulator(self):
+        if self._model is None:
+            from specvit.emulator import Emulator
+
+            self._model = Emulator.load(device=self.device)
+        return self._model
+
+    # ------------------------------------------------------------------ per chunk
+    def __call__(
+        self,
+        labels: torch.Tensor,
+        flux: torch.Tensor,
+        error: torch.Tensor | None,
+        valid: torch.Tensor,
+        scale: torch.Tensor,
+        snr: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Flags and columns of one chunk.
+
+        Parameters
+        ----------
+        labels : torch.Tensor
+            (B, n_labels) predicted labels in the model's order; NaN rows are skipped.
+        flux, error : torch.Tensor
+            (B, L) flux and 1σ on the model grid (``error`` None: nothing but the prior flag).
+        valid : torch.Tensor
+            (B, L) valid pixels.
+        scale : torch.Tensor
+            (B,) each spectrum's median valid flux (from :func:`specvit.model_input`).
+        snr : torch.Tensor
+            (B,) median flux/σ.
+
+        Returns
+        -------
+        flags : torch.Tensor
+            (B,) int32 bits of ``LOW_SNR``, ``OUTSIDE_PRIOR``, ``OUT_OF_DOMAIN``,
+            ``RV_OUTSIDE_TRAINING``.
+        columns : dict of str to torch.Tensor
+            (B,) float64 each, :meth:`columns` (NaN where the star has no labels).
+        """
+        b = labels.shape[0]
+        flags = torch.where(snr < LOW_SNR, int(PredictFlag.LOW_SNR), 0).int()
+        if self.domain is not None:
+            low = labels.new_tensor([self.domain.labels[n][0] for n in self.config.label_names])
+            high = labels.new_tensor([self.domain.labels[n][1] for n in self.config.label_names])
+            outside = ((labels < low) | (labels > high)).any(dim=1)
+            flags |= torch.where(outside, int(PredictFlag.OUTSIDE_PRIOR), 0).int()
+        columns = {
+            name: torch.full((b,), torch.nan, dtype=torch.float64, device=labels.device)
+            for name in self.columns()
+        }
+        if not self.fits or error is None:
+            return flags, columns
+        rows = torch.isfinite(labels).all(dim=1) & torch.isfinite(scale)
+        if not bool(rows.any()):
+            return flags, columns
+        sel = torch.nonzero(rows).squeeze(1)
+        fit = self._fit(
+            labels[sel], flux[sel], error[sel], valid[sel], scale[sel].unsqueeze(-1)
+        )
+        for name, value in fit.items():
+            columns[name][sel] = value.to(torch.float64)
+        bad_fit = columns["chi2_pvalue"] < CHI2_PVALUE_THRESHOLD
+        flags |= torch.where(bad_fit, int(PredictFlag.OUT_OF_DOMAIN), 0).int()
+        if self.domain is not None:
+            lo, hi = self.domain.rv
+            v = columns["v_rad"]
+            off = (v < lo - RV_TOLERANCE_KMS) | (v > hi + RV_TOLERANCE_KMS)
+            flags |= torch.where(off, int(PredictFlag.RV_OUTSIDE_TRAINING), 0).int()
+        return flags, columns
+
+    def _fit(self, labels, flux, error, valid, scale) -> dict[str, torch.Tensor]:
+        model, jac = self._emulator().flux_and_jacobian(labels[:, self._order])
+        # In units of the median valid flux, as the model input: f, σ; weight 0 where masked.
+        f = torch.where(valid, flux / scale, 0.0)
+        s = torch.where(valid, error / scale, torch.inf)
+        w = s.reciprocal().square()
+        out: dict[str, torch.Tensor] = {}
+
+        # Cramér–Rao: Fisher over (T_eff, log g, [M/H], ln A) with σ from the star's own
+        # error array in units of its median flux (specvit.bounds' error= convention).
+        fisher = fisher_information(jac, sigma_from_relative_error(model, s), flux=model)
+        for name, k in zip(self.config.label_names, self._crlb_index, strict=True):
+            out[f"crlb_{name}"] = marginal_crlb(fisher, k).sqrt()
+
+        # Radial velocity, coarse: cross-correlate the line structure of the red half.
+        half = slice(self._half, None)
+        obs = _high_pass(torch.where(valid[:, half], f[:, half], 1.0)) * w[:, half]
+        lag = _cross_correlation_lag(obs, _high_pass(model[:, half]), self._max_lag)
+        v_coarse = C_KMS * (x := lag * (self._kms_per_px / C_KMS)) / (1.0 - x)
+        px_per_kms = self._px_per_kms.to(f.device)
+        edge = torch.zeros_like(valid)
+        edge[:, 2:-2] = True
+        wf = w * f
+        # Fine: one Gauss–Newton step in v about the rest frame (every star) ...
+        near = self._refine(model, torch.zeros_like(v_coarse), f, w * edge, wf, px_per_kms)
+        v, chi2, dof = near
+        # ... and about the cross-correlation peak where it lies beyond half a pixel; the far
+        # velocity wins only where it lowers χ² − ν by more than RV_DELTA_CHI2.
+        far = torch.nonzero(v_coarse.abs() > 0.5 * self._kms_per_px).squeeze(1)
+        if far.numel():
+            vc = v_coarse[far]
+            beta = (vc / C_KMS).unsqueeze(-1)
+            pos = torch.arange(f.shape[1], device=f.device) - self._wave.to(f.device) * (
+                beta / ((1.0 + beta) * self._step)
+            )
+            inside = (pos >= 2.0) & (pos <= f.shape[1] - 3.0) & edge[far]
+            base = _shift(model[far], pos)
+            vf, chi2f, doff = self._refine(base, vc, f[far], w[far] * inside, wf[far], px_per_kms)
+            # compare χ² − ν: the shifted fit leaves the pixels shifted off the grid out
+            better = chi2f - doff < chi2[far] - dof[far] - RV_DELTA_CHI2
+            v[far] = torch.where(better, vf, v[far])
+            chi2[far] = torch.where(better, chi2f, chi2[far])
+            dof[far] = torch.where(better, doff, dof[far])
+        out["v_rad"] = v
+        out["chi2_red"] = chi2 / dof
+        p = stats.chi2.sf(chi2.cpu().numpy(), dof.clamp_min(1.0).cpu().numpy())
+        out["chi2_pvalue"] = torch.from_numpy(np.asarray(p)).to(chi2.device)
+        return out
+
+    @staticmethod
+    def _refine(base, v0, f, w, wf, px_per_kms):
+        """One Gauss–Newton step in (A, v) from ``base`` (the emulator spectrum at ``v0``).
+
+        The spectrum at ``v0 + δ`` is ``base`` shifted by ``s = δ · px_per_kms`` pixels, to
+        second order: ``base − s base' + s² base''/2``; ``A`` is then fitted exactly.
+
+        Returns
+        -------
+        v, chi2, dof : torch.Tensor
+            (R,) velocity (km/s), χ² (float64) and degrees of freedom (pixels with weight − 2).
+        """
+        d1, d2 = _derivatives(base)
+        slope = d1 * px_per_kms  # −∂base/∂v
+        wb = w * base
+        a11, a12 = (wb * base).sum(-1), -(wb * slope).sum(-1)
+        a22 = (w * slope * slope).sum(-1)
+        b1, b2 = (wf * base).sum(-1), -(wf * slope).sum(-1)
+        det = a11 * a22 - a12 * a12
+        delta = (a11 * b2 - a12 * b1) / (a22 * b1 - a12 * b2)  # (A δ) / A
+        limit = 0.75 / float(px_per_kms.mean())
+        delta = torch.where(torch.isfinite(delta) & (det > 0), delta, 0.0).clamp(-limit, limit)
+        shift = delta.unsqueeze(-1) * px_per_kms
+        spectrum = base - shift * d1 + 0.5 * shift.square() * d2
+        ws = w * spectrum
+        amp = (wf * spectrum).sum(-1, keepdim=True) / (ws * spectrum).sum(-1, keepdim=True)
+        chi2 = (w * (f - amp * spectrum).square()).sum(-1).double()
+        dof = (w > 0).sum(-1).double() - 2.0
+        return v0 + delta, chi2, dof
