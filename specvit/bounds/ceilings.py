@@ -30,7 +30,7 @@ from specvit.bounds.fisher import (
 )
 from specvit.bounds.prior import LabelPrior
 from specvit.bounds.velocity import VELOCITY, velocity_jacobian
-from specvit.preprocessing import median_snr
+from specvit.preprocessing import _masked_median, median_snr
 
 __all__ = [
     "DEFAULT_NUISANCE",
@@ -98,7 +98,8 @@ def sigma_from_relative_error(flux: torch.Tensor, error: torch.Tensor) -> torch.
         ``(..., L)`` σ in the unit of ``flux``: ``error × median(flux)`` (the lower median over
         pixels, as ``torch.median``).
     """
-    return error.to(flux.dtype) * flux.median(dim=-1, keepdim=True).values
+    median = _masked_median(flux, torch.ones_like(flux, dtype=torch.bool))
+    return error.to(flux.dtype) * median.unsqueeze(-1)
 
 
 def _default_noise_model():

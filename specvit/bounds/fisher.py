@@ -83,16 +83,17 @@ def fisher_information(
         raise ValueError(
             f"flux shape {tuple(flux.shape)} must equal the jacobian's {tuple(jacobian.shape[:-1])}"
         )
-    # Whiten straight into one float64 (..., P[+1], L) array, rows contiguous over pixels, and
-    # accumulate in float64: the Schur complement amplifies float32 accumulation errors to
-    # ~1e-3 of the CRLB.
+    # Whiten into one (..., P[+1], L) array in the Jacobian's dtype, rows contiguous over
+    # pixels (each element exact to that dtype's rounding), then accumulate in float64: the
+    # Schur complement amplifies float32 *accumulation* errors to ~1e-3 of the CRLB.
     n_pix, p = jacobian.shape[-2:]
-    inverse = sigma.to(torch.float64).reciprocal()
+    inverse = sigma.to(jacobian.dtype).reciprocal()
     rows = p + (flux is not None)
-    whitened = torch.empty((*batch, rows, n_pix), dtype=torch.float64, device=jacobian.device)
+    whitened = torch.empty((*batch, rows, n_pix), dtype=jacobian.dtype, device=jacobian.device)
     torch.mul(jacobian.mT, inverse.unsqueeze(-2), out=whitened[..., :p, :])
     if flux is not None:
-        torch.mul(flux, inverse, out=whitened[..., p, :])
+        torch.mul(flux.to(jacobian.dtype), inverse, out=whitened[..., p, :])
+    whitened = whitened.to(torch.float64)
     return whitened @ whitened.mT
 
 

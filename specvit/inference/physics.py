@@ -49,6 +49,7 @@ from specvit.instrument.grid import PFS_MR
 
 __all__ = [
     "CHI2_PVALUE_THRESHOLD",
+    "LINE_Z",
     "LOW_SNR",
     "RV_DELTA_CHI2",
     "RV_SEARCH_KMS",
@@ -64,6 +65,10 @@ LOW_SNR = 3.0
 #: ``OUT_OF_DOMAIN`` when the fit's χ² p-value is below this (calibrated on engine spectra
 #: across the prior at SNR 2–15: see the predict docs page for the measured false-alarm rate).
 CHI2_PVALUE_THRESHOLD = 1e-4
+#: ``OUT_OF_DOMAIN`` also when the observed lines are weaker than the emulator's at the predicted
+#: labels by more than this many σ (``line_ratio`` below 1): a featureless or hotter source,
+#: whose few-σ line deficit the χ² over all pixels dilutes.
+LINE_Z = 3.5
 #: ``RV_OUTSIDE_TRAINING`` when the fitted v_rad lies more than this beyond the trained range
 #: (half the 60 km/s FWHM of the MR line-spread function, about two pixels).
 RV_TOLERANCE_KMS = 30.0
@@ -72,6 +77,8 @@ RV_SEARCH_KMS = 1000.0
 #: A velocity from the cross-correlation replaces the rest-frame fit only where it lowers
 #: χ² − ν by more than this (a 5σ preference), so noise peaks at low SNR do not make velocities.
 RV_DELTA_CHI2 = 25.0
+#: Stars fitted together (a chunk's working set stays in the CPU cache).
+_CHUNK = 64
 #: Half-width (pixels) of the running mean taken off before the cross-correlation.
 _HALF_BOX = 32
 
@@ -103,11 +110,14 @@ def emulator_mismatch(config: SpecViTConfig) -> str | None:
 
 def _high_pass(x: torch.Tensor) -> torch.Tensor:
     """``x`` minus its running mean over ``2·_HALF_BOX + 1`` pixels (shorter at the ends)."""
-    n = x.shape[-1]
+    n, k = x.shape[-1], _HALF_BOX
     cum = torch.nn.functional.pad(x.cumsum(-1), (1, 0))
-    idx = torch.arange(n, device=x.device)
-    lo, hi = (idx - _HALF_BOX).clamp_min(0), (idx + _HALF_BOX + 1).clamp_max(n)
-    return x - (cum[..., hi] - cum[..., lo]) / (hi - lo)
+    mean = torch.empty_like(x)
+    mean[:, k : n - k] = (cum[:, 2 * k + 1 :] - cum[:, : n - 2 * k]) / (2 * k + 1)
+    ends = torch.cat([torch.arange(k), torch.arange(n - k, n)]).to(x.device)
+    lo, hi = (ends - k).clamp_min(0), (ends + k + 1).clamp_max(n)
+    mean[:, ends] = (cum[:, hi] - cum[:, lo]) / (hi - lo)
+    return x - mean
 
 
 def _cross_correlation_lag(obs: torch.Tensor, template: torch.Tensor, max_lag: int) -> torch.Tensor:
@@ -139,11 +149,11 @@ def _shift(template: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
 
 
 def _derivatives(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """First and second derivatives along pixels, fourth-order central differences (0 at ends)."""
-    d1, d2 = torch.zeros_like(x), torch.zeros_like(x)
+    """First and second pixel derivatives of ``x`` (R, n) at its interior pixels ``2 … n − 3``
+    (fourth-order central differences), each (R, n − 4)."""
     m2, m1, c, p1, p2 = (x[:, k : x.shape[1] - 4 + k] for k in range(5))
-    d1[:, 2:-2] = (8.0 * (p1 - m1) - (p2 - m2)) / 12.0
-    d2[:, 2:-2] = (16.0 * (p1 + m1) - (p2 + m2) - 30.0 * c) / 12.0
+    d1 = (8.0 * (p1 - m1) - (p2 - m2)) / 12.0
+    d2 = (16.0 * (p1 + m1) - (p2 + m2) - 30.0 * c) / 12.0
     return d1, d2
 
 
@@ -170,10 +180,11 @@ class PhysicalContext:
         #: pixels of shift per km/s at each pixel (v ≪ c)
         self._px_per_kms = torch.tensor(wave / (self._step * C_KMS), dtype=torch.float32)
         self._wave = torch.tensor(wave, dtype=torch.float32)
-        #: the cross-correlation runs on the red half (Ca II triplet), where a velocity is
-        #: nearly one pixel shift: km/s per pixel at its mean wavelength
-        self._half = config.input_length // 2
-        self._kms_per_px = C_KMS * self._step / float(wave[self._half :].mean())
+        self._index = torch.arange(wave.size, dtype=torch.float32)
+        #: the cross-correlation runs on the red quarter (8412–8850 Å on the MR arm: the Ca II
+        #: triplet and the Paschen lines), where a velocity is nearly one pixel shift (±3 %)
+        self._ccf = slice(3 * config.input_length // 4, None)
+        self._kms_per_px = C_KMS * self._step / float(wave[self._ccf].mean())
         self._max_lag = math.ceil(RV_SEARCH_KMS / self._kms_per_px)
         if self.reason is None:
             self._order = [config.label_names.index(n) for n in LABEL_NAMES]
@@ -189,7 +200,7 @@ class PhysicalContext:
         if not self.fits:
             return []
         crlb = [f"crlb_{name}" for name in self.config.label_names]
-        return [*crlb, "v_rad", "chi2_red", "chi2_pvalue"]
+        return [*crlb, "v_rad", "chi2_red", "chi2_pvalue", "line_ratio"]
 
     def metadata(self) -> dict:
         """What was computed, for the output table's metadata."""
@@ -269,13 +280,17 @@ class PhysicalContext:
         rows = torch.isfinite(labels).all(dim=1) & torch.isfinite(scale)
         if not bool(rows.any()):
             return flags, columns
-        sel = torch.nonzero(rows).squeeze(1)
-        fit = self._fit(
-            labels[sel], flux[sel], error[sel], valid[sel], scale[sel].unsqueeze(-1)
-        )
-        for name, value in fit.items():
-            columns[name][sel] = value.to(torch.float64)
-        bad_fit = columns["chi2_pvalue"] < CHI2_PVALUE_THRESHOLD
+        line_z = torch.full((b,), torch.nan, dtype=torch.float64, device=labels.device)
+        selected = torch.nonzero(rows).squeeze(1)
+        # small chunks stay in the CPU cache (several times faster than one batch of 256)
+        for sel in selected.split(_CHUNK):
+            fit = self._fit(
+                labels[sel], flux[sel], error[sel], valid[sel], scale[sel].unsqueeze(-1)
+            )
+            line_z[sel] = fit.pop("_line_z").to(torch.float64)
+            for name, value in fit.items():
+                columns[name][sel] = value.to(torch.float64)
+        bad_fit = (columns["chi2_pvalue"] < CHI2_PVALUE_THRESHOLD) | (line_z < -LINE_Z)
         flags |= torch.where(bad_fit, int(PredictFlag.OUT_OF_DOMAIN), 0).int()
         if self.domain is not None:
             lo, hi = self.domain.rv
@@ -286,79 +301,104 @@ class PhysicalContext:
 
     def _fit(self, labels, flux, error, valid, scale) -> dict[str, torch.Tensor]:
         model, jac = self._emulator().flux_and_jacobian(labels[:, self._order])
-        # In units of the median valid flux, as the model input: f, σ; weight 0 where masked.
-        f = torch.where(valid, flux / scale, 0.0)
-        s = torch.where(valid, error / scale, torch.inf)
-        w = s.reciprocal().square()
+        # f and weights w = 1/σ² in units of the median valid flux, as the model input; w = 0
+        # at masked pixels and at the two pixels at each end (no central differences there).
+        # Float masks and nan_to_num: boolean tensor ops are ~10× slower on the CPU.
+        keep = valid.to(flux.dtype)
+        f = torch.nan_to_num(flux * (keep / scale), nan=0.0, posinf=0.0, neginf=0.0)
+        w = torch.nan_to_num((scale / error).square() * keep, nan=0.0, posinf=0.0)
+        w[:, :2] = 0.0
+        w[:, -2:] = 0.0
         out: dict[str, torch.Tensor] = {}
 
         # Cramér–Rao: Fisher over (T_eff, log g, [M/H], ln A) with σ from the star's own
-        # error array in units of its median flux (specvit.bounds' error= convention).
-        fisher = fisher_information(jac, sigma_from_relative_error(model, s), flux=model)
+        # error array in units of its median flux (specvit.bounds' error= convention; σ = inf
+        # at masked pixels).
+        sigma = sigma_from_relative_error(model, w.rsqrt())
+        fisher = fisher_information(jac, sigma, flux=model)
         for name, k in zip(self.config.label_names, self._crlb_index, strict=True):
             out[f"crlb_{name}"] = marginal_crlb(fisher, k).sqrt()
 
-        # Radial velocity, coarse: cross-correlate the line structure of the red half.
-        half = slice(self._half, None)
-        obs = _high_pass(torch.where(valid[:, half], f[:, half], 1.0)) * w[:, half]
-        lag = _cross_correlation_lag(obs, _high_pass(model[:, half]), self._max_lag)
+        # Radial velocity, coarse: cross-correlate the line structure of the red quarter
+        # (masked pixels at the median level, weight 0).
+        red = self._ccf
+        lines = _high_pass(model)
+        obs = _high_pass(f[:, red] - keep[:, red] + 1.0) * w[:, red]
+        lag = _cross_correlation_lag(obs, lines[:, red].contiguous(), self._max_lag)
         v_coarse = C_KMS * (x := lag * (self._kms_per_px / C_KMS)) / (1.0 - x)
         px_per_kms = self._px_per_kms.to(f.device)
-        edge = torch.zeros_like(valid)
-        edge[:, 2:-2] = True
         wf = w * f
         # Fine: one Gauss–Newton step in v about the rest frame (every star) ...
-        near = self._refine(model, torch.zeros_like(v_coarse), f, w * edge, wf, px_per_kms)
-        v, chi2, dof = near
+        v, chi2, dof, ratio, line_z = self._refine(
+            model, lines, torch.zeros_like(v_coarse), f, w, wf, px_per_kms
+        )
         # ... and about the cross-correlation peak where it lies beyond half a pixel; the far
         # velocity wins only where it lowers χ² − ν by more than RV_DELTA_CHI2.
         far = torch.nonzero(v_coarse.abs() > 0.5 * self._kms_per_px).squeeze(1)
         if far.numel():
             vc = v_coarse[far]
             beta = (vc / C_KMS).unsqueeze(-1)
-            pos = torch.arange(f.shape[1], device=f.device) - self._wave.to(f.device) * (
+            pos = self._index.to(f.device) - self._wave.to(f.device) * (
                 beta / ((1.0 + beta) * self._step)
             )
-            inside = (pos >= 2.0) & (pos <= f.shape[1] - 3.0) & edge[far]
+            inside = ((pos >= 2.0) & (pos <= f.shape[1] - 3.0)).to(w.dtype)
             base = _shift(model[far], pos)
-            vf, chi2f, doff = self._refine(base, vc, f[far], w[far] * inside, wf[far], px_per_kms)
+            shifted = self._refine(
+                base, _high_pass(base), vc, f[far], w[far] * inside, wf[far] * inside, px_per_kms
+            )
             # compare χ² − ν: the shifted fit leaves the pixels shifted off the grid out
-            better = chi2f - doff < chi2[far] - dof[far] - RV_DELTA_CHI2
-            v[far] = torch.where(better, vf, v[far])
-            chi2[far] = torch.where(better, chi2f, chi2[far])
-            dof[far] = torch.where(better, doff, dof[far])
+            better = shifted[1] - shifted[2] < chi2[far] - dof[far] - RV_DELTA_CHI2
+            for mine, theirs in zip((v, chi2, dof, ratio, line_z), shifted, strict=True):
+                mine[far] = torch.where(better, theirs.to(mine.dtype), mine[far])
         out["v_rad"] = v
         out["chi2_red"] = chi2 / dof
+        out["line_ratio"] = ratio
+        out["_line_z"] = line_z
         p = stats.chi2.sf(chi2.cpu().numpy(), dof.clamp_min(1.0).cpu().numpy())
         out["chi2_pvalue"] = torch.from_numpy(np.asarray(p)).to(chi2.device)
         return out
 
     @staticmethod
-    def _refine(base, v0, f, w, wf, px_per_kms):
+    def _refine(base, lines, v0, f, w, wf, px_per_kms):
         """One Gauss–Newton step in (A, v) from ``base`` (the emulator spectrum at ``v0``).
 
         The spectrum at ``v0 + δ`` is ``base`` shifted by ``s = δ · px_per_kms`` pixels, to
-        second order: ``base − s base' + s² base''/2``; ``A`` is then fitted exactly.
+        second order: ``base − s base' + s² base''/2``; ``A`` is then fitted exactly. ``lines``
+        is ``base`` minus its running mean, for the line-strength test. ``w`` must be 0 on the
+        two pixels at each end.
 
         Returns
         -------
-        v, chi2, dof : torch.Tensor
-            (R,) velocity (km/s), χ² (float64) and degrees of freedom (pixels with weight − 2).
+        v, chi2, dof, line_ratio, line_z : torch.Tensor
+            (R,) velocity (km/s), χ² (float64), degrees of freedom (pixels with weight − 2),
+            the depth of the observed lines relative to the emulator's and its z-score.
         """
         d1, d2 = _derivatives(base)
+        inner = slice(2, -2)
+        base, lines, f = base[:, inner], lines[:, inner], f[:, inner]
+        w, wf, px_per_kms = w[:, inner], wf[:, inner], px_per_kms[inner]
         slope = d1 * px_per_kms  # −∂base/∂v
         wb = w * base
-        a11, a12 = (wb * base).sum(-1), -(wb * slope).sum(-1)
-        a22 = (w * slope * slope).sum(-1)
-        b1, b2 = (wf * base).sum(-1), -(wf * slope).sum(-1)
+        a11, a12 = torch.linalg.vecdot(wb, base), -torch.linalg.vecdot(wb, slope)
+        a22 = torch.linalg.vecdot(w * slope, slope)
+        b1, b2 = torch.linalg.vecdot(wf, base), -torch.linalg.vecdot(wf, slope)
         det = a11 * a22 - a12 * a12
         delta = (a11 * b2 - a12 * b1) / (a22 * b1 - a12 * b2)  # (A δ) / A
         limit = 0.75 / float(px_per_kms.mean())
         delta = torch.where(torch.isfinite(delta) & (det > 0), delta, 0.0).clamp(-limit, limit)
         shift = delta.unsqueeze(-1) * px_per_kms
-        spectrum = base - shift * d1 + 0.5 * shift.square() * d2
+        spectrum = torch.addcmul(base, shift, torch.addcmul(-d1, shift, d2, value=0.5))
         ws = w * spectrum
-        amp = (wf * spectrum).sum(-1, keepdim=True) / (ws * spectrum).sum(-1, keepdim=True)
-        chi2 = (w * (f - amp * spectrum).square()).sum(-1).double()
+        s_ss, s_fs = torch.linalg.vecdot(ws, spectrum), torch.linalg.vecdot(wf, spectrum)
+        amp = s_fs / s_ss
+        chi2 = torch.linalg.vecdot(w, (f - amp.unsqueeze(-1) * spectrum).square()).double()
         dof = (w > 0).sum(-1).double() - 2.0
-        return v0 + delta, chi2, dof
+        # Line strength: f ≈ α·spectrum + γ·lines; γ/α = 0 when the lines are as deep as the
+        # emulator's (the small shift between base and spectrum does not matter here).
+        s_sl, s_ll = torch.linalg.vecdot(ws, lines).double(), torch.linalg.vecdot(w * lines, lines)
+        s_fl = torch.linalg.vecdot(wf, lines).double()
+        s_ss, s_fs, s_ll = s_ss.double(), s_fs.double(), s_ll.double()
+        det = s_ss * s_ll - s_sl * s_sl
+        alpha, gamma = (s_ll * s_fs - s_sl * s_fl) / det, (s_ss * s_fl - s_sl * s_fs) / det
+        line_z = gamma * torch.sign(alpha) / torch.sqrt(s_ss / det)
+        return v0 + delta, chi2, dof, 1.0 + gamma / alpha, line_z
