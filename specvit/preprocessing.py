@@ -34,18 +34,21 @@ def valid_pixels(flux: torch.Tensor, error: torch.Tensor | None = None) -> torch
     return valid
 
 
-def _masked_median(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+def _masked_median(values: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
     """Lower median over the last axis of the ``valid`` entries; NaN where none is valid.
 
-    The same element ``torch.nanmedian`` picks; when every entry is valid it comes from numpy's
-    partial sort on the CPU, several times faster than torch's full sort.
+    The same element ``torch.nanmedian`` picks; when every entry is valid (``valid`` None says
+    so without a check) it comes from numpy's partial sort on the CPU, several times faster
+    than torch's full sort.
     """
     if values.shape[-1] == 0:
         return torch.full(values.shape[:-1], torch.nan, dtype=values.dtype, device=values.device)
     fast = values.device.type == "cpu" and values.dtype in (torch.float32, torch.float64)
-    if fast and bool(valid.all()):
+    if fast and (valid is None or bool(valid.all())):
         k = (values.shape[-1] - 1) // 2
         return torch.from_numpy(np.partition(values.numpy(), k, axis=-1)[..., k])
+    if valid is None:
+        return torch.nanmedian(values, dim=-1).values
     return torch.nanmedian(torch.where(valid, values, torch.nan), dim=-1).values
 
 

@@ -98,8 +98,7 @@ def sigma_from_relative_error(flux: torch.Tensor, error: torch.Tensor) -> torch.
         ``(..., L)`` σ in the unit of ``flux``: ``error × median(flux)`` (the lower median over
         pixels, as ``torch.median``).
     """
-    median = _masked_median(flux, torch.ones_like(flux, dtype=torch.bool))
-    return error.to(flux.dtype) * median.unsqueeze(-1)
+    return error.to(flux.dtype) * _masked_median(flux, None).unsqueeze(-1)
 
 
 def _default_noise_model():

@@ -28,10 +28,11 @@ AMPLITUDE = "ln_A"
 
 
 def _check_sigma(sigma: torch.Tensor) -> None:
+    if bool((sigma > 0).all()):  # one pass in the common case (NaN fails the comparison)
+        return
     if bool(torch.isnan(sigma).any()):
         raise ValueError("sigma contains NaN; mark a masked pixel with sigma = inf instead")
-    if not bool((sigma > 0).all()):
-        raise ValueError(f"sigma must be > 0 everywhere; got minimum {float(sigma.min()):.3g}")
+    raise ValueError(f"sigma must be > 0 everywhere; got minimum {float(sigma.min()):.3g}")
 
 
 def fisher_information(

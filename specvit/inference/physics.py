@@ -64,18 +64,18 @@ __all__ = [
 LOW_SNR = 3.0
 #: ``OUT_OF_DOMAIN`` when the fit's χ² p-value is below this (calibrated on engine spectra
 #: across the prior at SNR 2–15: see the predict docs page for the measured false-alarm rate).
-CHI2_PVALUE_THRESHOLD = 1e-4
+CHI2_PVALUE_THRESHOLD = 1e-3
 #: ``OUT_OF_DOMAIN`` also when the observed lines are weaker than the emulator's at the predicted
 #: labels by more than this many σ (``line_ratio`` below 1): a featureless or hotter source,
 #: whose few-σ line deficit the χ² over all pixels dilutes.
-LINE_Z = 3.5
+LINE_Z = 3.0
 #: ``RV_OUTSIDE_TRAINING`` when the fitted v_rad lies more than this beyond the trained range
 #: (half the 60 km/s FWHM of the MR line-spread function, about two pixels).
 RV_TOLERANCE_KMS = 30.0
 #: The radial-velocity search range, ± km/s.
 RV_SEARCH_KMS = 1000.0
 #: A velocity from the cross-correlation replaces the rest-frame fit only where it lowers
-#: χ² − ν by more than this (a 5σ preference), so noise peaks at low SNR do not make velocities.
+#: χ² (on the same pixels) by more than this (a 5σ preference), so noise peaks at low SNR do not make velocities.
 RV_DELTA_CHI2 = 25.0
 #: Stars fitted together (a chunk's working set stays in the CPU cache).
 _CHUNK = 64
@@ -220,6 +220,7 @@ class PhysicalContext:
             "checked_flags": ",".join(checked),
             "low_snr": LOW_SNR,
             "chi2_pvalue_threshold": CHI2_PVALUE_THRESHOLD,
+            "line_z": LINE_Z,
             "rv_tolerance_kms": RV_TOLERANCE_KMS,
             "note": "; ".join(notes) or "all checks ran",
         }
@@ -319,21 +320,22 @@ class PhysicalContext:
         for name, k in zip(self.config.label_names, self._crlb_index, strict=True):
             out[f"crlb_{name}"] = marginal_crlb(fisher, k).sqrt()
 
-        # Radial velocity, coarse: cross-correlate the line structure of the red quarter
-        # (masked pixels at the median level, weight 0).
+        # Radial velocity, coarse: cross-correlate the line structure (flux minus its running
+        # mean; masked pixels at the median level, weight 0) of the observed and the emulator
+        # spectrum over the red quarter.
         red = self._ccf
         lines = _high_pass(model)
+        wf = w * f
         obs = _high_pass(f[:, red] - keep[:, red] + 1.0) * w[:, red]
         lag = _cross_correlation_lag(obs, lines[:, red].contiguous(), self._max_lag)
         v_coarse = C_KMS * (x := lag * (self._kms_per_px / C_KMS)) / (1.0 - x)
         px_per_kms = self._px_per_kms.to(f.device)
-        wf = w * f
         # Fine: one Gauss–Newton step in v about the rest frame (every star) ...
         v, chi2, dof, ratio, line_z = self._refine(
             model, lines, torch.zeros_like(v_coarse), f, w, wf, px_per_kms
         )
         # ... and about the cross-correlation peak where it lies beyond half a pixel; the far
-        # velocity wins only where it lowers χ² − ν by more than RV_DELTA_CHI2.
+        # velocity wins only where it lowers χ² by more than RV_DELTA_CHI2.
         far = torch.nonzero(v_coarse.abs() > 0.5 * self._kms_per_px).squeeze(1)
         if far.numel():
             vc = v_coarse[far]
@@ -343,11 +345,11 @@ class PhysicalContext:
             )
             inside = ((pos >= 2.0) & (pos <= f.shape[1] - 3.0)).to(w.dtype)
             base = _shift(model[far], pos)
-            shifted = self._refine(
-                base, _high_pass(base), vc, f[far], w[far] * inside, wf[far] * inside, px_per_kms
-            )
-            # compare χ² − ν: the shifted fit leaves the pixels shifted off the grid out
-            better = shifted[1] - shifted[2] < chi2[far] - dof[far] - RV_DELTA_CHI2
+            w_in, wf_in = w[far] * inside, wf[far] * inside
+            shifted = self._refine(base, _high_pass(base), vc, f[far], w_in, wf_in, px_per_kms)
+            # against the rest-frame fit on the same pixels (the shift moves some off the grid)
+            rest = self._refine(model[far], lines[far], vc * 0.0, f[far], w_in, wf_in, px_per_kms)
+            better = shifted[1] < rest[1] - RV_DELTA_CHI2
             for mine, theirs in zip((v, chi2, dof, ratio, line_z), shifted, strict=True):
                 mine[far] = torch.where(better, theirs.to(mine.dtype), mine[far])
         out["v_rad"] = v
@@ -392,7 +394,7 @@ class PhysicalContext:
         s_ss, s_fs = torch.linalg.vecdot(ws, spectrum), torch.linalg.vecdot(wf, spectrum)
         amp = s_fs / s_ss
         chi2 = torch.linalg.vecdot(w, (f - amp.unsqueeze(-1) * spectrum).square()).double()
-        dof = (w > 0).sum(-1).double() - 2.0
+        dof = torch.count_nonzero(w, dim=-1).double() - 2.0
         # Line strength: f ≈ α·spectrum + γ·lines; γ/α = 0 when the lines are as deep as the
         # emulator's (the small shift between base and spectrum does not matter here).
         s_sl, s_ll = torch.linalg.vecdot(ws, lines).double(), torch.linalg.vecdot(w * lines, lines)
