@@ -57,6 +57,7 @@ def test_published_folder_loads_and_predicts_like_training(tiny_run, tmp_path):
     model = specvit.load(folder)
     assert model.config.label_names == LABELS
     assert model.config.extra["training"]["model"]["preset"] == "specvit_tiny"
+    assert model.config.domain == build_source(config).prior.domain()  # the run's prior
 
     validation = build_source(config).validation_set()
     table = specvit.predict(

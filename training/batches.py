@@ -9,7 +9,7 @@ function inference uses.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ class SpectraSource(Protocol):
 
     #: Pixel-centre wavelengths (Å) of the spectra; they must be the model's grid.
     wavelength: np.ndarray
+    #: The prior the spectra were drawn from (``training.simulate.Prior``), None if unknown;
+    #: it becomes the model's ``config.domain``.
+    prior: Any
 
     def steps_per_epoch(self, size: int, world_size: int) -> int:
         """Steps of ``size`` spectra per rank in one epoch on ``world_size`` ranks."""

@@ -211,6 +211,7 @@ class Trainer:
             label_names=tuple(c.labels),
             label_shift=shift,
             label_scale=scale,
+            domain=None if self.source.prior is None else self.source.prior.domain(),
             extra={"training": c.to_dict()},
         )
 

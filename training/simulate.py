@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from specvit.bounds.prior import LabelPrior, parse_distribution
+from specvit.config import ModelDomain
 from specvit.emulator import LABEL_NAMES, Emulator
 from specvit.instrument import PFSNoiseModel, WavelengthGrid
 from specvit.preprocessing import median_snr
@@ -102,6 +103,21 @@ class Prior:
         out["rv"] = None if self.rv is None else self.rv.to_dict()
         out["extrapolate"] = self.extrapolate
         return out
+
+    def domain(self) -> ModelDomain:
+        """The :class:`specvit.config.ModelDomain` of a model trained on this prior's spectra.
+
+        The box of each label and of the magnitude is its distribution's support; without an
+        RV the model is a rest-frame one (``rv = [0, 0]``), with one it expects spectra in the
+        observed frame moving within the RV distribution's support.
+        """
+        rest = self.rv is None
+        return ModelDomain(
+            labels={k: (d.low, d.high) for k, d in self.distributions.items()},
+            mag=(self.mag.low, self.mag.high),
+            rv=(0.0, 0.0) if rest else (self.rv.low, self.rv.high),
+            frame="rest" if rest else "observed",
+        )
 
     def __repr__(self) -> str:
         parts = [f"{k} {d}" for k, d in self.distributions.items()]

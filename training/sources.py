@@ -8,6 +8,7 @@ it would have seen. Their validation sets are fixed: independent of the run seed
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -58,6 +59,7 @@ class EngineSource:
             )
         self.seed, self.n_train, self.n_val = config.seed, d.n_train, d.n_val
         self.simulator = Simulator(noise=noise, prior=Prior(**d.prior))
+        self.prior = self.simulator.prior
         self.wavelength = self.simulator.wavelength
 
     def steps_per_epoch(self, size: int, world_size: int) -> int:
@@ -99,6 +101,9 @@ class ShardSource:
         self.train_path, self.val_path, self.n_val = d.train_path, d.val_path, d.n_val
         info = read_shard_info(d.val_path)
         self.wavelength = info.wavelength
+        # make_dataset.py records the prior its shards were drawn from
+        prior = info.attrs.get("prior")
+        self.prior = None if prior is None else Prior(**json.loads(prior))
         self._shards: ShardDataset | None = None
 
     def _dataset(self, size: int) -> ShardDataset:

@@ -85,6 +85,12 @@ def _parse_shard(ctx: click.Context, param: click.Parameter, value: str | None):
     metavar="I/N",
     help="Process only block I (0-based) of N equal blocks of the input spectra, in input order.",
 )
+@click.option(
+    "--physics/--no-physics",
+    default=True,
+    show_default=True,
+    help="Per-star CRLB, emulator fit (v_rad, chi2) and domain flags (models on the PFS MR grid).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.version_option(package_name="specvit", prog_name="specvit-predict")
 def main(
@@ -95,6 +101,7 @@ def main(
     device: str,
     batch_size: int,
     shard: tuple[int, int] | None,
+    physics: bool,
     overwrite: bool,
 ) -> None:
     """Predict stellar labels for the spectra in INPUT... and write one table to OUTPUT.
@@ -119,7 +126,9 @@ def main(
         if shard is not None:
             lo, hi = shard[0] * hi // shard[1], (shard[0] + 1) * hi // shard[1]
         try:
-            predictor = Predictor(model, revision=revision, device=device, batch_size=batch_size)
+            predictor = Predictor(
+                model, revision=revision, device=device, batch_size=batch_size, physics=physics
+            )
         except (OSError, ValueError, RuntimeError) as exc:
             raise _Failure(f"cannot load model {model!r}: {exc}", "model") from exc
         table = _run(predictor, inputs, counts, lo, hi)

@@ -77,6 +77,9 @@ RV_SEARCH_KMS = 1000.0
 #: A velocity from the cross-correlation replaces the rest-frame fit only where it lowers
 #: χ² (on the same pixels) by more than this (a 5σ preference), so noise peaks at low SNR do not make velocities.
 RV_DELTA_CHI2 = 25.0
+#: Gauss–Newton steps (each re-shifting the emulator spectrum) about a cross-correlation
+#: velocity: the peak of a mismatched template can be a pixel or two off.
+_FAR_STEPS = 3
 #: Stars fitted together (a chunk's working set stays in the CPU cache).
 _CHUNK = 64
 #: Half-width (pixels) of the running mean taken off before the cross-correlation.
@@ -202,27 +205,30 @@ class PhysicalContext:
         crlb = [f"crlb_{name}" for name in self.config.label_names]
         return [*crlb, "v_rad", "chi2_red", "chi2_pvalue", "line_ratio"]
 
-    def metadata(self) -> dict:
-        """What was computed, for the output table's metadata."""
-        checked = ["LOW_SNR"]
+    @property
+    def checked(self) -> PredictFlag:
+        """The flags this context sets (the others of the four are not computed)."""
+        checked = PredictFlag.LOW_SNR
         if self.domain is not None:
-            checked.append("OUTSIDE_PRIOR")
+            checked |= PredictFlag.OUTSIDE_PRIOR
         if self.fits:
-            checked.append("OUT_OF_DOMAIN")
+            checked |= PredictFlag.OUT_OF_DOMAIN
             if self.domain is not None:
-                checked.append("RV_OUTSIDE_TRAINING")
-        notes = []
-        if not self.fits:
-            notes.append(f"no CRLB or emulator fit: {self.reason}")
-        if self.domain is None:
-            notes.append("the model has no domain: OUTSIDE_PRIOR and RV_OUTSIDE_TRAINING unchecked")
+                checked |= PredictFlag.RV_OUTSIDE_TRAINING
+        return checked
+
+    def metadata(self) -> dict:
+        """What was computed and at which thresholds, for the output table's metadata.
+
+        Short keys and numbers only, so FITS headers keep them: ``checked`` is the bit mask of
+        the flags that were computed (a 0 in an unchecked bit means "not checked", not "fine").
+        """
         return {
-            "checked_flags": ",".join(checked),
+            "checked": int(self.checked),
             "low_snr": LOW_SNR,
-            "chi2_pvalue_threshold": CHI2_PVALUE_THRESHOLD,
-            "line_z": LINE_Z,
+            "chi2_pvalue_min": CHI2_PVALUE_THRESHOLD,
+            "line_z_min": -LINE_Z,
             "rv_tolerance_kms": RV_TOLERANCE_KMS,
-            "note": "; ".join(notes) or "all checks ran",
         }
 
     def _emulator(self):
@@ -303,13 +309,12 @@ class PhysicalContext:
     def _fit(self, labels, flux, error, valid, scale) -> dict[str, torch.Tensor]:
         model, jac = self._emulator().flux_and_jacobian(labels[:, self._order])
         # f and weights w = 1/σ² in units of the median valid flux, as the model input; w = 0
-        # at masked pixels and at the two pixels at each end (no central differences there).
+        # at masked pixels and, for the fit, at the two pixels at each end (no central
+        # differences there).
         # Float masks and nan_to_num: boolean tensor ops are ~10× slower on the CPU.
         keep = valid.to(flux.dtype)
         f = torch.nan_to_num(flux * (keep / scale), nan=0.0, posinf=0.0, neginf=0.0)
         w = torch.nan_to_num((scale / error).square() * keep, nan=0.0, posinf=0.0)
-        w[:, :2] = 0.0
-        w[:, -2:] = 0.0
         out: dict[str, torch.Tensor] = {}
 
         # Cramér–Rao: Fisher over (T_eff, log g, [M/H], ln A) with σ from the star's own
@@ -317,6 +322,8 @@ class PhysicalContext:
         # at masked pixels).
         sigma = sigma_from_relative_error(model, w.rsqrt())
         fisher = fisher_information(jac, sigma, flux=model)
+        w[:, :2] = 0.0
+        w[:, -2:] = 0.0
         for name, k in zip(self.config.label_names, self._crlb_index, strict=True):
             out[f"crlb_{name}"] = marginal_crlb(fisher, k).sqrt()
 
@@ -339,14 +346,16 @@ class PhysicalContext:
         far = torch.nonzero(v_coarse.abs() > 0.5 * self._kms_per_px).squeeze(1)
         if far.numel():
             vc = v_coarse[far]
-            beta = (vc / C_KMS).unsqueeze(-1)
-            pos = self._index.to(f.device) - self._wave.to(f.device) * (
-                beta / ((1.0 + beta) * self._step)
-            )
-            inside = ((pos >= 2.0) & (pos <= f.shape[1] - 3.0)).to(w.dtype)
-            base = _shift(model[far], pos)
-            w_in, wf_in = w[far] * inside, wf[far] * inside
-            shifted = self._refine(base, _high_pass(base), vc, f[far], w_in, wf_in, px_per_kms)
+            for _ in range(_FAR_STEPS):
+                beta = (vc / C_KMS).unsqueeze(-1)
+                pos = self._index.to(f.device) - self._wave.to(f.device) * (
+                    beta / ((1.0 + beta) * self._step)
+                )
+                inside = ((pos >= 2.0) & (pos <= f.shape[1] - 3.0)).to(w.dtype)
+                base = _shift(model[far], pos)
+                w_in, wf_in = w[far] * inside, wf[far] * inside
+                shifted = self._refine(base, _high_pass(base), vc, f[far], w_in, wf_in, px_per_kms)
+                vc = shifted[0]
             # against the rest-frame fit on the same pixels (the shift moves some off the grid)
             rest = self._refine(model[far], lines[far], vc * 0.0, f[far], w_in, wf_in, px_per_kms)
             better = shifted[1] < rest[1] - RV_DELTA_CHI2
