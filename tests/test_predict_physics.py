@@ -21,6 +21,7 @@ from specvit.inference.cli import main
 from specvit.inference.physics import RV_TOLERANCE_KMS
 from specvit.instrument import PFSNoiseModel
 from tests.predict_helpers import save_trained_model
+from training.ood_cases import MAGS, make_case
 from training.simulate import Prior, Simulator
 
 FOLDER = Path(__file__).resolve().parents[1] / "examples" / "models" / "specvit-tiny-engine"
@@ -31,8 +32,6 @@ NEW = (
     | PredictFlag.LOW_SNR
     | PredictFlag.RV_OUTSIDE_TRAINING
 )
-#: Magnitudes that give SNR ≈ 2–15 with 12 × 900 s.
-MAGS = (20.0, 22.7)
 
 
 @pytest.fixture(scope="module")
@@ -67,28 +66,6 @@ def test_engine_spectra_are_rarely_out_of_domain(noise, predictor):
     assert table["v_rad"].unit == "km / s" and table["crlb_T_eff"].unit == "K"
 
 
-def _case(name: str, noise: PFSNoiseModel, n: int, gen: torch.Generator):
-    """Flux, σ and the SNR of the spectrum each failure case starts from."""
-    if name == "rv_300":
-        d = Simulator(noise=noise, prior=Prior(mag=MAGS, rv=(299.99, 300.01))).sample(n, gen)
-        return d["flux"], d["error"], d["snr"]
-    if name == "teff_7500":
-        prior = Prior(T_eff=(7499.0, 7501.0), mag=MAGS)
-        d = Simulator(noise=noise, prior=prior).sample(n, gen)
-        return d["flux"], d["error"], d["snr"]
-    d = Simulator(noise=noise, prior=Prior(mag=MAGS)).sample(n, gen)
-    if name == "counts":  # the instrument throughput left in (e⁻ per exposure ∝ gain × nJy)
-        gain = noise.signal_ab18 / noise.signal_ab18.mean()
-        return d["flux"] * gain, d["error"] * gain, d["snr"]
-    if name == "noise":
-        return d["error"] * torch.randn(d["error"].shape, generator=gen), d["error"], d["snr"]
-    wave = torch.from_numpy(noise.grid.wavelength())
-    shape = torch.ones_like(wave) if name == "flat" else (wave / 8000.0) ** -2.0
-    clean = d["flux"].median(dim=-1, keepdim=True).values.double() * shape
-    flux, error = noise.observe(clean, gen)
-    return flux, error, None
-
-
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
@@ -101,10 +78,9 @@ def _case(name: str, noise: PFSNoiseModel, n: int, gen: torch.Generator):
     ],
 )
 def test_failure_cases_are_flagged(noise, predictor, name, expected):
-    flux, error, snr = _case(name, noise, 160, torch.Generator().manual_seed(5))
+    flux, error, snr = make_case(name, noise, 160, torch.Generator().manual_seed(5))
     table = predictor.predict(flux.numpy(), error.numpy())
-    # the SNR of the spectrum the case started from (the model's own for the rest)
-    snr = np.asarray(table["snr"] if snr is None else snr)
+    snr = snr.numpy()  # of the engine star the case started from
     if name == "noise":  # zero mean: SNR ≈ 0, and half cannot even be normalised
         assert _flagged(table, PredictFlag.LOW_SNR).all()
         return
@@ -139,7 +115,9 @@ def test_crlb_equals_specvit_bounds_on_the_same_star(noise, predictor):
     labels = torch.tensor(np.stack([np.asarray(table[n]) for n in LABELS], axis=1))
     # the bounds' error= convention: σ in units of the star's median valid flux, inf = masked
     valid = ~mask
-    median = np.array([np.quantile(f[v], 0.5, method="lower") for f, v in zip(flux, valid)])
+    median = np.array(
+        [np.quantile(f[v], 0.5, method="lower") for f, v in zip(flux, valid, strict=True)]
+    )
     relative = np.where(valid, error / median[:, None], np.inf)
     for name in LABELS:
         direct = crlb_ceilings(labels, error=torch.from_numpy(relative), target=name)
@@ -182,7 +160,12 @@ def test_physics_off_and_without_error(noise, predictor):
     d = Simulator(noise=noise).sample(4, torch.Generator().manual_seed(2))
     flux, error = d["flux"].numpy(), d["error"].numpy()
     off = specvit.predict(flux, error, model=FOLDER, device="cpu", physics=False)
-    assert off.colnames == [*(c for n in LABELS for c in (n, f"{n}_err")), "snr", "n_valid", "flags"]
+    assert off.colnames == [
+        *(c for n in LABELS for c in (n, f"{n}_err")),
+        "snr",
+        "n_valid",
+        "flags",
+    ]
     assert "physics" not in off.meta
     no_error = predictor.predict(flux)  # no σ: no CRLB, no fit (NaN), no LOW_SNR
     assert np.all(np.isnan(no_error["crlb_log_g"])) and np.all(np.isnan(no_error["chi2_red"]))

@@ -33,7 +33,6 @@ on the predict docs page and below.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -75,11 +74,15 @@ RV_TOLERANCE_KMS = 30.0
 #: The radial-velocity search range, ± km/s.
 RV_SEARCH_KMS = 1000.0
 #: A velocity from the cross-correlation replaces the rest-frame fit only where it lowers
-#: χ² (on the same pixels) by more than this (a 5σ preference), so noise peaks at low SNR do not make velocities.
+#: χ² (on the same pixels) by more than this (a 5σ preference), so noise peaks at low SNR do
+#: not make velocities.
 RV_DELTA_CHI2 = 25.0
+#: The velocity search beyond the rest frame runs only where the rest-frame fit's lines are
+#: weaker than the emulator's by more than this many σ (≈ 2 % of engine spectra).
+_FAR_LINE_Z = 2.0
 #: Gauss–Newton steps (each re-shifting the emulator spectrum) about a cross-correlation
 #: velocity: the peak of a mismatched template can be a pixel or two off.
-_FAR_STEPS = 3
+_FAR_STEPS = 2
 #: Stars fitted together (a chunk's working set stays in the CPU cache).
 _CHUNK = 64
 #: Half-width (pixels) of the running mean taken off before the cross-correlation.
@@ -105,9 +108,7 @@ def emulator_mismatch(config: SpecViTConfig) -> str | None:
             f"({PFS_MR.num} px, {PFS_MR.start}–{PFS_MR.stop} Å, vacuum)"
         )
     if sorted(config.label_names) != sorted(LABEL_NAMES):
-        return (
-            f"the model predicts {config.label_names}; the emulator needs all of {LABEL_NAMES}"
-        )
+        return f"the model predicts {config.label_names}; the emulator needs all of {LABEL_NAMES}"
     return None
 
 
@@ -288,9 +289,13 @@ class PhysicalContext:
         if not bool(rows.any()):
             return flags, columns
         line_z = torch.full((b,), torch.nan, dtype=torch.float64, device=labels.device)
-        selected = torch.nonzero(rows).squeeze(1)
-        # small chunks stay in the CPU cache (several times faster than one batch of 256)
-        for sel in selected.split(_CHUNK):
+        # small chunks stay in the CPU cache (several times faster than one batch of 256);
+        # slices, not copies, when every star has labels
+        if bool(rows.all()):
+            chunks = [slice(a, a + _CHUNK) for a in range(0, b, _CHUNK)]
+        else:
+            chunks = torch.nonzero(rows).squeeze(1).split(_CHUNK)
+        for sel in chunks:
             fit = self._fit(
                 labels[sel], flux[sel], error[sel], valid[sel], scale[sel].unsqueeze(-1)
             )
@@ -341,9 +346,11 @@ class PhysicalContext:
         v, chi2, dof, ratio, line_z = self._refine(
             model, lines, torch.zeros_like(v_coarse), f, w, wf, px_per_kms
         )
-        # ... and about the cross-correlation peak where it lies beyond half a pixel; the far
-        # velocity wins only where it lowers χ² by more than RV_DELTA_CHI2.
-        far = torch.nonzero(v_coarse.abs() > 0.5 * self._kms_per_px).squeeze(1)
+        # ... and about the cross-correlation peak where it lies beyond half a pixel and the
+        # rest-frame fit's lines are weak (a moving star's lines miss the rest-frame ones); the
+        # far velocity wins only where it lowers χ² by more than RV_DELTA_CHI2.
+        search = (v_coarse.abs() > 0.5 * self._kms_per_px) & (line_z < -_FAR_LINE_Z)
+        far = torch.nonzero(search).squeeze(1)
         if far.numel():
             vc = v_coarse[far]
             for _ in range(_FAR_STEPS):

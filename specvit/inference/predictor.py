@@ -346,9 +346,8 @@ class Predictor:
             Column(flags, name="flags"),
         ]
         for name, values in context.items():
-            label = name.removeprefix("crlb_")
-            unit = "km / s" if name == "v_rad" else LABEL_UNITS.get(label) if label != name else None
-            columns.append(Column(values, name=name, unit=unit))
+            unit = LABEL_UNITS.get(name.removeprefix("crlb_")) if name.startswith("crlb_") else None
+            columns.append(Column(values, name=name, unit="km / s" if name == "v_rad" else unit))
         meta = {
             "model": self.source,
             "specvit_version": __version__,
