@@ -17,14 +17,18 @@ fit: the emulator's flux (normalised flux × its continuum) is scaled by one amp
 else. A spectrum whose continuum the emulator cannot produce (detector counts with the
 throughput in, a flat or power-law source) fails the fit.
 
-The radial velocity is found coarse to fine: the line structure of the observed spectrum and
-of the emulator spectrum (each minus its 65-pixel running mean) are cross-correlated on a
-uniform ln λ grid by FFT (one lag ≈ 16 km/s on the MR arm) over ±:data:`RV_SEARCH_KMS`, the
-peak refined by a parabola through its three highest lags, then one Gauss–Newton step in
-``(A, v)`` with the emulator spectrum's wavelength derivative. The emulator spectrum is shifted
-by cubic (Catmull–Rom) interpolation of its pixels; model pixels whose rest wavelength falls
-off the grid are left out of the χ². One FFT pair and two interpolations per star: a few
-tens of µs.
+The radial velocity is found coarse to fine. Coarse: the observed and the emulator spectrum's
+line structure (each minus its 65-pixel running mean) are cross-correlated by FFT over the red
+quarter of the arm (8412–8850 Å, the Ca II triplet; a velocity is nearly one pixel shift there)
+within ±:data:`RV_SEARCH_KMS`, the peak refined by a parabola through three lags. Fine: one
+Gauss–Newton step in ``(A, v)`` about the rest frame for every star, the emulator spectrum
+shifted to second order in its (fourth-order finite-difference) wavelength derivatives; where
+the cross-correlation peak lies beyond half a pixel and the rest-frame fit's lines are weak,
+three more steps about the peak, on the emulator spectrum shifted there by cubic (Catmull–Rom)
+interpolation, kept where they lower χ² on the same pixels by more than
+:data:`RV_DELTA_CHI2`. Pixels whose rest wavelength falls off the grid, and the two at each end,
+are left out of the fit. Stars are fitted in chunks of 64, whose working set stays in the CPU
+cache.
 
 The flags (:class:`~specvit.inference.flags.PredictFlag`) and their thresholds are documented
 on the predict docs page and below.
@@ -82,7 +86,7 @@ RV_DELTA_CHI2 = 25.0
 _FAR_LINE_Z = 2.0
 #: Gauss–Newton steps (each re-shifting the emulator spectrum) about a cross-correlation
 #: velocity: the peak of a mismatched template can be a pixel or two off.
-_FAR_STEPS = 2
+_FAR_STEPS = 3
 #: Stars fitted together (a chunk's working set stays in the CPU cache).
 _CHUNK = 64
 #: Half-width (pixels) of the running mean taken off before the cross-correlation.
