@@ -54,3 +54,33 @@ def test_invalid_configs_fail_clearly(changes, message):
 def test_overlapping_patches_count():
     c = SpecViTConfig(patch_size=16, patch_stride=8)
     assert c.num_patches == (4096 - 16) // 8 + 1
+
+
+def test_domain_round_trip_and_strict_keys(tmp_path):
+    domain = {"labels": {"log_g": [1, 5], "T_eff": [3750, 6000]}, "mag": [20.5, 22.5]}
+    c = SpecViTConfig(domain=domain)
+    assert c.domain.rv == (0.0, 0.0) and c.domain.frame == "rest"
+    c.to_json(tmp_path / "config.json")
+    assert SpecViTConfig.from_json(tmp_path / "config.json") == c
+    assert json.loads((tmp_path / "config.json").read_text())["domain"]["labels"]["log_g"] == [
+        1.0,
+        5.0,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("domain", "message"),
+    [
+        ({"labels": {"log_g": [1, 5]}, "rv_range": [0, 0]}, r"unknown ModelDomain key\(s\)"),
+        ({"mag": [20, 22]}, "needs 'labels'"),
+        ({"labels": {"log_g": [5, 1]}}, "low <= high"),
+        ({"labels": {"log_g": [1, float("nan")]}}, "finite"),
+        ({"labels": {"log_g": 3.0}}, r"\[low, high\] pair"),
+        ({"labels": {"log_g": [1, 5]}, "frame": "helio"}, "frame"),
+        ({"labels": {"T_eff": [3750, 6000]}}, r"no prior box for \['log_g'\]"),
+        ([1, 5], "must be a dict"),
+    ],
+)
+def test_invalid_domains_fail_clearly(domain, message):
+    with pytest.raises(ValueError, match=message):
+        SpecViTConfig(domain=domain)
