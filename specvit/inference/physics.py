@@ -23,8 +23,8 @@ quarter of the arm (8412–8850 Å, the Ca II triplet; a velocity is nearly one 
 within ±:data:`RV_SEARCH_KMS`, the peak refined by a parabola through three lags. Fine: one
 Gauss–Newton step in ``(A, v)`` about the rest frame for every star, the emulator spectrum
 shifted to second order in its (fourth-order finite-difference) wavelength derivatives; where
-the cross-correlation peak lies beyond half a pixel and the rest-frame fit's lines are weak,
-three more steps about the peak, on the emulator spectrum shifted there by cubic (Catmull–Rom)
+the cross-correlation peak lies beyond half a pixel and the rest-frame fit fails the line test
+(z < −:data:`LINE_Z`), three more steps about the peak, on the emulator spectrum shifted there by cubic (Catmull–Rom)
 interpolation, kept where they lower χ² on the same pixels by more than
 :data:`RV_DELTA_CHI2`. Pixels whose rest wavelength falls off the grid, and the two at each end,
 are left out of the fit. Stars are fitted in chunks of 64, whose working set stays in the CPU
@@ -81,9 +81,6 @@ RV_SEARCH_KMS = 1000.0
 #: χ² (on the same pixels) by more than this (a 5σ preference), so noise peaks at low SNR do
 #: not make velocities.
 RV_DELTA_CHI2 = 25.0
-#: The velocity search beyond the rest frame runs only where the rest-frame fit's lines are
-#: weaker than the emulator's by more than this many σ (≈ 2 % of engine spectra).
-_FAR_LINE_Z = 2.0
 #: Gauss–Newton steps (each re-shifting the emulator spectrum) about a cross-correlation
 #: velocity: the peak of a mismatched template can be a pixel or two off.
 _FAR_STEPS = 3
@@ -351,9 +348,9 @@ class PhysicalContext:
             model, lines, torch.zeros_like(v_coarse), f, w, wf, px_per_kms
         )
         # ... and about the cross-correlation peak where it lies beyond half a pixel and the
-        # rest-frame fit's lines are weak (a moving star's lines miss the rest-frame ones); the
-        # far velocity wins only where it lowers χ² by more than RV_DELTA_CHI2.
-        search = (v_coarse.abs() > 0.5 * self._kms_per_px) & (line_z < -_FAR_LINE_Z)
+        # rest-frame fit fails the line test (a moving star's lines miss the rest-frame ones);
+        # the far velocity wins only where it lowers χ² by more than RV_DELTA_CHI2.
+        search = (v_coarse.abs() > 0.5 * self._kms_per_px) & (line_z < -LINE_Z)
         far = torch.nonzero(search).squeeze(1)
         if far.numel():
             vc = v_coarse[far]
