@@ -35,9 +35,8 @@ def main(argv: list[str]) -> int:
         return 1
     shown = ["objId"] + [f"{n}_{s}" for n in labels for s in ("pred", "true")] + ["snr_pred"]
     print(both[[c for c in shown if c in both.colnames]][:5])
-    print(
-        f"\n{len(both)} spectra, HSC-i {truth['mag_hsc_i'].min():.1f}–{truth['mag_hsc_i'].max():.1f}"
-    )
+    mag = truth["mag_hsc_i"]
+    print(f"\n{len(both)} spectra, HSC-i {mag.min():.1f}–{mag.max():.1f}")
     for name in labels:
         pred, true = np.asarray(both[f"{name}_pred"]), np.asarray(both[f"{name}_true"])
         ok = np.isfinite(pred)
