@@ -40,9 +40,25 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
+    """The device, or ``ValueError`` when this torch cannot use it."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {str(device)!r} ({exc})") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else "no visible GPU"
+            raise ValueError(
+                f"device {str(device)!r}: torch {torch.__version__} here has {build}; "
+                "use device 'cpu' (or 'auto')"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r}: only {torch.cuda.device_count()} GPU(s)")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {str(device)!r}: MPS is not available here")
+    return dev
 
 
 class Predictor:
@@ -259,12 +275,16 @@ class Predictor:
     def _predict_chunk(self, chunk: Chunk, medium: str) -> tuple[np.ndarray, ...]:
         flux, error, valid, partial = self._to_model_grid(chunk, medium)
         dev = self.device
-        flux_t = torch.from_numpy(np.asarray(flux, dtype=np.float32)).to(dev)
-        error_t = None
-        if error is not None:
-            error_t = torch.from_numpy(np.asarray(error, dtype=np.float32)).to(dev)
-        # ``valid`` already excludes non-finite flux and σ ≤ 0 (Spectra.chunk, Resampler).
-        valid_t = torch.from_numpy(np.ascontiguousarray(valid)).to(dev)
+        with np.errstate(over="ignore"):  # out-of-range values become inf: masked below
+            flux_t = torch.from_numpy(np.asarray(flux, dtype=np.float32)).to(dev)
+            error_t = None
+            if error is not None:
+                error_t = torch.from_numpy(np.asarray(error, dtype=np.float32)).to(dev)
+        # Validity is decided on the float32 values the model sees: a finite float64 beyond
+        # the float32 range becomes inf, and a tiny σ becomes 0.
+        valid_t = torch.from_numpy(np.ascontiguousarray(valid)).to(dev) & torch.isfinite(flux_t)
+        if error_t is not None:
+            valid_t &= torch.isfinite(error_t) & (error_t > 0)
         x, scale = model_input(flux_t, error_t, self.config, valid=valid_t)
         n_valid = valid_t.sum(dim=1)
         if error_t is None:
