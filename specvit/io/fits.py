@@ -322,22 +322,24 @@ def _from_pfs(
             shown = [m for m in names if m in planes[0] or m == "ALL"]
             source["mask"] = "MASK bits " + ",".join(shown)
     ids = _pfs_ids(hdul, n, single)
-    if isinstance(flux, list):
-        if len({len(f) for f in flux}) > 1 or isinstance(wave, list):
-            wave_rows = wave if isinstance(wave, list) else [wave] * n
-            return RaggedSpectrumSet(
-                flux=flux,
-                error=error,
-                wavelength=wave_rows,
-                mask=mask,
-                uncertainty="var",
-                ids=ids,
-                mask_bits=bits,
-                source=source,
-            )
-        flux = np.stack(flux)
-        error = None if error is None else np.stack(error)
-        mask = None if mask is None else np.stack(mask)
+    lengths = {len(a) for arr in (flux, error, mask, wave) if isinstance(arr, list) for a in arr}
+    if len(lengths) > 1:  # variable-length table columns of different lengths
+        wave_rows = wave if isinstance(wave, list) else [wave] * n
+        return RaggedSpectrumSet(
+            flux=list(flux),
+            error=None if error is None else list(error),
+            wavelength=wave_rows,
+            mask=None if mask is None else list(mask),
+            uncertainty="var",
+            ids=ids,
+            mask_bits=bits,
+            source=source,
+        )
+    flux, error, mask, wave = (
+        np.stack(arr) if isinstance(arr, list) else arr for arr in (flux, error, mask, wave)
+    )
+    if isinstance(wave, np.ndarray) and wave.ndim == 2 and np.all(wave == wave[:1]):
+        wave = wave[0]
 
     def as_rows(arr: Any) -> Any:
         return None if arr is None else (arr[None] if single else arr)
