@@ -95,3 +95,7 @@ def main(snrs, mags, n_stars, seed, target, nuisance, etc_dir, n_exposures, fmt,
 
         plot_ceilings(rows, target=target).savefig(plot, dpi=150, bbox_inches="tight")
         click.echo(f"# figure: {plot}")
+
+
+if __name__ == "__main__":
+    main()
