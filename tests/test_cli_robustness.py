@@ -11,6 +11,9 @@ import os
 import pickle
 import signal
 import stat
+import subprocess
+import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -350,3 +353,25 @@ def test_the_etc_mr_wavelengths_are_full_coverage(etc_dir):
     short = etc[etc < 8000.0]  # a real gap still is flagged
     table = specvit.predict(flux[:, : short.size], wavelength=short, model=model)
     assert (table["flags"] & PredictFlag.PARTIAL_COVERAGE).all()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/maps")
+def test_sigterm_from_outside_stops_cleanly(tmp_path, model_dir, predictor):
+    big = tmp_path / "big.fits"
+    fits.PrimaryHDU(flux_on(predictor.wavelength, n=3000).astype(np.float32)).writeto(big)
+    out = tmp_path / "out.fits"
+    cmd = [sys.executable, "-m", "specvit.inference.cli", str(big), "-o", str(out)]
+    cmd += ["--model", str(model_dir), "--batch-size", "1", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    maps, deadline = Path(f"/proc/{proc.pid}/maps"), time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:  # predicting has started
+        if str(big) in maps.read_text():
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be stopped"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_CODES["terminated"] == 143, err
+    assert "terminated (SIGTERM): no output written" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.fits"]

@@ -28,8 +28,10 @@ __all__ = [
     "ERROR_NAMES",
     "FLUX_NAMES",
     "MASK_NAMES",
+    "UNCERTAINTY_TEXT",
     "WAVE_NAMES",
     "ColumnChoice",
+    "choose_name",
     "find_name",
     "missing_message",
 ]
@@ -59,6 +61,8 @@ ERROR_NAMES: dict[str, Uncertainty] = {
     **dict.fromkeys(("VARIANCE", "VAR", "FLUX_VAR", "COVAR"), "var"),
     **dict.fromkeys(("IVAR", "INVVAR", "INV_VAR", "FLUX_IVAR"), "ivar"),
 }
+#: How each kind of uncertainty is written in messages and the CLI's summary.
+UNCERTAINTY_TEXT = {"std": "1σ", "var": "σ²", "ivar": "1/σ²"}
 WAVE_NAMES = ("WAVELENGTH", "WAVE", "WAV", "WL", "LAMBDA", "LAM", "LOGLAM")
 MASK_NAMES = ("MASK", "PIXEL_MASK", "PIXMASK", "AND_MASK")
 
@@ -107,6 +111,20 @@ def find_name(names: Iterable[str], wanted: Iterable[str], chosen: str | None = 
             raise KeyError(chosen)
         return upper[chosen.upper()]
     return next((upper[w] for w in wanted if w in upper), None)
+
+
+def choose_name(
+    names: Iterable[str], wanted: Iterable[str], chosen: str | None, option: str
+) -> str | None:
+    """:func:`find_name`, with a ``ValueError`` listing ``names`` when ``chosen`` is absent.
+
+    ``option`` is the CLI option that made the choice (named in the message).
+    """
+    names = list(names)
+    try:
+        return find_name(names, wanted, chosen)
+    except KeyError:
+        raise ValueError(f"no {chosen!r} for {option} (found: {sorted(names)})") from None
 
 
 def missing_message(role: str, option: str, found: Iterable[str], known: Iterable[str]) -> str:

@@ -48,8 +48,10 @@ from specvit.io.columns import (
     ERROR_NAMES,
     FLUX_NAMES,
     MASK_NAMES,
+    UNCERTAINTY_TEXT,
     WAVE_NAMES,
     ColumnChoice,
+    choose_name,
     find_name,
     missing_message,
 )
@@ -76,7 +78,6 @@ _PFS_TARGET_KEYS = ("CATID", "TRACT", "PATCH", "OBJID")
 _PFS_ID_NAMES = ("catId", "tract", "patch", "objId")
 _PLANE = re.compile(r"MP_(\w+?):\s*(\d+)")
 _LOOKS_LIKE_ERROR = re.compile(r"ERR|SIG|VAR|UNC|NOISE", re.IGNORECASE)
-_KIND_TEXT = {"std": "1σ", "var": "σ²", "ivar": "1/σ²"}
 
 
 @contextmanager
@@ -181,16 +182,8 @@ def _check_unused(
         )
 
 
-def _pick(names, wanted, chosen: str | None, role: str, option: str) -> str | None:
-    try:
-        return find_name(names, wanted, chosen)
-    except KeyError:
-        found = sorted(names)
-        raise ValueError(f"no {role} named {chosen!r} for {option} (found: {found})") from None
-
-
 def _from_images(images: dict[str, Any], columns: ColumnChoice) -> SpectrumSet:
-    flux_name = _pick(images, FLUX_NAMES, columns.flux, "image HDU", "--flux-col")
+    flux_name = choose_name(images, FLUX_NAMES, columns.flux, "--flux-col")
     flux_name = flux_name or next(iter(images))
     flux_hdu = images[flux_name]
     flux = flux_hdu.data
@@ -200,7 +193,7 @@ def _from_images(images: dict[str, Any], columns: ColumnChoice) -> SpectrumSet:
         return arr[None] if single else arr
 
     error, kind = None, "std"
-    err_name = _pick(images, ERROR_NAMES, columns.error, "image HDU", "--error-col")
+    err_name = choose_name(images, ERROR_NAMES, columns.error, "--error-col")
     if err_name is not None:
         error, kind = images[err_name].data, _kind(err_name, columns)
         if err_name.upper() == "COVAR":  # near-diagonal covariance: row 0 is the variance
@@ -209,7 +202,7 @@ def _from_images(images: dict[str, Any], columns: ColumnChoice) -> SpectrumSet:
     mask = images[mask_name].data if mask_name else None
     medium = "vacuum"
     wave = None
-    wave_name = _pick(images, WAVE_NAMES, columns.wavelength, "image HDU", "--wave-col")
+    wave_name = choose_name(images, WAVE_NAMES, columns.wavelength, "--wave-col")
     source = {"flux": flux_name}
     if wave_name is not None:
         hdu = images[wave_name]
@@ -227,7 +220,7 @@ def _from_images(images: dict[str, Any], columns: ColumnChoice) -> SpectrumSet:
     used = {flux_name, err_name, wave_name, mask_name}
     _check_unused(pixel_sized, used, wave, err_name, columns)
     if err_name is not None:
-        source["error"] = f"{err_name} ({_KIND_TEXT[kind]})"
+        source["error"] = f"{err_name} ({UNCERTAINTY_TEXT[kind]})"
     if mask_name is not None:
         source["mask"] = f"{mask_name} (non-zero)"
     return SpectrumSet(
@@ -422,10 +415,10 @@ def _wcs_wavelength(
 
 def _from_table(hdu: fits.BinTableHDU, columns: ColumnChoice) -> SpectrumSet:
     data, names = hdu.data, hdu.columns.names
-    flux_name = _pick(names, FLUX_NAMES, columns.flux, "column", "--flux-col")
+    flux_name = choose_name(names, FLUX_NAMES, columns.flux, "--flux-col")
     flux = data[flux_name]
-    err_name = _pick(names, ERROR_NAMES, columns.error, "column", "--error-col")
-    wave_name = _pick(names, WAVE_NAMES, columns.wavelength, "column", "--wave-col")
+    err_name = choose_name(names, ERROR_NAMES, columns.error, "--error-col")
+    wave_name = choose_name(names, WAVE_NAMES, columns.wavelength, "--wave-col")
     mask_name = find_name(names, MASK_NAMES)
     per_row = flux.ndim == 2
 
@@ -450,7 +443,7 @@ def _from_table(hdu: fits.BinTableHDU, columns: ColumnChoice) -> SpectrumSet:
         pixel_sized = {n: 0 for n in names if data[n].ndim == 1 and data[n].dtype.kind in "fiu"}
     _check_unused(pixel_sized, used, wave, err_name, columns)
     if err_name is not None:
-        source["error"] = f"{err_name} ({_KIND_TEXT[kind]})"
+        source["error"] = f"{err_name} ({UNCERTAINTY_TEXT[kind]})"
     if mask_name is not None:
         source["mask"] = f"{mask_name} (non-zero)"
     ids = Table()

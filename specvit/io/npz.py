@@ -24,16 +24,16 @@ from specvit.io.columns import (
     ERROR_NAMES,
     FLUX_NAMES,
     MASK_NAMES,
+    UNCERTAINTY_TEXT,
     WAVE_NAMES,
     ColumnChoice,
+    choose_name,
     find_name,
     missing_message,
 )
 from specvit.io.spectra import SpectrumSet
 
 __all__ = ["open_npz"]
-
-_KIND_TEXT = {"std": "1σ", "var": "σ²", "ivar": "1/σ²"}
 
 
 @contextmanager
@@ -73,11 +73,11 @@ def _read(path: str | Path, columns: ColumnChoice) -> SpectrumSet:
             raise ValueError("a single .npy array, not an .npz archive")
         arrays = {k: archive[k] for k in archive.files}  # reads (and CRC-checks) every member
     keys = list(arrays)
-    flux_key = _pick(keys, FLUX_NAMES, columns.flux, "--flux-col")
+    flux_key = choose_name(keys, FLUX_NAMES, columns.flux, "--flux-col")
     if flux_key is None:
         raise ValueError(missing_message("flux array", "--flux-col", keys, FLUX_NAMES))
-    err_key = _pick(keys, ERROR_NAMES, columns.error, "--error-col")
-    wave_key = _pick(keys, WAVE_NAMES, columns.wavelength, "--wave-col")
+    err_key = choose_name(keys, ERROR_NAMES, columns.error, "--error-col")
+    wave_key = choose_name(keys, WAVE_NAMES, columns.wavelength, "--wave-col")
     mask_key = find_name(keys, MASK_NAMES)
     flux = arrays[flux_key]
     flux = flux[None] if flux.ndim == 1 else flux
@@ -94,7 +94,7 @@ def _read(path: str | Path, columns: ColumnChoice) -> SpectrumSet:
     kind = "std"
     if err_key is not None:
         kind = columns.uncertainty or ERROR_NAMES.get(err_key.upper(), "std")
-        source["error"] = f"{err_key} ({_KIND_TEXT[kind]})"
+        source["error"] = f"{err_key} ({UNCERTAINTY_TEXT[kind]})"
     if wave_key is not None:
         source["wavelength"] = f"{wave_key} [Angstrom]"
     if mask_key is not None:
@@ -124,12 +124,3 @@ def _read(path: str | Path, columns: ColumnChoice) -> SpectrumSet:
         ids=ids,
         source=source,
     )
-
-
-def _pick(keys: list[str], wanted, chosen: str | None, option: str) -> str | None:
-    try:
-        return find_name(keys, wanted, chosen)
-    except KeyError:
-        raise ValueError(
-            f"no array named {chosen!r} for {option} (found: {sorted(keys)})"
-        ) from None
