@@ -5,17 +5,13 @@ explicitly (:class:`ColumnChoice`, the CLI's ``--flux-col``, ``--error-col``, ``
 replaces the search for that role; ``"none"`` for the error or the wavelength says the file has
 none (the wavelength: the spectra are on the model's grid).
 
-========== ==================================================================================
-role       names (any case)
-========== ==================================================================================
-flux       ``flux``, ``fl``, ``spectrum``, ``spec``
-error (1σ) ``error``, ``err``, ``sigma``, ``stddev``, ``flux_err``, ``fluxerr``,
-           ``flux_error``, ``e_flux``, ``err_flux``, ``eflux``, ``uncertainty``, ``unc``
-error (σ²) ``variance``, ``var``, ``flux_var``, ``covar`` (PFS: row 0)
-error 1/σ² ``ivar``, ``invvar``, ``inv_var``, ``flux_ivar``
-wavelength ``wavelength``, ``wave``, ``wav``, ``wl``, ``lambda``, ``lam``, ``loglam`` (log10 Å)
-mask       ``mask``, ``pixel_mask``, ``pixmask``, ``and_mask``
-========== ==================================================================================
+- **flux**: `flux`, `fl`, `spectrum`, `spec`
+- **error, 1σ**: `error`, `err`, `sigma`, `stddev`, `flux_err`, `fluxerr`, `flux_error`,
+  `e_flux`, `err_flux`, `eflux`, `uncertainty`, `unc`
+- **error, σ²**: `variance`, `var`, `flux_var`, `covar` (PFS: row 0)
+- **error, 1/σ²**: `ivar`, `invvar`, `inv_var`, `flux_ivar`
+- **wavelength**: `wavelength`, `wave`, `wav`, `wl`, `lambda`, `lam`, `loglam` (log10 Å)
+- **mask**: `mask`, `pixel_mask`, `pixmask`, `and_mask`
 """
 
 from __future__ import annotations
