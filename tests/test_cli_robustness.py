@@ -375,3 +375,10 @@ def test_sigterm_from_outside_stops_cleanly(tmp_path, model_dir, predictor):
     assert proc.returncode == EXIT_CODES["terminated"] == 143, err
     assert "terminated (SIGTERM): no output written" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.fits"]
+
+
+def test_one_pixel_per_spectrum_grids_are_a_clear_error(predictor):
+    """Found by the hypothesis tests: an (N, 1) wavelength grid was an IndexError."""
+    for wave in (np.array([[7600.0]]), np.array([7600.0])):
+        with pytest.raises(ValueError, match="at least 2 pixels"):
+            predictor.predict(np.ones((1, 1)), wavelength=wave)

@@ -3,10 +3,13 @@ grids, ``predict`` and the readers either work or raise one of their documented 
 
 ``predict`` documents ``ValueError`` and ``TypeError``; the readers (``open_spectra``)
 ``ValueError`` and ``OSError``. When ``predict`` works it returns one row per spectrum, labels
-NaN exactly when a "no result" flag is set, and only known flag bits.
+NaN exactly when a "no result" flag is set, and only known flag bits. The examples are
+derandomized (the same on every run); ``SPECVIT_HYPOTHESIS_EXAMPLES=500`` searches further.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -23,9 +26,10 @@ from specvit.io.readers import open_spectra
 LENGTH = 64
 MODEL_GRID = {"input_length": LENGTH, "wave_start": 7500.0, "wave_stop": 7500.0 + 63 * 0.4272}
 SETTINGS = settings(
-    max_examples=40,
+    max_examples=int(os.environ.get("SPECVIT_HYPOTHESIS_EXAMPLES", 40)),
     deadline=None,
     database=None,  # no .hypothesis folder in the checkout
+    derandomize=os.environ.get("SPECVIT_HYPOTHESIS_EXAMPLES") is None,  # CI: same examples
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 DTYPES = st.sampled_from(["float16", "float32", "float64", "int16", "int32", "uint8"])

@@ -58,6 +58,19 @@ class SpectrumSet:
     source: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        shape = tuple(self.flux.shape)
+        if len(shape) != 2:
+            raise ValueError(f"flux has shape {shape}; expected (N, L)")
+        for name in ("error", "wavelength", "mask"):
+            arr = getattr(self, name)
+            if arr is None:
+                continue
+            allowed = [shape] if name == "error" else [shape, shape[1:]]
+            if tuple(arr.shape) not in allowed:
+                raise ValueError(
+                    f"{name} has shape {tuple(arr.shape)} for flux of shape {shape}; expected "
+                    + " or ".join(map(str, allowed))
+                )
         if len(self.ids.colnames) == 0:
             self.ids = Table()
         elif len(self.ids) != len(self):
