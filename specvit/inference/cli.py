@@ -22,7 +22,7 @@ import numpy as np
 from astropy.table import Table, hstack, vstack
 
 from specvit.inference.flags import PredictFlag
-from specvit.inference.predictor import DEFAULT_MODEL, Predictor, _resolve_device
+from specvit.inference.predictor import DEFAULT_MODEL, Predictor, resolve_device
 from specvit.io.columns import ColumnChoice
 from specvit.io.readers import open_spectra
 from specvit.io.spectra import SpectrumSet, stack_sets
@@ -101,7 +101,7 @@ def _parse_mask_bits(ctx: click.Context, param: click.Parameter, value: str | No
 
 def _check_device(ctx: click.Context, param: click.Parameter, value: str):
     try:
-        _resolve_device(value)
+        resolve_device(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     return value

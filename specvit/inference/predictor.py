@@ -27,7 +27,7 @@ from specvit.inference.validate import Chunk, Spectra, as_spectra, is_specutils_
 from specvit.models.specvit import SpecViT
 from specvit.preprocessing import median_snr, model_input
 
-__all__ = ["DEFAULT_MODEL", "Predictor", "predict"]
+__all__ = ["DEFAULT_MODEL", "Predictor", "predict", "resolve_device"]
 
 #: The model :func:`predict` uses when none is given. None until a trained model is published:
 #: until then ``model=`` (or the CLI's ``--model``) is required.
@@ -39,8 +39,15 @@ LABEL_UNITS = {"T_eff": "K", "log_g": "dex", "M_H": "dex"}
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
-    """The device, or ``ValueError`` when this torch cannot use it."""
+def resolve_device(device: str | torch.device) -> torch.device:
+    """The torch device for ``device`` (``"auto"``: CUDA when available, else CPU).
+
+    Raises
+    ------
+    ValueError
+        For a device this torch cannot use: ``"cuda"`` on a CPU-only build or without a
+        visible GPU, a GPU index beyond those present, MPS where it is not available.
+    """
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -109,11 +116,11 @@ class Predictor:
         if isinstance(model, SpecViT):
             if str(device) == "auto":
                 device = next(model.parameters()).device
-            self.device = _resolve_device(device)
+            self.device = resolve_device(device)
             self.model = model.to(self.device)
             self.source = model.config.extra.get("name", type(model).__name__)
         else:
-            self.device = _resolve_device(device)
+            self.device = resolve_device(device)
             from specvit._hub import load
 
             self.model = load(model, revision=revision, device=self.device)
