@@ -4,8 +4,12 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# The CPU wheel of torch; a bare `torch` requirement on a fresh venv may pull a multi-GB CUDA build.
+# torch from PyPI is, on Linux, the multi-GB CUDA build. Without a GPU get the CPU-only build:
+#   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# (empty by default: pip's own configuration, e.g. a local wheel cache, decides).
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
+PIP_TORCH = $(BIN)/pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) $(TORCH)
 
 .PHONY: demo test install install-dev lint docs
 
@@ -14,11 +18,11 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 install: $(BIN)/python
-	$(BIN)/pip install --quiet $(TORCH)
+	$(PIP_TORCH)
 	$(BIN)/pip install --quiet -e .
 
 install-dev: $(BIN)/python
-	$(BIN)/pip install --quiet $(TORCH)
+	$(PIP_TORCH)
 	$(BIN)/pip install --quiet -e ".[dev]"
 
 demo: install
@@ -29,7 +33,7 @@ lint: install-dev
 	$(BIN)/ruff format --check .
 
 docs: install-dev
-	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
+	$(BIN)/mkdocs build --strict --site-dir build/site
 
 test: install-dev lint docs
 	$(BIN)/python -m pytest

@@ -29,7 +29,7 @@ from specvit.config import SpecViTConfig  # noqa: E402
 from specvit.models.specvit import SpecViT  # noqa: E402
 from training.checkpoint import load_checkpoint  # noqa: E402
 
-__all__ = ["model_card", "publish"]
+__all__ = ["model_card", "publish", "push"]
 
 _UNITS = {"T_eff": "K", "log_g": "dex", "M_H": "dex"}
 
@@ -169,12 +169,43 @@ def publish(
     model.save_pretrained(out)
     model_card(model.config, state).save(out / "README.md")
     if repo_id is not None:
-        api = HfApi(token=token)
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        api.upload_folder(
-            repo_id=repo_id, folder_path=out, commit_message=f"specvit step {state['step']}"
-        )
+        push(out, repo_id, token=token, private=private, message=f"specvit step {state['step']}")
     return out
+
+
+def push(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool = False,
+    message: str = "specvit model",
+) -> str:
+    """Upload a model folder to a Hub repo (created if missing) as one commit.
+
+    Parameters
+    ----------
+    folder : str or pathlib.Path
+        The folder written by :func:`publish`.
+    repo_id : str
+        Hub repo ``owner/name``.
+    token : str, optional
+        Hub token (default: the ``HF_TOKEN`` environment / stored login).
+    private : bool
+        Create the repo as private.
+    message : str
+        The commit message.
+
+    Returns
+    -------
+    str
+        The commit hash: pin ``specvit.load(repo_id, revision=...)`` to it.
+    """
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    info = api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=message)
+    print(f"pushed {folder} to {repo_id} at revision {info.oid}")
+    return info.oid
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -90,7 +90,7 @@ class Ceilings:
     Attributes
     ----------
     labels : torch.Tensor
-        ``(N, 3)`` the stars (T_eff [K], log g [dex], [M/H] [dex]).
+        ``(N, 3)`` the stars (T_eff in K, log g in dex, [M/H] in dex).
     snr : torch.Tensor
         ``(N,)`` median flux/σ of each star's spectrum.
     crlb : torch.Tensor
@@ -236,7 +236,8 @@ def crlb_ceilings(
     n_stars : int
         Stars drawn when ``labels`` is None.
     generator : torch.Generator, optional
-        Randomness for the draw.
+        Randomness for the draw (default: a generator seeded with 0, so that repeated calls
+        give the same population and the same numbers).
     target : str
         The bounded label.
     nuisance : sequence of str, optional
@@ -271,6 +272,8 @@ def crlb_ceilings(
     if labels is None:
         if prior.names != LABELS:
             raise ValueError(f"the prior must be over {LABELS}, got {prior.names}")
+        if generator is None:
+            generator = torch.Generator().manual_seed(0)
         labels = prior.sample(n_stars, generator)
     labels = torch.as_tensor(labels, dtype=torch.float64)
     if labels.dim() != 2 or labels.shape[1] != len(LABELS):

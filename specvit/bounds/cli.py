@@ -18,7 +18,7 @@ def _noise_model(etc_dir: Path | None, n_exposures: int):
     from specvit.instrument.noise import PFSNoiseModel
 
     if etc_dir is None:
-        return PFSNoiseModel.default()
+        return PFSNoiseModel.default(n_exposures=n_exposures)
     return PFSNoiseModel.from_etc(etc_dir, n_exposures=n_exposures)
 
 
@@ -44,7 +44,13 @@ def _noise_model(etc_dir: Path | None, n_exposures: int):
     default=None,
     help="PFS ETC tables (noise_mr.dat, snc_mr.dat); default: the noise model's built-in default.",
 )
-@click.option("--n-exposures", default=12, show_default=True, help="Exposures (with --etc-dir).")
+@click.option(
+    "--n-exposures",
+    type=click.IntRange(min=1),
+    default=12,
+    show_default=True,
+    help="Exposures of 900 s (with --etc-dir or the built-in noise model).",
+)
 @click.option("--format", "fmt", type=click.Choice(["markdown", "csv"]), default="markdown")
 @click.option(
     "--plot",
@@ -87,5 +93,9 @@ def main(snrs, mags, n_stars, seed, target, nuisance, etc_dir, n_exposures, fmt,
     if plot is not None:
         from specvit.bounds.plot import plot_ceilings
 
-        plot_ceilings(rows).savefig(plot, dpi=150, bbox_inches="tight")
+        plot_ceilings(rows, target=target).savefig(plot, dpi=150, bbox_inches="tight")
         click.echo(f"# figure: {plot}")
+
+
+if __name__ == "__main__":
+    main()

@@ -238,8 +238,13 @@ class SpecViT(
         ------
         WeightsMismatchError
             Listing missing keys, unexpected keys and shape mismatches.
+        ValueError
+            If the file is not a valid safetensors file (truncated, corrupted, a pickle).
         """
-        state = safetensors.torch.load_file(str(path), device=str(map_location))
+        try:
+            state = safetensors.torch.load_file(str(path), device=str(map_location))
+        except safetensors.SafetensorError as exc:
+            raise ValueError(f"{path} is not a valid safetensors file ({exc})") from exc
         expected = self.state_dict()
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))
