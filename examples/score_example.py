@@ -33,8 +33,12 @@ def main(argv: list[str]) -> int:
     if len(both) != len(truth):
         print(f"only {len(both)} of {len(truth)} true objIds are in {argv[0]}", file=sys.stderr)
         return 1
-    shown = ["objId"] + [f"{n}_{s}" for n in labels for s in ("pred", "true")] + ["snr_pred"]
-    print(both[[c for c in shown if c in both.colnames]][:5])
+    shown = ["objId", "snr_pred"] + [f"{n}_{s}" for n in labels for s in ("pred", "true")]
+    rows = both[[c for c in shown if c in both.colnames]][:5]
+    for name in rows.colnames[1:]:
+        rows[name].info.format = ".0f" if name.startswith("T_eff") else ".2f"
+    rows.rename_column("snr_pred", "snr")
+    rows.pprint(max_width=-1)
     mag = truth["mag_hsc_i"]
     print(f"\n{len(both)} spectra, HSC-i {mag.min():.1f}–{mag.max():.1f}")
     for name in labels:
