@@ -30,11 +30,11 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 from timing import rate  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
+from training.datasets import SimulatedSpectra  # noqa: E402
 
 from specvit.emulator import Emulator  # noqa: E402
 from specvit.instrument import PFSNoiseModel  # noqa: E402
 from specvit.io import iter_shard  # noqa: E402
-from training.datasets import SimulatedSpectra  # noqa: E402
 from training.shards import ShardWriter  # noqa: E402
 from training.simulate import Simulator  # noqa: E402
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from specvit.emulator import LABEL_NAMES, Emulator, NativeModel
+from specvit.emulator import Emulator, NativeModel
+from specvit.labels import LABEL_NAMES
 from specvit.instrument import PFS_MR, lsf_sigma, vacuum_to_air
 
 LABELS = np.array(

@@ -19,8 +19,9 @@ from typing import Any, Literal
 
 import yaml
 
+from specvit.labels import LABEL_NAMES
+
 __all__ = [
-    "LABELS",
     "PRESETS_DIR",
     "ConfigError",
     "DataConfig",
@@ -34,9 +35,6 @@ __all__ = [
 
 #: Folder of the named recipes (``paper.yaml``, ``tiny.yaml``).
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
-
-#: Label order of every label array in the data engine and shards.
-LABELS = ("T_eff", "log_g", "M_H")
 
 
 class ConfigError(ValueError):
@@ -215,8 +213,8 @@ class RunConfig:
         if not self.labels or len(set(self.labels)) != len(self.labels):
             raise ConfigError(f"labels must be non-empty and unique, got {self.labels}")
         for name in self.labels:
-            if name not in LABELS:
-                raise ConfigError(f"unknown label {name!r}; choose from {LABELS}")
+            if name not in LABEL_NAMES:
+                raise ConfigError(f"unknown label {name!r}; choose from {LABEL_NAMES}")
         for name, stats in self.label_stats.items():
             if name not in self.labels:
                 raise ConfigError(f"label_stats given for {name!r}, which is not in labels")

@@ -24,10 +24,17 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import torch
 
-__all__ = ["SNR_BIN_CENTRES", "SNR_BIN_EDGES", "regression_metrics", "snr_binned_metrics"]
+__all__ = [
+    "SNR_BIN_CENTRES",
+    "SNR_BIN_EDGES",
+    "regression_metrics",
+    "snr_binned_metrics",
+    "strict_json",
+]
 
 #: The paper's S/N bin centres.
 SNR_BIN_CENTRES: tuple[int, ...] = (3, 4, 5, 7, 10, 15, 21)
@@ -103,3 +110,17 @@ def snr_binned_metrics(
         inside = (snr_values >= edges[i]) & (snr_values < edges[i + 1])
         result[f"snr_{centre}"] = regression_metrics(pred[inside], true[inside], names)
     return result
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with NaN / infinite floats replaced by None (strict JSON has no NaN).
+
+    Metrics of an empty S/N bin are NaN; records written as JSON carry them as ``null``.
+    """
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

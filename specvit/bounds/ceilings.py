@@ -30,6 +30,7 @@ from specvit.bounds.fisher import (
 )
 from specvit.bounds.prior import LabelPrior
 from specvit.bounds.velocity import VELOCITY, velocity_jacobian
+from specvit.labels import LABEL_NAMES
 from specvit.preprocessing import median_snr
 
 __all__ = [
@@ -49,14 +50,11 @@ DEFAULT_NUISANCE = ("T_eff", "M_H", AMPLITUDE)
 
 def default_nuisance(target: str) -> tuple[str, ...]:
     """The other labels and the flux amplitude: the default nuisances of ``target``."""
-    return (*(n for n in LABELS if n != target), AMPLITUDE)
+    return (*(n for n in LABEL_NAMES if n != target), AMPLITUDE)
 
 
 #: Magnitude at which the noise spectrum's *shape* is taken when an SNR is asked for.
 REFERENCE_MAG = 21.5
-
-#: The emulator's label order.
-LABELS = ("T_eff", "log_g", "M_H")
 
 
 def _default_emulator():
@@ -258,10 +256,10 @@ def crlb_ceilings(
     if sum(x is not None for x in (mag, snr, error)) != 1:
         raise ValueError("give exactly one of mag=, snr= or error=")
     prior = prior or LabelPrior.default()
-    if target not in LABELS:
-        raise ValueError(f"unknown target {target!r}; labels are {LABELS}")
+    if target not in LABEL_NAMES:
+        raise ValueError(f"unknown target {target!r}; labels are {LABEL_NAMES}")
     nuisance = default_nuisance(target) if nuisance is None else tuple(nuisance)
-    allowed = (*(n for n in LABELS if n != target), VELOCITY, AMPLITUDE)
+    allowed = (*(n for n in LABEL_NAMES if n != target), VELOCITY, AMPLITUDE)
     for name in nuisance:
         if name not in allowed:
             raise ValueError(f"unknown nuisance parameter {name!r}; choose from {allowed}")
@@ -269,12 +267,14 @@ def crlb_ceilings(
         raise ValueError(f"nuisance parameters repeat: {nuisance}")
     variance = prior.variance(target)
     if labels is None:
-        if prior.names != LABELS:
-            raise ValueError(f"the prior must be over {LABELS}, got {prior.names}")
+        if prior.names != LABEL_NAMES:
+            raise ValueError(f"the prior must be over {LABEL_NAMES}, got {prior.names}")
         labels = prior.sample(n_stars, generator)
     labels = torch.as_tensor(labels, dtype=torch.float64)
-    if labels.dim() != 2 or labels.shape[1] != len(LABELS):
-        raise ValueError(f"labels must have shape (N, 3) as {LABELS}, got {tuple(labels.shape)}")
+    if labels.dim() != 2 or labels.shape[1] != len(LABEL_NAMES):
+        raise ValueError(
+            f"labels must have shape (N, 3) as {LABEL_NAMES}, got {tuple(labels.shape)}"
+        )
     n = labels.shape[0]
     emulator = emulator if emulator is not None else _default_emulator()
     if mag is not None or snr is not None:
@@ -289,7 +289,7 @@ def crlb_ceilings(
             raise ValueError(f"error has {error.shape[0]} spectra for {n} stars")
     amplitude, velocity = AMPLITUDE in nuisance, VELOCITY in nuisance
     # Fisher over (T_eff, log_g, M_H[, v_rad][, ln_A]), then the rows of (target, *nuisance).
-    columns = (*LABELS, VELOCITY) if velocity else LABELS
+    columns = (*LABEL_NAMES, VELOCITY) if velocity else LABEL_NAMES
     columns = (*columns, AMPLITUDE) if amplitude else columns
     order = [columns.index(p) for p in (target, *nuisance)]
     crlbs, snrs, fishers = [], [], []
