@@ -6,14 +6,14 @@ from click.testing import CliRunner
 
 from specvit.bounds import (
     LabelPrior,
-    autograd_jacobian,
     ceiling_table,
     check_jacobian,
     crlb_ceilings,
     magnitude_for_snr,
-    velocity_jacobian,
 )
 from specvit.bounds.cli import main
+from specvit.bounds.jacobian import autograd_jacobian
+from specvit.bounds.velocity import velocity_jacobian
 from specvit.emulator import Emulator
 from specvit.instrument.noise import PFSNoiseModel
 
