@@ -4,7 +4,8 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# The CPU wheel of torch; a bare `torch` requirement on a fresh venv may pull a multi-GB CUDA build.
+# The torch release the project is tested with. PyPI's Linux wheel bundles the CUDA libraries
+# (several GB); the CPU-only wheel is on https://download.pytorch.org/whl/cpu.
 TORCH ?= torch==2.13.0
 
 .PHONY: demo test install install-dev lint docs

@@ -97,7 +97,7 @@ def indexed_rows(lo: int, hi: int, base: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-@pytest.mark.slow  # ≈ 35 s and 6.6 GB of temporary disk on the 2-core machine
+@pytest.mark.slow  # ≈ 35–60 s and 6.6 GB of temporary disk on the 2-core machine
 def test_round_trip_exact_200k(tmp_path: Path) -> None:
     """Done-when: a 200 k-spectrum shard (6.6 GB) is written, streamed back and is bit-identical.
 

@@ -103,6 +103,7 @@ def _ridge_r2(x: torch.Tensor, y: torch.Tensor, n_train: int) -> float:
     return best
 
 
+@pytest.mark.slow  # ≈ 16 s each on the shared 2-core machine (20 000 spectra)
 @pytest.mark.parametrize("block", [None, 128, 1])
 def test_error_array_does_not_leak_log_g(etc_dir, block: int | None) -> None:
     """Done-when: ridge on σ alone R²(log g) < 0.02 on 20 k spectra; on the flux clearly above.

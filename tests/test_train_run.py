@@ -17,6 +17,9 @@ from training.publish import publish
 from training.sources import build_source
 from training.train import main
 
+#: The module trains a tiny model first (≈ 33 s on the shared 2-core machine).
+pytestmark = pytest.mark.slow
+
 
 def _no_nan(token: str):
     raise ValueError(f"not strict JSON: {token}")

@@ -81,8 +81,9 @@ class DataConfig:
         once, fixed, to the validation flux). ``"engine"``: must be 1, since the engine's
         spectra are already noisy; set their depth with ``n_exposures``.
     etc_dir : str or None
-        PFS ETC tables for the engine's noise model (``../shared/data/pfs_etc``, relative to
-        the working directory); None uses the engine's approximate noise model (it warns).
+        PFS ETC tables for the engine's noise model; a relative path is read from the
+        repository root (:func:`training.paths.resolve_path`), so the default is the shared
+        folder beside the repository. None uses the engine's approximate noise model (it warns).
     n_exposures : int
         Number of 900 s exposures the engine simulates (the paper: 12).
     prior : dict
