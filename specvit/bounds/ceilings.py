@@ -62,7 +62,7 @@ class Ceilings:
     Attributes
     ----------
     labels : torch.Tensor
-        ``(N, 3)`` the stars (T_eff [K], log g [dex], [M/H] [dex]).
+        ``(N, 3)`` the stars (T_eff in K, log g and [M/H] in dex).
     snr : torch.Tensor
         ``(N,)`` median flux/σ of each star's spectrum.
     crlb : torch.Tensor
