@@ -4,7 +4,8 @@ A :class:`StepBatches` dataset is indexed by the global step: item ``s`` is rank
 step ``s``, drawn from generators seeded by ``(seed, r, s)``. Any ``DataLoader`` worker can
 build any step, so loading runs in parallel, and a resumed run rebuilds exactly the batches it
 would have seen. Model input is built by :func:`specvit.preprocessing.model_input`, the same
-function inference uses.
+function inference uses; labels stay physical, and the trainer normalises them with
+:meth:`specvit.SpecViT.normalize_labels`.
 """
 
 from __future__ import annotations
