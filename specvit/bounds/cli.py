@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
-from specvit.bounds.ceilings import LABELS, ceiling_table, default_nuisance, format_table
+from specvit.bounds.ceilings import default_nuisance
+from specvit.bounds.table import ceiling_table, format_table
+from specvit.labels import LABEL_NAMES
 
 __all__ = ["PAPER_MAGS", "main"]
 
@@ -30,7 +32,11 @@ def _noise_model(etc_dir: Path | None, n_exposures: int):
 @click.option("--n-stars", default=2000, show_default=True, help="Stars drawn from the prior.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the draw.")
 @click.option(
-    "--target", type=click.Choice(LABELS), default="log_g", show_default=True, help="Bounded label."
+    "--target",
+    type=click.Choice(LABEL_NAMES),
+    default="log_g",
+    show_default=True,
+    help="Bounded label.",
 )
 @click.option(
     "--nuisance",

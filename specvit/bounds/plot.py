@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from specvit.bounds.ceilings import CeilingRow
+from specvit.bounds.table import CeilingRow
 
 __all__ = ["plot_ceilings", "plot_r2_vs_snr", "require_matplotlib"]
 

@@ -21,9 +21,11 @@ import numpy as np
 import torch
 from astropy.table import Column, Table
 
+from specvit._version import __version__
 from specvit.inference.flags import PredictFlag
 from specvit.inference.resample import Resampler
 from specvit.inference.validate import Chunk, Spectra, as_spectra, is_specutils_spectrum
+from specvit.labels import LABEL_UNITS
 from specvit.models.specvit import SpecViT
 from specvit.preprocessing import median_snr, model_input
 
@@ -32,9 +34,6 @@ __all__ = ["DEFAULT_MODEL", "Predictor", "predict", "resolve_device"]
 #: The model :func:`predict` uses when none is given. None until a trained model is published:
 #: until then ``model=`` (or the CLI's ``--model``) is required.
 DEFAULT_MODEL: str | None = None
-
-#: Units of the labels specvit models are trained on; other labels get no unit.
-LABEL_UNITS = {"T_eff": "K", "log_g": "dex", "M_H": "dex"}
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
@@ -118,7 +117,7 @@ class Predictor:
                 device = next(model.parameters()).device
             self.device = resolve_device(device)
             self.model = model.to(self.device)
-            self.source = model.config.extra.get("name", type(model).__name__)
+            self.source = type(model).__name__
         else:
             self.device = resolve_device(device)
             from specvit._hub import load
@@ -333,8 +332,6 @@ class Predictor:
         n_valid: np.ndarray,
         flags: np.ndarray,
     ) -> Table:
-        from specvit import __version__
-
         columns = []
         for k, name in enumerate(self.label_names):
             unit = LABEL_UNITS.get(name)
