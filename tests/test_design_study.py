@@ -1,4 +1,4 @@
-"""training/design_study.py: every candidate of the study is a valid recipe that differs from the base."""
+"""training/design_study.py: every candidate is a valid recipe, distinct from the others."""
 
 import pytest
 
