@@ -33,10 +33,10 @@ from astropy.io import fits  # noqa: E402
 from astropy.table import Table  # noqa: E402
 
 from specvit.instrument import PFSNoiseModel  # noqa: E402
-from training.datasets import batch_generator  # noqa: E402
+from training.paths import DEFAULT_ETC_DIR  # noqa: E402
+from training.seeding import step_generator  # noqa: E402
 from training.simulate import Prior, Simulator  # noqa: E402
 
-DEFAULT_ETC = ROOT.parent / "shared" / "data" / "pfs_etc"
 OUT = ROOT / "examples" / "data"
 #: The data model's mask planes (``MP_*`` header keys of PFS files).
 MASK_PLANES = {"BAD": 0, "SAT": 1, "INTRP": 2, "CR": 3, "NO_DATA": 8, "BAD_FLAT": 9}
@@ -97,13 +97,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=48)
     parser.add_argument("--mag", type=float, nargs=2, default=(20.5, 22.5))
-    parser.add_argument("--etc-dir", type=Path, default=DEFAULT_ETC)
+    parser.add_argument("--etc-dir", type=Path, default=DEFAULT_ETC_DIR)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     noise = PFSNoiseModel.from_etc(args.etc_dir, n_exposures=12)
     sim = Simulator(noise=noise, prior=Prior(mag=tuple(args.mag)))
     with torch.no_grad():
-        draw = sim.sample(args.n, batch_generator(SEED, 0))
+        draw = sim.sample(args.n, step_generator(SEED, 0))
     args.out.mkdir(parents=True, exist_ok=True)
     obj_ids = 6_502_071_962_016_153_617 + 1000 * np.arange(args.n, dtype=np.int64)
     write_coadd(

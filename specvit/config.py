@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +22,10 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "pool": ("cls", "mean"),
     "wave_medium": ("vacuum", "air"),
 }
+
+#: Keys of older config files that are read and dropped: specvit 0.1.0.dev0 stored the training
+#: run (recipe, validation metrics, step) in ``extra``; it now lives in ``training_args.json``.
+_LEGACY_KEYS = ("extra",)
 
 
 def _range(value: Any, name: str) -> tuple[float, float]:
@@ -93,7 +97,10 @@ class SpecViTConfig:
     """Everything needed to build a SpecViT model and to feed it correctly.
 
     The config is stored as ``config.json`` beside the weights, so a model always travels with
-    the wavelength grid, input normalisation and label statistics it was trained with.
+    the wavelength grid, input normalisation and label statistics it was trained with. It holds
+    what building and running the model needs, nothing about how it was trained (that is the
+    model folder's ``training_args.json`` and model card), and it is strict JSON: every number
+    is finite.
 
     Parameters
     ----------
@@ -141,9 +148,6 @@ class SpecViTConfig:
     domain : ModelDomain or None
         What the model was trained on (prior box, magnitudes, radial velocities, frame); see
         :class:`ModelDomain`. Filled by the trainer; None for a model that does not say.
-    extra : dict
-        Free-form JSON metadata carried with the model (e.g. how it was trained); the model
-        itself never reads it.
     """
 
     input_length: int = PFS_MR.num
@@ -169,7 +173,6 @@ class SpecViTConfig:
     head: Literal["point", "gaussian"] = "point"
     sigma_scale: tuple[float, ...] = ()
     domain: ModelDomain | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("label_names", "label_shift", "label_scale", "sigma_scale"):
@@ -225,6 +228,16 @@ class SpecViTConfig:
             )
         if any(not s > 0 for s in self.label_scale):
             raise ValueError(f"label_scale entries must be > 0, got {self.label_scale}")
+        numbers = {
+            "wave_start": (self.wave_start,),
+            "wave_stop": (self.wave_stop,),
+            "label_shift": self.label_shift,
+            "label_scale": self.label_scale,
+            "mlp_ratio": (self.mlp_ratio,),
+        }
+        for name, values in numbers.items():
+            if not all(math.isfinite(v) for v in values):
+                raise ValueError(f"SpecViTConfig.{name} must be finite, got {getattr(self, name)}")
         if self.sigma_scale:
             if self.head != "gaussian" or len(self.sigma_scale) != n:
                 raise ValueError(
@@ -263,12 +276,15 @@ class SpecViTConfig:
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """A strict-JSON-serialisable dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self), allow_nan=False))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SpecViTConfig:
         """Build a config from a dict, rejecting keys it does not know.
+
+        The ``extra`` key of configs written by specvit 0.1.0.dev0 (the training record, which
+        the model never read) is accepted and dropped.
 
         Raises
         ------
@@ -277,6 +293,7 @@ class SpecViTConfig:
         """
         if not isinstance(data, dict):
             raise TypeError(f"a SpecViT config must be a dict, got {type(data).__name__}")
+        data = {k: v for k, v in data.items() if k not in _LEGACY_KEYS}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -287,12 +304,16 @@ class SpecViTConfig:
         return cls(**data)
 
     def to_json(self, path: str | Path) -> None:
-        """Write the config as JSON to ``path``."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        """Write the config to ``path`` as strict JSON (sorted keys, no NaN)."""
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False)
+        Path(path).write_text(text + "\n", encoding="utf-8")
 
     @classmethod
     def from_json(cls, path: str | Path) -> SpecViTConfig:
-        """Read a config written by :meth:`to_json` (or ``save_pretrained``)."""
+        """Read a config written by :meth:`to_json` (or ``save_pretrained``).
+
+        Older files whose ``extra`` held bare ``NaN`` tokens (not JSON) are read too.
+        """
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
     def replace(self, **changes: Any) -> SpecViTConfig:

@@ -22,6 +22,14 @@ def test_json_round_trip(tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["label_names"] == ["T_eff", "log_g"]
 
 
+def test_legacy_extra_is_dropped_and_json_is_strict(tmp_path):
+    legacy = SpecViTConfig().to_dict() | {"extra": {"training": {"out_dir": "runs/x"}}}
+    assert SpecViTConfig.from_dict(legacy) == SpecViTConfig()
+    SpecViTConfig().to_json(tmp_path / "config.json")
+    text = (tmp_path / "config.json").read_text()
+    assert "extra" not in json.loads(text, parse_constant=lambda t: pytest.fail(t))
+
+
 def test_unknown_key_is_an_error():
     data = SpecViTConfig().to_dict() | {"emb_dim": 128}
     with pytest.raises(ValueError, match=r"unknown SpecViTConfig key\(s\) \['emb_dim'\]"):
@@ -44,6 +52,9 @@ def test_unknown_key_is_an_error():
         ({"depth": 0}, "positive integer"),
         ({"dropout": 1.0}, r"\[0, 1\)"),
         ({"wave_stop": 7000.0}, "must exceed"),
+        ({"label_shift": (float("nan"),)}, "label_shift must be finite"),
+        ({"label_scale": (float("inf"),)}, "label_scale must be finite"),
+        ({"mlp_ratio": float("inf")}, "mlp_ratio must be finite"),
     ],
 )
 def test_invalid_configs_fail_clearly(changes, message):

@@ -12,7 +12,10 @@ def test_paper_preset_has_4p8m_parameters():
     assert abs(model.num_parameters() - 4.8e6) <= 0.1e6
 
 
-@pytest.mark.parametrize("batch", [1, 256])
+@pytest.mark.parametrize(
+    "batch",
+    [1, pytest.param(256, marks=pytest.mark.slow)],  # 256: ≈ 30 s on 2 shared cores
+)
 def test_paper_preset_forward_shapes(batch):
     model = specvit.create_model("specvit_l6_h256").eval()
     with torch.no_grad():

@@ -19,10 +19,10 @@ from typing import Any, Literal
 
 import yaml
 
+from specvit.labels import LABEL_NAMES
 from training.losses import GAUSSIAN_LOSSES
 
 __all__ = [
-    "LABELS",
     "PRESETS_DIR",
     "ConfigError",
     "DataConfig",
@@ -36,9 +36,6 @@ __all__ = [
 
 #: Folder of the named recipes (``paper.yaml``, ``tiny.yaml``).
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
-
-#: Label order of every label array in the data engine and shards.
-LABELS = ("T_eff", "log_g", "M_H")
 
 
 class ConfigError(ValueError):
@@ -85,8 +82,9 @@ class DataConfig:
         once, fixed, to the validation flux). ``"engine"``: must be 1, since the engine's
         spectra are already noisy; set their depth with ``n_exposures``.
     etc_dir : str or None
-        PFS ETC tables for the engine's noise model (``../shared/data/pfs_etc``, relative to
-        the working directory); None uses the engine's approximate noise model (it warns).
+        PFS ETC tables for the engine's noise model; a relative path is read from the
+        repository root (:func:`training.paths.resolve_path`), so the default is the shared
+        folder beside the repository. None uses the engine's approximate noise model (it warns).
     n_exposures : int
         Number of 900 s exposures the engine simulates (the paper: 12).
     prior : dict
@@ -235,8 +233,8 @@ class RunConfig:
         if not self.labels or len(set(self.labels)) != len(self.labels):
             raise ConfigError(f"labels must be non-empty and unique, got {self.labels}")
         for name in self.labels:
-            if name not in LABELS:
-                raise ConfigError(f"unknown label {name!r}; choose from {LABELS}")
+            if name not in LABEL_NAMES:
+                raise ConfigError(f"unknown label {name!r}; choose from {LABEL_NAMES}")
         for name, stats in self.label_stats.items():
             if name not in self.labels:
                 raise ConfigError(f"label_stats given for {name!r}, which is not in labels")

@@ -39,13 +39,13 @@ from specvit.bounds import PosteriorMean, crlb_ceilings  # noqa: E402
 from specvit.bounds.plot import plot_r2_vs_snr  # noqa: E402
 from specvit.emulator import Emulator  # noqa: E402
 from specvit.instrument.noise import PFSNoiseModel  # noqa: E402
+from specvit.labels import LABEL_NAMES  # noqa: E402
 from training.metrics import SNR_BIN_CENTRES, SNR_BIN_EDGES, regression_metrics  # noqa: E402
+from training.paths import DEFAULT_ETC_DIR  # noqa: E402
 from training.simulate import Prior, Simulator  # noqa: E402
 
-DEFAULT_ETC = ROOT.parent / "shared" / "data" / "pfs_etc"
 DOC = ROOT / "docs" / "bounds.md"
 FIGURE = ROOT / "docs" / "figures" / "bounds_bayes_vs_crlb.png"
-LABELS = ("T_eff", "log_g", "M_H")
 MARKERS = ("<!-- bayes-table:start -->", "<!-- bayes-table:end -->")
 
 
@@ -53,7 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=2024)
-    parser.add_argument("--etc-dir", type=Path, default=DEFAULT_ETC)
+    parser.add_argument("--etc-dir", type=Path, default=DEFAULT_ETC_DIR)
     parser.add_argument("--grid", type=int, nargs=3, default=(24, 24, 20))
     parser.add_argument("--samples", type=int, default=128, help="per round and spectrum")
     parser.add_argument("--rounds", type=int, default=3)
@@ -105,7 +105,7 @@ def main() -> None:
             dict(
                 bin="all" if centre is None else f"{centre} [{lo:.2f}, {hi:.2f})",
                 n=int(m.sum()),
-                bayes=regression_metrics(post.mean[m], labels[m], LABELS)["log_g"]["r2"],
+                bayes=regression_metrics(post.mean[m], labels[m], LABEL_NAMES)["log_g"]["r2"],
                 med4=c4.median_r2_max,
                 pop4=c4.population_r2_max,
                 med3=c3.median_r2_max,

@@ -29,8 +29,8 @@ from training.distributed import DistInfo, all_mean, barrier, init_distributed
 from training.ema import EMA
 from training.losses import regression_loss
 from training.optim import build_optimizer
-from training.scoring import score
-from training.seeding import step_seed
+from training.scoring import score, strict_json
+from training.seeding import DROPOUT_STREAM, step_seed
 
 __all__ = ["NonFiniteLossError", "Trainer", "label_statistics"]
 
@@ -46,9 +46,6 @@ RESUMABLE_CHANGES = frozenset(
     }
 )
 
-#: Seed stream of the per-step global RNG (dropout); data streams use other ids.
-_DROPOUT_STREAM = 1
-
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; the run stopped before updating the weights."""
@@ -62,7 +59,7 @@ def label_statistics(
     Parameters
     ----------
     labels : torch.Tensor
-        (N, 3) training labels in :data:`training.config.LABELS` order.
+        (N, 3) training labels in :data:`specvit.labels.LABEL_NAMES` order.
     names : list of str
         The labels the model predicts.
     norm : {"zscore", "minmax"}
@@ -81,15 +78,6 @@ def label_statistics(
     if not all(s > 0 for s in scales):
         raise ValueError(f"training labels {names} have zero spread ({scales}): cannot normalise")
     return tuple(shifts), tuple(scales)
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` with NaN / infinite floats replaced by None (strict JSON has no NaN)."""
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -212,7 +200,6 @@ class Trainer:
             label_shift=shift,
             label_scale=scale,
             domain=None if self.source.prior is None else self.source.prior.domain(),
-            extra={"training": c.to_dict()},
         )
 
     def _check_resume(self, saved: dict[str, Any]) -> None:
@@ -311,11 +298,12 @@ class Trainer:
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> float:
         """One optimiser step; returns the loss averaged over ranks."""
-        torch.manual_seed(step_seed(self.config.seed, _DROPOUT_STREAM, self.dist.rank, self.step))
+        # The global RNG drives dropout: reseeded every step from (seed, rank, step).
+        torch.manual_seed(step_seed(self.config.seed, self.dist.rank, self.step, DROPOUT_STREAM))
         model = self.ddp or self.model
         model.train()
         x = batch["x"].to(self.device, non_blocking=True)
-        y = batch["y"].to(self.device, non_blocking=True)
+        y = self.model.normalize_labels(batch["y"].to(self.device, non_blocking=True))
         with torch.enable_grad(), self.autocast():
             output = model(x)
             loss = regression_loss(output, y, self.config.train.loss)
@@ -371,13 +359,16 @@ class Trainer:
         """Metrics on the fixed validation set (rank 0 computes, the others wait)."""
         if self.dist.is_main:
             output = self.predict_normalised(self.val_batch["x"])
-            loss = regression_loss(output, self.val_batch["y"], self.config.train.loss)
+            true = self.val_batch["y"]
+            loss = regression_loss(
+                output, self.model.normalize_labels(true), self.config.train.loss
+            )
             mean, sigma = self.model.to_physical(output)
             names = self.model.config.label_names
             columns = label_columns(names)
             bayes, labels = self.val_bayes, self.val_labels.numpy()
             metrics = score(
-                labels[:, columns],
+                true.numpy(),
                 mean.numpy(),
                 self.val_snr.numpy(),
                 names,
@@ -415,7 +406,7 @@ class Trainer:
             **record,
         }
         with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(_jsonable(record)) + "\n")
+            handle.write(json.dumps(strict_json(record)) + "\n")
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a checkpoint holds (tensors and plain types only)."""

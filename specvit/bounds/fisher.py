@@ -11,17 +11,9 @@ float64 internally: Fisher matrices of (T_eff [K], log g [dex], …) span many d
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 
-__all__ = [
-    "AMPLITUDE",
-    "fisher_information",
-    "marginal_crlb",
-    "marginal_crlb_inverse",
-    "parameter_index",
-]
+__all__ = ["AMPLITUDE", "fisher_information", "marginal_crlb"]
 
 #: Name of the overall flux-amplitude parameter ``ln A``: ``∂flux/∂ln A = flux``.
 AMPLITUDE = "ln_A"
@@ -98,14 +90,6 @@ def fisher_information(
     return whitened @ whitened.mT
 
 
-def parameter_index(names: Sequence[str], name: str) -> int:
-    """Position of ``name`` in ``names``, with a clear error when it is absent."""
-    names = tuple(names)
-    if name not in names:
-        raise ValueError(f"unknown parameter {name!r}; available: {names}")
-    return names.index(name)
-
-
 def _equilibrate(fisher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale to unit diagonal (``D⁻¹ I D⁻¹``) so parameters in K and dex solve accurately."""
     fisher = fisher.to(torch.float64)
@@ -153,10 +137,3 @@ def marginal_crlb(fisher: torch.Tensor, index: int) -> torch.Tensor:
         schur = i_gg
     crlb = 1.0 / (schur.clamp_min(0.0) * d[..., index] ** 2)
     return torch.where(torch.isfinite(crlb), crlb, torch.full_like(crlb, torch.inf))
-
-
-def marginal_crlb_inverse(fisher: torch.Tensor, index: int) -> torch.Tensor:
-    """``[I⁻¹]_gg`` by inverting the whole Fisher matrix: a check of :func:`marginal_crlb`."""
-    scaled, d = _equilibrate(fisher)
-    inv = torch.linalg.inv(scaled)
-    return inv[..., index, index] / d[..., index] ** 2

@@ -24,8 +24,8 @@ within ±:data:`RV_SEARCH_KMS`, the peak refined by a parabola through three lag
 Gauss–Newton step in ``(A, v)`` about the rest frame for every star, the emulator spectrum
 shifted to second order in its (fourth-order finite-difference) wavelength derivatives; where
 the cross-correlation peak lies beyond half a pixel and the rest-frame fit fails the line test
-(z < −:data:`LINE_Z`), three more steps about the peak, on the emulator spectrum shifted there by cubic (Catmull–Rom)
-interpolation, kept where they lower χ² on the same pixels by more than
+(z < −:data:`LINE_Z`), three more steps about the peak, on the emulator spectrum shifted there
+by cubic (Catmull–Rom) interpolation, kept where they lower χ² on the same pixels by more than
 :data:`RV_DELTA_CHI2`. Pixels whose rest wavelength falls off the grid, and the two at each end,
 are left out of the fit. Stars are fitted in chunks of 64, whose working set stays in the CPU
 cache.
@@ -44,11 +44,11 @@ from scipy import stats
 
 from specvit.bounds.ceilings import sigma_from_relative_error
 from specvit.bounds.fisher import fisher_information, marginal_crlb
-from specvit.bounds.velocity import C_KMS
 from specvit.config import SpecViTConfig
-from specvit.emulator import LABEL_NAMES
+from specvit.emulator.doppler import C_KMS
 from specvit.inference.flags import PredictFlag
 from specvit.instrument.grid import PFS_MR
+from specvit.labels import LABEL_NAMES
 
 __all__ = [
     "CHI2_PVALUE_THRESHOLD",

@@ -22,29 +22,51 @@ import numpy as np
 import torch
 from astropy.table import Column, Table
 
+from specvit._version import __version__
 from specvit.inference.flags import PredictFlag
 from specvit.inference.physics import PhysicalContext
 from specvit.inference.resample import Resampler
 from specvit.inference.validate import Chunk, Spectra, as_spectra, is_specutils_spectrum
+from specvit.labels import LABEL_UNITS
 from specvit.models.specvit import SpecViT
 from specvit.preprocessing import median_snr, model_input
 
-__all__ = ["DEFAULT_MODEL", "Predictor", "predict"]
+__all__ = ["DEFAULT_MODEL", "Predictor", "predict", "resolve_device"]
 
 #: The model :func:`predict` uses when none is given. None until a trained model is published:
 #: until then ``model=`` (or the CLI's ``--model``) is required.
 DEFAULT_MODEL: str | None = None
 
-#: Units of the labels specvit models are trained on; other labels get no unit.
-LABEL_UNITS = {"T_eff": "K", "log_g": "dex", "M_H": "dex"}
-
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
+def resolve_device(device: str | torch.device) -> torch.device:
+    """The torch device for ``device`` (``"auto"``: CUDA when available, else CPU).
+
+    Raises
+    ------
+    ValueError
+        For a device this torch cannot use: ``"cuda"`` on a CPU-only build or without a
+        visible GPU, a GPU index beyond those present, MPS where it is not available.
+    """
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {str(device)!r} ({exc})") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else "no visible GPU"
+            raise ValueError(
+                f"device {str(device)!r}: torch {torch.__version__} here has {build}; "
+                "use device 'cpu' (or 'auto')"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r}: only {torch.cuda.device_count()} GPU(s)")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {str(device)!r}: MPS is not available here")
+    return dev
 
 
 class Predictor:
@@ -102,11 +124,11 @@ class Predictor:
         if isinstance(model, SpecViT):
             if str(device) == "auto":
                 device = next(model.parameters()).device
-            self.device = _resolve_device(device)
+            self.device = resolve_device(device)
             self.model = model.to(self.device)
-            self.source = model.config.extra.get("name", type(model).__name__)
+            self.source = type(model).__name__
         else:
-            self.device = _resolve_device(device)
+            self.device = resolve_device(device)
             from specvit._hub import load
 
             self.model = load(model, revision=revision, device=self.device)
@@ -280,12 +302,16 @@ class Predictor:
     def _predict_chunk(self, chunk: Chunk, medium: str) -> tuple[np.ndarray, ...]:
         flux, error, valid, partial = self._to_model_grid(chunk, medium)
         dev = self.device
-        flux_t = torch.from_numpy(np.asarray(flux, dtype=np.float32)).to(dev)
-        error_t = None
-        if error is not None:
-            error_t = torch.from_numpy(np.asarray(error, dtype=np.float32)).to(dev)
-        # ``valid`` already excludes non-finite flux and σ ≤ 0 (Spectra.chunk, Resampler).
-        valid_t = torch.from_numpy(np.ascontiguousarray(valid)).to(dev)
+        with np.errstate(over="ignore"):  # out-of-range values become inf: masked below
+            flux_t = torch.from_numpy(np.asarray(flux, dtype=np.float32)).to(dev)
+            error_t = None
+            if error is not None:
+                error_t = torch.from_numpy(np.asarray(error, dtype=np.float32)).to(dev)
+        # Validity is decided on the float32 values the model sees: a finite float64 beyond
+        # the float32 range becomes inf, and a tiny σ becomes 0.
+        valid_t = torch.from_numpy(np.ascontiguousarray(valid)).to(dev) & torch.isfinite(flux_t)
+        if error_t is not None:
+            valid_t &= torch.isfinite(error_t) & (error_t > 0)
         x, scale = model_input(flux_t, error_t, self.config, valid=valid_t)
         n_valid = valid_t.sum(dim=1)
         if error_t is None:
@@ -333,8 +359,6 @@ class Predictor:
         flags: np.ndarray,
         context: dict[str, np.ndarray],
     ) -> Table:
-        from specvit import __version__
-
         columns = []
         for k, name in enumerate(self.label_names):
             unit = LABEL_UNITS.get(name)
