@@ -9,7 +9,9 @@ grid (after masking and resampling), :class:`PhysicalContext` computes
   σ any unbiased method could reach on this spectrum;
 * ``v_rad``, ``chi2_red``, ``chi2_pvalue``: the emulator spectrum at the predicted labels, shifted
   to a fitted radial velocity and scaled by an analytically fitted amplitude, against the
-  observed flux and σ.
+  observed flux and σ;
+* ``line_ratio``: the depth of the observed lines relative to the emulator's (the flux fitted
+  as α·spectrum + γ·lines, ``1 + γ/α``), whose z-score ``γ/σ_γ`` is the line test.
 
 The continuum is treated as the model's input normalisation treats it: the input is the flux
 divided by one number (its median), so the model sees the continuum's shape, and so does the

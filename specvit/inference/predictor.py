@@ -93,10 +93,11 @@ class Predictor:
         spectra with fewer get :attr:`PredictFlag.TOO_FEW_PIXELS` and NaN labels.
     physics : bool
         Add each star's physical context (:mod:`specvit.inference.physics`): the ``crlb_<label>``,
-        ``v_rad``, ``chi2_red`` and ``chi2_pvalue`` columns and the ``OUT_OF_DOMAIN``,
-        ``OUTSIDE_PRIOR``, ``LOW_SNR`` and ``RV_OUTSIDE_TRAINING`` flags. For a model the
-        emulator cannot describe (another grid, other labels) a warning says why and those
-        columns are absent; the flags that need no emulator are still set. False: none of it.
+        ``v_rad``, ``chi2_red``, ``chi2_pvalue`` and ``line_ratio`` columns and the
+        ``OUT_OF_DOMAIN``, ``OUTSIDE_PRIOR``, ``LOW_SNR`` and ``RV_OUTSIDE_TRAINING`` flags.
+        For a model the emulator cannot describe (another grid, other labels) a warning says
+        why and those columns are absent; the flags that need no emulator are still set.
+        False: none of it.
 
     Examples
     --------
@@ -439,8 +440,8 @@ def predict(
         <PredictFlag.no_result>` bit is set. With ``physics`` (default) and a model on the
         emulator's PFS MR grid with its three labels, also ``crlb_<label>`` (σ_min = √CRLB: the
         best σ any unbiased method could reach on this spectrum, label unit), ``v_rad`` (km/s),
-        ``chi2_red`` and ``chi2_pvalue`` (see :mod:`specvit.inference.physics`); NaN where the
-        labels are NaN or no ``error`` was given.
+        ``chi2_red``, ``chi2_pvalue`` and ``line_ratio`` (see :mod:`specvit.inference.physics`);
+        NaN where the labels are NaN or no ``error`` was given.
 
     Raises
     ------
