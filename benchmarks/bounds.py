@@ -15,16 +15,20 @@ any method touching every pixel of every star must spend.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
-import torch
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-from specvit.bounds import LabelPrior, crlb_ceilings
-from specvit.emulator import Emulator
-from specvit.instrument.noise import PFSNoiseModel
+import torch  # noqa: E402
 
-DEFAULT_ETC = Path(__file__).resolve().parents[2] / "shared" / "data" / "pfs_etc"
+from specvit.bounds import LabelPrior, crlb_ceilings  # noqa: E402
+from specvit.emulator import Emulator  # noqa: E402
+from specvit.instrument.noise import PFSNoiseModel  # noqa: E402
+from training.paths import DEFAULT_ETC_DIR  # noqa: E402
 
 
 def best_of(fn, repeat: int) -> float:
@@ -43,7 +47,7 @@ def main() -> None:
     parser.add_argument("--n-stars", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--mag", type=float, default=21.5)
-    parser.add_argument("--etc-dir", type=Path, default=DEFAULT_ETC)
+    parser.add_argument("--etc-dir", type=Path, default=DEFAULT_ETC_DIR)
     parser.add_argument(
         "--threads",
         type=int,

@@ -9,8 +9,10 @@ Usage::
 Prints, in one run: a baseline (``torch.randn`` of the same (batch, 4096) float32 shape, per
 second: the cost of the Gaussian draws alone), the emulator alone, the full engine
 (``Simulator.sample``: labels → emulator → nJy → noise → σ estimate → S/N) in this process, each
-as spectra/s and as a ratio to the baseline; the engine through ``SimulatedSpectra`` and a
-``DataLoader`` with ``--workers`` processes (how training uses the cores: one thread per worker);
+as spectra/s and as a ratio to the baseline; the engine through the trainer's data path
+(:class:`training.sources.EngineSource` batches built by :class:`training.batches.StepBatches`,
+model input included) in a ``DataLoader`` with ``--workers`` processes (how training uses the
+cores: one thread per worker);
 then the write and streaming-read rates of an HDF5 shard of ``--shard-spectra`` spectra in a
 temporary folder (reads come from the OS page cache when the file fits in memory).
 """
@@ -31,12 +33,16 @@ import torch  # noqa: E402
 from timing import rate  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
+import specvit  # noqa: E402
 from specvit.emulator import Emulator  # noqa: E402
 from specvit.instrument import PFSNoiseModel  # noqa: E402
 from specvit.io import iter_shard  # noqa: E402
-from training.datasets import SimulatedSpectra  # noqa: E402
+from training.batches import StepBatches  # noqa: E402
+from training.config import DataConfig, RunConfig  # noqa: E402
+from training.paths import DEFAULT_ETC_DIR  # noqa: E402
 from training.shards import ShardWriter  # noqa: E402
 from training.simulate import Simulator  # noqa: E402
+from training.sources import EngineSource  # noqa: E402
 
 
 def main() -> None:
@@ -46,7 +52,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads in this process")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--etc-dir", type=Path, default=ROOT.parent / "shared/data/pfs_etc")
+    parser.add_argument("--etc-dir", type=Path, default=DEFAULT_ETC_DIR)
     parser.add_argument("--shard-spectra", type=int, default=20_000)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -77,12 +83,17 @@ def main() -> None:
     print(f"  1 M noisy spectra take {1e6 / full:.0f} s here (paper's pipeline: ≈304 CPU-hours)")
     print(f"  ({per_hour:,.0f} spectra per hour on {args.threads} threads)")
     if args.workers > 0 and device.type == "cpu":
-        dataset = SimulatedSpectra(sim, 1024, seed=0)
-        loader = iter(DataLoader(dataset, batch_size=None, num_workers=args.workers))
+        etc_dir = str(args.etc_dir) if args.etc_dir.is_dir() else None
+        source = EngineSource(RunConfig(data=DataConfig(etc_dir=etc_dir)))
+        model_config = specvit.get_preset("specvit_tiny", label_names=("log_g",))
+        steps = StepBatches(source, model_config, rank=0, world_size=1, size=1024)
+        loader = iter(
+            DataLoader(steps, batch_size=None, sampler=range(10**9), num_workers=args.workers)
+        )
         next(loader)
         count, start = 0, time.perf_counter()
         while time.perf_counter() - start < args.seconds:
-            count += next(loader)["flux"].shape[0]
+            count += next(loader)["x"].shape[0]
         par = count / (time.perf_counter() - start)
         print(
             f"engine in {args.workers} DataLoader workers: {par:12,.0f} spectra/s  "

@@ -6,24 +6,26 @@ CLI), :mod:`specvit.io` (FITS, HDF5, NPZ), :mod:`specvit.instrument` (PFS grid, 
 :mod:`specvit.emulator` (the spectral model) and :mod:`specvit.bounds` (the physical ceilings).
 """
 
-from importlib.metadata import version as _version
-
 from specvit._hub import UnpinnedRevisionWarning, load
-from specvit.bounds import PosteriorMean, crlb_ceilings
+from specvit._version import __version__
+from specvit.bounds import LabelPrior, PosteriorMean, crlb_ceilings
 from specvit.config import SpecViTConfig
 from specvit.emulator import Emulator
-from specvit.inference import Predictor, predict
+from specvit.inference import PredictFlag, Predictor, predict
 from specvit.instrument import PFS_MR, PFSNoiseModel
+from specvit.labels import LABEL_NAMES, LABEL_UNITS
 from specvit.models import SpecViT, WeightsMismatchError, create_model, get_preset, list_models
 from specvit.preprocessing import median_snr, model_input
 
-__version__ = _version("specvit")
-
 __all__ = [
+    "LABEL_NAMES",
+    "LABEL_UNITS",
     "PFS_MR",
     "Emulator",
+    "LabelPrior",
     "PFSNoiseModel",
     "PosteriorMean",
+    "PredictFlag",
     "Predictor",
     "SpecViT",
     "SpecViTConfig",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from pathlib import Path
@@ -61,13 +62,16 @@ def load(
     """
     path = Path(name_or_path).expanduser()
     if path.is_dir():
+        _check_config(path / "config.json")
         model = SpecViT.from_pretrained(path)
     else:
         name = str(name_or_path)
-        if path.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
+        if path.exists():
+            raise FileNotFoundError(f"{name!r} is a file, not a model folder")
+        if _looks_local(name):
             raise FileNotFoundError(
-                f"{name!r} is neither a model folder (config.json + model.safetensors) "
-                "nor a Hub repo id of the form 'owner/name'"
+                f"no such folder {name!r} (a model folder holds config.json and "
+                "model.safetensors; a Hub repo id has the form 'owner/name')"
             )
         if revision is None or not _COMMIT.match(revision):
             warnings.warn(
@@ -76,5 +80,32 @@ def load(
                 UnpinnedRevisionWarning,
                 stacklevel=2,
             )
+        from huggingface_hub import hf_hub_download
+
+        config = hf_hub_download(
+            name, "config.json", revision=revision, cache_dir=cache_dir, token=token
+        )
+        _check_config(Path(config), f"config.json of {name!r}")
         model = SpecViT.from_pretrained(name, revision=revision, cache_dir=cache_dir, token=token)
     return model.to(device).eval()
+
+
+def _looks_local(name: str) -> bool:
+    """A name that means a folder, not a Hub id: a path prefix, backslashes, more than one
+    ``/``, a trailing ``/``, or an owner part that is an existing local folder."""
+    if name.startswith((".", "/", "~")) or "\\" in name or name.endswith("/"):
+        return True
+    return name.count("/") != 1 or Path(name.split("/")[0]).is_dir()
+
+
+def _check_config(path: Path, what: str | None = None) -> None:
+    """Raise ``ValueError`` naming the file unless ``path`` holds a JSON object."""
+    what = what or str(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no config.json in {path.parent}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{what} is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} holds a JSON {type(data).__name__}, not an object of settings")

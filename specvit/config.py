@@ -4,23 +4,92 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from specvit.instrument.grid import PFS_MR
 
-__all__ = ["SpecViTConfig"]
+__all__ = ["ModelDomain", "SpecViTConfig"]
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "tokenizer": ("c1d", "sw"),
     "pos_embed": ("learned", "sinusoidal", "wavelength"),
-    "input_channels": ("flux", "flux+inverr"),
+    "input_channels": ("flux", "flux+inverr", "flux+lnsnr"),
     "input_norm": ("median", "none"),
     "head": ("point", "gaussian"),
     "pool": ("cls", "mean"),
     "wave_medium": ("vacuum", "air"),
 }
+
+#: Keys of older config files that are read and dropped: specvit 0.1.0.dev0 stored the training
+#: run (recipe, validation metrics, step) in ``extra``; it now lives in ``training_args.json``.
+_LEGACY_KEYS = ("extra",)
+
+
+def _range(value: Any, name: str) -> tuple[float, float]:
+    """A finite ``(low, high)`` pair with ``low <= high``, or a ``ValueError`` naming it."""
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"ModelDomain.{name} must be a [low, high] pair, got {value!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+        raise ValueError(f"ModelDomain.{name} needs finite low <= high, got {value!r}")
+    return low, high
+
+
+@dataclass(frozen=True)
+class ModelDomain:
+    """What a model was trained on: the spectra it can be trusted with.
+
+    Stored in ``config.json`` as the ``domain`` key (strict JSON: unknown keys are rejected).
+    :func:`specvit.predict` reads it for the ``OUTSIDE_PRIOR`` and ``RV_OUTSIDE_TRAINING``
+    flags; a model without a domain gets neither (the table's metadata says so).
+
+    Parameters
+    ----------
+    labels : dict of str to (float, float)
+        The training prior's box: ``{label: [low, high]}`` for every predicted label (more
+        labels are allowed, e.g. all three the engine draws), in the label's unit.
+    mag : (float, float) or None
+        HSC-i AB magnitude range of the training spectra; None when unknown.
+    rv : (float, float)
+        Radial velocities (km/s) of the training spectra; ``[0, 0]``: all in the rest frame.
+    frame : {"rest", "observed"}
+        The frame the model expects spectra in: ``"rest"`` (shift spectra to the star's rest
+        frame first; ``rv`` is then ``[0, 0]`` or a small residual range) or ``"observed"``
+        (trained on spectra moving within ``rv``). The wavelength medium is the config's
+        ``wave_medium`` (one home for it).
+    """
+
+    labels: dict[str, tuple[float, float]]
+    mag: tuple[float, float] | None = None
+    rv: tuple[float, float] = (0.0, 0.0)
+    frame: Literal["rest", "observed"] = "rest"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.labels, dict) or not self.labels:
+            raise ValueError(f"ModelDomain.labels must be a non-empty dict, got {self.labels!r}")
+        boxes = {str(k): _range(v, f"labels[{k!r}]") for k, v in self.labels.items()}
+        object.__setattr__(self, "labels", boxes)
+        object.__setattr__(self, "mag", None if self.mag is None else _range(self.mag, "mag"))
+        object.__setattr__(self, "rv", _range(self.rv, "rv"))
+        if self.frame not in ("rest", "observed"):
+            raise ValueError(f"ModelDomain.frame must be 'rest' or 'observed', got {self.frame!r}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelDomain:
+        """Build a domain from its JSON form, rejecting unknown keys."""
+        if not isinstance(data, dict):
+            raise ValueError(f"SpecViTConfig.domain must be a dict, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown ModelDomain key(s) {unknown}; known keys: {sorted(known)}")
+        if "labels" not in data:
+            raise ValueError("ModelDomain needs 'labels': the training prior box per label")
+        return cls(**data)
 
 
 @dataclass
@@ -28,7 +97,10 @@ class SpecViTConfig:
     """Everything needed to build a SpecViT model and to feed it correctly.
 
     The config is stored as ``config.json`` beside the weights, so a model always travels with
-    the wavelength grid, input normalisation and label statistics it was trained with.
+    the wavelength grid, input normalisation and label statistics it was trained with. It holds
+    what building and running the model needs, nothing about how it was trained (that is the
+    model folder's ``training_args.json`` and model card), and it is strict JSON: every number
+    is finite.
 
     Parameters
     ----------
@@ -43,9 +115,11 @@ class SpecViTConfig:
     label_shift, label_scale : tuple of float
         Label normalisation: ``physical = shift + scale * normalised``. A z-score uses
         (mean, std); min-max uses (min, max - min).
-    input_channels : {"flux", "flux+inverr"}
+    input_channels : {"flux", "flux+inverr", "flux+lnsnr"}
         ``"flux"``: one channel, the normalised flux. ``"flux+inverr"``: a second channel holding
         ``median_flux / σ`` (the S/N a unit-continuum pixel would have), 0 where masked.
+        ``"flux+lnsnr"``: the second channel is ``ln(1 + median_flux / σ)``, the same
+        information compressed to ≈ 0.7–4.6 over S/N 1–100, and 0 (σ = ∞) where masked.
     input_norm : {"median", "none"}
         ``"median"`` divides flux and σ by each spectrum's median valid flux and feeds
         ``flux/median − 1``, so the input does not depend on the flux unit or the star's
@@ -67,9 +141,13 @@ class SpecViTConfig:
         Read the head from a CLS token or from the mean of the patch tokens.
     head : {"point", "gaussian"}
         ``"point"``: one value per label. ``"gaussian"``: mean and log σ per label.
-    extra : dict
-        Free-form JSON metadata carried with the model (e.g. how it was trained); the model
-        itself never reads it.
+    sigma_scale : tuple of float
+        Calibration of a Gaussian head's σ: one factor per label that multiplies the predicted
+        σ (fitted after training so that 68 % of validation stars fall within 1σ); empty for
+        none.
+    domain : ModelDomain or None
+        What the model was trained on (prior box, magnitudes, radial velocities, frame); see
+        :class:`ModelDomain`. Filled by the trainer; None for a model that does not say.
     """
 
     input_length: int = PFS_MR.num
@@ -79,7 +157,7 @@ class SpecViTConfig:
     label_names: tuple[str, ...] = ("log_g",)
     label_shift: tuple[float, ...] = (0.0,)
     label_scale: tuple[float, ...] = (1.0,)
-    input_channels: Literal["flux", "flux+inverr"] = "flux"
+    input_channels: Literal["flux", "flux+inverr", "flux+lnsnr"] = "flux"
     input_norm: Literal["median", "none"] = "median"
     tokenizer: Literal["c1d", "sw"] = "c1d"
     patch_size: int = 16
@@ -93,13 +171,17 @@ class SpecViTConfig:
     pos_embed: Literal["learned", "sinusoidal", "wavelength"] = "learned"
     pool: Literal["cls", "mean"] = "cls"
     head: Literal["point", "gaussian"] = "point"
-    extra: dict[str, Any] = field(default_factory=dict)
+    sigma_scale: tuple[float, ...] = ()
+    domain: ModelDomain | None = None
 
     def __post_init__(self) -> None:
-        for name in ("label_names", "label_shift", "label_scale"):
+        for name in ("label_names", "label_shift", "label_scale", "sigma_scale"):
             setattr(self, name, tuple(getattr(self, name)))
+        if self.domain is not None and not isinstance(self.domain, ModelDomain):
+            self.domain = ModelDomain.from_dict(self.domain)
         self.label_shift = tuple(float(v) for v in self.label_shift)
         self.label_scale = tuple(float(v) for v in self.label_scale)
+        self.sigma_scale = tuple(float(v) for v in self.sigma_scale)
         self.validate()
 
     # ------------------------------------------------------------------ validation
@@ -146,6 +228,24 @@ class SpecViTConfig:
             )
         if any(not s > 0 for s in self.label_scale):
             raise ValueError(f"label_scale entries must be > 0, got {self.label_scale}")
+        numbers = {
+            "wave_start": (self.wave_start,),
+            "wave_stop": (self.wave_stop,),
+            "label_shift": self.label_shift,
+            "label_scale": self.label_scale,
+            "mlp_ratio": (self.mlp_ratio,),
+        }
+        for name, values in numbers.items():
+            if not all(math.isfinite(v) for v in values):
+                raise ValueError(f"SpecViTConfig.{name} must be finite, got {getattr(self, name)}")
+        if self.sigma_scale:
+            if self.head != "gaussian" or len(self.sigma_scale) != n:
+                raise ValueError(
+                    f"sigma_scale {self.sigma_scale} needs a gaussian head and one factor per "
+                    f"label ({n}: {self.label_names}), or () for none"
+                )
+            if not all(0 < s < float("inf") for s in self.sigma_scale):
+                raise ValueError(f"sigma_scale entries must be finite and > 0: {self.sigma_scale}")
         for name in ("dropout", "attn_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(
@@ -153,6 +253,10 @@ class SpecViTConfig:
                 )
         if self.mlp_ratio <= 0:
             raise ValueError(f"mlp_ratio must be > 0, got {self.mlp_ratio}")
+        if self.domain is not None:
+            missing = [n for n in self.label_names if n not in self.domain.labels]
+            if missing:
+                raise ValueError(f"SpecViTConfig.domain.labels has no prior box for {missing}")
 
     # ------------------------------------------------------------------ derived
     @property
@@ -163,7 +267,7 @@ class SpecViTConfig:
     @property
     def in_chans(self) -> int:
         """Number of input channels the model takes."""
-        return 2 if self.input_channels == "flux+inverr" else 1
+        return 1 if self.input_channels == "flux" else 2
 
     @property
     def num_patches(self) -> int:
@@ -172,12 +276,15 @@ class SpecViTConfig:
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """A strict-JSON-serialisable dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self), allow_nan=False))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SpecViTConfig:
         """Build a config from a dict, rejecting keys it does not know.
+
+        The ``extra`` key of configs written by specvit 0.1.0.dev0 (the training record, which
+        the model never read) is accepted and dropped.
 
         Raises
         ------
@@ -186,6 +293,7 @@ class SpecViTConfig:
         """
         if not isinstance(data, dict):
             raise TypeError(f"a SpecViT config must be a dict, got {type(data).__name__}")
+        data = {k: v for k, v in data.items() if k not in _LEGACY_KEYS}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -196,12 +304,16 @@ class SpecViTConfig:
         return cls(**data)
 
     def to_json(self, path: str | Path) -> None:
-        """Write the config as JSON to ``path``."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        """Write the config to ``path`` as strict JSON (sorted keys, no NaN)."""
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False)
+        Path(path).write_text(text + "\n", encoding="utf-8")
 
     @classmethod
     def from_json(cls, path: str | Path) -> SpecViTConfig:
-        """Read a config written by :meth:`to_json` (or ``save_pretrained``)."""
+        """Read a config written by :meth:`to_json` (or ``save_pretrained``).
+
+        Older files whose ``extra`` held bare ``NaN`` tokens (not JSON) are read too.
+        """
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
     def replace(self, **changes: Any) -> SpecViTConfig:

@@ -34,18 +34,21 @@ def valid_pixels(flux: torch.Tensor, error: torch.Tensor | None = None) -> torch
     return valid
 
 
-def _masked_median(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+def _masked_median(values: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
     """Lower median over the last axis of the ``valid`` entries; NaN where none is valid.
 
-    The same element ``torch.nanmedian`` picks; when every entry is valid it comes from numpy's
-    partial sort on the CPU, several times faster than torch's full sort.
+    The same element ``torch.nanmedian`` picks; when every entry is valid (``valid`` None says
+    so without a check) it comes from numpy's partial sort on the CPU, several times faster
+    than torch's full sort.
     """
     if values.shape[-1] == 0:
         return torch.full(values.shape[:-1], torch.nan, dtype=values.dtype, device=values.device)
     fast = values.device.type == "cpu" and values.dtype in (torch.float32, torch.float64)
-    if fast and bool(valid.all()):
+    if fast and (valid is None or bool(valid.all())):
         k = (values.shape[-1] - 1) // 2
         return torch.from_numpy(np.partition(values.numpy(), k, axis=-1)[..., k])
+    if valid is None:
+        return torch.nanmedian(values, dim=-1).values
     return torch.nanmedian(torch.where(valid, values, torch.nan), dim=-1).values
 
 
@@ -92,7 +95,8 @@ def model_input(
     flux : torch.Tensor
         (B, L) flux on the model's grid, any unit.
     error : torch.Tensor or None
-        (B, L) 1σ in the flux unit. Required for ``input_channels == "flux+inverr"``.
+        (B, L) 1σ in the flux unit. Required for the two-channel inputs (``"flux+inverr"``,
+        ``"flux+lnsnr"``).
     config : SpecViTConfig
         The model's config.
     valid : torch.Tensor, optional
@@ -132,6 +136,6 @@ def model_input(
     offset = 1.0 if config.input_norm == "median" else 0.0
     channels = [torch.where(keep, flux / safe_scale - offset, 0.0)]
     if config.in_chans == 2:
-        inverr = safe_scale / torch.where(keep, error, 1.0)
-        channels.append(torch.where(keep, inverr, 0.0))
+        inverr = torch.where(keep, safe_scale / torch.where(keep, error, 1.0), 0.0)
+        channels.append(inverr.log1p() if config.input_channels == "flux+lnsnr" else inverr)
     return torch.stack(channels, dim=1), scale

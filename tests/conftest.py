@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-#: ../shared relative to the repository root (CI lays a copy there); override with SPECVIT_SHARED.
-SHARED_DIR = Path(os.environ.get("SPECVIT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+from training import paths
+
+#: ../shared beside the repository root (CI lays a copy there); override with SPECVIT_SHARED.
+SHARED_DIR = Path(os.environ.get("SPECVIT_SHARED", paths.SHARED_DIR))
 
 
 @pytest.fixture(scope="session")

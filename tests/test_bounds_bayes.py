@@ -10,12 +10,12 @@ from specvit.bounds import (
     LabelPrior,
     PosteriorMean,
     Uniform,
-    amplitude_marginal_loglike,
-    autograd_jacobian,
     fisher_information,
     marginal_crlb,
     van_trees_bound,
 )
+from specvit.bounds.bayes import amplitude_marginal_loglike
+from specvit.bounds.jacobian import autograd_jacobian
 
 X = torch.linspace(-1.0, 1.0, 160, dtype=torch.float64)
 

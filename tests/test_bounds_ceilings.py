@@ -6,14 +6,8 @@ import sys
 import pytest
 import torch
 
-from specvit.bounds import (
-    Beta,
-    LabelPrior,
-    autograd_jacobian,
-    crlb_ceilings,
-    format_table,
-)
-from specvit.bounds.ceilings import CeilingRow
+from specvit.bounds import Beta, CeilingRow, LabelPrior, crlb_ceilings, format_table
+from specvit.bounds.jacobian import autograd_jacobian
 
 WAVE = torch.linspace(0.0, 1.0, 400, dtype=torch.float64)
 CENTRES = torch.tensor([0.15, 0.35, 0.55, 0.75, 0.9], dtype=torch.float64)

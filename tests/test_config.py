@@ -22,6 +22,14 @@ def test_json_round_trip(tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["label_names"] == ["T_eff", "log_g"]
 
 
+def test_legacy_extra_is_dropped_and_json_is_strict(tmp_path):
+    legacy = SpecViTConfig().to_dict() | {"extra": {"training": {"out_dir": "runs/x"}}}
+    assert SpecViTConfig.from_dict(legacy) == SpecViTConfig()
+    SpecViTConfig().to_json(tmp_path / "config.json")
+    text = (tmp_path / "config.json").read_text()
+    assert "extra" not in json.loads(text, parse_constant=lambda t: pytest.fail(t))
+
+
 def test_unknown_key_is_an_error():
     data = SpecViTConfig().to_dict() | {"emb_dim": 128}
     with pytest.raises(ValueError, match=r"unknown SpecViTConfig key\(s\) \['emb_dim'\]"):
@@ -44,6 +52,9 @@ def test_unknown_key_is_an_error():
         ({"depth": 0}, "positive integer"),
         ({"dropout": 1.0}, r"\[0, 1\)"),
         ({"wave_stop": 7000.0}, "must exceed"),
+        ({"label_shift": (float("nan"),)}, "label_shift must be finite"),
+        ({"label_scale": (float("inf"),)}, "label_scale must be finite"),
+        ({"mlp_ratio": float("inf")}, "mlp_ratio must be finite"),
     ],
 )
 def test_invalid_configs_fail_clearly(changes, message):
@@ -54,3 +65,33 @@ def test_invalid_configs_fail_clearly(changes, message):
 def test_overlapping_patches_count():
     c = SpecViTConfig(patch_size=16, patch_stride=8)
     assert c.num_patches == (4096 - 16) // 8 + 1
+
+
+def test_domain_round_trip_and_strict_keys(tmp_path):
+    domain = {"labels": {"log_g": [1, 5], "T_eff": [3750, 6000]}, "mag": [20.5, 22.5]}
+    c = SpecViTConfig(domain=domain)
+    assert c.domain.rv == (0.0, 0.0) and c.domain.frame == "rest"
+    c.to_json(tmp_path / "config.json")
+    assert SpecViTConfig.from_json(tmp_path / "config.json") == c
+    assert json.loads((tmp_path / "config.json").read_text())["domain"]["labels"]["log_g"] == [
+        1.0,
+        5.0,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("domain", "message"),
+    [
+        ({"labels": {"log_g": [1, 5]}, "rv_range": [0, 0]}, r"unknown ModelDomain key\(s\)"),
+        ({"mag": [20, 22]}, "needs 'labels'"),
+        ({"labels": {"log_g": [5, 1]}}, "low <= high"),
+        ({"labels": {"log_g": [1, float("nan")]}}, "finite"),
+        ({"labels": {"log_g": 3.0}}, r"\[low, high\] pair"),
+        ({"labels": {"log_g": [1, 5]}, "frame": "helio"}, "frame"),
+        ({"labels": {"T_eff": [3750, 6000]}}, r"no prior box for \['log_g'\]"),
+        ([1, 5], "must be a dict"),
+    ],
+)
+def test_invalid_domains_fail_clearly(domain, message):
+    with pytest.raises(ValueError, match=message):
+        SpecViTConfig(domain=domain)

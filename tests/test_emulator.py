@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from specvit.emulator import LABEL_NAMES, Emulator, NativeModel
+from specvit.emulator import DopplerShift, Emulator, NativeModel
 from specvit.instrument import PFS_MR, lsf_sigma, vacuum_to_air
+from specvit.labels import LABEL_NAMES
 
 LABELS = np.array(
     [[3750.0, 1.0, 0.0], [3750.0, 5.0, 0.5], [6000.0, 4.5, -2.5], [4500.0, 2.5, -1.0]]
@@ -156,3 +157,19 @@ def test_mr_restricted_magnitude_colour_term(shared_dir) -> None:
     print("m(full i) − m(MR part of i):", np.round(terms_ok, 4))
     print(f"photon weight of the i band inside MR: {resp[inside].sum() / resp.sum():.3f}")
     assert np.max(np.abs(terms_ok)) < 0.03
+
+
+def test_doppler_shift_and_its_velocity_derivative() -> None:
+    em = Emulator.load(dtype=torch.float64)
+    doppler = DopplerShift(em, max_rv=300.0)
+    assert doppler.fine_emulator.weights.device == em.weights.device
+    labels = torch.tensor([[4200.0, 2.0, 0.0], [5600.0, 4.5, -1.5]], dtype=torch.float64)
+    flux = em(labels)
+    rest = doppler(labels, torch.zeros(2, dtype=torch.float64))
+    torch.testing.assert_close(rest, flux, rtol=1e-6, atol=0)  # exact at v = 0
+    h = torch.ones(2, dtype=torch.float64)
+    fd = (doppler(labels, h) - doppler(labels, -h)) / 2.0
+    deriv = doppler.velocity_derivative(labels, flux)
+    assert float((fd - deriv).norm() / fd.norm()) < 1e-8  # the shift's own derivative
+    with pytest.raises(ValueError, match="max_rv"):
+        doppler(labels, torch.tensor([0.0, 301.0]))

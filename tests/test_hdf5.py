@@ -1,4 +1,4 @@
-"""HDF5 shards: layout, exact round trips, streaming reads, the shard dataset and make_dataset."""
+"""HDF5 shards: layout, exact round trips, streaming reads, the shard source and make_dataset."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader
 
 from specvit.instrument import PFS_MR
 from specvit.io import iter_shard, read_shard_info
-from training.datasets import ShardDataset
+from training.config import DataConfig, RunConfig
 from training.shards import ShardWriter
+from training.sources import ShardBlocks, ShardSource
 
 L = PFS_MR.num
 
@@ -97,7 +97,7 @@ def indexed_rows(lo: int, hi: int, base: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-@pytest.mark.slow  # ≈ 35 s and 6.6 GB of temporary disk on the 2-core machine
+@pytest.mark.slow  # ≈ 35–60 s and 6.6 GB of temporary disk on the 2-core machine
 def test_round_trip_exact_200k(tmp_path: Path) -> None:
     """Done-when: a 200 k-spectrum shard (6.6 GB) is written, streamed back and is bit-identical.
 
@@ -193,23 +193,29 @@ def test_writer_errors_and_abort(tmp_path: Path) -> None:
             w.append({**random_batch(rng, 3), "flux": np.zeros((3, 5))})
 
 
-def test_shard_dataset_covers_every_row_once(tmp_path: Path) -> None:
+def test_shard_source_covers_every_row_once_per_epoch(tmp_path: Path) -> None:
     write(tmp_path / "a.h5", 250)
     write(tmp_path / "b.h5", 130, seed=1)
+    data = DataConfig(
+        source="hdf5", train_path=str(tmp_path / "*.h5"), val_path=str(tmp_path / "b.h5")
+    )
+    source = ShardSource(RunConfig(seed=3, data=data))
+    steps = source.steps_per_epoch(32, 2)
+    assert steps == 7  # 8 + 5 blocks of ≤ 32 rows on 2 ranks
     rows = []
-    for rank in (0, 1):
-        ds = ShardDataset(str(tmp_path / "*.h5"), 32, seed=3, rank=rank, world_size=2)
-        for batch in DataLoader(ds, batch_size=None, num_workers=2):
+    for step in range(steps):
+        for rank in (0, 1):
+            batch = source.train_batch(step, rank, 2, 32)
             rows += [(float(m), int(i)) for m, i in zip(batch["mag"], batch["index"], strict=True)]
-    assert len(rows) == 380 and len(set(rows)) == 380
-    noisy = ShardDataset([tmp_path / "a.h5"], 32, noise_level=1.0, shuffle=False)
-    first, again = next(iter(noisy)), next(iter(noisy))
-    clean = next(iter_shard(tmp_path / "a.h5", 32))
+    assert len(set(rows)) == 380  # every row of both shards, the 14th block wrapping round
+    first, again = source.train_batch(0, 0, 1, 32), source.train_batch(0, 0, 1, 32)
     assert torch.equal(first["flux"], again["flux"])
+    file, lo, hi = ShardBlocks(source.train_path, 32, seed=3).blocks(0)[0]
+    clean = next(iter_shard(sorted(tmp_path.glob("*.h5"))[file], hi - lo, start=lo, stop=hi))
     z = (first["flux"].numpy() - clean["flux"]) / clean["error"]
     assert abs(z.std() - 1.0) < 0.02
     with pytest.raises(FileNotFoundError):
-        ShardDataset(str(tmp_path / "none*.h5"), 4)
+        ShardBlocks(str(tmp_path / "none*.h5"), 4)
 
 
 def test_make_dataset_writes_fixed_validation_and_test(tmp_path: Path, etc_dir) -> None:

@@ -121,7 +121,7 @@ def test_no_pickle_fallback(saved):
 
 
 def test_not_a_model_or_repo(tmp_path):
-    with pytest.raises(FileNotFoundError, match="neither a model folder"):
+    with pytest.raises(FileNotFoundError, match="no such folder"):
         specvit.load(tmp_path / "missing")
 
 

@@ -12,7 +12,10 @@ def test_paper_preset_has_4p8m_parameters():
     assert abs(model.num_parameters() - 4.8e6) <= 0.1e6
 
 
-@pytest.mark.parametrize("batch", [1, 256])
+@pytest.mark.parametrize(
+    "batch",
+    [1, pytest.param(256, marks=pytest.mark.slow)],  # 256: ≈ 30 s on 2 shared cores
+)
 def test_paper_preset_forward_shapes(batch):
     model = specvit.create_model("specvit_l6_h256").eval()
     with torch.no_grad():
@@ -80,3 +83,20 @@ def test_config_type_checked():
 def test_unknown_preset():
     with pytest.raises(ValueError, match="unknown SpecViT preset 'vit_huge'"):
         specvit.create_model("vit_huge")
+
+
+def test_sigma_scale_calibrates_the_gaussian_sigma_only():
+    labels = {"label_names": ("T_eff", "log_g"), "label_shift": (0, 0), "label_scale": (1, 2)}
+    raw = specvit.create_model("specvit_tiny", head="gaussian", **labels)
+    calibrated = specvit.SpecViT(raw.config.replace(sigma_scale=(1.5, 0.5)))
+    out = torch.randn(4, 2, 2)
+    mean0, sigma0 = raw.to_physical(out)
+    mean1, sigma1 = calibrated.to_physical(out)
+    torch.testing.assert_close(mean1, mean0)
+    torch.testing.assert_close(sigma1, sigma0 * torch.tensor([1.5, 0.5]))
+    with pytest.raises(ValueError, match="one factor per label"):
+        raw.config.replace(sigma_scale=(1.0,))
+    with pytest.raises(ValueError, match="gaussian head"):
+        specvit.get_preset("specvit_tiny", sigma_scale=(1.0,))
+    with pytest.raises(ValueError, match="finite and > 0"):
+        raw.config.replace(sigma_scale=(1.0, 0.0))

@@ -61,3 +61,14 @@ def test_model_input_masks_bad_pixels_and_flags_unusable_spectra():
 def test_model_input_bad_shapes(flux, error, config, message):
     with pytest.raises(ValueError, match=message):
         model_input(flux, error, config)
+
+
+def test_lnsnr_channel_is_log1p_of_the_inverr_channel_and_zero_where_masked():
+    flux = torch.rand(2, 4096, generator=torch.Generator().manual_seed(3)) + 0.5
+    error = 0.05 * flux
+    error[0, :10] = float("inf")
+    raw, _ = model_input(flux, error, CONFIG2)
+    x, _ = model_input(flux, error, specvit.get_preset("specvit_tiny", input_channels="flux+lnsnr"))
+    torch.testing.assert_close(x[:, 0], raw[:, 0])
+    torch.testing.assert_close(x[:, 1], raw[:, 1].log1p())
+    assert (x[0, 1, :10] == 0).all() and (x[:, 1, 10:] > 2.5).all()  # ln(1 + 13…40)

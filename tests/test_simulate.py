@@ -1,4 +1,4 @@
-"""Simulator, prior and the on-the-fly dataset; the σ leak test."""
+"""Simulator, prior and the engine's training batches; the σ leak test."""
 
 from __future__ import annotations
 
@@ -7,11 +7,16 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+import specvit
 from specvit.bounds.prior import Uniform, parse_distribution
 from specvit.emulator import Emulator
 from specvit.instrument import PFSNoiseModel
-from training.datasets import SimulatedSpectra, batch_generator
+from specvit.labels import LABEL_NAMES
+from training.batches import StepBatches
+from training.config import DataConfig, RunConfig
+from training.seeding import step_generator
 from training.simulate import Prior, Simulator
+from training.sources import EngineSource
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +103,7 @@ def _ridge_r2(x: torch.Tensor, y: torch.Tensor, n_train: int) -> float:
     return best
 
 
+@pytest.mark.slow  # ≈ 16 s each on the shared 2-core machine (20 000 spectra)
 @pytest.mark.parametrize("block", [None, 128, 1])
 def test_error_array_does_not_leak_log_g(etc_dir, block: int | None) -> None:
     """Done-when: ridge on σ alone R²(log g) < 0.02 on 20 k spectra; on the flux clearly above.
@@ -124,21 +130,26 @@ def test_error_array_does_not_leak_log_g(etc_dir, block: int | None) -> None:
         assert r2_error > 0.05, r2_error
 
 
-def test_simulated_dataset_seeding_per_worker_and_rank(sim: Simulator) -> None:
-    def batches(rank: int, world: int, workers: int) -> list[torch.Tensor]:
-        ds = SimulatedSpectra(sim, 4, seed=7, num_batches=4, rank=rank, world_size=world)
-        loader = DataLoader(ds, batch_size=None, num_workers=workers)
-        return [b["labels"] for b in loader]
+def test_engine_batches_per_step_worker_and_rank(sim: Simulator, etc_dir) -> None:
+    """The trainer's engine path: a step's batch is a pure function of (seed, step, rank)."""
+    config = RunConfig(seed=7, data=DataConfig(etc_dir=str(etc_dir), n_train=16, n_val=4))
+    source = EngineSource(config)
 
-    single = batches(0, 1, 0)
-    assert len(single) == 4
-    assert torch.equal(single[0], batches(0, 1, 0)[0])  # reproducible
-    two_workers = batches(0, 1, 2)
-    assert sorted(t.sum().item() for t in two_workers) == sorted(t.sum().item() for t in single)
-    ranks = [batches(r, 2, 0) for r in (0, 1)]
+    def batches(rank: int, world: int) -> list[torch.Tensor]:
+        return [source.train_batch(s, rank, world, 4)["labels"] for s in range(4)]
+
+    single = batches(0, 1)
+    assert torch.equal(single[0], batches(0, 1)[0])  # reproducible
+    model_config = specvit.get_preset(
+        "specvit_tiny", label_names=LABEL_NAMES, label_shift=(0, 0, 0), label_scale=(1, 1, 1)
+    )
+    steps = StepBatches(source, model_config, rank=0, world_size=1, size=4)
+    loader = DataLoader(steps, batch_size=None, sampler=range(4), num_workers=2)
+    assert all(torch.equal(b["y"], t) for b, t in zip(loader, single, strict=True))  # workers
+    ranks = [batches(r, 2) for r in (0, 1)]
     flat = [t.sum().item() for r in ranks for t in r]
     assert len(set(flat)) == 8  # no two ranks draw the same batch
-    expected = sim.sample(4, batch_generator(7, 1))["labels"]
+    expected = sim.sample(4, step_generator(7, 1))["labels"]
     assert torch.equal(ranks[1][0], expected)  # rank 1's first batch is global batch 1
 
 

@@ -8,11 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # ≈ 20 s on the shared 2-core machine (torchrun, two ranks)
 def test_two_ranks_through_torchrun(tmp_path, etc_dir):
     out = tmp_path / "ddp"
     cmd = [

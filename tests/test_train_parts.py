@@ -49,3 +49,23 @@ def test_ema_moves_towards_the_weights():
         model.weight.add_(1.0)
     ema.update(model)
     assert torch.allclose(ema.state_dict()["weight"], start + 0.5)
+
+
+def test_decoupled_nll_gives_the_mean_the_mse_gradient_and_sigma_the_residual():
+    target = torch.randn(64, 3, generator=torch.Generator().manual_seed(1))
+    mean = torch.zeros(64, 3, requires_grad=True)
+    log_sigma = torch.zeros(64, 3, requires_grad=True)
+    regression_loss(torch.stack([mean, log_sigma], -1), target, "decoupled_nll").backward()
+    mse_mean = torch.zeros(64, 3, requires_grad=True)
+    regression_loss(mse_mean[..., None], target, "mse").backward()
+    torch.testing.assert_close(mean.grad, mse_mean.grad)  # σ does not scale the mean's step
+    # d/d(log σ) of log σ + r²/(2σ²) at σ = 1 is 1 − r²: zero only where σ equals |r|
+    torch.testing.assert_close(log_sigma.grad, (1 - target**2) / target.numel())
+    with pytest.raises(ValueError, match="does not fit"):
+        regression_loss(mean[..., None], target, "decoupled_nll")
+
+
+def test_constant_schedule_holds_after_warmup():
+    assert cosine_factor(0, 100, 10, 0.1, constant=True) == pytest.approx(0.1)
+    assert cosine_factor(50, 100, 10, 0.1, constant=True) == 1.0
+    assert cosine_factor(99, 100, 10, 0.1, constant=True) == 1.0

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from training.checkpoint import latest_checkpoint, load_checkpoint
@@ -41,6 +42,7 @@ def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
+@pytest.mark.slow  # ≈ 37 s on the shared 2-core machine (two training processes)
 def test_sigkill_then_resume_is_bit_identical(tmp_path, etc_dir):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     subprocess.run([sys.executable, TRAIN, *_args(straight, etc_dir)], env=_env(), check=True)

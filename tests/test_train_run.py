@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import specvit
+from specvit.labels import LABEL_NAMES as LABELS
 from training.checkpoint import load_checkpoint
 from training.config import load_config
 from training.publish import publish
@@ -15,7 +16,12 @@ from training.scoring import SNR_BIN_EDGES, score
 from training.sources import build_source
 from training.train import main
 
-LABELS = ("T_eff", "log_g", "M_H")
+#: The module trains a tiny model first (≈ 33 s on the shared 2-core machine).
+pytestmark = pytest.mark.slow
+
+
+def _no_nan(token: str):
+    raise ValueError(f"not strict JSON: {token}")
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +57,17 @@ def test_tiny_run_learns(tiny_run):
 def test_published_folder_loads_and_predicts_like_training(tiny_run, tmp_path):
     out, config = tiny_run
     folder = publish(out / "checkpoints", tmp_path / "model")
-    assert {p.name for p in folder.iterdir()} >= {"model.safetensors", "config.json", "README.md"}
+    files = {"model.safetensors", "config.json", "training_args.json", "README.md"}
+    assert {p.name for p in folder.iterdir()} >= files
     card = (folder / "README.md").read_text()
     assert "## Training data" in card and "| [15, ∞) |" in card
     model = specvit.load(folder)
     assert model.config.label_names == LABELS
-    assert model.config.extra["training"]["model"]["preset"] == "specvit_tiny"
+    assert "preset" not in (folder / "config.json").read_text()  # the run is not in config.json
+    record = json.loads((folder / "training_args.json").read_text(), parse_constant=_no_nan)
+    assert record["run_config"]["model"]["preset"] == "specvit_tiny"
+    assert record["step"] == load_checkpoint(out / "checkpoints")["step"]
+    assert model.config.domain == build_source(config).prior.domain()  # the run's prior
 
     validation = build_source(config).validation_set()
     table = specvit.predict(

@@ -4,20 +4,21 @@ A :class:`StepBatches` dataset is indexed by the global step: item ``s`` is rank
 step ``s``, drawn from generators seeded by ``(seed, r, s)``. Any ``DataLoader`` worker can
 build any step, so loading runs in parallel, and a resumed run rebuilds exactly the batches it
 would have seen. Model input is built by :func:`specvit.preprocessing.model_input`, the same
-function inference uses.
+function inference uses; labels stay physical, and the trainer normalises them with
+:meth:`specvit.SpecViT.normalize_labels`.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from specvit.config import SpecViTConfig
+from specvit.labels import LABEL_NAMES
 from specvit.preprocessing import model_input
-from training.config import LABELS
 
 __all__ = ["SpectraSource", "StepBatches", "label_columns", "to_model_batch"]
 
@@ -27,6 +28,9 @@ class SpectraSource(Protocol):
 
     #: Pixel-centre wavelengths (Å) of the spectra; they must be the model's grid.
     wavelength: np.ndarray
+    #: The prior the spectra were drawn from (``training.simulate.Prior``), None if unknown;
+    #: it becomes the model's ``config.domain``.
+    prior: Any
 
     def steps_per_epoch(self, size: int, world_size: int) -> int:
         """Steps of ``size`` spectra per rank in one epoch on ``world_size`` ranks."""
@@ -34,7 +38,7 @@ class SpectraSource(Protocol):
     def train_batch(self, step: int, rank: int, world_size: int, size: int) -> dict:
         """Rank ``rank``'s ``size`` noisy spectra of step ``step``: ``flux``, ``error``, ``labels``.
 
-        ``labels`` is (size, 3) in the order of :data:`training.config.LABELS`.
+        ``labels`` is (size, 3) in the order of :data:`specvit.labels.LABEL_NAMES`.
         """
 
     def validation_set(self) -> dict:
@@ -45,15 +49,17 @@ class SpectraSource(Protocol):
 
 
 def label_columns(names: list[str] | tuple[str, ...]) -> list[int]:
-    """Column indices of ``names`` in a (N, 3) label array ordered as ``LABELS``."""
-    return [LABELS.index(n) for n in names]
+    """Column indices of ``names`` in a (N, 3) label array in ``LABEL_NAMES`` order."""
+    return [LABEL_NAMES.index(n) for n in names]
 
 
 def to_model_batch(spectra: dict, config: SpecViTConfig) -> dict[str, torch.Tensor]:
-    """Model input ``x`` (B, C, L) and normalised labels ``y`` (B, n_labels) of some spectra.
+    """Model input ``x`` (B, C, L) and the physical labels ``y`` (B, n_labels) it predicts.
 
-    Spectra whose input cannot be normalised (no valid pixel, or a median flux ≤ 0) are left
-    out; ``kept`` (B,) marks the rows that remain.
+    ``y`` holds the columns of ``config.label_names``, in physical units; the trainer
+    normalises them with :meth:`specvit.SpecViT.normalize_labels`. Spectra whose input cannot
+    be normalised (no valid pixel, or a median flux ≤ 0) are left out; ``kept`` (B,) marks the
+    rows that remain.
     """
     x, scale = model_input(
         torch.as_tensor(spectra["flux"]), torch.as_tensor(spectra["error"]), config
@@ -62,9 +68,7 @@ def to_model_batch(spectra: dict, config: SpecViTConfig) -> dict[str, torch.Tens
     labels = torch.as_tensor(spectra["labels"], dtype=torch.float32)[
         :, label_columns(config.label_names)
     ]
-    shift = torch.tensor(config.label_shift, dtype=torch.float32)
-    scale_y = torch.tensor(config.label_scale, dtype=torch.float32)
-    return {"x": x[kept], "y": ((labels - shift) / scale_y)[kept], "kept": kept}
+    return {"x": x[kept], "y": labels[kept], "kept": kept}
 
 
 class StepBatches(Dataset):

@@ -9,13 +9,13 @@ Usage::
 Each set is drawn by the data engine's :class:`~training.simulate.Simulator` (default label
 prior, HSC-i uniform in ``--mag``, PFS ETC noise from ``--etc-dir``, 12 × 900 s) in blocks of
 4 096 spectra with the generators of ``training/make_dataset.py`` (block ``b`` of a set with
-seed ``s`` uses :func:`~training.datasets.batch_generator` ``(s, b)``; the seeds are its
+seed ``s`` uses :func:`~training.seeding.step_generator` ``(s, b)``; the seeds are its
 ``TEST_SEED`` and ``VALIDATION_SEED``), so at the default magnitudes the test set is the first
 10 000 spectra of make_dataset's ``test.h5`` and the validation set is the trainer's engine
 validation set for ``data.n_val = 1000``. Beside each spectrum the file holds (layout:
 :mod:`specvit.io.hdf5`, its optional datasets) the Bayes-optimal posterior mean and σ of
 T_eff, log g and [M/H] (:class:`specvit.bounds.PosteriorMean` under the same prior, told neither
-the magnitude nor the flux scale; importance samples from ``batch_generator(POSTERIOR_SEED, b)``)
+the magnitude nor the flux scale; importance samples from ``step_generator(POSTERIOR_SEED, b)``)
 and the per-star unbiased CRLB of log g at the star's magnitude (nuisances T_eff, [M/H] and the
 flux amplitude, :func:`specvit.bounds.crlb_ceilings`).
 
@@ -51,14 +51,10 @@ import torch  # noqa: E402
 from specvit.bounds import PosteriorMean, crlb_ceilings  # noqa: E402
 from specvit.emulator import Emulator  # noqa: E402
 from specvit.instrument import PFSNoiseModel  # noqa: E402
-from specvit.io.hdf5 import (  # noqa: E402
-    LABEL_FIELDS,
-    OPTIONAL_DATASETS,
-    iter_shard,
-    read_shard_info,
-)
-from training.datasets import batch_generator  # noqa: E402
-from training.make_dataset import DEFAULT_ETC, TEST_SEED, VALIDATION_SEED  # noqa: E402
+from specvit.io.hdf5 import OPTIONAL_DATASETS, iter_shard, read_shard_info  # noqa: E402
+from specvit.labels import LABEL_NAMES  # noqa: E402
+from training.paths import DEFAULT_ETC_DIR as DEFAULT_ETC  # noqa: E402
+from training.seeding import TEST_SEED, VALIDATION_SEED, step_generator  # noqa: E402
 from training.shards import ShardWriter  # noqa: E402
 from training.simulate import Prior, Simulator  # noqa: E402
 
@@ -76,7 +72,7 @@ __all__ = [
 
 #: Bumped whenever the generation changes what a file with the same settings would hold.
 BENCHMARK_VERSION = 1
-#: Seed of the posterior's importance samples (block ``b``: ``batch_generator(seed, b)``).
+#: Seed of the posterior's importance samples (block ``b``: ``step_generator(seed, b)``).
 POSTERIOR_SEED = 20_240_003
 #: Spectra drawn per generator (make_dataset's default batch).
 BLOCK = 4096
@@ -212,8 +208,8 @@ def generate(
         ) as writer,
     ):
         for b, lo in enumerate(range(0, settings.n, BLOCK)):
-            draw = sim.sample(min(BLOCK, settings.n - lo), batch_generator(settings.seed, b))
-            post = estimator(draw["flux"], draw["error"], batch_generator(POSTERIOR_SEED, b))
+            draw = sim.sample(min(BLOCK, settings.n - lo), step_generator(settings.seed, b))
+            post = estimator(draw["flux"], draw["error"], step_generator(POSTERIOR_SEED, b))
             crlb = crlb_ceilings(
                 draw["labels"].double(),
                 mag=draw["mag"].double(),
@@ -268,7 +264,7 @@ def read_benchmark(path: str | Path, spectra: bool = True) -> dict[str, np.ndarr
         with h5py.File(path, "r") as f:
             rows = f["labels"][()]
             batch = {k: rows[k] for k in rows.dtype.names}
-            batch["labels"] = np.stack([rows[k] for k in LABEL_FIELDS], axis=-1)
+            batch["labels"] = np.stack([rows[k] for k in LABEL_NAMES], axis=-1)
             batch.update({k: f[k][()] for k in OPTIONAL_DATASETS if k in f})
     missing = [k for k in OPTIONAL_DATASETS if k not in batch]
     if missing:
@@ -331,7 +327,7 @@ def convergence(
         post = estimator(
             torch.from_numpy(data["flux"][:n]),
             torch.from_numpy(data["error"][:n]),
-            batch_generator(POSTERIOR_SEED + 1, 0),
+            step_generator(POSTERIOR_SEED + 1, 0),
         )
     seconds = time.perf_counter() - start
     true, snr = data["labels"][:n], data["snr"][:n]

@@ -29,13 +29,13 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-DEFAULT_SOURCE = (
-    ROOT.parent / "shared" / "data" / "emulator" / "doppler_cannon_coolstars_7050_8900.npz"
-)
+from specvit.labels import LABEL_NAMES  # noqa: E402
+from training.paths import SHARED_DIR  # noqa: E402
+
+DEFAULT_SOURCE = SHARED_DIR / "data" / "emulator" / "doppler_cannon_coolstars_7050_8900.npz"
 DEFAULT_OUT = ROOT / "specvit" / "emulator" / "data" / "doppler_coolstars.npz"
 #: Continuum nodes kept: those covering the MR arm in air with room for interpolation.
 CONTINUUM_RANGE = (6900.0, 9100.0)
-LABEL_NAMES = ("T_eff", "log_g", "M_H")
 #: Valid ranges of the grid the polynomial was fitted to (../shared/README.md).
 VALID_LOW = (3500.0, 0.0, -2.5)
 VALID_HIGH = (8000.0, 5.0, 0.5)

@@ -19,8 +19,10 @@ from typing import Any, Literal
 
 import yaml
 
+from specvit.labels import LABEL_NAMES
+from training.losses import GAUSSIAN_LOSSES
+
 __all__ = [
-    "LABELS",
     "PRESETS_DIR",
     "ConfigError",
     "DataConfig",
@@ -34,9 +36,6 @@ __all__ = [
 
 #: Folder of the named recipes (``paper.yaml``, ``tiny.yaml``).
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
-
-#: Label order of every label array in the data engine and shards.
-LABELS = ("T_eff", "log_g", "M_H")
 
 
 class ConfigError(ValueError):
@@ -83,8 +82,9 @@ class DataConfig:
         once, fixed, to the validation flux). ``"engine"``: must be 1, since the engine's
         spectra are already noisy; set their depth with ``n_exposures``.
     etc_dir : str or None
-        PFS ETC tables for the engine's noise model (``../shared/data/pfs_etc``, relative to
-        the working directory); None uses the engine's approximate noise model (it warns).
+        PFS ETC tables for the engine's noise model; a relative path is read from the
+        repository root (:func:`training.paths.resolve_path`), so the default is the shared
+        folder beside the repository. None uses the engine's approximate noise model (it warns).
     n_exposures : int
         Number of 900 s exposures the engine simulates (the paper: 12).
     prior : dict
@@ -129,6 +129,9 @@ class OptimConfig:
         Linear warm-up from 0 to ``lr`` over this many steps (0 = none).
     clip_grad_norm : float or None
         Clip the global gradient norm to this value (None = no clipping).
+    schedule : {"cosine", "constant"}
+        After the warm-up, a cosine from ``lr`` to ``eta_min`` over the whole run, or ``lr``
+        held constant (for comparisons at equal CPU budgets, where runs stop early).
     """
 
     lr: float = 3.0e-4
@@ -137,6 +140,7 @@ class OptimConfig:
     eta_min: float = 1.0e-5
     warmup_steps: int = 0
     clip_grad_norm: float | None = 0.5
+    schedule: Literal["cosine", "constant"] = "cosine"
 
 
 @dataclass
@@ -152,8 +156,9 @@ class TrainConfig:
     precision : {"fp32", "bf16", "fp16"}
         Autocast precision. ``"fp16"`` uses a gradient scaler on a GPU; on a CPU, which has
         no fast fp16, it runs as ``"bf16"`` (said in the log).
-    loss : {"mse", "l1", "gaussian_nll"}
-        Loss in normalised label space, averaged over labels; ``"gaussian_nll"`` needs a
+    loss : {"mse", "l1", "gaussian_nll", "decoupled_nll"}
+        Loss in normalised label space, averaged over labels (see
+        :func:`training.losses.regression_loss`); the two NLL losses need a
         model with ``head: gaussian``.
     ema_decay : float or None
         Keep an exponential moving average of the weights with this decay (e.g. 0.999);
@@ -169,18 +174,25 @@ class TrainConfig:
     max_steps : int
         Stop after this many steps in total (0 = run all epochs); the schedule is unchanged,
         so a run cut short resumes as if it had not been.
+    keep_checkpoints : int
+        How many of the newest checkpoints to keep (older ones are deleted).
+    max_cpu_minutes : float
+        Also stop (with a checkpoint) once the training process has used this much CPU time
+        (0 = no limit); counted across resumes. For equal-budget comparisons.
     """
 
     epochs: int = 200
     batch_size: int = 256
     precision: Literal["fp32", "bf16", "fp16"] = "fp16"
-    loss: Literal["mse", "l1", "gaussian_nll"] = "mse"
+    loss: Literal["mse", "l1", "gaussian_nll", "decoupled_nll"] = "mse"
     ema_decay: float | None = None
     device: str = "auto"
     checkpoint_every: int = 0
     log_every: int = 50
     progress: bool = True
     max_steps: int = 0
+    keep_checkpoints: int = 2
+    max_cpu_minutes: float = 0.0
 
 
 @dataclass
@@ -221,8 +233,8 @@ class RunConfig:
         if not self.labels or len(set(self.labels)) != len(self.labels):
             raise ConfigError(f"labels must be non-empty and unique, got {self.labels}")
         for name in self.labels:
-            if name not in LABELS:
-                raise ConfigError(f"unknown label {name!r}; choose from {LABELS}")
+            if name not in LABEL_NAMES:
+                raise ConfigError(f"unknown label {name!r}; choose from {LABEL_NAMES}")
         for name, stats in self.label_stats.items():
             if name not in self.labels:
                 raise ConfigError(f"label_stats given for {name!r}, which is not in labels")
@@ -263,17 +275,26 @@ class RunConfig:
             raise ConfigError(f"optim.clip_grad_norm must be > 0 or null, got {o.clip_grad_norm}")
         if t.epochs < 1 or t.batch_size < 1:
             raise ConfigError(f"need train.epochs >= 1, batch_size >= 1, got {t.epochs}, {t}")
-        if t.log_every < 1 or t.checkpoint_every < 0 or t.max_steps < 0:
-            raise ConfigError("need train.log_every >= 1, checkpoint_every >= 0, max_steps >= 0")
+        if (
+            t.log_every < 1
+            or t.checkpoint_every < 0
+            or t.max_steps < 0
+            or t.max_cpu_minutes < 0
+            or t.keep_checkpoints < 1
+        ):
+            raise ConfigError(
+                "need train.log_every >= 1, checkpoint_every >= 0, max_steps >= 0, "
+                "max_cpu_minutes >= 0, keep_checkpoints >= 1"
+            )
         if t.ema_decay is not None and not 0 < t.ema_decay < 1:
             raise ConfigError(f"train.ema_decay must be in (0, 1) or null, got {t.ema_decay}")
         if t.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"train.device must be auto, cpu or cuda, got {t.device!r}")
         head = self.model.overrides.get("head", "point")
-        if (t.loss == "gaussian_nll") != (head == "gaussian"):
+        if (t.loss in GAUSSIAN_LOSSES) != (head == "gaussian"):
             raise ConfigError(
-                f"train.loss={t.loss!r} does not fit model head {head!r}: gaussian_nll trains a "
-                "gaussian head (set model.overrides.head=gaussian), mse / l1 a point head"
+                f"train.loss={t.loss!r} does not fit model head {head!r}: {GAUSSIAN_LOSSES} "
+                "train a gaussian head (set model.overrides.head=gaussian), mse / l1 a point head"
             )
 
     def to_dict(self) -> dict[str, Any]:

@@ -43,6 +43,7 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
+from specvit.labels import LABEL_NAMES  # noqa: E402
 from training.baselines import BASELINES, default_block, make  # noqa: E402
 from training.baselines.data import draw_features, write_shard  # noqa: E402
 from training.baselines.features import Features, features  # noqa: E402
@@ -52,12 +53,12 @@ from training.benchmark import (  # noqa: E402
     ensure,
     read_benchmark,
 )
-from training.make_dataset import DEFAULT_ETC  # noqa: E402
+from training.paths import DEFAULT_ETC_DIR as DEFAULT_ETC  # noqa: E402
 from training.scoring import SNR_BIN_EDGES, bin_label, score  # noqa: E402
 
 __all__ = ["crlb_r2", "main", "write_report"]
 
-LABELS = ("T_eff", "log_g", "M_H")
+LABELS = LABEL_NAMES
 BAYES = "Bayes-optimal"
 
 
@@ -144,7 +145,9 @@ def _train_specvit(args, n: int, shard: Path, val_path: Path, out: Path) -> Path
 def _predict_model(folder: str | Path, data: dict[str, np.ndarray]) -> tuple[np.ndarray, Any]:
     import specvit
 
-    table = specvit.predict(data["flux"], data["error"], model=str(folder), device="cpu")
+    table = specvit.predict(
+        data["flux"], data["error"], model=str(folder), device="cpu", physics=False
+    )
     names = specvit.load(str(folder)).config.label_names
     if tuple(names) != LABELS:
         raise ValueError(f"{folder} predicts {names}; the report scores models of {LABELS}")
@@ -419,8 +422,8 @@ def write_report(
         "importance samples per spectrum. SNR bins `[low, high)` of the median flux/σ; R² in a "
         "bin against the label spread of the bin's stars; efficiency = R²_method / R²_Bayes on "
         f"the same stars. Baselines trained on the first {out['n_train']} spectra of the fixed "
-        f"training stream. This invocation took {out['wall_s']:.0f} s wall on the shared 2-core CPU, "
-        "reusing predictions cached under `runs/evaluate/` by earlier ones; each method's own "
+        f"training stream. This invocation took {out['wall_s']:.0f} s wall on the shared 2-core "
+        "CPU, reusing predictions cached under `runs/evaluate/` by earlier ones; each method's own "
         "fit and predict CPU time is listed under Methods.",
         "",
         "## log g: R² per SNR bin",

@@ -29,18 +29,22 @@ from training.distributed import DistInfo, all_mean, barrier, init_distributed
 from training.ema import EMA
 from training.losses import regression_loss
 from training.optim import build_optimizer
-from training.scoring import score
-from training.seeding import step_seed
+from training.scoring import score, strict_json
+from training.seeding import DROPOUT_STREAM, step_seed
 
 __all__ = ["NonFiniteLossError", "Trainer", "label_statistics"]
 
 #: Run-config keys a resumed run may change: they do not alter what is computed.
 RESUMABLE_CHANGES = frozenset(
-    {"train.max_steps", "train.progress", "train.log_every", "train.checkpoint_every"}
+    {
+        "train.max_steps",
+        "train.max_cpu_minutes",
+        "train.keep_checkpoints",
+        "train.progress",
+        "train.log_every",
+        "train.checkpoint_every",
+    }
 )
-
-#: Seed stream of the per-step global RNG (dropout); data streams use other ids.
-_DROPOUT_STREAM = 1
 
 
 class NonFiniteLossError(RuntimeError):
@@ -55,7 +59,7 @@ def label_statistics(
     Parameters
     ----------
     labels : torch.Tensor
-        (N, 3) training labels in :data:`training.config.LABELS` order.
+        (N, 3) training labels in :data:`specvit.labels.LABEL_NAMES` order.
     names : list of str
         The labels the model predicts.
     norm : {"zscore", "minmax"}
@@ -74,15 +78,6 @@ def label_statistics(
     if not all(s > 0 for s in scales):
         raise ValueError(f"training labels {names} have zero spread ({scales}): cannot normalise")
     return tuple(shifts), tuple(scales)
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` with NaN / infinite floats replaced by None (strict JSON has no NaN)."""
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -150,6 +145,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(kind, enabled=self.amp_dtype == torch.float16)
         self.ema = EMA(self.model, t.ema_decay) if t.ema_decay is not None else None
         self.step = 0
+        self.cpu_seconds = 0.0
         self.last_checkpoint: Path | None = None
         self.val_metrics: dict[str, Any] = {}
         if state is not None:
@@ -203,7 +199,7 @@ class Trainer:
             label_names=tuple(c.labels),
             label_shift=shift,
             label_scale=scale,
-            extra={"training": c.to_dict()},
+            domain=None if self.source.prior is None else self.source.prior.domain(),
         )
 
     def _check_resume(self, saved: dict[str, Any]) -> None:
@@ -222,6 +218,7 @@ class Trainer:
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
         self.step = int(state["step"])
+        self.cpu_seconds = float(state.get("cpu_seconds", 0.0))
         self.val_metrics = state.get("val_metrics", {})
 
     def _note(self, message: str) -> None:
@@ -263,10 +260,12 @@ class Trainer:
             unit="step",
         )
         window_loss, window_n, window_start = 0.0, 0, time.perf_counter()
+        cpu_start = time.process_time() - self.cpu_seconds
         for batch in loader:
             loss = self.train_step(batch)
             self.step += 1
             window_loss, window_n = window_loss + loss, window_n + 1
+            self.cpu_seconds = time.process_time() - cpu_start
             bar.update(1)
             if self.step % t.log_every == 0 or self.step == stop:
                 elapsed = time.perf_counter() - window_start
@@ -280,21 +279,31 @@ class Trainer:
                 )
                 bar.set_postfix(loss=f"{window_loss / window_n:.4f}")
                 window_loss, window_n, window_start = 0.0, 0, time.perf_counter()
-            if self.step % self.steps_per_epoch == 0:
+            out_of_budget = bool(t.max_cpu_minutes) and self._budget_spent(t.max_cpu_minutes)
+            if self.step % self.steps_per_epoch == 0 or out_of_budget:
                 self.validate()
                 self._checkpoint()
             elif (t.checkpoint_every and self.step % t.checkpoint_every == 0) or self.step == stop:
                 self._checkpoint()
+            if out_of_budget:
+                self._note(f"CPU budget of {t.max_cpu_minutes:g} min used up at step {self.step}")
+                break
         bar.close()
         return self.val_metrics
 
+    def _budget_spent(self, minutes: float) -> bool:
+        """Whether any rank has used ``minutes`` of CPU time (every rank gets the same answer)."""
+        spent = torch.tensor(float(self.cpu_seconds >= 60 * minutes), device=self.device)
+        return bool(all_mean(spent) > 0)
+
     def train_step(self, batch: dict[str, torch.Tensor]) -> float:
         """One optimiser step; returns the loss averaged over ranks."""
-        torch.manual_seed(step_seed(self.config.seed, _DROPOUT_STREAM, self.dist.rank, self.step))
+        # The global RNG drives dropout: reseeded every step from (seed, rank, step).
+        torch.manual_seed(step_seed(self.config.seed, self.dist.rank, self.step, DROPOUT_STREAM))
         model = self.ddp or self.model
         model.train()
         x = batch["x"].to(self.device, non_blocking=True)
-        y = batch["y"].to(self.device, non_blocking=True)
+        y = self.model.normalize_labels(batch["y"].to(self.device, non_blocking=True))
         with torch.enable_grad(), self.autocast():
             output = model(x)
             loss = regression_loss(output, y, self.config.train.loss)
@@ -350,13 +359,16 @@ class Trainer:
         """Metrics on the fixed validation set (rank 0 computes, the others wait)."""
         if self.dist.is_main:
             output = self.predict_normalised(self.val_batch["x"])
-            loss = regression_loss(output, self.val_batch["y"], self.config.train.loss)
+            true = self.val_batch["y"]
+            loss = regression_loss(
+                output, self.model.normalize_labels(true), self.config.train.loss
+            )
             mean, sigma = self.model.to_physical(output)
             names = self.model.config.label_names
             columns = label_columns(names)
             bayes, labels = self.val_bayes, self.val_labels.numpy()
             metrics = score(
-                labels[:, columns],
+                true.numpy(),
                 mean.numpy(),
                 self.val_snr.numpy(),
                 names,
@@ -386,15 +398,22 @@ class Trainer:
     def _log(self, record: dict[str, Any]) -> None:
         if not self.dist.is_main:
             return
-        record = {"step": self.step, "epoch": self.epoch, "time": time.time(), **record}
+        record = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "time": time.time(),
+            "cpu_seconds": self.cpu_seconds,
+            **record,
+        }
         with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(_jsonable(record)) + "\n")
+            handle.write(json.dumps(strict_json(record)) + "\n")
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a checkpoint holds (tensors and plain types only)."""
         return {
             "format": 1,
             "step": self.step,
+            "cpu_seconds": self.cpu_seconds,
             "run_config": self.config.to_dict(),
             "model_config": self.model.config.to_dict(),
             "model": self.model.state_dict(),
@@ -408,6 +427,9 @@ class Trainer:
     def _checkpoint(self) -> None:
         if self.dist.is_main:
             self.last_checkpoint = save_checkpoint(
-                self.state_dict(), self.out_dir / "checkpoints", self.step
+                self.state_dict(),
+                self.out_dir / "checkpoints",
+                self.step,
+                keep=self.config.train.keep_checkpoints,
             )
         barrier()

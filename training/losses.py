@@ -6,10 +6,12 @@ import math
 
 import torch
 
-__all__ = ["LOSSES", "regression_loss"]
+__all__ = ["GAUSSIAN_LOSSES", "LOSSES", "regression_loss"]
 
 #: Loss names accepted by :func:`regression_loss`.
-LOSSES = ("mse", "l1", "gaussian_nll")
+LOSSES = ("mse", "l1", "gaussian_nll", "decoupled_nll")
+#: The losses that train a Gaussian (mean, log σ) head; the others train a point head.
+GAUSSIAN_LOSSES = ("gaussian_nll", "decoupled_nll")
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -23,9 +25,12 @@ def regression_loss(output: torch.Tensor, target: torch.Tensor, kind: str) -> to
         Model output (B, n_labels, K): K = 1 (mean) or K = 2 (mean, log σ), normalised units.
     target : torch.Tensor
         (B, n_labels) normalised labels.
-    kind : {"mse", "l1", "gaussian_nll"}
-        ``"gaussian_nll"`` is ``log σ + (target − mean)² / (2σ²) + ½ log 2π`` and needs K = 2;
-        the others need K = 1.
+    kind : {"mse", "l1", "gaussian_nll", "decoupled_nll"}
+        ``"gaussian_nll"`` is ``log σ + (target − mean)² / (2σ²) + ½ log 2π`` and needs K = 2.
+        ``"decoupled_nll"`` (K = 2) is the MSE of the mean plus the Gaussian NLL of σ with the
+        mean detached: the mean gets exactly the MSE gradient (the heteroscedastic NLL scales
+        it by 1/σ², which stalls the means of hard, low-SNR spectra) and σ learns the
+        expected squared residual. ``"mse"`` and ``"l1"`` need K = 1.
 
     Returns
     -------
@@ -39,7 +44,7 @@ def regression_loss(output: torch.Tensor, target: torch.Tensor, kind: str) -> to
         )
     if kind not in LOSSES:
         raise ValueError(f"unknown loss {kind!r}; choose from {LOSSES}")
-    if (kind == "gaussian_nll") != (out.shape[2] == 2):
+    if (kind in GAUSSIAN_LOSSES) != (out.shape[2] == 2):
         raise ValueError(f"loss {kind!r} does not fit a head with K={out.shape[2]} outputs")
     mean = out[..., 0]
     if kind == "mse":
@@ -47,5 +52,9 @@ def regression_loss(output: torch.Tensor, target: torch.Tensor, kind: str) -> to
     if kind == "l1":
         return (mean - target).abs().mean()
     log_sigma = out[..., 1]
+    if kind == "decoupled_nll":
+        z = (target - mean.detach()) * torch.exp(-log_sigma)
+        nll = (log_sigma + 0.5 * z.pow(2)).mean() + _HALF_LOG_2PI
+        return (mean - target).pow(2).mean() + nll
     z = (target - mean) * torch.exp(-log_sigma)
     return (log_sigma + 0.5 * z.pow(2)).mean() + _HALF_LOG_2PI

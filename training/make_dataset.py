@@ -1,8 +1,8 @@
 """Write a simulated data set as HDF5 shards: train shards, a validation and a test set.
 
 Train spectra come in shards of ``--shard-size``; validation (1 000) and test (10 000) sets are
-drawn with fixed seeds (independent of ``--seed``), so every run writes the same ones for the same
-prior and noise settings. Layout: :mod:`specvit.io.hdf5`.
+drawn with the fixed seeds of :mod:`training.seeding` (independent of ``--seed``), so every
+run writes the same ones for the same prior and noise settings. Layout: :mod:`specvit.io.hdf5`.
 
 Run: ``python training/make_dataset.py --out data/engine --n-train 1000000``.
 """
@@ -22,13 +22,10 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 
 from specvit.instrument import PFSNoiseModel  # noqa: E402
-from training.datasets import batch_generator  # noqa: E402
+from training.paths import DEFAULT_ETC_DIR  # noqa: E402
+from training.seeding import TEST_SEED, VALIDATION_SEED, step_generator  # noqa: E402
 from training.shards import ShardWriter  # noqa: E402
 from training.simulate import Prior, Simulator  # noqa: E402
-
-DEFAULT_ETC = ROOT.parent / "shared" / "data" / "pfs_etc"
-#: Fixed seeds of the validation and test sets.
-VALIDATION_SEED, TEST_SEED = 20_240_001, 20_240_002
 
 
 def write_set(path: Path, sim: Simulator, n: int, seed: int, batch: int, attrs: dict) -> None:
@@ -38,7 +35,7 @@ def write_set(path: Path, sim: Simulator, n: int, seed: int, batch: int, attrs: 
         path, sim.wavelength, n_spectra=n, extra_fields=extra, attrs={**attrs, "seed": seed}
     ) as writer:
         for b, lo in enumerate(range(0, n, batch)):
-            writer.append(sim.sample(min(batch, n - lo), batch_generator(seed, b)))
+            writer.append(sim.sample(min(batch, n - lo), step_generator(seed, b)))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -49,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-val", type=int, default=1_000)
     parser.add_argument("--n-test", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=42, help="seed of the training shards")
-    parser.add_argument("--etc-dir", type=Path, default=DEFAULT_ETC)
+    parser.add_argument("--etc-dir", type=Path, default=DEFAULT_ETC_DIR)
     parser.add_argument("--n-exposures", type=int, default=12)
     parser.add_argument("--rv", type=float, default=0.0, help="uniform RV in ±this km/s")
     parser.add_argument("--batch", type=int, default=4096, help="spectra drawn at a time")

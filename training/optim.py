@@ -1,4 +1,4 @@
-"""AdamW and the warm-up + cosine learning-rate schedule."""
+"""AdamW and the warm-up + cosine (or constant) learning-rate schedule."""
 
 from __future__ import annotations
 
@@ -13,15 +13,20 @@ from training.config import OptimConfig
 __all__ = ["build_optimizer", "cosine_factor"]
 
 
-def cosine_factor(step: int, total: int, warmup: int, eta_ratio: float) -> float:
+def cosine_factor(
+    step: int, total: int, warmup: int, eta_ratio: float, constant: bool = False
+) -> float:
     """Learning-rate multiplier at ``step`` (0-based): linear warm-up, then cosine.
 
     The multiplier rises linearly from ``1/warmup`` to 1 over the first ``warmup`` steps, then
     follows ``eta + (1 − eta)·(1 + cos(π·t))/2`` with ``t`` going from 0 to 1 over the
-    remaining steps, ending at ``eta_ratio = eta_min / lr`` on the last step.
+    remaining steps, ending at ``eta_ratio = eta_min / lr`` on the last step; with
+    ``constant`` it stays at 1 after the warm-up.
     """
     if step < warmup:
         return (step + 1) / warmup
+    if constant:
+        return 1.0
     span = max(total - warmup - 1, 1)
     t = min((step - warmup) / span, 1.0)
     return eta_ratio + (1 - eta_ratio) * 0.5 * (1 + math.cos(math.pi * t))
@@ -37,7 +42,7 @@ def build_optimizer(
     model : torch.nn.Module
         The model to optimise.
     config : OptimConfig
-        Learning rate, weight decay, betas, η_min and warm-up.
+        Learning rate, weight decay, betas, η_min, warm-up and schedule.
     total_steps : int
         Steps of the whole run (epochs × steps per epoch); the cosine ends there.
 
@@ -57,5 +62,6 @@ def build_optimizer(
         total=total_steps,
         warmup=config.warmup_steps,
         eta_ratio=config.eta_min / config.lr,
+        constant=config.schedule == "constant",
     )
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -43,6 +43,7 @@ __all__ = [
     "UNITS",
     "bin_label",
     "score",
+    "strict_json",
 ]
 
 #: SNR bin edges (median flux/σ): bins ``[2, 3), [3, 4), …, [15, ∞)``. The only SNR bins in
@@ -57,6 +58,21 @@ UNITS: dict[str, str] = {"T_eff": "K", "log_g": "dex", "M_H": "dex"}
 
 #: The binnings of :func:`score` besides SNR: group name -> (label it bins on, edges).
 _LABEL_BINS = {"T_eff": TEFF_BIN_EDGES, "M_H": MH_BIN_EDGES}
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with NaN / infinite floats replaced by None, recursively (strict JSON has no NaN).
+
+    For records that mix the scorer's output with other numbers (a loss, a learning rate) before
+    they are written as JSON.
+    """
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _num(value: float) -> float | None:

@@ -10,13 +10,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from specvit.io.hdf5 import (
-    FORMAT,
-    FORMAT_VERSION,
-    LABEL_FIELDS,
-    OPTIONAL_DATASETS,
-    REQUIRED_FIELDS,
-)
+from specvit.io.hdf5 import FORMAT, FORMAT_VERSION, OPTIONAL_DATASETS, REQUIRED_FIELDS
+from specvit.labels import LABEL_NAMES
 
 __all__ = ["ShardWriter"]
 
@@ -115,7 +110,7 @@ class ShardWriter:
             )
         f.attrs["format"] = FORMAT
         f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["label_names"] = list(LABEL_FIELDS)
+        f.attrs["label_names"] = list(LABEL_NAMES)
         for key, value in (attrs or {}).items():
             f.attrs[key] = value
 
@@ -133,12 +128,12 @@ class ShardWriter:
             raise ValueError(
                 f"flux and error must be (B, {self.n_pixels}), got {flux.shape}, {error.shape}"
             )
-        if labels.shape != (b, len(LABEL_FIELDS)):
-            raise ValueError(f"labels must be ({b}, {len(LABEL_FIELDS)}), got {labels.shape}")
+        if labels.shape != (b, len(LABEL_NAMES)):
+            raise ValueError(f"labels must be ({b}, {len(LABEL_NAMES)}), got {labels.shape}")
         rows = np.empty(b, dtype=self._file["labels"].dtype)
-        for k, name in enumerate(LABEL_FIELDS):
+        for k, name in enumerate(LABEL_NAMES):
             rows[name] = labels[:, k]
-        for name in self.fields[len(LABEL_FIELDS) :]:
+        for name in self.fields[len(LABEL_NAMES) :]:
             if name not in batch:
                 raise KeyError(f"batch lacks the labels-table field {name!r}")
             rows[name] = np.asarray(batch[name], dtype=np.float32).reshape(b)

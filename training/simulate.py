@@ -17,23 +17,20 @@ import numpy as np
 import torch
 
 from specvit.bounds.prior import LabelPrior, parse_distribution
-from specvit.emulator import LABEL_NAMES, Emulator
-from specvit.instrument import PFSNoiseModel, WavelengthGrid
+from specvit.config import ModelDomain
+from specvit.emulator import DopplerShift, Emulator, NativeModel
+from specvit.instrument import PFSNoiseModel
+from specvit.labels import LABEL_NAMES
 from specvit.preprocessing import median_snr
 
-__all__ = ["LABEL_NAMES", "Prior", "Simulator"]
-
-#: Speed of light in km/s.
-C_KMS = 299_792.458
-#: Label ranges of the emulator's grid: beyond them it extrapolates.
-_GRID_RANGES = {"T_eff": (3500.0, 8000.0), "log_g": (0.0, 5.0), "M_H": (-2.5, 0.5)}
+__all__ = ["Prior", "Simulator"]
 
 
 class Prior:
     """Distributions of the labels, the HSC-i magnitude and (optionally) the radial velocity.
 
-    Defaults are the paper's ranges, uniform: T_eff 3750–6000 K, log g 1–5 dex, [M/H] −2.5…+0.5
-    dex (the paper went to +0.75; the emulator's grid stops at +0.5), i 20.5–22.5 mag; no RV.
+    Label defaults are :meth:`specvit.bounds.LabelPrior.default` (uniform T_eff 3750–6000 K,
+    log g 1–5 dex, [M/H] −2.5…+0.5 dex); the magnitude is uniform in i 20.5–22.5; no RV.
     Each argument takes a :class:`specvit.bounds.Uniform` or :class:`specvit.bounds.Beta`, a
     mapping (e.g. from YAML: ``{"kind": "beta", "low": -2.5, "high": 0.5, "a": 2, "b": 1.5}``)
     or ``(low, high)`` for a uniform range (see :func:`specvit.bounds.prior.parse_distribution`).
@@ -41,37 +38,42 @@ class Prior:
 
     Parameters
     ----------
-    T_eff, log_g, M_H, mag : distribution-like
-        Label and magnitude distributions.
+    T_eff, log_g, M_H : distribution-like or None
+        Label distributions (None: the default's).
+    mag : distribution-like
+        HSC-i magnitude distribution.
     rv : distribution-like or None
         Radial velocity in km/s (e.g. ``(-300, 300)``), or None for none.
     extrapolate : bool
-        Allow label ranges beyond the emulator's grid (T_eff 3500–8000 K, log g 0–5,
-        [M/H] −2.5…+0.5); a warning says the emulator extrapolates. Without it they raise.
+        Allow label ranges beyond the emulator's grid (:meth:`NativeModel.label_ranges`:
+        T_eff 3500–8000 K, log g 0–5, [M/H] −2.5…+0.5); a warning says the emulator
+        extrapolates. Without it they raise.
     """
 
     def __init__(
         self,
-        T_eff: Any = (3750.0, 6000.0),
-        log_g: Any = (1.0, 5.0),
-        M_H: Any = (-2.5, 0.5),
+        T_eff: Any = None,
+        log_g: Any = None,
+        M_H: Any = None,
         mag: Any = (20.5, 22.5),
         rv: Any = None,
         extrapolate: bool = False,
     ) -> None:
+        given = {"T_eff": T_eff, "log_g": log_g, "M_H": M_H}
+        default = LabelPrior.default()
         self.label_prior = LabelPrior(
             {
-                "T_eff": parse_distribution(T_eff),
-                "log_g": parse_distribution(log_g),
-                "M_H": parse_distribution(M_H),
+                name: default[name] if spec is None else parse_distribution(spec)
+                for name, spec in given.items()
             }
         )
         self.distributions = self.label_prior.distributions
         self.mag = parse_distribution(mag)
         self.rv = None if rv is None else parse_distribution(rv)
         self.extrapolate = bool(extrapolate)
+        ranges = NativeModel.load().label_ranges()
         for name, d in self.distributions.items():
-            lo, hi = _GRID_RANGES[name]
+            lo, hi = ranges[name]
             if d.low < lo or d.high > hi:
                 msg = (
                     f"prior {name} {d} reaches beyond the emulator's grid [{lo:g}, {hi:g}]: "
@@ -84,7 +86,7 @@ class Prior:
             raise ValueError(f"|rv| must stay below 1000 km/s, got {self.rv}")
 
     def sample(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """``labels`` (n, 3) in :data:`LABEL_NAMES` order, ``mag`` (n,), ``rv`` (n,) if any."""
+        """``labels`` (n, 3) in :data:`~specvit.labels.LABEL_NAMES` order, ``mag``, ``rv`` (n,)."""
         out = {
             "labels": torch.stack(
                 [self.distributions[k].sample(n, generator) for k in LABEL_NAMES], dim=-1
@@ -103,48 +105,27 @@ class Prior:
         out["extrapolate"] = self.extrapolate
         return out
 
+    def domain(self) -> ModelDomain:
+        """The :class:`specvit.config.ModelDomain` of a model trained on this prior's spectra.
+
+        The box of each label and of the magnitude is its distribution's support; without an
+        RV the model is a rest-frame one (``rv = [0, 0]``), with one it expects spectra in the
+        observed frame moving within the RV distribution's support.
+        """
+        rest = self.rv is None
+        return ModelDomain(
+            labels={k: (d.low, d.high) for k, d in self.distributions.items()},
+            mag=(self.mag.low, self.mag.high),
+            rv=(0.0, 0.0) if rest else (self.rv.low, self.rv.high),
+            frame="rest" if rest else "observed",
+        )
+
     def __repr__(self) -> str:
         parts = [f"{k} {d}" for k, d in self.distributions.items()]
         parts.append(f"i {self.mag}")
         if self.rv is not None:
             parts.append(f"RV {self.rv} km/s")
         return "; ".join(parts)
-
-
-class _Shifter(torch.nn.Module):
-    """Doppler shifts of pixel-integrated spectra, from a finer, wider emulator grid.
-
-    The emulator is evaluated on cells ``oversample`` times narrower than the MR pixels over a
-    grid wide enough for the largest shift; an observed pixel ``[a, b]`` sees the rest-frame
-    interval ``[a, b] / (1 + v/c)``, whose mean is read off the cumulative sum of the cells
-    (linear within a cell).
-    """
-
-    def __init__(self, grid: WavelengthGrid, max_rv: float, oversample: int = 4) -> None:
-        super().__init__()
-        step = grid.step / oversample
-        margin = int(np.ceil(grid.stop * max_rv / C_KMS / step)) + oversample
-        self.fine = WavelengthGrid(
-            grid.start - (0.5 * grid.step) + 0.5 * step - margin * step,
-            grid.stop + 0.5 * grid.step - 0.5 * step + margin * step,
-            grid.num * oversample + 2 * margin,
-            grid.medium,
-        )
-        edges = grid.wavelength() - 0.5 * grid.step
-        self.register_buffer("edges", torch.from_numpy(np.append(edges, edges[-1] + grid.step)))
-        self.step = step
-        self.fine_start_edge = self.fine.start - 0.5 * step
-
-    def forward(self, fine_flux: torch.Tensor, rv: torch.Tensor) -> torch.Tensor:
-        dtype = fine_flux.dtype
-        # float64: a float32 running sum over ~16 000 cells would lose ~1e-3 of a pixel's flux
-        cum = torch.nn.functional.pad(fine_flux.to(torch.float64).cumsum(-1), (1, 0))
-        shift = 1.0 / (1.0 + rv.to(torch.float64) / C_KMS)
-        pos = (self.edges * shift.unsqueeze(-1) - self.fine_start_edge) / self.step
-        idx = pos.floor().long().clamp(0, cum.shape[-1] - 2)
-        frac = pos - idx
-        at = torch.lerp(cum.gather(-1, idx), cum.gather(-1, idx + 1), frac)
-        return ((at[..., 1:] - at[..., :-1]) / (pos[..., 1:] - pos[..., :-1])).to(dtype)
 
 
 class Simulator:
@@ -181,17 +162,10 @@ class Simulator:
         self.chunk_size = int(chunk_size)
         if self.emulator.num_pixels != self.noise.grid.num:
             raise ValueError("emulator and noise model have different grids")
-        self._shifter = None
-        self._fine_emulator = None
+        self._doppler = None
         if self.prior.rv is not None:
             max_rv = max(abs(self.prior.rv.low), abs(self.prior.rv.high))
-            self._shifter = _Shifter(self.emulator.grid, max_rv).to(self.emulator.weights.device)
-            self._fine_emulator = Emulator.load(
-                resolution=self.emulator.resolution,
-                grid=self._shifter.fine,
-                device=self.emulator.weights.device,
-                dtype=self.emulator.dtype,
-            )
+            self._doppler = DopplerShift(self.emulator, max_rv)
 
     @property
     def wavelength(self) -> np.ndarray:
@@ -207,9 +181,9 @@ class Simulator:
         if rv is None:
             flux = self.emulator(labels)
         else:
-            if self._shifter is None:
+            if self._doppler is None:
                 raise ValueError("this simulator's prior has no RV: build it with Prior(rv=...)")
-            flux = self._shifter(self._fine_emulator(labels), torch.as_tensor(rv, device=dev))
+            flux = self._doppler(labels, rv)
         return self.noise.scale_to_magnitude(flux, torch.as_tensor(mag, device=dev, dtype=dt))
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
@@ -227,8 +201,8 @@ class Simulator:
         -------
         dict
             ``flux`` and ``error`` (n, 4096) in nJy per pixel (emulator dtype), ``labels``
-            (n, 3) float32 in :data:`LABEL_NAMES` order, ``mag`` (n,), ``snr`` (n,) (median
-            flux/error), and ``rv`` (n,) km/s when the prior has one.
+            (n, 3) float32 in :data:`~specvit.labels.LABEL_NAMES` order, ``mag`` (n,), ``snr``
+            (n,) (median flux/error), and ``rv`` (n,) km/s when the prior has one.
         """
         if n < 0:
             raise ValueError(f"n must be ≥ 0, got {n}")

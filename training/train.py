@@ -11,8 +11,9 @@ Usage::
 overrides use dotted paths and YAML values. ``--resume`` takes a checkpoint file or a run folder
 (its ``checkpoints/`` is searched for the newest) and continues exactly where it stopped; the
 recipe comes from the checkpoint, and only keys that do not change the computation
-(``train.max_steps``, ``train.progress``, ``train.log_every``, ``train.checkpoint_every``) may be
-overridden. Exit status 2 means a bad config, 3 a non-finite loss.
+(``train.max_steps``, ``train.max_cpu_minutes``, ``train.progress``, ``train.log_every``,
+``train.checkpoint_every``) may be overridden. Exit status 2 means a bad config, 3 a non-finite
+loss.
 """
 
 from __future__ import annotations

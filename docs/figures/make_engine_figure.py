@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from specvit.instrument import PFSNoiseModel  # noqa: E402
+from training.paths import DEFAULT_ETC_DIR  # noqa: E402
 from training.simulate import Simulator  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "data_engine_spectra.png"
@@ -27,7 +28,7 @@ OUT = Path(__file__).resolve().parent / "data_engine_spectra.png"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--etc-dir", type=Path, default=ROOT.parent / "shared/data/pfs_etc")
+    parser.add_argument("--etc-dir", type=Path, default=DEFAULT_ETC_DIR)
     args = parser.parse_args()
     noise = PFSNoiseModel.from_etc(args.etc_dir)
     sim = Simulator(noise=noise)

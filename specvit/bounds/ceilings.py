@@ -12,7 +12,7 @@ SNR, or (c) the user's own error spectrum. It returns per-star bounds and both s
 
 ``Var`` is the variance of the label under the prior the stars are drawn from. These are
 *unbiased* bounds: estimators that use the prior can beat them at low SNR (see
-:mod:`specvit.bounds.bayes`).
+:mod:`specvit.bounds.bayes`). Tables over magnitudes or SNRs are :mod:`specvit.bounds.table`.
 """
 
 from __future__ import annotations
@@ -22,47 +22,31 @@ from dataclasses import dataclass, field
 
 import torch
 
-from specvit.bounds.bayes import van_trees_bound
-from specvit.bounds.fisher import (
-    AMPLITUDE,
-    fisher_information,
-    marginal_crlb,
-)
+from specvit.bounds.fisher import AMPLITUDE, fisher_information, marginal_crlb
 from specvit.bounds.prior import LabelPrior
+from specvit.bounds.van_trees import van_trees_bound
 from specvit.bounds.velocity import VELOCITY, velocity_jacobian
-from specvit.preprocessing import median_snr
+from specvit.emulator import Emulator
+from specvit.instrument.noise import PFSNoiseModel
+from specvit.labels import LABEL_NAMES
+from specvit.preprocessing import _masked_median, median_snr
 
 __all__ = [
-    "DEFAULT_NUISANCE",
-    "CeilingRow",
+    "REFERENCE_MAG",
     "Ceilings",
-    "ceiling_table",
     "crlb_ceilings",
     "default_nuisance",
-    "format_table",
-    "magnitude_for_snr",
+    "sigma_from_relative_error",
 ]
-
-#: Nuisance parameters of log g by default: the other labels and the unknown flux amplitude.
-DEFAULT_NUISANCE = ("T_eff", "M_H", AMPLITUDE)
 
 
 def default_nuisance(target: str) -> tuple[str, ...]:
     """The other labels and the flux amplitude: the default nuisances of ``target``."""
-    return (*(n for n in LABELS if n != target), AMPLITUDE)
+    return (*(n for n in LABEL_NAMES if n != target), AMPLITUDE)
 
 
 #: Magnitude at which the noise spectrum's *shape* is taken when an SNR is asked for.
 REFERENCE_MAG = 21.5
-
-#: The emulator's label order.
-LABELS = ("T_eff", "log_g", "M_H")
-
-
-def _default_emulator():
-    from specvit.emulator import Emulator
-
-    return Emulator.load()
 
 
 def _flux_and_jacobian(emulator, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,10 +61,27 @@ def _flux_and_jacobian(emulator, theta: torch.Tensor) -> tuple[torch.Tensor, tor
     return emulator(theta), emulator.jacobian(theta)
 
 
-def _default_noise_model():
-    from specvit.instrument.noise import PFSNoiseModel
+def sigma_from_relative_error(flux: torch.Tensor, error: torch.Tensor) -> torch.Tensor:
+    """σ in the model's flux unit from σ in units of the star's median flux.
 
-    return PFSNoiseModel.default()
+    This is how :func:`crlb_ceilings` reads ``error=`` and how :func:`specvit.predict` takes
+    a spectrum's own error array (divided by its median valid flux, as the model input is):
+    the observed spectrum is taken to be the model flux scaled to the same median.
+
+    Parameters
+    ----------
+    flux : torch.Tensor
+        ``(..., L)`` model (emulator) flux of each star.
+    error : torch.Tensor
+        ``(L,)`` or ``(..., L)`` 1σ divided by the star's median flux; ``inf`` masks a pixel.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(..., L)`` σ in the unit of ``flux``: ``error × median(flux)`` (the lower median over
+        pixels, as ``torch.median``).
+    """
+    return error.to(flux.dtype) * _masked_median(flux, None).unsqueeze(-1)
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class Ceilings:
     Attributes
     ----------
     labels : torch.Tensor
-        ``(N, 3)`` the stars (T_eff [K], log g [dex], [M/H] [dex]).
+        ``(N, 3)`` the stars (T_eff in K, log g and [M/H] in dex).
     snr : torch.Tensor
         ``(N,)`` median flux/σ of each star's spectrum.
     crlb : torch.Tensor
@@ -236,7 +237,8 @@ def crlb_ceilings(
     n_stars : int
         Stars drawn when ``labels`` is None.
     generator : torch.Generator, optional
-        Randomness for the draw.
+        Randomness for the draw (default: a generator seeded with 0, so that repeated calls
+        give the same population and the same numbers).
     target : str
         The bounded label.
     nuisance : sequence of str, optional
@@ -258,10 +260,10 @@ def crlb_ceilings(
     if sum(x is not None for x in (mag, snr, error)) != 1:
         raise ValueError("give exactly one of mag=, snr= or error=")
     prior = prior or LabelPrior.default()
-    if target not in LABELS:
-        raise ValueError(f"unknown target {target!r}; labels are {LABELS}")
+    if target not in LABEL_NAMES:
+        raise ValueError(f"unknown target {target!r}; labels are {LABEL_NAMES}")
     nuisance = default_nuisance(target) if nuisance is None else tuple(nuisance)
-    allowed = (*(n for n in LABELS if n != target), VELOCITY, AMPLITUDE)
+    allowed = (*(n for n in LABEL_NAMES if n != target), VELOCITY, AMPLITUDE)
     for name in nuisance:
         if name not in allowed:
             raise ValueError(f"unknown nuisance parameter {name!r}; choose from {allowed}")
@@ -269,16 +271,20 @@ def crlb_ceilings(
         raise ValueError(f"nuisance parameters repeat: {nuisance}")
     variance = prior.variance(target)
     if labels is None:
-        if prior.names != LABELS:
-            raise ValueError(f"the prior must be over {LABELS}, got {prior.names}")
+        if prior.names != LABEL_NAMES:
+            raise ValueError(f"the prior must be over {LABEL_NAMES}, got {prior.names}")
+        if generator is None:
+            generator = torch.Generator().manual_seed(0)
         labels = prior.sample(n_stars, generator)
     labels = torch.as_tensor(labels, dtype=torch.float64)
-    if labels.dim() != 2 or labels.shape[1] != len(LABELS):
-        raise ValueError(f"labels must have shape (N, 3) as {LABELS}, got {tuple(labels.shape)}")
+    if labels.dim() != 2 or labels.shape[1] != len(LABEL_NAMES):
+        raise ValueError(
+            f"labels must have shape (N, 3) as {LABEL_NAMES}, got {tuple(labels.shape)}"
+        )
     n = labels.shape[0]
-    emulator = emulator if emulator is not None else _default_emulator()
+    emulator = emulator if emulator is not None else Emulator.load()
     if mag is not None or snr is not None:
-        noise_model = noise_model if noise_model is not None else _default_noise_model()
+        noise_model = noise_model if noise_model is not None else PFSNoiseModel.default()
     mag_t = None if mag is None else _per_star(mag, n, "mag")
     snr_t = None if snr is None else _per_star(snr, n, "snr")
     if snr_t is not None and not bool((snr_t > 0).all()):
@@ -289,7 +295,7 @@ def crlb_ceilings(
             raise ValueError(f"error has {error.shape[0]} spectra for {n} stars")
     amplitude, velocity = AMPLITUDE in nuisance, VELOCITY in nuisance
     # Fisher over (T_eff, log_g, M_H[, v_rad][, ln_A]), then the rows of (target, *nuisance).
-    columns = (*LABELS, VELOCITY) if velocity else LABELS
+    columns = (*LABEL_NAMES, VELOCITY) if velocity else LABEL_NAMES
     columns = (*columns, AMPLITUDE) if amplitude else columns
     order = [columns.index(p) for p in (target, *nuisance)]
     crlbs, snrs, fishers = [], [], []
@@ -317,7 +323,7 @@ def crlb_ceilings(
                 raise ValueError(
                     f"error has {rows.shape[-1]} pixels, the emulator {flux.shape[-1]}"
                 )
-            sigma = rows.to(flux.dtype) * flux.median(dim=-1, keepdim=True).values
+            sigma = sigma_from_relative_error(flux, rows)
             star_snr = median_snr(flux, sigma.expand_as(flux))
         fisher = fisher_information(jac, sigma, flux=flux if amplitude else None)
         fisher = fisher[..., order, :][..., order]
@@ -335,103 +341,3 @@ def crlb_ceilings(
         parameters=parameters,
         mag=mag_t,
     )
-
-
-@dataclass(frozen=True)
-class CeilingRow:
-    """One row of a ceiling table: a population observed at one magnitude."""
-
-    mag: float
-    median_snr: float
-    median_r2_max: float
-    population_r2_max: float
-    median_sigma_min: float
-
-
-def magnitude_for_snr(
-    snr: float,
-    labels: torch.Tensor,
-    emulator=None,
-    noise_model=None,
-    low: float = 12.0,
-    high: float = 28.0,
-    tol: float = 1e-3,
-) -> float:
-    """The HSC-i magnitude at which the population's median SNR equals ``snr`` (bisection)."""
-    emulator = emulator if emulator is not None else _default_emulator()
-    noise_model = noise_model if noise_model is not None else _default_noise_model()
-    flux = emulator(torch.as_tensor(labels).to(emulator.dtype))
-
-    def snr_at(m: float) -> float:
-        f = noise_model.scale_to_magnitude(flux, m)
-        return float(median_snr(f, noise_model.expected_sigma(f)).median())
-
-    if not snr_at(high) < snr < snr_at(low):
-        raise ValueError(f"SNR {snr} is outside what magnitudes {low}–{high} give")
-    while high - low > tol:
-        mid = 0.5 * (low + high)
-        low, high = (mid, high) if snr_at(mid) > snr else (low, mid)
-    return 0.5 * (low + high)
-
-
-def ceiling_table(
-    mags: Sequence[float] = (),
-    snrs: Sequence[float] = (),
-    *,
-    prior: LabelPrior | None = None,
-    n_stars: int = 2000,
-    seed: int = 0,
-    target: str = "log_g",
-    nuisance: Sequence[str] | None = None,
-    emulator=None,
-    noise_model=None,
-) -> list[CeilingRow]:
-    """Ceilings of one population (``n_stars`` drawn with ``seed``) at several magnitudes.
-
-    A row asked for by SNR is computed at the magnitude where the population's median SNR
-    equals it (:func:`magnitude_for_snr`). Rows are sorted by magnitude.
-    """
-    prior = prior or LabelPrior.default()
-    emulator = emulator if emulator is not None else _default_emulator()
-    noise_model = noise_model if noise_model is not None else _default_noise_model()
-    labels = prior.sample(n_stars, torch.Generator().manual_seed(seed))
-    all_mags = [float(m) for m in mags] + [
-        magnitude_for_snr(s, labels, emulator, noise_model) for s in snrs
-    ]
-    rows = []
-    for m in sorted(all_mags):
-        c = crlb_ceilings(
-            labels,
-            mag=m,
-            prior=prior,
-            target=target,
-            nuisance=nuisance,
-            emulator=emulator,
-            noise_model=noise_model,
-        )
-        rows.append(
-            CeilingRow(m, c.median_snr, c.median_r2_max, c.population_r2_max, c.median_sigma_min)
-        )
-    return rows
-
-
-def format_table(rows: Sequence[CeilingRow], fmt: str = "markdown") -> str:
-    """Render rows as a Markdown table or CSV."""
-    head = ("HSC-i mag", "median SNR", "R²_max (median)", "R²_max (population)", "σ_min (dex)")
-    body = [
-        (
-            f"{r.mag:.2f}",
-            f"{r.median_snr:.2f}",
-            f"{r.median_r2_max:.4f}",
-            f"{r.population_r2_max:.4f}",
-            f"{r.median_sigma_min:.3f}",
-        )
-        for r in rows
-    ]
-    if fmt == "csv":
-        return "\n".join(",".join(x) for x in [head, *body])
-    if fmt != "markdown":
-        raise ValueError(f"fmt must be 'markdown' or 'csv', got {fmt!r}")
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(x) + " |" for x in body]
-    return "\n".join(lines)

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
-from specvit.bounds.ceilings import LABELS, ceiling_table, default_nuisance, format_table
+from specvit.bounds.ceilings import default_nuisance
+from specvit.bounds.table import ceiling_table, format_table
+from specvit.labels import LABEL_NAMES
 
 __all__ = ["PAPER_MAGS", "main"]
 
@@ -18,7 +20,7 @@ def _noise_model(etc_dir: Path | None, n_exposures: int):
     from specvit.instrument.noise import PFSNoiseModel
 
     if etc_dir is None:
-        return PFSNoiseModel.default()
+        return PFSNoiseModel.default(n_exposures=n_exposures)
     return PFSNoiseModel.from_etc(etc_dir, n_exposures=n_exposures)
 
 
@@ -30,7 +32,11 @@ def _noise_model(etc_dir: Path | None, n_exposures: int):
 @click.option("--n-stars", default=2000, show_default=True, help="Stars drawn from the prior.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the draw.")
 @click.option(
-    "--target", type=click.Choice(LABELS), default="log_g", show_default=True, help="Bounded label."
+    "--target",
+    type=click.Choice(LABEL_NAMES),
+    default="log_g",
+    show_default=True,
+    help="Bounded label.",
 )
 @click.option(
     "--nuisance",
@@ -44,7 +50,13 @@ def _noise_model(etc_dir: Path | None, n_exposures: int):
     default=None,
     help="PFS ETC tables (noise_mr.dat, snc_mr.dat); default: the noise model's built-in default.",
 )
-@click.option("--n-exposures", default=12, show_default=True, help="Exposures (with --etc-dir).")
+@click.option(
+    "--n-exposures",
+    type=click.IntRange(min=1),
+    default=12,
+    show_default=True,
+    help="Exposures of 900 s (with --etc-dir or the built-in noise model).",
+)
 @click.option("--format", "fmt", type=click.Choice(["markdown", "csv"]), default="markdown")
 @click.option(
     "--plot",
@@ -87,5 +99,9 @@ def main(snrs, mags, n_stars, seed, target, nuisance, etc_dir, n_exposures, fmt,
     if plot is not None:
         from specvit.bounds.plot import plot_ceilings
 
-        plot_ceilings(rows).savefig(plot, dpi=150, bbox_inches="tight")
+        plot_ceilings(rows, target=target).savefig(plot, dpi=150, bbox_inches="tight")
         click.echo(f"# figure: {plot}")
+
+
+if __name__ == "__main__":
+    main()

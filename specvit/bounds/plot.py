@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from specvit.bounds.ceilings import CeilingRow
+from specvit.bounds.table import CeilingRow
 
 __all__ = ["plot_ceilings", "plot_r2_vs_snr", "require_matplotlib"]
+
+#: How each label is written on an axis.
+_AXIS_NAMES = {"log_g": "log g", "T_eff": "T_eff", "M_H": "[M/H]"}
 
 
 def require_matplotlib():
@@ -28,8 +31,9 @@ def plot_r2_vs_snr(
     ticks: Sequence[float],
     ax=None,
     xlabel: str = "median SNR (flux/σ per pixel)",
+    target: str = "log_g",
 ):
-    """Draw R²(log g) curves against SNR on a logarithmic axis.
+    """Draw R² curves of one label against SNR on a logarithmic axis.
 
     Parameters
     ----------
@@ -41,6 +45,8 @@ def plot_r2_vs_snr(
         Where to draw; a new figure by default.
     xlabel : str
         Label of the SNR axis.
+    target : str
+        The label the R² values are of (names the vertical axis).
 
     Returns
     -------
@@ -55,7 +61,7 @@ def plot_r2_vs_snr(
     ax.set_xticks(ticks, [f"{v:.3g}" for v in ticks])
     ax.minorticks_off()
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("R² (log g)")
+    ax.set_ylabel(f"R² ({_AXIS_NAMES.get(target, target)})")
     ax.set_ylim(-0.05, 1.02)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
@@ -66,6 +72,8 @@ def plot_ceilings(
     rows: Sequence[CeilingRow],
     measured: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
     ax=None,
+    *,
+    target: str = "log_g",
 ):
     """R²_max vs median SNR: the median and population CRLB ceilings, plus measured curves.
 
@@ -77,6 +85,8 @@ def plot_ceilings(
         ``{label: (snr, r2)}`` curves to overlay (e.g. the Bayes-optimal R² per SNR bin).
     ax : matplotlib Axes, optional
         Where to draw; a new figure by default.
+    target : str
+        The bounded label of ``rows`` (names the vertical axis).
 
     Returns
     -------
@@ -88,4 +98,4 @@ def plot_ceilings(
         "CRLB, population": (snr, [r.population_r2_max for r in rows], "k-"),
     }
     curves.update({label: (x, y, "o-") for label, (x, y) in (measured or {}).items()})
-    return plot_r2_vs_snr(curves, snr, ax=ax).figure
+    return plot_r2_vs_snr(curves, snr, ax=ax, target=target).figure

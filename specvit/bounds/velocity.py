@@ -1,13 +1,7 @@
-"""The radial velocity as a nuisance parameter: ``∂flux/∂v`` of pixel-integrated spectra.
+"""The radial velocity as a nuisance parameter: ``∂flux/∂v`` of the emulator's spectra at v = 0.
 
-A pixel ``[a, b]`` observed at radial velocity ``v`` records the mean of the rest-frame spectrum
-``f`` (after the line-spread function) over ``[a, b] / (1 + v/c)``, so at ``v = 0`` ::
-
-    ∂F/∂v = (F − (b f(b) − a f(a)) / (b − a)) / c
-
-with ``F`` the pixel's flux and ``f(a)``, ``f(b)`` the spectrum at its edges. The edge values
-come from the emulator on cells four times narrower than the pixels, centred on the edges (a
-cell mean differs from the point value by ``(Δ/4)² f''/24``).
+The derivative is that of the data engine's own Doppler shift
+(:class:`specvit.emulator.DopplerShift`), computed on the emulator's device.
 """
 
 from __future__ import annotations
@@ -16,39 +10,29 @@ from functools import lru_cache
 
 import torch
 
+from specvit.emulator import DopplerShift, Emulator
 from specvit.instrument.grid import WavelengthGrid
 
-__all__ = ["C_KMS", "VELOCITY", "velocity_jacobian"]
+__all__ = ["VELOCITY", "velocity_jacobian"]
 
 #: Name of the radial-velocity parameter (km/s).
 VELOCITY = "v_rad"
-#: Speed of light in km/s.
-C_KMS = 299_792.458
-_OVERSAMPLE = 4
 
 
-@lru_cache(maxsize=2)
-def _edge_emulator(resolution: float, grid: WavelengthGrid, dtype: torch.dtype):
-    from specvit.emulator import Emulator
-
-    step = grid.step / _OVERSAMPLE
-    edges = WavelengthGrid(
-        grid.start - 0.5 * grid.step,
-        grid.stop + 0.5 * grid.step,
-        _OVERSAMPLE * grid.num + 1,
-        grid.medium,
-    )
-    assert abs(edges.step - step) < 1e-9 * step
-    return Emulator.load(resolution=resolution, grid=edges, dtype=dtype), edges
+@lru_cache(maxsize=4)
+def _doppler(
+    resolution: float, grid: WavelengthGrid, dtype: torch.dtype, device: str
+) -> DopplerShift:
+    return DopplerShift(Emulator.load(resolution, grid, device=device, dtype=dtype))
 
 
-def velocity_jacobian(emulator, labels: torch.Tensor, flux: torch.Tensor) -> torch.Tensor:
+def velocity_jacobian(emulator: Emulator, labels: torch.Tensor, flux: torch.Tensor) -> torch.Tensor:
     """``∂flux/∂v`` at ``v = 0`` in flux units per km/s, ``(n, L)``.
 
     Parameters
     ----------
     emulator : specvit.emulator.Emulator
-        The emulator that gave ``flux`` (its grid and resolving power are reused).
+        The emulator that gave ``flux`` (its grid, resolving power, dtype and device are reused).
     labels : torch.Tensor
         ``(n, 3)`` labels.
     flux : torch.Tensor
@@ -59,9 +43,6 @@ def velocity_jacobian(emulator, labels: torch.Tensor, flux: torch.Tensor) -> tor
     torch.Tensor
         ``(n, L)``.
     """
-    edge_model, edges = _edge_emulator(emulator.resolution, emulator.grid, emulator.dtype)
-    at_edges = edge_model(labels)[..., ::_OVERSAMPLE]  # (n, L + 1)
-    wave = torch.as_tensor(edges.wavelength()[::_OVERSAMPLE], dtype=flux.dtype)
-    weighted = at_edges * wave
-    mean_edge = (weighted[..., 1:] - weighted[..., :-1]) / (wave[1:] - wave[:-1])
-    return (flux - mean_edge) / C_KMS
+    device = str(emulator.weights.device)
+    doppler = _doppler(emulator.resolution, emulator.grid, emulator.dtype, device)
+    return doppler.velocity_derivative(labels, flux)

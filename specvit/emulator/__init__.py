@@ -1,5 +1,10 @@
-"""The spectral emulator: noiseless PFS MR spectra of cool stars from (T_eff, log g, [M/H])."""
+"""The spectral emulator: noiseless PFS MR spectra of cool stars from (T_eff, log g, [M/H]).
 
-from specvit.emulator.emulator import LABEL_NAMES, Emulator, NativeModel
+:class:`Emulator` gives rest-frame spectra; :class:`DopplerShift` shifts them to a radial
+velocity and gives the velocity derivative.
+"""
 
-__all__ = ["LABEL_NAMES", "Emulator", "NativeModel"]
+from specvit.emulator.doppler import C_KMS, DopplerShift
+from specvit.emulator.emulator import Emulator, NativeModel
+
+__all__ = ["C_KMS", "DopplerShift", "Emulator", "NativeModel"]

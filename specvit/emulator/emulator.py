@@ -45,11 +45,10 @@ from scipy import sparse
 from specvit.instrument.grid import PFS_MR, WavelengthGrid
 from specvit.instrument.lsf import lsf_matrix
 from specvit.instrument.wavelength import air_to_vacuum, vacuum_to_air
+from specvit.labels import LABEL_NAMES
 
-__all__ = ["LABEL_NAMES", "Emulator", "NativeModel"]
+__all__ = ["Emulator", "NativeModel"]
 
-#: Label order of the emulator's input.
-LABEL_NAMES = ("T_eff", "log_g", "M_H")
 #: f_ν ∝ f_λ λ²: reference wavelength (Å) and overall factor of the output unit.
 _LAMBDA_REF = 8000.0
 _UNIT_FACTOR = 1e-5
@@ -98,6 +97,13 @@ class NativeModel:
                 attribution=str(d["attribution"]),
             )
 
+    def label_ranges(self) -> dict[str, tuple[float, float]]:
+        """``{label: (low, high)}`` of the grid the polynomial was fitted to."""
+        return {
+            name: (float(lo), float(hi))
+            for name, lo, hi in zip(LABEL_NAMES, self.valid_low, self.valid_high, strict=True)
+        }
+
     def design(self, labels: np.ndarray) -> np.ndarray:
         """Design vectors ``(N, 20)`` of labels ``(N, 3)``."""
         x = (np.atleast_2d(np.asarray(labels, np.float64)) - self.fiducials) / self.scales
@@ -142,9 +148,10 @@ def _folded(resolution: float, grid: WavelengthGrid) -> tuple[np.ndarray, np.nda
 class Emulator(torch.nn.Module):
     """Noiseless spectra of cool stars on an instrument grid: ``flux = emulator(labels)``.
 
-    Build with :meth:`load`. ``labels`` is ``(..., 3)`` in the order :data:`LABEL_NAMES`
-    (K, dex, dex); the output is ``(..., L)`` relative f_ν (see the module docstring) on
-    :attr:`wavelength` (Å, the grid's medium). Batched, differentiable, on any device.
+    Build with :meth:`load`. ``labels`` is ``(..., 3)`` in the order
+    :data:`~specvit.labels.LABEL_NAMES` (K, dex, dex); the output is ``(..., L)`` relative f_ν
+    (see the module docstring) on :attr:`wavelength` (Å, the grid's medium). Batched,
+    differentiable, on any device.
 
     Parameters
     ----------

@@ -1,24 +1,32 @@
 """``specvit-predict``: stellar labels for files of spectra, for survey pipelines.
 
-Exit codes: 0 success; 1 unexpected error; 2 usage error (bad option, no ``--model`` while no
-default model is published, unknown output suffix); 3 an input file cannot be read or holds
-invalid spectra; 4 the output exists and ``--overwrite`` was not given; 5 the model cannot be
-loaded; 130 interrupted.
+Exit codes: 0 success; 1 unexpected error (a bug: please report it); 2 usage error (bad option,
+no ``--model`` while no default model is published, unknown output suffix, a device this torch
+cannot use); 3 an input file cannot be read or holds invalid spectra; 4 the output exists and
+``--overwrite`` was not given; 5 the model cannot be loaded; 6 the output cannot be written (no
+such folder, not writable, or the same file as an input); 130 interrupted (SIGINT); 143
+terminated (SIGTERM). Every failure is one ``Error: …`` line on stderr naming the file, and no
+output (not even a partial hidden one) is left behind.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 import numpy as np
 from astropy.table import Table, hstack, vstack
 
-from specvit.inference.predictor import DEFAULT_MODEL, Predictor
+from specvit.inference.flags import PredictFlag
+from specvit.inference.predictor import DEFAULT_MODEL, Predictor, resolve_device
+from specvit.io.columns import ColumnChoice
 from specvit.io.readers import open_spectra
 from specvit.io.spectra import SpectrumSet, stack_sets
-from specvit.io.tables import table_format, write_table
+from specvit.io.tables import OutputError, check_output, write_table
 
 __all__ = ["EXIT_CODES", "main"]
 
@@ -30,8 +38,14 @@ EXIT_CODES = {
     "input": 3,
     "output_exists": 4,
     "model": 5,
+    "output": 6,
     "interrupted": 130,
+    "terminated": 143,
 }
+
+#: The CLI's own columns, first in every output table; identifier columns of the inputs with
+#: these names (or a prediction column's) are written as ``input_<name>``.
+OWN_COLUMNS = ("input", "index")
 
 
 class _Failure(click.ClickException):
@@ -40,6 +54,28 @@ class _Failure(click.ClickException):
     def __init__(self, message: str, kind: str) -> None:
         super().__init__(message)
         self.exit_code = EXIT_CODES[kind]
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived (Slurm's time limit or preemption): stop like Ctrl-C."""
+
+
+@contextmanager
+def _sigterm_raises():
+    """Turn SIGTERM into :class:`_Terminated` so that every ``finally`` / cleanup runs."""
+
+    def handler(signum, frame):
+        raise _Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _parse_shard(ctx: click.Context, param: click.Parameter, value: str | None):
@@ -54,6 +90,23 @@ def _parse_shard(ctx: click.Context, param: click.Parameter, value: str | None):
     return index, count
 
 
+def _parse_mask_bits(ctx: click.Context, param: click.Parameter, value: str | None):
+    if value is None:
+        return None
+    names = tuple(n.strip().upper() for n in value.split(",") if n.strip())
+    if not names:
+        raise click.BadParameter("give comma-separated mask-plane names, or ALL")
+    return names
+
+
+def _check_device(ctx: click.Context, param: click.Parameter, value: str):
+    try:
+        resolve_device(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument(
     "inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -62,7 +115,7 @@ def _parse_shard(ctx: click.Context, param: click.Parameter, value: str | None):
     "-o",
     "--output",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     help="Output table: .fits, .fit, .fits.gz, .csv or .ecsv.",
 )
 @click.option(
@@ -71,7 +124,13 @@ def _parse_shard(ctx: click.Context, param: click.Parameter, value: str | None):
     help="Model folder (save_pretrained) or Hub repo id. Required until a default is published.",
 )
 @click.option("--revision", default=None, help="Hub revision of --model (pin a commit hash).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, …")
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    callback=_check_device,
+    help="auto, cpu, cuda, cuda:1, …",
+)
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
@@ -85,6 +144,34 @@ def _parse_shard(ctx: click.Context, param: click.Parameter, value: str | None):
     metavar="I/N",
     help="Process only block I (0-based) of N equal blocks of the input spectra, in input order.",
 )
+@click.option("--flux-col", default=None, help="Flux column / HDU / array name (any case).")
+@click.option(
+    "--error-col", default=None, help="Uncertainty column / HDU / array name; 'none' for none."
+)
+@click.option(
+    "--error-kind",
+    type=click.Choice(["std", "var", "ivar"]),
+    default=None,
+    help="What --error-col holds: 1σ, σ² or 1/σ² (default: from its name, else 1σ).",
+)
+@click.option(
+    "--wave-col",
+    default=None,
+    help="Wavelength column / HDU / array name; 'none' if the spectra are on the model grid.",
+)
+@click.option(
+    "--mask-bits",
+    callback=_parse_mask_bits,
+    metavar="NAMES",
+    help="Comma-separated mask planes that make a pixel bad in files that name them (PFS MP_* "
+    "keys), or ALL. Default: NO_DATA,CR,BAD_SKY,BAD_FLUXCAL,INTRP,SAT,BAD,BAD_FLAT,UNMASKEDNAN.",
+)
+@click.option(
+    "--physics/--no-physics",
+    default=True,
+    show_default=True,
+    help="Per-star CRLB, emulator fit (v_rad, chi2) and domain flags (models on the PFS MR grid).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.version_option(package_name="specvit", prog_name="specvit-predict")
 def main(
@@ -95,56 +182,84 @@ def main(
     device: str,
     batch_size: int,
     shard: tuple[int, int] | None,
+    flux_col: str | None,
+    error_col: str | None,
+    error_kind: str | None,
+    wave_col: str | None,
+    mask_bits: tuple[str, ...] | None,
+    physics: bool,
     overwrite: bool,
 ) -> None:
     """Predict stellar labels for the spectra in INPUT... and write one table to OUTPUT.
 
-    Inputs are FITS (PFS pfsObject, image HDUs, binary tables with a flux column) or NPZ
-    files. The output has one row per spectrum, in input order: ``input`` (the file),
-    ``index`` (the spectrum's row in it), the file's identifiers, then the predictions.
+    Inputs are FITS (PFS pfsObject, pfsSingle, pfsCoadd, pfsCalibrated; image HDUs; binary
+    tables with a flux column) or NPZ files, or specvit HDF5 shards. The output has one row per
+    spectrum, in input order: ``input`` (the file), ``index`` (the spectrum's row in it), the
+    file's identifiers, then the predictions. A one-line summary goes to stderr at the end.
     """
     try:
-        table_format(output)
+        check_output(output, inputs, overwrite=overwrite)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    if output.exists() and not overwrite:
-        raise _Failure(f"{output} exists; pass --overwrite to replace it", "output_exists")
+    except FileExistsError as exc:
+        raise _Failure(str(exc), "output_exists") from exc
+    except OutputError as exc:
+        raise _Failure(str(exc), "output") from exc
     if model is None:
         raise click.UsageError(
             "no default specvit model is published yet: pass --model FOLDER_OR_HUB_ID"
         )
+    columns = ColumnChoice(flux_col, error_col, wave_col, error_kind)
     try:
-        counts = [_count(path) for path in inputs]
-        lo, hi = 0, sum(counts)
-        if shard is not None:
-            lo, hi = shard[0] * hi // shard[1], (shard[0] + 1) * hi // shard[1]
-        try:
-            predictor = Predictor(model, revision=revision, device=device, batch_size=batch_size)
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise _Failure(f"cannot load model {model!r}: {exc}", "model") from exc
-        table = _run(predictor, inputs, counts, lo, hi)
-        write_table(table, output, overwrite=overwrite)
+        with _sigterm_raises():
+            counts = [_count(path, columns, mask_bits) for path in inputs]
+            lo, hi = 0, sum(counts)
+            if shard is not None:
+                lo, hi = shard[0] * hi // shard[1], (shard[0] + 1) * hi // shard[1]
+            try:
+                predictor = Predictor(
+                    model, revision=revision, device=device, batch_size=batch_size, physics=physics
+                )
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise _Failure(f"cannot load model {model!r}: {exc}", "model") from exc
+            table, sources = _run(predictor, inputs, counts, lo, hi, columns, mask_bits)
+            try:
+                write_table(table, output, overwrite=overwrite)
+            except FileExistsError as exc:
+                raise _Failure(str(exc), "output_exists") from exc
+            except OSError as exc:
+                raise _Failure(f"cannot write {output}: {exc}", "output") from exc
     except KeyboardInterrupt:
         click.echo("interrupted: no output written", err=True)
         sys.exit(EXIT_CODES["interrupted"])
-    except FileExistsError as exc:
-        raise _Failure(str(exc), "output_exists") from exc
+    except _Terminated:
+        click.echo("terminated (SIGTERM): no output written", err=True)
+        sys.exit(EXIT_CODES["terminated"])
+    click.echo(_summary(table, len(inputs), sources, output), err=True)
 
 
-def _count(path: Path) -> int:
+def _count(path: Path, columns: ColumnChoice, mask_bits) -> int:
     try:
-        with open_spectra(path) as spectra:
+        with open_spectra(path, columns, mask_bits) as spectra:
             return len(spectra)
-    except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise _Failure(f"cannot read {path}: {exc}", "input") from exc
+    except (OSError, ValueError, TypeError, KeyError, EOFError) as exc:
+        raise _Failure(_read_error(path, exc), "input") from exc
 
 
-def _run(predictor: Predictor, inputs, counts, lo: int, hi: int) -> Table:
+def _read_error(path: Path, exc: BaseException) -> str:
+    text = str(exc)
+    return text if text.startswith(str(path)) else f"cannot read {path}: {text}"
+
+
+def _run(
+    predictor: Predictor, inputs, counts, lo: int, hi: int, columns: ColumnChoice, mask_bits
+) -> tuple[Table, list[dict[str, str]]]:
     """Predict rows ``lo:hi`` of the concatenated inputs, batching across small files."""
     from tqdm import tqdm
 
     tables: list[Table] = []
     pending: list[SpectrumSet] = []
+    sources: list[dict[str, str]] = []
     block = 8 * predictor.batch_size
     bar = tqdm(total=hi - lo, unit="spectra", file=sys.stderr, disable=None)
 
@@ -158,7 +273,7 @@ def _run(predictor: Predictor, inputs, counts, lo: int, hi: int) -> Table:
                     f" and {len(names) - 3} more" if len(names) > 3 else ""
                 )
                 raise _Failure(f"invalid spectra in {where}: {exc}", "input") from exc
-            tables.append(hstack([_rename_clashes(group.ids, result.colnames), result]))
+            tables.append(hstack([_prefixed(group.ids, result.colnames), result]))
         pending.clear()
 
     offset = 0
@@ -169,35 +284,68 @@ def _run(predictor: Predictor, inputs, counts, lo: int, hi: int) -> Table:
             if start >= stop:
                 continue
             try:
-                with open_spectra(path) as spectra:
+                with open_spectra(path, columns, mask_bits) as spectra:
                     for a in range(start, stop, block):
-                        b = min(stop, a + block)
-                        rows = spectra.rows(a, b)
-                        where = Table({"input": [str(path)] * (b - a), "index": np.arange(a, b)})
-                        rows.ids = hstack([where, rows.ids]) if rows.ids.colnames else where
-                        pending.append(rows)
-                        if sum(map(len, pending)) >= predictor.batch_size:
-                            flush()
-            except (OSError, KeyError) as exc:
-                raise _Failure(f"cannot read {path}: {exc}", "input") from exc
+                        for first, rows in spectra.blocks(a, min(stop, a + block)):
+                            if rows.source not in sources:
+                                sources.append(rows.source)
+                            where = Table(
+                                {
+                                    "input": [str(path)] * len(rows),
+                                    "index": np.arange(first, first + len(rows)),
+                                }
+                            )
+                            if rows.ids.colnames:
+                                where = hstack([where, _prefixed(rows.ids, OWN_COLUMNS)])
+                            rows.ids = where
+                            pending.append(rows)
+                            if sum(map(len, pending)) >= predictor.batch_size:
+                                flush()
+            except (OSError, KeyError, ValueError, EOFError) as exc:
+                raise _Failure(_read_error(path, exc), "input") from exc
         flush()
     if not tables:
         empty = predictor.predict(np.empty((0, predictor.config.input_length)))
         where = Table({"input": np.array([], dtype=str), "index": np.array([], dtype=int)})
-        return hstack([where, empty])
+        return hstack([where, empty]), sources
     meta = tables[-1].meta
     out = vstack(tables, join_type="outer", metadata_conflicts="silent")
     out.meta = meta
-    return out
+    return out, sources
 
 
-def _rename_clashes(ids: Table, names: list[str]) -> Table:
-    """Identifier columns renamed ``input_<name>`` where they clash with prediction columns."""
-    clash = [n for n in ids.colnames if n in names]
-    if clash:
-        ids = ids.copy(copy_data=False)
-        ids.rename_columns(clash, [f"input_{n}" for n in clash])
+def _prefixed(ids: Table, taken) -> Table:
+    """Identifier columns renamed ``input_<name>`` (repeatedly) where a name is taken."""
+    taken = set(taken)
+    clash = [n for n in ids.colnames if n in taken]
+    if not clash:
+        return ids
+    ids = ids.copy(copy_data=False)
+    for name in clash:
+        new = f"input_{name}"
+        while new in taken or new in ids.colnames:
+            new = f"input_{new}"
+        ids.rename_column(name, new)
     return ids
+
+
+def _summary(table: Table, n_files: int, sources: list[dict[str, str]], output: Path) -> str:
+    """One line: spectra read, columns used, count per flag."""
+    flags = np.asarray(table["flags"], dtype=np.int64) if len(table) else np.zeros(0, np.int64)
+    counts = Counter()
+    for flag in PredictFlag:
+        hit = int(np.count_nonzero(flags & int(flag)))
+        if hit:
+            counts[flag.name] = hit
+    flagged = ", ".join(f"{name} {n}" for name, n in counts.items()) or "none"
+    used = "; ".join(
+        ", ".join(f"{role}={name}" for role, name in source.items()) for source in sources
+    )
+    return (
+        f"specvit-predict: {len(table)} spectra from {n_files} file(s) -> {output}; "
+        f"columns: {used or 'none read'}; flags: {int(np.count_nonzero(flags == 0))} clean, "
+        f"{flagged}"
+    )
 
 
 if __name__ == "__main__":

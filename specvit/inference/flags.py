@@ -11,7 +11,9 @@ class PredictFlag(IntFlag):
     """Bits of the ``flags`` column; 0 means nothing to report.
 
     Bits in :meth:`no_result` mean the spectrum's labels and σ are NaN; the others are warnings
-    and the labels are still predicted.
+    and the labels are still predicted. ``OUT_OF_DOMAIN`` … ``RV_OUTSIDE_TRAINING`` come from the
+    physical context (:mod:`specvit.inference.physics`); which of them were checked is in the
+    table's ``meta["physics"]``.
 
     Test a bit with ``(table["flags"] & PredictFlag.TOO_FEW_PIXELS) != 0``.
     """
@@ -28,6 +30,19 @@ class PredictFlag(IntFlag):
     #: Part of the model's wavelength range lies outside the spectrum's; those model pixels
     #: are masked (labels are still predicted).
     PARTIAL_COVERAGE = 16
+    #: The emulator at the predicted labels (amplitude and v_rad fitted) does not describe the
+    #: spectrum: the fit's χ² p-value ``chi2_pvalue`` is below
+    #: :data:`~specvit.inference.physics.CHI2_PVALUE_THRESHOLD` (labels are still predicted).
+    OUT_OF_DOMAIN = 32
+    #: A predicted label lies outside the model's training prior box (``config.domain``).
+    OUTSIDE_PRIOR = 64
+    #: ``snr`` below :data:`~specvit.inference.physics.LOW_SNR`, where a model's log g is mostly
+    #: its prior (the unbiased bound reaches the prior's spread).
+    LOW_SNR = 128
+    #: The fitted ``v_rad`` lies beyond the radial velocities the model was trained on
+    #: (``config.domain.rv``) by more than
+    #: :data:`~specvit.inference.physics.RV_TOLERANCE_KMS`.
+    RV_OUTSIDE_TRAINING = 256
 
     @classmethod
     def no_result(cls) -> PredictFlag:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
@@ -21,28 +22,51 @@ import numpy as np
 import torch
 from astropy.table import Column, Table
 
+from specvit._version import __version__
 from specvit.inference.flags import PredictFlag
+from specvit.inference.physics import PhysicalContext
 from specvit.inference.resample import Resampler
 from specvit.inference.validate import Chunk, Spectra, as_spectra, is_specutils_spectrum
+from specvit.labels import LABEL_UNITS
 from specvit.models.specvit import SpecViT
 from specvit.preprocessing import median_snr, model_input
 
-__all__ = ["DEFAULT_MODEL", "Predictor", "predict"]
+__all__ = ["DEFAULT_MODEL", "Predictor", "predict", "resolve_device"]
 
 #: The model :func:`predict` uses when none is given. None until a trained model is published:
 #: until then ``model=`` (or the CLI's ``--model``) is required.
 DEFAULT_MODEL: str | None = None
 
-#: Units of the labels specvit models are trained on; other labels get no unit.
-LABEL_UNITS = {"T_eff": "K", "log_g": "dex", "M_H": "dex"}
-
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
+def resolve_device(device: str | torch.device) -> torch.device:
+    """The torch device for ``device`` (``"auto"``: CUDA when available, else CPU).
+
+    Raises
+    ------
+    ValueError
+        For a device this torch cannot use: ``"cuda"`` on a CPU-only build or without a
+        visible GPU, a GPU index beyond those present, MPS where it is not available.
+    """
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {str(device)!r} ({exc})") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else "no visible GPU"
+            raise ValueError(
+                f"device {str(device)!r}: torch {torch.__version__} here has {build}; "
+                "use device 'cpu' (or 'auto')"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r}: only {torch.cuda.device_count()} GPU(s)")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {str(device)!r}: MPS is not available here")
+    return dev
 
 
 class Predictor:
@@ -67,6 +91,13 @@ class Predictor:
     min_valid : float
         Fraction of the model's pixels that must be valid after masking and resampling;
         spectra with fewer get :attr:`PredictFlag.TOO_FEW_PIXELS` and NaN labels.
+    physics : bool
+        Add each star's physical context (:mod:`specvit.inference.physics`): the ``crlb_<label>``,
+        ``v_rad``, ``chi2_red``, ``chi2_pvalue`` and ``line_ratio`` columns and the
+        ``OUT_OF_DOMAIN``, ``OUTSIDE_PRIOR``, ``LOW_SNR`` and ``RV_OUTSIDE_TRAINING`` flags.
+        For a model the emulator cannot describe (another grid, other labels) a warning says
+        why and those columns are absent; the flags that need no emulator are still set.
+        False: none of it.
 
     Examples
     --------
@@ -83,6 +114,7 @@ class Predictor:
         batch_size: int = 256,
         precision: Precision = "auto",
         min_valid: float = 0.5,
+        physics: bool = True,
     ) -> None:
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -93,11 +125,11 @@ class Predictor:
         if isinstance(model, SpecViT):
             if str(device) == "auto":
                 device = next(model.parameters()).device
-            self.device = _resolve_device(device)
+            self.device = resolve_device(device)
             self.model = model.to(self.device)
-            self.source = model.config.extra.get("name", type(model).__name__)
+            self.source = type(model).__name__
         else:
-            self.device = _resolve_device(device)
+            self.device = resolve_device(device)
             from specvit._hub import load
 
             self.model = load(model, revision=revision, device=self.device)
@@ -110,6 +142,14 @@ class Predictor:
         self.precision = precision
         self.wavelength = self.model.wavelength
         self._resamplers: dict[tuple, Resampler] = {}
+        self.physics = PhysicalContext(self.config, self.device) if physics else None
+        if self.physics is not None and not self.physics.fits:
+            warnings.warn(
+                f"no per-star CRLB or emulator fit for {self.source}: {self.physics.reason}; "
+                "the crlb_*, v_rad and chi2_* columns are left out",
+                UserWarning,
+                stacklevel=2,
+            )
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -186,14 +226,18 @@ class Predictor:
         snr = np.full(n, np.nan)
         n_valid = np.zeros(n, dtype=np.int32)
         flags = np.zeros(n, dtype=np.int32)
+        names = [] if self.physics is None else self.physics.columns()
+        context = {name: np.full(n, np.nan) for name in names}
         for start in range(0, n, self.batch_size):
             stop = min(start + self.batch_size, n)
             out = self._predict_chunk(spectra.chunk(start, stop), spectra.medium)
             mean[start:stop], sigma[start:stop], snr[start:stop] = out[:3]
-            n_valid[start:stop], flags[start:stop] = out[3:]
+            n_valid[start:stop], flags[start:stop] = out[3:5]
+            for name in names:
+                context[name][start:stop] = out[5][name]
             if progress is not None:
                 progress(stop - start)
-        return self._table(mean, sigma, snr, n_valid, flags)
+        return self._table(mean, sigma, snr, n_valid, flags, context)
 
     # ------------------------------------------------------------------ internals
     def _model_grid_wave(self, wave: np.ndarray, medium: str) -> np.ndarray:
@@ -259,12 +303,16 @@ class Predictor:
     def _predict_chunk(self, chunk: Chunk, medium: str) -> tuple[np.ndarray, ...]:
         flux, error, valid, partial = self._to_model_grid(chunk, medium)
         dev = self.device
-        flux_t = torch.from_numpy(np.asarray(flux, dtype=np.float32)).to(dev)
-        error_t = None
-        if error is not None:
-            error_t = torch.from_numpy(np.asarray(error, dtype=np.float32)).to(dev)
-        # ``valid`` already excludes non-finite flux and σ ≤ 0 (Spectra.chunk, Resampler).
-        valid_t = torch.from_numpy(np.ascontiguousarray(valid)).to(dev)
+        with np.errstate(over="ignore"):  # out-of-range values become inf: masked below
+            flux_t = torch.from_numpy(np.asarray(flux, dtype=np.float32)).to(dev)
+            error_t = None
+            if error is not None:
+                error_t = torch.from_numpy(np.asarray(error, dtype=np.float32)).to(dev)
+        # Validity is decided on the float32 values the model sees: a finite float64 beyond
+        # the float32 range becomes inf, and a tiny σ becomes 0.
+        valid_t = torch.from_numpy(np.ascontiguousarray(valid)).to(dev) & torch.isfinite(flux_t)
+        if error_t is not None:
+            valid_t &= torch.isfinite(error_t) & (error_t > 0)
         x, scale = model_input(flux_t, error_t, self.config, valid=valid_t)
         n_valid = valid_t.sum(dim=1)
         if error_t is None:
@@ -296,7 +344,12 @@ class Predictor:
         mean = torch.where(drop, torch.nan, mean)
         sigma = torch.full_like(mean, torch.nan) if sigma is None else sigma
         sigma = torch.where(drop, torch.nan, sigma)
-        return tuple(t.cpu().numpy() for t in (mean, sigma, snr, n_valid, flags))
+        context: dict[str, torch.Tensor] = {}
+        if self.physics is not None:
+            bits, context = self.physics(mean, flux_t, error_t, valid_t, scale, snr)
+            flags |= bits
+        out = tuple(t.cpu().numpy() for t in (mean, sigma, snr, n_valid, flags))
+        return (*out, {name: t.cpu().numpy() for name, t in context.items()})
 
     def _table(
         self,
@@ -305,9 +358,8 @@ class Predictor:
         snr: np.ndarray,
         n_valid: np.ndarray,
         flags: np.ndarray,
+        context: dict[str, np.ndarray],
     ) -> Table:
-        from specvit import __version__
-
         columns = []
         for k, name in enumerate(self.label_names):
             unit = LABEL_UNITS.get(name)
@@ -318,12 +370,17 @@ class Predictor:
             Column(n_valid, name="n_valid"),
             Column(flags, name="flags"),
         ]
+        for name, values in context.items():
+            unit = LABEL_UNITS.get(name.removeprefix("crlb_")) if name.startswith("crlb_") else None
+            columns.append(Column(values, name=name, unit="km / s" if name == "v_rad" else unit))
         meta = {
             "model": self.source,
             "specvit_version": __version__,
             "head": self.config.head,
             "flags": PredictFlag.describe(),
         }
+        if self.physics is not None:
+            meta["physics"] = self.physics.metadata()
         return Table(columns, meta=meta)
 
 
@@ -341,6 +398,7 @@ def predict(
     batch_size: int = 256,
     precision: Precision = "auto",
     min_valid: float = 0.5,
+    physics: bool = True,
 ) -> Table:
     """Predict stellar labels, their σ and quality flags for one spectrum or a batch.
 
@@ -352,7 +410,7 @@ def predict(
     error : array-like, optional
         1σ, same shape and unit as ``flux`` (or σ² / 1/σ², see ``uncertainty``). Pixels with
         σ ≤ 0, NaN or inf (inverse variance 0) are masked. Needed for the ``snr`` column and
-        by models with a ``flux+inverr`` input.
+        by models with a two-channel (σ-aware) input.
     wavelength : array-like or astropy.units.Quantity, optional
         (L,) or (N, L) pixel-centre wavelengths (plain arrays in Å), ascending or descending.
         None: the spectra are already on the model's grid (``L`` must equal its length).
@@ -368,7 +426,7 @@ def predict(
         (its own device, batch size, precision and ``min_valid``).
     revision : str, optional
         Hub revision; pin a commit hash.
-    device, batch_size, precision, min_valid
+    device, batch_size, precision, min_valid, physics
         As for :class:`Predictor`.
 
     Returns
@@ -379,7 +437,11 @@ def predict(
         valid model-grid pixels — the lower middle value for an even count; NaN without
         ``error``), ``n_valid`` (valid model-grid pixels)
         and ``flags`` (:class:`PredictFlag` bits). Labels are NaN where a :meth:`no_result
-        <PredictFlag.no_result>` bit is set.
+        <PredictFlag.no_result>` bit is set. With ``physics`` (default) and a model on the
+        emulator's PFS MR grid with its three labels, also ``crlb_<label>`` (σ_min = √CRLB: the
+        best σ any unbiased method could reach on this spectrum, label unit), ``v_rad`` (km/s),
+        ``chi2_red``, ``chi2_pvalue`` and ``line_ratio`` (see :mod:`specvit.inference.physics`);
+        NaN where the labels are NaN or no ``error`` was given.
 
     Raises
     ------
@@ -406,6 +468,7 @@ def predict(
             batch_size=batch_size,
             precision=precision,
             min_valid=min_valid,
+            physics=physics,
         )
     return model.predict(
         flux, error, wavelength=wavelength, mask=mask, medium=medium, uncertainty=uncertainty

@@ -56,7 +56,10 @@ class Resampler:
         True when the grids coincide (to 10⁻⁶ of a target pixel): :meth:`__call__` then passes
         the data through unchanged.
     covered : numpy.ndarray
-        (L_target,) boolean, True where the source grid covers the target pixel entirely.
+        (L_target,) boolean, True where the source grid's range covers at least
+        ``min_coverage`` of the target pixel's width: the pixels that are not lost for lack of
+        coverage (a source grid offset from the target by a small fraction of a pixel, such
+        as the PFS ETC's rounded MR wavelengths, covers every target pixel).
     """
 
     def __init__(self, source: np.ndarray, target: np.ndarray, min_coverage: float = 0.5) -> None:
@@ -71,8 +74,9 @@ class Resampler:
             np.all(np.abs(source - target) <= tol)
         )
         src_edges, dst_edges = bin_edges(source), bin_edges(target)
-        inside_lo = dst_edges[:-1] >= src_edges[0] - tol
-        self.covered = inside_lo & (dst_edges[1:] <= src_edges[-1] + tol)
+        inside = np.minimum(dst_edges[1:], src_edges[-1]) - np.maximum(dst_edges[:-1], src_edges[0])
+        fraction = np.clip(inside, 0.0, None) / np.diff(dst_edges)
+        self.covered = fraction >= min_coverage * (1 - 1e-9)
         if self.identity:
             return
         src_lo, src_hi = src_edges[:-1], src_edges[1:]

@@ -308,6 +308,8 @@ def _as_wavelength(
         factor = float(unit.to(u.AA))
         wavelength = wavelength.value
     arr, _ = _as_array(wavelength, "wavelength")
+    if shape[1] < 2:
+        raise ValueError("a spectrum on its own wavelength grid needs at least 2 pixels")
     if single and arr.ndim == 2 and arr.shape[0] == 1:
         arr = arr[0]
     if arr.ndim == 2 and arr.shape == shape:
@@ -318,8 +320,6 @@ def _as_wavelength(
             f"({shape[1]},) nor the flux shape {shape}"
         )
     wave = arr.astype(np.float64) * factor
-    if shape[1] < 2:
-        raise ValueError("a spectrum on its own wavelength grid needs at least 2 pixels")
     if not np.all(np.isfinite(wave)):
         raise ValueError("wavelength holds NaN or inf values")
     step = np.diff(wave)

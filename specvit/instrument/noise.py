@@ -39,14 +39,14 @@ import numpy as np
 import torch
 
 from specvit.instrument.grid import PFS_MR, WavelengthGrid
-from specvit.instrument.photometry import AB_ZEROPOINT_NJY, band_weights
+from specvit.instrument.photometry import band_weights, magnitude_to_njy, njy_to_magnitude
 
 __all__ = ["DEFAULT_N_EXPOSURES", "PFSNoiseModel", "read_etc"]
 
 #: The paper's exposures: 12 × 900 s.
 DEFAULT_N_EXPOSURES = 12
 #: Flux density of an AB = 18 source in nJy.
-_F18_NJY = AB_ZEROPOINT_NJY * 10.0 ** (-0.4 * 18.0)
+_F18_NJY = float(magnitude_to_njy(18.0))
 #: MR rows of the ETC files carry this arm number in their first column.
 _MR_ARM = 3
 #: The default model's approximation of the ETC (8 × 900 s run, seeing 0.8″, new moon): signal of
@@ -246,8 +246,7 @@ class PFSNoiseModel(torch.nn.Module):
         torch.Tensor
             ``(...)`` AB magnitudes.
         """
-        mean = flux_njy @ self.band_weights.to(flux_njy.dtype)
-        return -2.5 * torch.log10(mean / AB_ZEROPOINT_NJY)
+        return njy_to_magnitude(flux_njy @ self.band_weights.to(flux_njy.dtype))
 
     def scale_to_magnitude(self, flux: torch.Tensor, mag: torch.Tensor | float) -> torch.Tensor:
         """Scale spectra in any f_ν unit to an HSC-i magnitude: flux density in nJy per pixel.
@@ -268,8 +267,7 @@ class PFSNoiseModel(torch.nn.Module):
         self._check_length(flux)
         mag = torch.as_tensor(mag, dtype=flux.dtype, device=flux.device)
         mean = flux @ self.band_weights.to(flux.dtype)
-        target = AB_ZEROPOINT_NJY * torch.pow(10.0, -0.4 * mag)
-        return flux * (target / mean).unsqueeze(-1)
+        return flux * (magnitude_to_njy(mag) / mean).unsqueeze(-1)
 
     # ------------------------------------------------------------------ noise
     def expected_sigma(self, flux_njy: torch.Tensor) -> torch.Tensor:
@@ -343,7 +341,7 @@ class PFSNoiseModel(torch.nn.Module):
     def snr_flat(self, mag: torch.Tensor | float) -> torch.Tensor:
         """Per-pixel S/N ``(..., L)`` of a flat-f_ν source of AB magnitude ``mag``."""
         mag = torch.as_tensor(mag, dtype=self.var_per_njy.dtype, device=self.var_per_njy.device)
-        f = (AB_ZEROPOINT_NJY * torch.pow(10.0, -0.4 * mag)).unsqueeze(-1)
+        f = magnitude_to_njy(mag).unsqueeze(-1)
         f = f.expand(*mag.shape, self.grid.num)
         return f / self.expected_sigma(f)
 

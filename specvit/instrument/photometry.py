@@ -20,6 +20,7 @@ from functools import lru_cache
 from importlib import resources
 
 import numpy as np
+import torch
 
 __all__ = [
     "AB_ZEROPOINT_NJY",
@@ -31,6 +32,8 @@ __all__ = [
 
 #: 3631 Jy in nJy: the flux density of an AB = 0 source.
 AB_ZEROPOINT_NJY = 3631e9
+
+ArrayOrTensor = np.ndarray | torch.Tensor
 
 
 @lru_cache(maxsize=1)
@@ -84,11 +87,18 @@ def band_weights(wavelength: np.ndarray) -> np.ndarray:
     return w / w.sum()
 
 
-def magnitude_to_njy(mag: np.ndarray | float) -> np.ndarray:
-    """Flux density in nJy of a flat-f_ν source of AB magnitude ``mag``."""
+def magnitude_to_njy(mag: ArrayOrTensor | float) -> ArrayOrTensor:
+    """Flux density in nJy of a flat-f_ν source of AB magnitude ``mag``.
+
+    A ``torch.Tensor`` gives a tensor of its dtype and device; anything else a float64 array.
+    """
+    if isinstance(mag, torch.Tensor):
+        return AB_ZEROPOINT_NJY * torch.pow(10.0, -0.4 * mag)
     return AB_ZEROPOINT_NJY * 10.0 ** (-0.4 * np.asarray(mag, dtype=np.float64))
 
 
-def njy_to_magnitude(flux_njy: np.ndarray | float) -> np.ndarray:
-    """AB magnitude of a flux density in nJy (> 0)."""
+def njy_to_magnitude(flux_njy: ArrayOrTensor | float) -> ArrayOrTensor:
+    """AB magnitude of a flux density in nJy (> 0); a tensor stays a tensor, as above."""
+    if isinstance(flux_njy, torch.Tensor):
+        return -2.5 * torch.log10(flux_njy / AB_ZEROPOINT_NJY)
     return -2.5 * np.log10(np.asarray(flux_njy, dtype=np.float64) / AB_ZEROPOINT_NJY)

@@ -48,10 +48,11 @@ from typing import IO, Any
 import h5py
 import numpy as np
 
+from specvit.labels import LABEL_NAMES
+
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
-    "LABEL_FIELDS",
     "OPTIONAL_DATASETS",
     "REQUIRED_FIELDS",
     "ShardInfo",
@@ -61,11 +62,9 @@ __all__ = [
 
 FORMAT = "specvit-shard"
 FORMAT_VERSION = 1
-#: Label fields in model order.
-LABEL_FIELDS = ("T_eff", "log_g", "M_H")
-#: Fields every shard's ``labels`` table holds.
-REQUIRED_FIELDS = (*LABEL_FIELDS, "mag", "snr")
-#: Optional per-spectrum datasets: name -> columns (0: shape (N,); 3: (N, 3) in LABEL_FIELDS order).
+#: Fields every shard's ``labels`` table holds: the labels, the HSC-i magnitude and the S/N.
+REQUIRED_FIELDS = (*LABEL_NAMES, "mag", "snr")
+#: Optional per-spectrum datasets: name -> columns (0: shape (N,); 3: (N, 3) in label order).
 OPTIONAL_DATASETS = {"posterior_mean": 3, "posterior_std": 3, "posterior_ess": 0, "crlb_log_g": 0}
 #: Chunk cache per open dataset (bytes): a few chunks, never a shard.
 _CHUNK_CACHE = 4 * 1024 * 1024
@@ -194,9 +193,9 @@ def iter_shard(
     ------
     dict
         ``flux``, ``error`` (B, L) float32; ``labels`` (B, 3) float32 in the order
-        :data:`LABEL_FIELDS`; every field of the labels table as a (B,) array (``mag``,
-        ``snr``, …); every :data:`OPTIONAL_DATASETS` entry the shard holds (``posterior_mean``
-        (B, 3), …); ``index`` (B,) int64 row numbers in the shard.
+        :data:`~specvit.labels.LABEL_NAMES`; every field of the labels table as a (B,) array
+        (``mag``, ``snr``, …); every :data:`OPTIONAL_DATASETS` entry the shard holds
+        (``posterior_mean`` (B, 3), …); ``index`` (B,) int64 row numbers in the shard.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
@@ -214,7 +213,7 @@ def iter_shard(
             batch = {
                 "flux": flux[lo:hi],
                 "error": error[lo:hi],
-                "labels": np.stack([rows[k] for k in LABEL_FIELDS], axis=-1).astype(np.float32),
+                "labels": np.stack([rows[k] for k in LABEL_NAMES], axis=-1).astype(np.float32),
                 "index": np.arange(lo, hi, dtype=np.int64),
             }
             for name in rows.dtype.names:

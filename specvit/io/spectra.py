@@ -7,13 +7,14 @@ a range of rows into memory.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 from astropy.table import Table
 
-__all__ = ["SpectrumSet", "stack_sets"]
+__all__ = ["RaggedSpectrumSet", "SpectrumSet", "stack_sets"]
 
 Uncertainty = Literal["std", "var", "ivar"]
 
@@ -33,11 +34,17 @@ class SpectrumSet:
     wavelength : numpy.ndarray or None
         (L,) shared or (N, L) per-spectrum wavelengths in Å; None = already on the model grid.
     mask : array-like or None
-        (N, L) or (L,); non-zero = bad pixel.
+        (N, L) or (L,); non-zero = bad pixel (after ``mask_bits``).
     medium : {"vacuum", "air"}
         Medium of ``wavelength``.
     ids : astropy.table.Table
         N rows of identifiers from the file (may have no columns).
+    mask_bits : int, numpy.ndarray or None
+        Bits of ``mask`` that mark a bad pixel, for all spectra or (N,) one value each;
+        :meth:`rows` applies them. None: every non-zero value is bad.
+    source : dict
+        Where each array came from (``{"flux": "FLUX", "error": "IVAR (1/σ²)", …}``), for
+        the CLI's summary.
     """
 
     flux: Any
@@ -47,8 +54,23 @@ class SpectrumSet:
     mask: Any = None
     medium: Literal["vacuum", "air"] = "vacuum"
     ids: Table = field(default_factory=Table)
+    mask_bits: Any = None
+    source: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        shape = tuple(self.flux.shape)
+        if len(shape) != 2:
+            raise ValueError(f"flux has shape {shape}; expected (N, L)")
+        for name in ("error", "wavelength", "mask"):
+            arr = getattr(self, name)
+            if arr is None:
+                continue
+            allowed = [shape] if name == "error" else [shape, shape[1:]]
+            if tuple(arr.shape) not in allowed:
+                raise ValueError(
+                    f"{name} has shape {tuple(arr.shape)} for flux of shape {shape}; expected "
+                    + " or ".join(map(str, allowed))
+                )
         if len(self.ids.colnames) == 0:
             self.ids = Table()
         elif len(self.ids) != len(self):
@@ -68,14 +90,23 @@ class SpectrumSet:
             return np.asarray(arr[start:stop])
 
         ids = self.ids[start:stop] if self.ids.colnames else Table()
+        mask = take(self.mask)
+        if mask is not None and self.mask_bits is not None:
+            bits = _row_bits(self.mask_bits, start, stop)
+            mask = mask & (bits[:, None] if bits.ndim else bits)
         return replace(
             self,
             flux=take(self.flux),
             error=take(self.error),
             wavelength=take(self.wavelength),
-            mask=take(self.mask),
+            mask=mask,
+            mask_bits=None,
             ids=ids,
         )
+
+    def blocks(self, start: int, stop: int) -> Iterator[tuple[int, SpectrumSet]]:
+        """Rows ``start:stop`` in memory as ``(first row, set)`` pairs (here one pair)."""
+        yield start, self.rows(start, stop)
 
     def predict_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :func:`specvit.predict` / :meth:`specvit.Predictor.predict`."""
@@ -87,6 +118,68 @@ class SpectrumSet:
             "medium": self.medium,
             "uncertainty": self.uncertainty,
         }
+
+
+@dataclass
+class RaggedSpectrumSet:
+    """Spectra of different lengths (PFS variable-length table columns), one array per row.
+
+    Attributes
+    ----------
+    flux, error, wavelength, mask : list of numpy.ndarray (or None for error and mask)
+        One (L_i,) array per spectrum; wavelengths in Å.
+    uncertainty, medium, ids, mask_bits, source
+        As in :class:`SpectrumSet`.
+    """
+
+    flux: list
+    error: list | None
+    wavelength: list
+    mask: list | None
+    uncertainty: Uncertainty = "std"
+    medium: Literal["vacuum", "air"] = "vacuum"
+    ids: Table = field(default_factory=Table)
+    mask_bits: Any = None
+    source: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.flux)
+
+    def blocks(self, start: int, stop: int) -> Iterator[tuple[int, SpectrumSet]]:
+        """Rows ``start:stop`` as runs of equal-length spectra, ``(first row, set)`` each."""
+        first = start
+        for i in range(start, stop + 1):
+            if i == stop or len(self.flux[i]) != len(self.flux[first]):
+                if i > first:
+                    yield first, self._rows(first, i)
+                first = i
+
+    def _rows(self, start: int, stop: int) -> SpectrumSet:
+        def stack(arrays: list | None) -> np.ndarray | None:
+            return None if arrays is None else np.stack([np.asarray(a) for a in arrays[start:stop]])
+
+        wave = stack(self.wavelength)
+        if np.all(wave == wave[:1]):
+            wave = wave[0]
+        return SpectrumSet(
+            flux=stack(self.flux),
+            error=stack(self.error),
+            uncertainty=self.uncertainty,
+            wavelength=wave,
+            mask=stack(self.mask),
+            medium=self.medium,
+            ids=self.ids[start:stop] if self.ids.colnames else Table(),
+            mask_bits=_row_bits(self.mask_bits, start, stop),
+            source=self.source,
+        ).rows(0, stop - start)
+
+
+def _row_bits(bits: Any, start: int, stop: int) -> Any:
+    """The mask bits of rows ``start:stop`` (one value for all, or one per row)."""
+    if bits is None:
+        return None
+    bits = np.asarray(bits)
+    return bits[start:stop] if bits.ndim else bits
 
 
 def _compatible(a: SpectrumSet, b: SpectrumSet) -> bool:

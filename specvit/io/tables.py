@@ -1,4 +1,9 @@
-"""Write prediction tables (FITS, CSV, ECSV) atomically, never replacing a file unless asked."""
+"""Write prediction tables (FITS, CSV, ECSV) atomically, never replacing a file unless asked.
+
+:func:`check_output` tells, before any work, whether a table can be written to a path;
+:func:`write_table` writes it. Files are created with the permissions of any new file
+(``0666`` less the process umask, typically ``0644``), whatever the format.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,19 @@ import contextlib
 import os
 import tempfile
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 from astropy.io.fits.verify import VerifyWarning
 from astropy.table import Table
 
-__all__ = ["TABLE_FORMATS", "table_format", "write_table"]
+__all__ = ["TABLE_FORMATS", "OutputError", "check_output", "table_format", "write_table"]
+
+
+class OutputError(OSError):
+    """The output path cannot be written: no such folder, not writable, or one of the inputs."""
+
 
 #: Output file suffixes and the astropy format each is written in.
 TABLE_FORMATS = {
@@ -40,6 +52,56 @@ def table_format(path: str | Path) -> str:
     )
 
 
+def check_output(
+    path: str | Path, inputs: Iterable[str | Path] = (), *, overwrite: bool = False
+) -> None:
+    """Check that a table can be written to ``path``, before any work is done.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The output file.
+    inputs : iterable of path-like
+        Files the run reads: ``path`` must not be one of them, even with ``overwrite``.
+    overwrite : bool
+        Whether an existing ``path`` may be replaced.
+
+    Raises
+    ------
+    ValueError
+        For a suffix not in :data:`TABLE_FORMATS`.
+    OutputError
+        If the folder does not exist, is not writable, ``path`` is a folder, or ``path`` is
+        one of ``inputs``.
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is False.
+    """
+    path = Path(path)
+    table_format(path)
+    folder = path.parent
+    if not folder.is_dir():
+        raise OutputError(f"cannot write {path}: no such folder {str(folder)!r}")
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a folder")
+    for source in inputs:
+        if _same_file(path, Path(source)):
+            raise OutputError(f"cannot write {path}: it is the input file {source}")
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".tmp"):
+            pass
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: folder {str(folder)!r} is not writable") from exc
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return a.resolve() == b.resolve()
+
+
 def write_table(table: Table, path: str | Path, *, overwrite: bool = False) -> None:
     """Write ``table`` to ``path`` atomically.
 
@@ -50,8 +112,10 @@ def write_table(table: Table, path: str | Path, *, overwrite: bool = False) -> N
     Parameters
     ----------
     table : astropy.table.Table
-        The table. For FITS, nested metadata (dicts) is written as ``KEY_SUBKEY`` cards, and
-        a unit FITS cannot store (``dex``) as a ``UNIT_<COLUMN>`` card instead of ``TUNIT``.
+        The table. For FITS, nested metadata (dicts) is written as ``KEY_SUBKEY`` cards, a
+        unit FITS cannot store (``dex``) as a ``UNIT_<COLUMN>`` card instead of ``TUNIT``,
+        text columns with non-ASCII characters as UTF-8 bytes, and non-ASCII characters in
+        metadata as ``\\uXXXX`` escapes (FITS holds only ASCII text).
     path : str or pathlib.Path
         Output file; its suffix selects the format (:func:`table_format`).
     overwrite : bool
@@ -75,9 +139,14 @@ def write_table(table: Table, path: str | Path, *, overwrite: bool = False) -> N
             if col.unit is not None and not _fits_unit(col.unit):
                 out.meta[f"UNIT_{col.name}".upper()] = str(col.unit)
                 col.unit = None
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+        for name in out.colnames:
+            if out[name].dtype.kind == "U" and not _ascii(out[name]):
+                out[name] = np.char.encode(np.asarray(out[name]), "utf-8")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a table is an ordinary file
         with warnings.catch_warnings():
             # Long metadata keys become HIERARCH cards; that is expected, not worth a warning.
             warnings.simplefilter("ignore", VerifyWarning)
@@ -87,9 +156,21 @@ def write_table(table: Table, path: str | Path, *, overwrite: bool = False) -> N
         else:
             _link_no_clobber(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process umask (read by setting it, then putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _ascii(column) -> bool:
+    return all(str(v).isascii() for v in np.asarray(column).ravel())
 
 
 def _link_no_clobber(tmp: str, path: Path) -> None:
@@ -124,4 +205,7 @@ def _flat_meta(meta: dict) -> dict:
                 flat[f"{key}_{sub}".upper()] = item
         else:
             flat[str(key).upper()] = value
-    return flat
+    return {
+        key: value.encode("ascii", "backslashreplace").decode() if isinstance(value, str) else value
+        for key, value in flat.items()
+    }

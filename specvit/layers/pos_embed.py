@@ -64,7 +64,8 @@ class SinusoidalPosEmbed(nn.Module):
     Parameters
     ----------
     positions : torch.Tensor
-        Shape (num_tokens,): the position of each token (the CLS token, if any, included).
+        Shape (num_tokens,): the position of each patch token. A CLS token gets no code:
+        :class:`specvit.SpecViT` adds this one before it prepends the CLS token.
     embed_dim : int
         Token width (even).
     max_period : float

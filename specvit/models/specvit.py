@@ -23,17 +23,27 @@ from specvit.layers import (
 
 __all__ = ["SpecViT", "WeightsMismatchError"]
 
+#: The model card of every saved model. ``heading`` and ``training`` (Markdown sections on how
+#: the model was trained) are filled in by ``training/publish.py``.
 _CARD_TEMPLATE = """---
 {{ card_data }}
 ---
 
-# SpecViT
+# {{ heading | default("SpecViT") }}
 
 A [specvit](https://github.com/specvit/specvit) Vision Transformer that infers stellar parameters
-from 1-D spectra. Load it with `specvit.load("<this repo>", revision="<commit>")` and predict with
-`specvit.predict(flux, error, model=...)`; `config.json` holds the wavelength grid, input
-normalisation and label statistics the model was trained with.
-"""
+from 1-D spectra. Load it and predict with
+
+```python
+import specvit
+model = specvit.load("<this repo or folder>", revision="<commit>")
+table = specvit.predict(flux, error, model=model)
+```
+
+`config.json` holds what prediction needs: the wavelength grid, the input normalisation and the
+label statistics the model was trained with. How it was trained is in `training_args.json`
+(when the folder has one) and below.
+{{ training | default("") }}"""
 
 
 class WeightsMismatchError(ValueError):
@@ -163,13 +173,16 @@ class SpecViT(
         mean : torch.Tensor
             (B, num_labels) in each label's unit (e.g. dex for log g, K for T_eff).
         sigma : torch.Tensor or None
-            (B, num_labels) 1σ in the same units for a Gaussian head, else None.
+            (B, num_labels) 1σ in the same units for a Gaussian head (times the config's
+            ``sigma_scale`` calibration, if any), else None.
         """
         shift = self._label_shift.to(output.device, torch.float32)
         scale = self._label_scale.to(output.device, torch.float32)
         out = output.float()
         mean = shift + scale * out[..., 0]
         sigma = scale * out[..., 1].exp() if out.shape[-1] == 2 else None
+        if sigma is not None and self.config.sigma_scale:
+            sigma = sigma * torch.tensor(self.config.sigma_scale, device=sigma.device)
         return mean, sigma
 
     def normalize_labels(self, labels: torch.Tensor) -> torch.Tensor:
@@ -183,13 +196,13 @@ class SpecViT(
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
     # ------------------------------------------------------------------ Hub format
-    @classmethod
-    def _decode_arg(cls, expected_type: Any, value: Any) -> Any:
-        """Decode ``config.json`` strictly: unknown keys are an error, not silently dropped."""
-        # The annotation is a string here (``from __future__ import annotations``).
-        if expected_type in (SpecViTConfig, "SpecViTConfig"):
-            return SpecViTConfig.from_dict(value)
-        return super()._decode_arg(expected_type, value)
+    # ``_save_pretrained`` / ``_from_pretrained`` are the hooks ModelHubMixin subclasses
+    # implement (huggingface_hub's integration guide); the tested version range is bounded in
+    # pyproject.toml.
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """Write ``model.safetensors`` and ``config.json`` (strict JSON, :meth:`to_json`)."""
+        super()._save_pretrained(save_directory)
+        self.config.to_json(Path(save_directory) / constants.CONFIG_NAME)
 
     @classmethod
     def _from_pretrained(
@@ -204,7 +217,11 @@ class SpecViT(
         map_location: str = "cpu",
         **model_kwargs: Any,
     ) -> SpecViT:
-        """Build the model from its config and load ``model.safetensors`` strictly."""
+        """Build the model from its config and load ``model.safetensors`` strictly.
+
+        The mixin hands over ``config.json`` as a dict (the ``config`` annotation is a string
+        here, so it does not decode it); :meth:`SpecViTConfig.from_dict` reads it strictly.
+        """
         hub_kwargs = {
             "revision": revision,
             "cache_dir": cache_dir,
@@ -217,7 +234,10 @@ class SpecViT(
             if not os.path.isdir(model_id):
                 hf_hub_download(repo_id=model_id, filename=constants.CONFIG_NAME, **hub_kwargs)
             raise FileNotFoundError(f"no {constants.CONFIG_NAME} for model {model_id!r}")
-        model = cls(**model_kwargs)
+        config = model_kwargs.pop("config")
+        if not isinstance(config, SpecViTConfig):
+            config = SpecViTConfig.from_dict(config)
+        model = cls(config, **model_kwargs)
         filename = constants.SAFETENSORS_SINGLE_FILE
         if os.path.isdir(model_id):
             weights = os.path.join(model_id, filename)
@@ -235,8 +255,13 @@ class SpecViT(
         ------
         WeightsMismatchError
             Listing missing keys, unexpected keys and shape mismatches.
+        ValueError
+            If the file is not a valid safetensors file (truncated, corrupted, a pickle).
         """
-        state = safetensors.torch.load_file(str(path), device=str(map_location))
+        try:
+            state = safetensors.torch.load_file(str(path), device=str(map_location))
+        except safetensors.SafetensorError as exc:
+            raise ValueError(f"{path} is not a valid safetensors file ({exc})") from exc
         expected = self.state_dict()
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))

@@ -1,7 +1,7 @@
 """The training spectra every method of ``training/evaluate.py`` learns from.
 
 One fixed stream: block ``b`` of 4 096 spectra is drawn by the data engine (default prior, the
-benchmark's magnitudes and noise) with :func:`~training.datasets.batch_generator`
+benchmark's magnitudes and noise) with :func:`~training.seeding.step_generator`
 ``(TRAIN_SEED, b)``, so the first ``n`` spectra are the same for every ``n`` (the sets of the
 scaling curve are nested) and for every method. The baselines see one noise draw per spectrum;
 SpecViT trains on the same noiseless spectra with fresh noise every epoch (:func:`write_shard`).
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from training.baselines.features import Features, features
-from training.datasets import batch_generator
+from training.seeding import step_generator
 from training.shards import ShardWriter
 from training.simulate import Simulator
 
@@ -43,7 +43,7 @@ def draw_features(sim: Simulator, sizes: Mapping[int, int]) -> dict[int, Feature
     parts: dict[int, list[Features]] = {b: [] for b in sizes}
     with torch.no_grad():
         for b, lo in enumerate(range(0, total, BLOCK)):
-            draw = sim.sample(BLOCK, batch_generator(TRAIN_SEED, b))  # whole blocks: nested
+            draw = sim.sample(BLOCK, step_generator(TRAIN_SEED, b))  # whole blocks: nested
             for block, n in sizes.items():
                 if lo < n:
                     k = min(n - lo, len(draw["flux"]))
@@ -78,7 +78,7 @@ def write_shard(sim: Simulator, path: str | Path, n: int) -> Path:
     ):
         for b, lo in enumerate(range(0, n, BLOCK)):
             k = min(BLOCK, n - lo)
-            draw = sim.prior.sample(BLOCK, batch_generator(TRAIN_SEED, b))
+            draw = sim.prior.sample(BLOCK, step_generator(TRAIN_SEED, b))
             draw = {key: v[:k] for key, v in draw.items()}
             clean = sim.noiseless(draw["labels"], draw["mag"])
             error = sim.noise.expected_sigma(clean)

@@ -1,0 +1,425 @@
+"""The physical context of each prediction: its Cramér–Rao floor, an emulator fit and domain flags.
+
+For every predicted star, at its predicted labels and with its own error array on the model
+grid (after masking and resampling), :class:`PhysicalContext` computes
+
+* ``crlb_<label>``: the marginal Cramér–Rao bound σ_min = √CRLB of each label, with the other
+  labels and the flux amplitude ``ln A`` as nuisances, through
+  :func:`specvit.bounds.fisher_information` and :func:`specvit.bounds.marginal_crlb` — the best
+  σ any unbiased method could reach on this spectrum;
+* ``v_rad``, ``chi2_red``, ``chi2_pvalue``: the emulator spectrum at the predicted labels, shifted
+  to a fitted radial velocity and scaled by an analytically fitted amplitude, against the
+  observed flux and σ;
+* ``line_ratio``: the depth of the observed lines relative to the emulator's (the flux fitted
+  as α·spectrum + γ·lines, ``1 + γ/α``), whose z-score ``γ/σ_γ`` is the line test.
+
+The continuum is treated as the model's input normalisation treats it: the input is the flux
+divided by one number (its median), so the model sees the continuum's shape, and so does the
+fit: the emulator's flux (normalised flux × its continuum) is scaled by one amplitude, nothing
+else. A spectrum whose continuum the emulator cannot produce (detector counts with the
+throughput in, a flat or power-law source) fails the fit.
+
+The radial velocity is found coarse to fine. Coarse: the observed and the emulator spectrum's
+line structure (each minus its 65-pixel running mean) are cross-correlated by FFT over the red
+quarter of the arm (8412–8850 Å, the Ca II triplet; a velocity is nearly one pixel shift there)
+within ±:data:`RV_SEARCH_KMS`, the peak refined by a parabola through three lags. Fine: one
+Gauss–Newton step in ``(A, v)`` about the rest frame for every star, the emulator spectrum
+shifted to second order in its (fourth-order finite-difference) wavelength derivatives; where
+the cross-correlation peak lies beyond half a pixel and the rest-frame fit fails the line test
+(z < −:data:`LINE_Z`), three more steps about the peak, on the emulator spectrum shifted there
+by cubic (Catmull–Rom) interpolation, kept where they lower χ² on the same pixels by more than
+:data:`RV_DELTA_CHI2`. Pixels whose rest wavelength falls off the grid, and the two at each end,
+are left out of the fit. Stars are fitted in chunks of 64, whose working set stays in the CPU
+cache.
+
+The flags (:class:`~specvit.inference.flags.PredictFlag`) and their thresholds are documented
+on the predict docs page and below.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from scipy import stats
+
+from specvit.bounds.ceilings import sigma_from_relative_error
+from specvit.bounds.fisher import fisher_information, marginal_crlb
+from specvit.config import SpecViTConfig
+from specvit.emulator.doppler import C_KMS
+from specvit.inference.flags import PredictFlag
+from specvit.instrument.grid import PFS_MR
+from specvit.labels import LABEL_NAMES
+
+__all__ = [
+    "CHI2_PVALUE_THRESHOLD",
+    "LINE_Z",
+    "LOW_SNR",
+    "RV_DELTA_CHI2",
+    "RV_SEARCH_KMS",
+    "RV_TOLERANCE_KMS",
+    "PhysicalContext",
+    "emulator_mismatch",
+]
+
+#: ``LOW_SNR`` below this median flux/σ: there the median star's unbiased bound on log g
+#: (1.14 dex at SNR 3, docs/bounds.md) reaches the spread of the training prior (1.15 dex for
+#: log g uniform in 1–5), so a model's log g is mostly its prior.
+LOW_SNR = 3.0
+#: ``OUT_OF_DOMAIN`` when the fit's χ² p-value is below this (calibrated on engine spectra
+#: across the prior at SNR 2–15: see the predict docs page for the measured false-alarm rate).
+CHI2_PVALUE_THRESHOLD = 1e-3
+#: ``OUT_OF_DOMAIN`` also when the observed lines are weaker than the emulator's at the predicted
+#: labels by more than this many σ (``line_ratio`` below 1): a featureless or hotter source,
+#: whose few-σ line deficit the χ² over all pixels dilutes.
+LINE_Z = 3.0
+#: ``RV_OUTSIDE_TRAINING`` when the fitted v_rad lies more than this beyond the trained range
+#: (half the 60 km/s FWHM of the MR line-spread function, about two pixels).
+RV_TOLERANCE_KMS = 30.0
+#: The radial-velocity search range, ± km/s.
+RV_SEARCH_KMS = 1000.0
+#: A velocity from the cross-correlation replaces the rest-frame fit only where it lowers
+#: χ² (on the same pixels) by more than this (a 5σ preference), so noise peaks at low SNR do
+#: not make velocities.
+RV_DELTA_CHI2 = 25.0
+#: Gauss–Newton steps (each re-shifting the emulator spectrum) about a cross-correlation
+#: velocity: the peak of a mismatched template can be a pixel or two off.
+_FAR_STEPS = 3
+#: Stars fitted together (a chunk's working set stays in the CPU cache).
+_CHUNK = 64
+#: Half-width (pixels) of the running mean taken off before the cross-correlation.
+_HALF_BOX = 32
+
+
+def emulator_mismatch(config: SpecViTConfig) -> str | None:
+    """Why the emulator cannot describe this model's spectra, or None when it can.
+
+    The emulator makes PFS MR spectra (vacuum grid, 4096 pixels) of (T_eff, log g, [M/H]):
+    the model must predict exactly these three labels on exactly that grid.
+    """
+    grid_ok = (
+        config.input_length == PFS_MR.num
+        and config.wave_medium == PFS_MR.medium
+        and abs(config.wave_start - PFS_MR.start) < 1e-3
+        and abs(config.wave_stop - PFS_MR.stop) < 1e-3
+    )
+    if not grid_ok:
+        return (
+            f"the model's grid ({config.input_length} px, {config.wave_start}–"
+            f"{config.wave_stop} Å, {config.wave_medium}) is not the emulator's PFS MR grid "
+            f"({PFS_MR.num} px, {PFS_MR.start}–{PFS_MR.stop} Å, vacuum)"
+        )
+    if sorted(config.label_names) != sorted(LABEL_NAMES):
+        return f"the model predicts {config.label_names}; the emulator needs all of {LABEL_NAMES}"
+    return None
+
+
+def _high_pass(x: torch.Tensor) -> torch.Tensor:
+    """``x`` minus its running mean over ``2·_HALF_BOX + 1`` pixels (shorter at the ends)."""
+    n, k = x.shape[-1], _HALF_BOX
+    cum = torch.nn.functional.pad(x.cumsum(-1), (1, 0))
+    mean = torch.empty_like(x)
+    mean[:, k : n - k] = (cum[:, 2 * k + 1 :] - cum[:, : n - 2 * k]) / (2 * k + 1)
+    ends = torch.cat([torch.arange(k), torch.arange(n - k, n)]).to(x.device)
+    lo, hi = (ends - k).clamp_min(0), (ends + k + 1).clamp_max(n)
+    mean[:, ends] = (cum[:, hi] - cum[:, lo]) / (hi - lo)
+    return x - mean
+
+
+def _cross_correlation_lag(obs: torch.Tensor, template: torch.Tensor, max_lag: int) -> torch.Tensor:
+    """Sub-pixel lag (R,) of ``obs`` relative to ``template`` (R, n) within ±``max_lag``.
+
+    Circular cross-correlation by FFT (both inputs are high-passed, so the wrap-around only
+    mixes a few near-zero edge pixels), peak refined by a parabola through three lags.
+    """
+    n = obs.shape[-1]
+    cc = torch.fft.irfft(torch.fft.rfft(obs) * torch.fft.rfft(template).conj(), n)
+    window = torch.cat([cc[:, -max_lag - 1 :], cc[:, : max_lag + 2]], dim=1)  # −k−1 … k+1
+    peak = window[:, 1:-1].argmax(dim=1, keepdim=True) + 1
+    y0, y1, y2 = (window.gather(1, peak + d).squeeze(1) for d in (-1, 0, 1))
+    denom = y0 - 2.0 * y1 + y2
+    offset = torch.where(denom < 0, 0.5 * (y0 - y2) / denom, 0.0).clamp(-0.5, 0.5)
+    return peak.squeeze(1).to(obs.dtype) - (max_lag + 1) + offset
+
+
+def _shift(template: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Catmull–Rom interpolation of ``template`` (R, L) at pixel positions ``pos`` (R, L)."""
+    n = template.shape[-1]
+    pos = pos.clamp(1.0, n - 2.01)
+    i = pos.floor().long()
+    t = pos - i
+    p0, p1, p2, p3 = (template.gather(-1, i + k) for k in (-1, 0, 1, 2))
+    a = 1.5 * (p1 - p2) + 0.5 * (p3 - p0)
+    b = p0 - 2.5 * p1 + 2.0 * p2 - 0.5 * p3
+    return ((a * t + b) * t + 0.5 * (p2 - p0)) * t + p1
+
+
+def _derivatives(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """First and second pixel derivatives of ``x`` (R, n) at its interior pixels ``2 … n − 3``
+    (fourth-order central differences), each (R, n − 4)."""
+    m2, m1, c, p1, p2 = (x[:, k : x.shape[1] - 4 + k] for k in range(5))
+    d1 = (8.0 * (p1 - m1) - (p2 - m2)) / 12.0
+    d2 = (16.0 * (p1 + m1) - (p2 + m2) - 30.0 * c) / 12.0
+    return d1, d2
+
+
+class PhysicalContext:
+    """Cramér–Rao floors, emulator fit and domain flags for the predictions of one model.
+
+    Parameters
+    ----------
+    config : SpecViTConfig
+        The model's config; :func:`emulator_mismatch` must be None for the CRLB and the fit.
+        Its ``domain`` (if any) gives the ``OUTSIDE_PRIOR`` and ``RV_OUTSIDE_TRAINING`` flags.
+    device : torch.device
+        Where the emulator runs (the predictor's device).
+    """
+
+    def __init__(self, config: SpecViTConfig, device: torch.device) -> None:
+        self.config = config
+        self.device = device
+        self.reason = emulator_mismatch(config)
+        self.domain = config.domain
+        self._model = None
+        wave = np.linspace(config.wave_start, config.wave_stop, config.input_length)
+        self._step = float(wave[1] - wave[0])
+        #: pixels of shift per km/s at each pixel (v ≪ c)
+        self._px_per_kms = torch.tensor(wave / (self._step * C_KMS), dtype=torch.float32)
+        self._wave = torch.tensor(wave, dtype=torch.float32)
+        self._index = torch.arange(wave.size, dtype=torch.float32)
+        #: the cross-correlation runs on the red quarter (8412–8850 Å on the MR arm: the Ca II
+        #: triplet and the Paschen lines), where a velocity is nearly one pixel shift (±3 %)
+        self._ccf = slice(3 * config.input_length // 4, None)
+        self._kms_per_px = C_KMS * self._step / float(wave[self._ccf].mean())
+        self._max_lag = math.ceil(RV_SEARCH_KMS / self._kms_per_px)
+        if self.reason is None:
+            self._order = [config.label_names.index(n) for n in LABEL_NAMES]
+            self._crlb_index = [LABEL_NAMES.index(n) for n in config.label_names]
+
+    @property
+    def fits(self) -> bool:
+        """Whether the emulator describes the model's spectra (CRLB and fit columns)."""
+        return self.reason is None
+
+    def columns(self) -> list[str]:
+        """Names of the columns :meth:`__call__` returns, in table order."""
+        if not self.fits:
+            return []
+        crlb = [f"crlb_{name}" for name in self.config.label_names]
+        return [*crlb, "v_rad", "chi2_red", "chi2_pvalue", "line_ratio"]
+
+    @property
+    def checked(self) -> PredictFlag:
+        """The flags this context sets (the others of the four are not computed)."""
+        checked = PredictFlag.LOW_SNR
+        if self.domain is not None:
+            checked |= PredictFlag.OUTSIDE_PRIOR
+        if self.fits:
+            checked |= PredictFlag.OUT_OF_DOMAIN
+            if self.domain is not None:
+                checked |= PredictFlag.RV_OUTSIDE_TRAINING
+        return checked
+
+    def metadata(self) -> dict:
+        """What was computed and at which thresholds, for the output table's metadata.
+
+        Short keys and numbers only, so FITS headers keep them: ``checked`` is the bit mask of
+        the flags that were computed (a 0 in an unchecked bit means "not checked", not "fine").
+        """
+        return {
+            "checked": int(self.checked),
+            "low_snr": LOW_SNR,
+            "chi2_pvalue_min": CHI2_PVALUE_THRESHOLD,
+            "line_z_min": -LINE_Z,
+            "rv_tolerance_kms": RV_TOLERANCE_KMS,
+        }
+
+    def _emulator(self):
+        if self._model is None:
+            from specvit.emulator import Emulator
+
+            self._model = Emulator.load(device=self.device)
+        return self._model
+
+    # ------------------------------------------------------------------ per chunk
+    def __call__(
+        self,
+        labels: torch.Tensor,
+        flux: torch.Tensor,
+        error: torch.Tensor | None,
+        valid: torch.Tensor,
+        scale: torch.Tensor,
+        snr: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Flags and columns of one chunk.
+
+        Parameters
+        ----------
+        labels : torch.Tensor
+            (B, n_labels) predicted labels in the model's order; NaN rows are skipped.
+        flux, error : torch.Tensor
+            (B, L) flux and 1σ on the model grid (``error`` None: nothing but the prior flag).
+        valid : torch.Tensor
+            (B, L) valid pixels.
+        scale : torch.Tensor
+            (B,) each spectrum's median valid flux (from :func:`specvit.model_input`).
+        snr : torch.Tensor
+            (B,) median flux/σ.
+
+        Returns
+        -------
+        flags : torch.Tensor
+            (B,) int32 bits of ``LOW_SNR``, ``OUTSIDE_PRIOR``, ``OUT_OF_DOMAIN``,
+            ``RV_OUTSIDE_TRAINING``.
+        columns : dict of str to torch.Tensor
+            (B,) float64 each, :meth:`columns` (NaN where the star has no labels).
+        """
+        b = labels.shape[0]
+        flags = torch.where(snr < LOW_SNR, int(PredictFlag.LOW_SNR), 0).int()
+        if self.domain is not None:
+            low = labels.new_tensor([self.domain.labels[n][0] for n in self.config.label_names])
+            high = labels.new_tensor([self.domain.labels[n][1] for n in self.config.label_names])
+            outside = ((labels < low) | (labels > high)).any(dim=1)
+            flags |= torch.where(outside, int(PredictFlag.OUTSIDE_PRIOR), 0).int()
+        columns = {
+            name: torch.full((b,), torch.nan, dtype=torch.float64, device=labels.device)
+            for name in self.columns()
+        }
+        if not self.fits or error is None:
+            return flags, columns
+        rows = torch.isfinite(labels).all(dim=1) & torch.isfinite(scale)
+        if not bool(rows.any()):
+            return flags, columns
+        line_z = torch.full((b,), torch.nan, dtype=torch.float64, device=labels.device)
+        # small chunks stay in the CPU cache (several times faster than one batch of 256);
+        # slices, not copies, when every star has labels
+        if bool(rows.all()):
+            chunks = [slice(a, a + _CHUNK) for a in range(0, b, _CHUNK)]
+        else:
+            chunks = torch.nonzero(rows).squeeze(1).split(_CHUNK)
+        for sel in chunks:
+            fit = self._fit(
+                labels[sel], flux[sel], error[sel], valid[sel], scale[sel].unsqueeze(-1)
+            )
+            line_z[sel] = fit.pop("_line_z").to(torch.float64)
+            for name, value in fit.items():
+                columns[name][sel] = value.to(torch.float64)
+        bad_fit = (columns["chi2_pvalue"] < CHI2_PVALUE_THRESHOLD) | (line_z < -LINE_Z)
+        flags |= torch.where(bad_fit, int(PredictFlag.OUT_OF_DOMAIN), 0).int()
+        if self.domain is not None:
+            lo, hi = self.domain.rv
+            v = columns["v_rad"]
+            off = (v < lo - RV_TOLERANCE_KMS) | (v > hi + RV_TOLERANCE_KMS)
+            flags |= torch.where(off, int(PredictFlag.RV_OUTSIDE_TRAINING), 0).int()
+        return flags, columns
+
+    def _fit(self, labels, flux, error, valid, scale) -> dict[str, torch.Tensor]:
+        model, jac = self._emulator().flux_and_jacobian(labels[:, self._order])
+        # f and weights w = 1/σ² in units of the median valid flux, as the model input; w = 0
+        # at masked pixels and, for the fit, at the two pixels at each end (no central
+        # differences there).
+        # Float masks and nan_to_num: boolean tensor ops are ~10× slower on the CPU.
+        keep = valid.to(flux.dtype)
+        f = torch.nan_to_num(flux * (keep / scale), nan=0.0, posinf=0.0, neginf=0.0)
+        w = torch.nan_to_num((scale / error).square() * keep, nan=0.0, posinf=0.0)
+        out: dict[str, torch.Tensor] = {}
+
+        # Cramér–Rao: Fisher over (T_eff, log g, [M/H], ln A) with σ from the star's own
+        # error array in units of its median flux (specvit.bounds' error= convention; σ = inf
+        # at masked pixels).
+        sigma = sigma_from_relative_error(model, w.rsqrt())
+        fisher = fisher_information(jac, sigma, flux=model)
+        w[:, :2] = 0.0
+        w[:, -2:] = 0.0
+        for name, k in zip(self.config.label_names, self._crlb_index, strict=True):
+            out[f"crlb_{name}"] = marginal_crlb(fisher, k).sqrt()
+
+        # Radial velocity, coarse: cross-correlate the line structure (flux minus its running
+        # mean; masked pixels at the median level, weight 0) of the observed and the emulator
+        # spectrum over the red quarter.
+        red = self._ccf
+        lines = _high_pass(model)
+        wf = w * f
+        obs = _high_pass(f[:, red] - keep[:, red] + 1.0) * w[:, red]
+        lag = _cross_correlation_lag(obs, lines[:, red].contiguous(), self._max_lag)
+        v_coarse = C_KMS * (x := lag * (self._kms_per_px / C_KMS)) / (1.0 - x)
+        px_per_kms = self._px_per_kms.to(f.device)
+        # Fine: one Gauss–Newton step in v about the rest frame (every star) ...
+        v, chi2, dof, ratio, line_z = self._refine(
+            model, lines, torch.zeros_like(v_coarse), f, w, wf, px_per_kms
+        )
+        # ... and about the cross-correlation peak where it lies beyond half a pixel and the
+        # rest-frame fit fails the line test (a moving star's lines miss the rest-frame ones);
+        # the far velocity wins only where it lowers χ² by more than RV_DELTA_CHI2.
+        search = (v_coarse.abs() > 0.5 * self._kms_per_px) & (line_z < -LINE_Z)
+        far = torch.nonzero(search).squeeze(1)
+        if far.numel():
+            vc = v_coarse[far]
+            for _ in range(_FAR_STEPS):
+                beta = (vc / C_KMS).unsqueeze(-1)
+                pos = self._index.to(f.device) - self._wave.to(f.device) * (
+                    beta / ((1.0 + beta) * self._step)
+                )
+                inside = ((pos >= 2.0) & (pos <= f.shape[1] - 3.0)).to(w.dtype)
+                base = _shift(model[far], pos)
+                w_in, wf_in = w[far] * inside, wf[far] * inside
+                shifted = self._refine(base, _high_pass(base), vc, f[far], w_in, wf_in, px_per_kms)
+                vc = shifted[0]
+            # against the rest-frame fit on the same pixels (the shift moves some off the grid)
+            rest = self._refine(model[far], lines[far], vc * 0.0, f[far], w_in, wf_in, px_per_kms)
+            better = shifted[1] < rest[1] - RV_DELTA_CHI2
+            for mine, theirs in zip((v, chi2, dof, ratio, line_z), shifted, strict=True):
+                mine[far] = torch.where(better, theirs.to(mine.dtype), mine[far])
+        out["v_rad"] = v
+        out["chi2_red"] = chi2 / dof
+        out["line_ratio"] = ratio
+        out["_line_z"] = line_z
+        p = stats.chi2.sf(chi2.cpu().numpy(), dof.clamp_min(1.0).cpu().numpy())
+        out["chi2_pvalue"] = torch.from_numpy(np.asarray(p)).to(chi2.device)
+        return out
+
+    @staticmethod
+    def _refine(base, lines, v0, f, w, wf, px_per_kms):
+        """One Gauss–Newton step in (A, v) from ``base`` (the emulator spectrum at ``v0``).
+
+        The spectrum at ``v0 + δ`` is ``base`` shifted by ``s = δ · px_per_kms`` pixels, to
+        second order: ``base − s base' + s² base''/2``; ``A`` is then fitted exactly. ``lines``
+        is ``base`` minus its running mean, for the line-strength test. ``w`` must be 0 on the
+        two pixels at each end.
+
+        Returns
+        -------
+        v, chi2, dof, line_ratio, line_z : torch.Tensor
+            (R,) velocity (km/s), χ² (float64), degrees of freedom (pixels with weight − 2),
+            the depth of the observed lines relative to the emulator's and its z-score.
+        """
+        d1, d2 = _derivatives(base)
+        inner = slice(2, -2)
+        base, lines, f = base[:, inner], lines[:, inner], f[:, inner]
+        w, wf, px_per_kms = w[:, inner], wf[:, inner], px_per_kms[inner]
+        slope = d1 * px_per_kms  # −∂base/∂v
+        wb = w * base
+        a11, a12 = torch.linalg.vecdot(wb, base), -torch.linalg.vecdot(wb, slope)
+        a22 = torch.linalg.vecdot(w * slope, slope)
+        b1, b2 = torch.linalg.vecdot(wf, base), -torch.linalg.vecdot(wf, slope)
+        det = a11 * a22 - a12 * a12
+        delta = (a11 * b2 - a12 * b1) / (a22 * b1 - a12 * b2)  # (A δ) / A
+        limit = 0.75 / float(px_per_kms.mean())
+        delta = torch.where(torch.isfinite(delta) & (det > 0), delta, 0.0).clamp(-limit, limit)
+        shift = delta.unsqueeze(-1) * px_per_kms
+        spectrum = torch.addcmul(base, shift, torch.addcmul(-d1, shift, d2, value=0.5))
+        ws = w * spectrum
+        s_ss, s_fs = torch.linalg.vecdot(ws, spectrum), torch.linalg.vecdot(wf, spectrum)
+        amp = s_fs / s_ss
+        chi2 = torch.linalg.vecdot(w, (f - amp.unsqueeze(-1) * spectrum).square()).double()
+        dof = torch.count_nonzero(w, dim=-1).double() - 2.0
+        # Line strength: f ≈ α·spectrum + γ·lines; γ/α = 0 when the lines are as deep as the
+        # emulator's (the small shift between base and spectrum does not matter here).
+        s_sl, s_ll = torch.linalg.vecdot(ws, lines).double(), torch.linalg.vecdot(w * lines, lines)
+        s_fl = torch.linalg.vecdot(wf, lines).double()
+        s_ss, s_fs, s_ll = s_ss.double(), s_fs.double(), s_ll.double()
+        det = s_ss * s_ll - s_sl * s_sl
+        alpha, gamma = (s_ll * s_fs - s_sl * s_fl) / det, (s_ss * s_fl - s_sl * s_fs) / det
+        line_z = gamma * torch.sign(alpha) / torch.sqrt(s_ss / det)
+        return v0 + delta, chi2, dof, 1.0 + gamma / alpha, line_z

@@ -1,0 +1,248 @@
+"""The default-model design study: candidates trained for the same CPU budget, then compared.
+
+Usage::
+
+    python training/design_study.py run [--only NAME ...] [--budget 6] [--jobs 2] [key=value ...]
+    python training/design_study.py report [--out docs/design_study]
+
+``run`` trains every candidate of ``training/design/candidates.yaml`` (the default recipe with
+that candidate's overrides) into ``runs/design/<name>/`` with ``training/train.py``, one thread
+each, until it has used ``--budget`` CPU-minutes (``train.max_cpu_minutes``); a candidate whose
+folder holds a checkpoint is resumed, one that reached the budget is skipped. Extra
+``key=value`` overrides apply to every candidate. ``report`` reads their ``metrics.jsonl`` and
+writes the comparison table (Markdown) and the learning curves (PNG).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: make the repository root importable
+    sys.path.insert(0, str(ROOT))
+
+CANDIDATES = ROOT / "training" / "design" / "candidates.yaml"
+RUNS = Path("runs") / "design"
+
+__all__ = ["load_candidates", "main", "score_checkpoints"]
+
+
+def load_candidates(path: Path = CANDIDATES) -> tuple[str, list[str], dict[str, list[str]]]:
+    """The study's base recipe, its common overrides and ``{candidate: overrides}``."""
+    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return spec["base"], list(spec["common"]), {k: list(v) for k, v in spec["candidates"].items()}
+
+
+def _finished(folder: Path, budget: float) -> bool:
+    """Whether the run in ``folder`` stopped at ``budget`` CPU-minutes (its last validation)."""
+    log = folder / "metrics.jsonl"
+    if not log.is_file():
+        return False
+    records = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    return any(r.get("kind") == "val" and r["cpu_seconds"] >= 60 * budget for r in records)
+
+
+def _train(name: str, command: list[str], folder: Path) -> int:
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    with open(folder / "train.log", "a", encoding="utf-8") as log:
+        status = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    print(f"[design] {name}: exit {status}", flush=True)
+    return status
+
+
+def run(only: list[str], budget: float, jobs: int, extra: list[str]) -> int:
+    """Train the chosen candidates (all when ``only`` is empty); return the worst exit status."""
+    base, common, candidates = load_candidates()
+    unknown = sorted(set(only) - set(candidates))
+    if unknown:
+        raise SystemExit(f"unknown candidate(s) {unknown}; known: {sorted(candidates)}")
+    script = str(ROOT / "training" / "train.py")
+    tasks = []
+    for name in only or candidates:
+        folder = RUNS / name
+        if _finished(folder, budget):
+            print(f"[design] {name}: done, skipped", flush=True)
+            continue
+        stop = [f"train.max_cpu_minutes={budget}", "train.progress=false"]
+        if (folder / "checkpoints").is_dir() and any((folder / "checkpoints").iterdir()):
+            command = [sys.executable, script, "--resume", str(folder), *stop]
+        else:
+            overrides = [*common, *candidates[name], *extra, f"out_dir={folder}", *stop]
+            command = [sys.executable, script, "--config", base, *overrides]
+        tasks.append((name, command, folder))
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        statuses = list(pool.map(lambda task: _train(*task), tasks))
+    return max(statuses, default=0)
+
+
+def score_checkpoints(folder: Path, benchmark: dict[str, Any]) -> list[dict[str, Any]]:
+    """Score every checkpoint of one run on a benchmark set (cached in ``scores.json``).
+
+    Returns
+    -------
+    list of dict
+        One ``{"step", "spectra", "cpu_minutes", "score"}`` per checkpoint, oldest first;
+        ``score`` is :func:`training.scoring.score` with the Bayes-optimal answers.
+    """
+    import specvit
+    from specvit.models.specvit import SpecViT
+    from training.checkpoint import load_checkpoint
+    from training.scoring import score
+
+    cache_file = folder / "scores.json"
+    cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+    key = benchmark["path"]
+    done = {row["step"]: row for row in cache.get(key, [])}
+    names = ("T_eff", "log_g", "M_H")
+    for path in sorted((folder / "checkpoints").glob("step_*.pt")):
+        state = load_checkpoint(path)
+        if state["step"] in done:
+            continue
+        model = SpecViT(specvit.SpecViTConfig.from_dict(state["model_config"]))
+        model.load_state_dict(state["model"])
+        table = specvit.predict(benchmark["flux"], benchmark["error"], model=model.eval())
+        labels = model.config.label_names
+        cols = [names.index(n) for n in labels]
+        pred = np.column_stack([table[n] for n in labels])
+        sigma = None
+        if model.config.head == "gaussian":
+            sigma = np.column_stack([table[f"{n}_err"] for n in labels])
+        batch = state["run_config"]["train"]["batch_size"]
+        done[state["step"]] = {
+            "step": state["step"],
+            "spectra": state["step"] * batch,
+            "cpu_minutes": state.get("cpu_seconds", 0.0) / 60,
+            "score": score(
+                benchmark["labels"][:, cols],
+                pred,
+                benchmark["snr"],
+                labels,
+                sigma=sigma,
+                bayes_mean=benchmark["posterior_mean"][:, cols],
+                bayes_sigma=benchmark["posterior_std"][:, cols],
+            ),
+        }
+    rows = [done[k] for k in sorted(done)]
+    cache[key] = rows
+    cache_file.write_text(json.dumps(cache, allow_nan=False), encoding="utf-8")
+    return rows
+
+
+def _efficiencies(result: dict[str, Any], label: str) -> list[float | None]:
+    """Efficiency of ``label`` overall, then per SNR bin."""
+    groups = [result["overall"], *result["snr"]]
+    return [g["metrics"][label].get("efficiency") for g in groups]
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def report(out: Path, budget: float) -> None:
+    """Score every candidate's checkpoints; write ``out/design_study.md`` and its figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from training.benchmark import BenchmarkSettings, ensure, read_benchmark
+    from training.scoring import SNR_BIN_EDGES, bin_label
+
+    path = ensure(BenchmarkSettings("validation", 1000))
+    benchmark = {**read_benchmark(path), "path": str(path)}
+    _, common, candidates = load_candidates()
+    results = {}
+    for name in candidates:
+        folder = RUNS / name
+        if (folder / "checkpoints").is_dir():
+            results[name] = score_checkpoints(folder, benchmark)
+    bins = [bin_label(lo, hi) for lo, hi in itertools.pairwise(SNR_BIN_EDGES)]
+    lines = [
+        "<!-- generated by: python training/design_study.py report -->",
+        "",
+        f"Candidates of `training/design/candidates.yaml`, each trained for {budget:g} "
+        "CPU-minutes on one thread (constant learning rate after the warm-up; common overrides: "
+        f"`{' '.join(common)}`), scored at their last checkpoint on the benchmark validation "
+        f"set (`{Path(path).name}`: 1 000 engine spectra, HSC-i 20.5–22.5, 12 × 900 s). "
+        "Efficiency = R² / Bayes-optimal R² of the same stars; SNR bins are median flux/σ.",
+        "",
+        "| candidate | params | spectra | CPU-min | log g eff. (all) | "
+        + " | ".join(f"log g {b}" for b in bins)
+        + " | T_eff eff. | [M/H] eff. | log g 1σ cov. |",
+        "|---" * (len(bins) + 8) + "|",
+    ]
+    for name, rows in results.items():
+        if not rows:
+            continue
+        last = rows[-1]
+        result = last["score"]
+        log_g = _efficiencies(result, "log_g")
+        metrics = result["overall"]["metrics"]
+        coverage = metrics["log_g"].get("coverage_1sigma")
+        params = _parameters(RUNS / name)
+        lines.append(
+            f"| {name} | {params / 1e3:.0f} k | {last['spectra'] / 1e3:.0f} k | "
+            f"{last['cpu_minutes']:.1f} | {_fmt(log_g[0])} | "
+            + " | ".join(_fmt(v, 2) for v in log_g[1:])
+            + f" | {_fmt(metrics['T_eff'].get('efficiency'))} | "
+            f"{_fmt(metrics['M_H'].get('efficiency'))} | {_fmt(coverage, 2)} |"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "design_study.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for name, rows in results.items():
+        eff = [_efficiencies(r["score"], "log_g")[0] for r in rows]
+        axes[0].plot([r["cpu_minutes"] for r in rows], eff, marker=".", label=name)
+        axes[1].plot([r["spectra"] / 1e3 for r in rows], eff, marker=".", label=name)
+    axes[0].set_xlabel("CPU-minutes (one thread)")
+    axes[1].set_xlabel("training spectra seen (thousands)")
+    axes[0].set_ylabel("log g efficiency (R² / Bayes-optimal R²)")
+    axes[1].legend(fontsize=7, ncol=2)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "design_study_curves.png", dpi=110)
+    print(f"wrote {out / 'design_study.md'} and {out / 'design_study_curves.png'}")
+
+
+def _parameters(folder: Path) -> int:
+    import specvit
+    from training.checkpoint import latest_checkpoint, load_checkpoint
+
+    state = load_checkpoint(latest_checkpoint(folder / "checkpoints"))
+    return specvit.SpecViT(specvit.SpecViTConfig.from_dict(state["model_config"])).num_parameters()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="train the candidates")
+    p_run.add_argument("--only", nargs="*", default=[], help="candidate names (default: all)")
+    p_run.add_argument("--budget", type=float, default=6.0, help="CPU-minutes per candidate")
+    p_run.add_argument("--jobs", type=int, default=2, help="candidates trained at once")
+    p_run.add_argument("overrides", nargs="*", help="key=value overrides for every candidate")
+    p_report = sub.add_parser("report", help="score the checkpoints, write table and figure")
+    p_report.add_argument("--out", type=Path, default=Path("docs/results"))
+    p_report.add_argument("--budget", type=float, default=6.0, help="as given to run")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return run(args.only, args.budget, args.jobs, args.overrides)
+    report(args.out, args.budget)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
