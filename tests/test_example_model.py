@@ -32,7 +32,7 @@ def _strict(text: str):
 
 
 def _model_configs() -> list[Path]:
-    skip = {".git", ".venv", "site", "build", "dist", "data"}
+    skip = {".git", ".venv", "site", "build", "dist", "data", "runs"}  # runs/: untracked output
     return sorted(p for p in ROOT.rglob("config.json") if not skip & set(p.relative_to(ROOT).parts))
 
 

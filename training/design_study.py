@@ -183,8 +183,10 @@ def report(out: Path, budget: float) -> None:
         + " | T_eff eff. | [M/H] eff. | log g 1σ cov. |",
         "|---" * (len(bins) + 8) + "|",
     ]
+    unfinished = []
     for name, rows in results.items():
-        if not rows:
+        if not rows or rows[-1]["cpu_minutes"] < 0.99 * budget:
+            unfinished.append(name)
             continue
         last = rows[-1]
         result = last["score"]
@@ -199,6 +201,9 @@ def report(out: Path, budget: float) -> None:
             + f" | {_fmt(metrics['T_eff'].get('efficiency'))} | "
             f"{_fmt(metrics['M_H'].get('efficiency'))} | {_fmt(coverage, 2)} |"
         )
+    missing = [n for n in candidates if n not in results or n in unfinished]
+    if missing:
+        lines += ["", f"Not yet trained to the budget (left out above): {', '.join(missing)}."]
     out.mkdir(parents=True, exist_ok=True)
     (out / "design_study.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
