@@ -100,3 +100,17 @@ def test_sigma_scale_calibrates_the_gaussian_sigma_only():
         specvit.get_preset("specvit_tiny", sigma_scale=(1.0,))
     with pytest.raises(ValueError, match="finite and > 0"):
         raw.config.replace(sigma_scale=(1.0, 0.0))
+
+
+def test_detach_sigma_keeps_the_values_and_stops_the_sigma_loss_at_the_head():
+    labels = {"label_names": ("log_g",), "label_shift": (0.0,), "label_scale": (1.0,)}
+    model = specvit.create_model("specvit_tiny", head="gaussian", **labels)
+    x = torch.randn(3, 1, 4096)
+    torch.testing.assert_close(model(x, detach_sigma=True), model(x))
+    for detach in (False, True):
+        model.zero_grad()
+        model(x, detach_sigma=detach)[..., 1].sum().backward()  # a loss on log σ only
+        encoder = model.patch_embed.proj.weight.grad
+        reached = encoder is not None and bool(encoder.abs().sum() > 0)
+        assert reached is not detach
+        assert model.head.fc.weight.grad[1].abs().sum() > 0  # the σ row always learns

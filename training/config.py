@@ -160,6 +160,10 @@ class TrainConfig:
         Loss in normalised label space, averaged over labels (see
         :func:`training.losses.regression_loss`); the two NLL losses need a
         model with ``head: gaussian``.
+    sigma_grad : {"encoder", "head"}
+        Where a Gaussian head's σ loss trains: the whole model (``"encoder"``), or only the
+        head's σ weights, from detached features (``"head"``), so the encoder learns from the
+        mean's loss alone.
     ema_decay : float or None
         Keep an exponential moving average of the weights with this decay (e.g. 0.999);
         validation and publishing then use the averaged weights.
@@ -185,6 +189,7 @@ class TrainConfig:
     batch_size: int = 256
     precision: Literal["fp32", "bf16", "fp16"] = "fp16"
     loss: Literal["mse", "l1", "gaussian_nll", "decoupled_nll"] = "mse"
+    sigma_grad: Literal["encoder", "head"] = "encoder"
     ema_decay: float | None = None
     device: str = "auto"
     checkpoint_every: int = 0
@@ -291,6 +296,8 @@ class RunConfig:
         if t.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"train.device must be auto, cpu or cuda, got {t.device!r}")
         head = self.model.overrides.get("head", "point")
+        if t.sigma_grad == "head" and t.loss not in GAUSSIAN_LOSSES:
+            raise ConfigError(f"train.sigma_grad=head needs a Gaussian loss, got {t.loss!r}")
         if (t.loss in GAUSSIAN_LOSSES) != (head == "gaussian"):
             raise ConfigError(
                 f"train.loss={t.loss!r} does not fit model head {head!r}: {GAUSSIAN_LOSSES} "

@@ -305,7 +305,7 @@ class Trainer:
         x = batch["x"].to(self.device, non_blocking=True)
         y = self.model.normalize_labels(batch["y"].to(self.device, non_blocking=True))
         with torch.enable_grad(), self.autocast():
-            output = model(x)
+            output = model(x, detach_sigma=self.config.train.sigma_grad == "head")
             loss = regression_loss(output, y, self.config.train.loss)
         mean_loss = float(all_mean(loss.detach()))
         if not math.isfinite(mean_loss):

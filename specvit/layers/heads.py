@@ -25,6 +25,14 @@ class RegressionHead(nn.Module):
         self.moments = 2 if gaussian else 1
         self.fc = nn.Linear(embed_dim, num_labels * self.moments)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Map (B, D) features to (B, num_labels, K)."""
-        return self.fc(features).view(-1, self.num_labels, self.moments)
+    def forward(self, features: torch.Tensor, detach_sigma: bool = False) -> torch.Tensor:
+        """Map (B, D) features to (B, num_labels, K).
+
+        With ``detach_sigma`` (K = 2), log σ comes from ``features.detach()``: the same values,
+        but a loss on σ trains this layer's σ rows and nothing upstream.
+        """
+        out = self.fc(features).view(-1, self.num_labels, self.moments)
+        if detach_sigma and self.moments == 2:
+            sigma = self.fc(features.detach()).view(-1, self.num_labels, 2)[..., 1:]
+            out = torch.cat([out[..., :1], sigma], dim=-1)
+        return out

@@ -149,13 +149,16 @@ class SpecViT(
         tokens = self.norm(self.blocks(self.pos_drop(tokens)))
         return tokens[:, 0] if self.cls_token is not None else tokens.mean(dim=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, detach_sigma: bool = False) -> torch.Tensor:
         """Predict normalised labels.
 
         Parameters
         ----------
         x : torch.Tensor
             Normalised input, (B, C, L) or (B, L) for one channel.
+        detach_sigma : bool
+            Training only (the values are the same): a Gaussian head's log σ is computed from
+            detached features, so its loss trains the head but not the encoder.
 
         Returns
         -------
@@ -163,7 +166,7 @@ class SpecViT(
             (B, num_labels, K): K = 1 (mean) for a point head, K = 2 (mean, log σ) for a
             Gaussian head, in normalised label units.
         """
-        return self.head(self.forward_features(x))
+        return self.head(self.forward_features(x), detach_sigma=detach_sigma)
 
     def to_physical(self, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Turn :meth:`forward` output into physical labels.
