@@ -124,7 +124,9 @@ def test_every_layout_gives_the_direct_labels_and_every_id(tmp_path, model, layo
     mr = np.array([a["wave"].size == 4096 for a in arrays])
     n_bad = np.array([int(a["bad"].sum()) for a in arrays])
     np.testing.assert_array_equal(n_bad[mr], TRUTH["n_flagged"][: len(arrays)][mr])
-    assert (table["flags"][mr] == 0).all()
+    # predicted, in the model's domain, fully covered (LOW_SNR may flag the faintest)
+    bad = int(PredictFlag.no_result() | PredictFlag.OUT_OF_DOMAIN | PredictFlag.PARTIAL_COVERAGE)
+    assert not (table["flags"][mr] & bad).any()
     assert "wavelength=" in output and "mask=MASK bits NO_DATA,CR" in output
 
 

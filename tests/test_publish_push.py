@@ -66,7 +66,7 @@ def test_push_then_download_the_returned_revision(tmp_path):
         assert any("/info/lfs/objects/batch" in r for r in hub.requests)  # weights went by LFS
         assert any(r.startswith("PUT /lfs-upload/") for r in hub.requests)
         names = sorted(p.name for p in out.iterdir())
-        assert names == ["README.md", "config.json", "model.safetensors"]
+        assert names == ["README.md", "config.json", "model.safetensors", "training_args.json"]
         code = textwrap.dedent(
             f"""
             import hashlib, specvit
