@@ -11,7 +11,7 @@ TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 PIP_TORCH = $(BIN)/pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) $(TORCH)
 
-.PHONY: demo test install install-dev lint docs
+.PHONY: demo test test-slow install install-dev lint docs
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -42,5 +42,10 @@ lint: install-dev
 docs: install-dev
 	$(BIN)/mkdocs build --strict --site-dir build/site
 
+# The fast suite (under 5 minutes on a shared 2-core machine); tests marked slow (end-to-end
+# training, SIGKILL resume, torchrun, the 200 k-spectrum shard) are `make test-slow`.
 test: install-dev lint docs
 	$(BIN)/python -m pytest
+
+test-slow: install-dev
+	$(BIN)/python -m pytest -m slow
