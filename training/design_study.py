@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import subprocess
 import sys
@@ -93,7 +94,8 @@ def score_checkpoints(folder: Path, benchmark: dict[str, Any]) -> list[dict[str,
     Returns
     -------
     list of dict
-        One ``{"step", "spectra", "cpu_minutes", "score"}`` per checkpoint, oldest first;
+        One ``{"step", "complete", "spectra", "cpu_minutes", "score"}`` per checkpoint, oldest
+        first (``complete``: the run's whole schedule ended there);
         ``score`` is :func:`training.scoring.score` with the Bayes-optimal answers.
     """
     import specvit
@@ -119,9 +121,12 @@ def score_checkpoints(folder: Path, benchmark: dict[str, Any]) -> list[dict[str,
         sigma = None
         if model.config.head == "gaussian":
             sigma = np.column_stack([table[f"{n}_err"] for n in labels])
-        batch = state["run_config"]["train"]["batch_size"]
+        run = state["run_config"]
+        batch = run["train"]["batch_size"]
+        total = run["train"]["epochs"] * math.ceil(run["data"]["n_train"] / batch)
         done[state["step"]] = {
             "step": state["step"],
+            "complete": state["step"] >= total,  # its whole schedule ran within the budget
             "spectra": state["step"] * batch,
             "cpu_minutes": state.get("cpu_seconds", 0.0) / 60,
             "score": score(
@@ -185,7 +190,7 @@ def report(out: Path, budget: float) -> None:
     ]
     unfinished = []
     for name, rows in results.items():
-        if not rows or rows[-1]["cpu_minutes"] < 0.99 * budget:
+        if not rows or not (rows[-1]["cpu_minutes"] >= 0.99 * budget or rows[-1]["complete"]):
             unfinished.append(name)
             continue
         last = rows[-1]
