@@ -212,10 +212,12 @@ def report(out: Path, budget: float) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "design_study.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    for name, rows in results.items():
+    colours = plt.cm.tab20.colors
+    for k, (name, rows) in enumerate(results.items()):
         eff = [_efficiencies(r["score"], "log_g")[0] for r in rows]
-        axes[0].plot([r["cpu_minutes"] for r in rows], eff, marker=".", label=name)
-        axes[1].plot([r["spectra"] / 1e3 for r in rows], eff, marker=".", label=name)
+        style = {"color": colours[k % 20], "ls": ("-", "--")[k // 10 % 2], "marker": "."}
+        axes[0].plot([r["cpu_minutes"] for r in rows], eff, label=name, **style)
+        axes[1].plot([r["spectra"] / 1e3 for r in rows], eff, label=name, **style)
     axes[0].set_xlabel("CPU-minutes (one thread)")
     axes[1].set_xlabel("training spectra seen (thousands)")
     axes[0].set_ylabel("log g efficiency (R² / Bayes-optimal R²)")
