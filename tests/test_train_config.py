@@ -68,3 +68,16 @@ def test_bad_key_in_file(tmp_path):
     path.write_text("train:\n  epochs: 2\n  epoch_size: 10\n")
     with pytest.raises(ConfigError, match=r"train.epoch_size"):
         load_config(path)
+
+
+def test_a_checkpoint_from_before_a_new_key_resumes_with_its_default():
+    from training.loop import Trainer
+
+    saved = load_config("tiny").to_dict()
+    del saved["train"]["sigma_grad"]  # written before train.sigma_grad existed
+    trainer = Trainer.__new__(Trainer)
+    trainer.config = load_config("tiny")
+    trainer._check_resume(saved)  # the default reproduces the old behaviour: no error
+    trainer.config = load_config("tiny", ["train.loss=l1"])
+    with pytest.raises(ValueError, match="different recipe"):
+        trainer._check_resume(saved)

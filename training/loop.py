@@ -203,7 +203,10 @@ class Trainer:
         )
 
     def _check_resume(self, saved: dict[str, Any]) -> None:
-        old, new = _flatten(saved), _flatten(self.config.to_dict())
+        # Keys added to RunConfig after the checkpoint was written take their defaults, which
+        # reproduce the behaviour before they existed.
+        old = _flatten(RunConfig.from_dict(saved).to_dict())
+        new = _flatten(self.config.to_dict())
         changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
         forbidden = [k for k in changed if k not in RESUMABLE_CHANGES]
         if forbidden:
