@@ -31,3 +31,12 @@ def test_demo_predicts_every_example_star_and_scores_it(tmp_path, capsys):
     assert score_example.main([str(out)]) == 0
     printed = capsys.readouterr().out
     assert "48 spectra" in printed and "log_g: R²" in printed
+
+
+def test_scoring_refuses_a_table_missing_stars_and_bad_arguments(tmp_path, capsys):
+    truth = Table.read(EXAMPLES / "data" / "truth.ecsv")
+    partial = truth[:10]  # as if specvit-predict had dropped 38 stars
+    partial.write(tmp_path / "partial.ecsv")
+    assert score_example.main([str(tmp_path / "partial.ecsv")]) == 1
+    assert "only 10 of 48" in capsys.readouterr().err
+    assert score_example.main([]) == 2

@@ -114,7 +114,10 @@ def score_checkpoints(folder: Path, benchmark: dict[str, Any]) -> list[dict[str,
             continue
         model = SpecViT(specvit.SpecViTConfig.from_dict(state["model_config"]))
         model.load_state_dict(state["model"])
-        table = specvit.predict(benchmark["flux"], benchmark["error"], model=model.eval())
+        # labels only: the per-star physical context would be recomputed for every checkpoint
+        table = specvit.predict(
+            benchmark["flux"], benchmark["error"], model=model.eval(), physics=False
+        )
         labels = model.config.label_names
         cols = [names.index(n) for n in labels]
         pred = np.column_stack([table[n] for n in labels])
