@@ -23,3 +23,21 @@ def test_a_typo_in_a_candidate_fails_before_any_training():
     base, common, _ = load_candidates()
     with pytest.raises(ConfigError, match="unknown key"):
         load_config(base, [*common, "model.overides.head=point"])
+
+
+def test_a_run_is_finished_at_its_budget_or_at_the_end_of_its_schedule(tmp_path):
+    import json
+
+    import yaml
+
+    from training.design_study import _finished
+
+    run = load_config("default", ["train.epochs=2", "data.n_train=512"]).to_dict()  # 4 steps
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(run))
+    log = tmp_path / "metrics.jsonl"
+    assert not _finished(tmp_path, 6.0)  # no log yet
+    log.write_text(json.dumps({"kind": "val", "step": 2, "cpu_seconds": 100.0}) + "\n")
+    assert not _finished(tmp_path, 6.0)
+    assert _finished(tmp_path, 1.0)  # 100 s ≥ 1 CPU-minute
+    log.write_text(json.dumps({"kind": "val", "step": 4, "cpu_seconds": 100.0}) + "\n")
+    assert _finished(tmp_path, 6.0)  # the cosine ended before the budget

@@ -45,13 +45,23 @@ def load_candidates(path: Path = CANDIDATES) -> tuple[str, list[str], dict[str, 
     return spec["base"], list(spec["common"]), {k: list(v) for k, v in spec["candidates"].items()}
 
 
+def _total_steps(run: dict[str, Any]) -> int:
+    """Steps of a run's whole schedule (``epochs × ⌈n_train / batch⌉``, as the trainer counts)."""
+    batch = run["train"]["batch_size"]
+    return run["train"]["epochs"] * math.ceil(run["data"]["n_train"] / batch)
+
+
 def _finished(folder: Path, budget: float) -> bool:
-    """Whether the run in ``folder`` stopped at ``budget`` CPU-minutes (its last validation)."""
-    log = folder / "metrics.jsonl"
-    if not log.is_file():
+    """Whether the run in ``folder`` used ``budget`` CPU-minutes or ran its whole schedule."""
+    log, config = folder / "metrics.jsonl", folder / "config.yaml"
+    if not (log.is_file() and config.is_file()):
         return False
+    total = _total_steps(yaml.safe_load(config.read_text(encoding="utf-8")))
     records = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
-    return any(r.get("kind") == "val" and r["cpu_seconds"] >= 60 * budget for r in records)
+    return any(
+        r.get("kind") == "val" and (r["cpu_seconds"] >= 60 * budget or r["step"] >= total)
+        for r in records
+    )
 
 
 def _train(name: str, command: list[str], folder: Path) -> int:
@@ -125,12 +135,10 @@ def score_checkpoints(folder: Path, benchmark: dict[str, Any]) -> list[dict[str,
         if model.config.head == "gaussian":
             sigma = np.column_stack([table[f"{n}_err"] for n in labels])
         run = state["run_config"]
-        batch = run["train"]["batch_size"]
-        total = run["train"]["epochs"] * math.ceil(run["data"]["n_train"] / batch)
         done[state["step"]] = {
             "step": state["step"],
-            "complete": state["step"] >= total,  # its whole schedule ran within the budget
-            "spectra": state["step"] * batch,
+            "complete": state["step"] >= _total_steps(run),  # its schedule ended in the budget
+            "spectra": state["step"] * run["train"]["batch_size"],
             "cpu_minutes": state.get("cpu_seconds", 0.0) / 60,
             "score": score(
                 benchmark["labels"][:, cols],
