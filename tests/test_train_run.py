@@ -78,3 +78,24 @@ def test_published_folder_loads_and_predicts_like_training(tiny_run, tmp_path):
     saved = load_checkpoint(out / "checkpoints")["val_metrics"]["metrics"]["overall"]["metrics"]
     for name in LABELS:  # inference sees exactly what training saw
         assert ours[name]["rmse"] == pytest.approx(saved[name]["rmse"], rel=1e-4)
+
+
+def test_publish_scores_on_benchmark_test_sets_into_card_and_report(tiny_run, tmp_path, etc_dir):
+    from training.benchmark import BenchmarkSettings, generate
+
+    out, _ = tiny_run
+    test_set = tmp_path / "t.h5"
+    settings = BenchmarkSettings("test", 40, grid=(6, 6, 5), n_samples=16, n_rounds=2)
+    generate(settings, test_set, etc_dir, log=lambda _: 0)
+    report = tmp_path / "docs" / "model.md"
+    folder = publish(out / "checkpoints", tmp_path / "model", test_sets=[test_set], report=report)
+    card = (folder / "README.md").read_text()
+    assert "## Benchmark" in card and "### Test set `t.h5`" in card
+    assert "## σ calibration" not in card  # a point head: nothing to calibrate
+    assert "* S/N (median flux/σ per pixel) of its training spectra:" in card
+    record = json.loads((folder / "training_args.json").read_text(), parse_constant=_no_nan)
+    scored = record["benchmarks"]["t.h5"]
+    assert scored["score"]["overall"]["n"] == 40 and scored["settings"]["n"] == 40
+    assert "efficiency" in scored["score"]["overall"]["metrics"]["log_g"]
+    page = report.read_text()
+    assert "### Test set `t.h5`" in page and f"step {record['step']}" in page

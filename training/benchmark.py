@@ -60,6 +60,7 @@ from training.simulate import Prior, Simulator  # noqa: E402
 
 __all__ = [
     "BENCHMARK_VERSION",
+    "DEFAULT_N",
     "POSTERIOR_SEED",
     "BenchmarkSettings",
     "benchmark_dir",
@@ -78,6 +79,8 @@ POSTERIOR_SEED = 20_240_003
 BLOCK = 4096
 #: Default HSC-i range (the engine's default prior).
 DEFAULT_MAG = (20.5, 22.5)
+#: Spectra in each split of the fixed benchmark.
+DEFAULT_N = {"test": 10_000, "validation": 1_000}
 _ETC_FILES = ("noise_mr.dat", "snc_mr.dat")
 _EMULATOR_FILE = ROOT / "specvit" / "emulator" / "data" / "doppler_coolstars.npz"
 
@@ -356,8 +359,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
     parser.add_argument("--out", type=Path, help="cache folder (default runs/benchmark)")
     parser.add_argument("--etc-dir", type=Path, default=DEFAULT_ETC)
     parser.add_argument("--mag", type=float, nargs=2, default=DEFAULT_MAG, metavar=("LOW", "HIGH"))
-    parser.add_argument("--n-test", type=int, default=10_000)
-    parser.add_argument("--n-val", type=int, default=1_000)
+    parser.add_argument("--n-test", type=int, default=DEFAULT_N["test"])
+    parser.add_argument("--n-val", type=int, default=DEFAULT_N["validation"])
     parser.add_argument("--split", choices=("test", "validation"), action="append")
     parser.add_argument("--grid", type=int, nargs=3, default=(24, 24, 20))
     parser.add_argument("--samples", type=int, default=256, help="per round and spectrum")

@@ -26,7 +26,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,44 +110,25 @@ def score_checkpoints(folder: Path, benchmark: dict[str, Any]) -> list[dict[str,
     import specvit
     from specvit.models.specvit import SpecViT
     from training.checkpoint import load_checkpoint
-    from training.scoring import score
+    from training.model_scores import score_benchmark
 
     cache_file = folder / "scores.json"
     cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
     key = benchmark["path"]
     done = {row["step"]: row for row in cache.get(key, [])}
-    names = ("T_eff", "log_g", "M_H")
     for path in sorted((folder / "checkpoints").glob("step_*.pt")):
         state = load_checkpoint(path)
         if state["step"] in done:
             continue
         model = SpecViT(specvit.SpecViTConfig.from_dict(state["model_config"]))
         model.load_state_dict(state["model"])
-        # labels only: the per-star physical context would be recomputed for every checkpoint
-        table = specvit.predict(
-            benchmark["flux"], benchmark["error"], model=model.eval(), physics=False
-        )
-        labels = model.config.label_names
-        cols = [names.index(n) for n in labels]
-        pred = np.column_stack([table[n] for n in labels])
-        sigma = None
-        if model.config.head == "gaussian":
-            sigma = np.column_stack([table[f"{n}_err"] for n in labels])
         run = state["run_config"]
         done[state["step"]] = {
             "step": state["step"],
             "complete": state["step"] >= _total_steps(run),  # its schedule ended in the budget
             "spectra": state["step"] * run["train"]["batch_size"],
             "cpu_minutes": state.get("cpu_seconds", 0.0) / 60,
-            "score": score(
-                benchmark["labels"][:, cols],
-                pred,
-                benchmark["snr"],
-                labels,
-                sigma=sigma,
-                bayes_mean=benchmark["posterior_mean"][:, cols],
-                bayes_sigma=benchmark["posterior_std"][:, cols],
-            ),
+            "score": score_benchmark(model, benchmark),
         }
     rows = [done[k] for k in sorted(done)]
     cache[key] = rows

@@ -49,10 +49,12 @@ from training.baselines.data import draw_features, write_shard  # noqa: E402
 from training.baselines.features import Features, features  # noqa: E402
 from training.benchmark import (  # noqa: E402
     DEFAULT_MAG,
+    DEFAULT_N,
     BenchmarkSettings,
     ensure,
     read_benchmark,
 )
+from training.model_scores import predict_benchmark  # noqa: E402
 from training.paths import DEFAULT_ETC_DIR as DEFAULT_ETC  # noqa: E402
 from training.scoring import SNR_BIN_EDGES, bin_label, score  # noqa: E402
 
@@ -145,15 +147,11 @@ def _train_specvit(args, n: int, shard: Path, val_path: Path, out: Path) -> Path
 def _predict_model(folder: str | Path, data: dict[str, np.ndarray]) -> tuple[np.ndarray, Any]:
     import specvit
 
-    table = specvit.predict(
-        data["flux"], data["error"], model=str(folder), device="cpu", physics=False
-    )
-    names = specvit.load(str(folder)).config.label_names
-    if tuple(names) != LABELS:
+    model = specvit.load(str(folder))
+    if tuple(model.config.label_names) != LABELS:
+        names = model.config.label_names
         raise ValueError(f"{folder} predicts {names}; the report scores models of {LABELS}")
-    mean = np.stack([np.asarray(table[n], dtype=np.float64) for n in LABELS], 1)
-    sigma = np.stack([np.asarray(table[f"{n}_err"], dtype=np.float64) for n in LABELS], 1)
-    return mean, None if np.isnan(sigma).all() else sigma
+    return predict_benchmark(model, data)
 
 
 # ---------------------------------------------------------------------------------- main
@@ -162,8 +160,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--etc-dir", type=Path, default=DEFAULT_ETC)
     p.add_argument("--benchmark-dir", type=Path, help="benchmark cache (default runs/benchmark)")
     p.add_argument("--mag", type=float, nargs=2, default=DEFAULT_MAG, metavar=("LOW", "HIGH"))
-    p.add_argument("--n-test", type=int, default=10_000)
-    p.add_argument("--n-val", type=int, default=1_000)
+    p.add_argument("--n-test", type=int, default=DEFAULT_N["test"])
+    p.add_argument("--n-val", type=int, default=DEFAULT_N["validation"])
     p.add_argument("--grid", type=int, nargs=3, default=(24, 24, 20))
     p.add_argument("--samples", type=int, default=256)
     p.add_argument("--rounds", type=int, default=3)

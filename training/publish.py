@@ -3,12 +3,23 @@
 Usage::
 
     python training/publish.py runs/paper/checkpoints OUT_DIR [--repo-id owner/name] [--private]
+    python training/publish.py runs/default/checkpoints specvit/pretrained/specvit-tiny-pfs \
+        --benchmark-mag 20.5 22.5 --benchmark-mag 18.5 20.2 --report docs/results/default_model.md
 
 The folder holds ``model.safetensors`` and ``config.json`` (as written by
 :meth:`specvit.SpecViT.save_pretrained`, so :func:`specvit.load` reads it: only what prediction
 needs), ``training_args.json`` (the run's record: its config, the step and the validation
 metrics, strict JSON with ``null`` for undefined metrics) and a model card ``README.md``
-describing the training data and recipe with the validation metrics overall and per S/N bin.
+describing the input the model expects, the training data and recipe, and the validation
+metrics overall and per S/N bin.
+
+With ``--benchmark-mag LOW HIGH`` (repeatable) the benchmark sets of those HSC-i ranges
+(``training/benchmark.py``; generated first when not cached) are used twice: σ is calibrated on
+their validation splits (:func:`calibrate`: one factor per label, stored as
+``sigma_scale`` in ``config.json``, so :func:`specvit.predict` applies it), and the calibrated
+model is scored on their test splits (R², MAE, RMSE, bias, efficiency against the Bayes-optimal
+R² and σ coverage, overall and per S/N bin), into the model card and ``training_args.json``;
+``--report FILE`` writes the same tables as a docs page.
 With ``--repo-id`` the folder is uploaded as one commit to that Hub repo (``HF_TOKEN`` or
 ``--token`` authenticates; ``HF_ENDPOINT`` selects another Hub server).
 """
@@ -19,6 +30,7 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +38,26 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: make the repository root importable
     sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
 from huggingface_hub import HfApi, ModelCard  # noqa: E402
 
 from specvit.config import SpecViTConfig  # noqa: E402
-from specvit.labels import LABEL_UNITS  # noqa: E402
+from specvit.labels import LABEL_NAMES, LABEL_UNITS  # noqa: E402
 from specvit.models.specvit import SpecViT  # noqa: E402
+from specvit.preprocessing import median_snr  # noqa: E402
+from training.benchmark import DEFAULT_N, BenchmarkSettings, ensure, read_benchmark  # noqa: E402
+from training.calibration import fit_sigma_scale  # noqa: E402
 from training.checkpoint import load_checkpoint  # noqa: E402
+from training.config import RunConfig  # noqa: E402
+from training.model_scores import predict_benchmark, score_benchmark, score_tables  # noqa: E402
+from training.paths import DEFAULT_ETC_DIR  # noqa: E402
 from training.scoring import strict_json  # noqa: E402
+from training.sources import EngineSource  # noqa: E402
 
 __all__ = [
     "TRAINING_ARGS_NAME",
+    "benchmark_files",
+    "calibrate",
     "model_card",
     "publish",
     "push",
@@ -72,7 +94,8 @@ def _metrics_tables(metrics: dict[str, Any], labels: tuple[str, ...]) -> str:
 def _data_description(run: dict[str, Any]) -> str:
     data, train = run["data"], run["train"]
     if data["source"] == "engine":
-        prior = data["prior"] or "the engine's default prior"
+        overrides = ", ".join(f"{k} {v}" for k, v in data["prior"].items())
+        prior = "the engine's default prior" + (f" (with {overrides})" if overrides else "")
         text = (
             "Simulated Subaru PFS medium-resolution spectra (4096 pixels, 7100–8850 Å) from "
             "specvit's data engine (`training/simulate.py`): a polynomial spectral emulator, "
@@ -100,6 +123,134 @@ def training_record(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def calibrate(model: SpecViT, benches: list[dict[str, Any]]) -> tuple[SpecViT, dict[str, Any]]:
+    """Calibrate the predicted σ of ``model`` on benchmark validation sets.
+
+    One factor per label (:func:`training.calibration.fit_sigma_scale` on all the sets'
+    stars together) makes 68.3 % of the stars fall within 1σ; it is multiplied into
+    ``config.sigma_scale``, which :meth:`SpecViT.to_physical` (so :func:`specvit.predict`)
+    applies.
+
+    Parameters
+    ----------
+    model : SpecViT
+        A model with a Gaussian head.
+    benches : list of dict
+        :func:`training.benchmark.read_benchmark` of each validation set, with ``path``.
+
+    Returns
+    -------
+    model : SpecViT
+        A new model with the same weights and the calibrated ``sigma_scale``.
+    record : dict
+        ``{"sets", "n", "sigma_scale", "raw_coverage_1sigma", "raw_coverage_2sigma"}`` (the
+        coverages of the uncalibrated σ, per label) for ``training_args.json``.
+
+    Raises
+    ------
+    ValueError
+        For a point-head model or no sets.
+    """
+    config = model.config
+    if config.head != "gaussian":
+        raise ValueError(f"only a Gaussian head predicts σ to calibrate, not {config.head!r}")
+    if not benches:
+        raise ValueError("calibrating σ needs at least one benchmark validation set")
+    cols = [LABEL_NAMES.index(n) for n in config.label_names]
+    true = np.concatenate([b["labels"][:, cols] for b in benches])
+    predictions = [predict_benchmark(model, b) for b in benches]
+    mean = np.concatenate([p[0] for p in predictions])
+    sigma = np.concatenate([p[1] for p in predictions])
+    factors = fit_sigma_scale(true, mean, sigma)
+    old = config.sigma_scale or (1.0,) * len(cols)
+    scale = tuple(a * f for a, f in zip(old, factors, strict=True))
+    calibrated = SpecViT(config.replace(sigma_scale=scale))
+    calibrated.load_state_dict(model.state_dict())
+    inside = np.abs(true - mean) / sigma
+    names = config.label_names
+    record = {
+        "sets": [Path(b["path"]).name for b in benches],
+        "n": len(true),
+        "sigma_scale": dict(zip(names, scale, strict=True)),
+        "raw_coverage_1sigma": dict(zip(names, (inside < 1).mean(0).tolist(), strict=True)),
+        "raw_coverage_2sigma": dict(zip(names, (inside < 2).mean(0).tolist(), strict=True)),
+    }
+    return calibrated.eval(), record
+
+
+def _snr_range(run: dict[str, Any], n: int = 2048) -> tuple[float, float] | None:
+    """1st–99th percentile S/N of ``n`` spectra of an engine run's training distribution."""
+    if run["data"]["source"] != "engine":
+        return None
+    draw = EngineSource(RunConfig.from_dict(run)).train_batch(0, 0, 1, n)
+    low, high = np.percentile(median_snr(draw["flux"], draw["error"]).numpy(), [1, 99])
+    return float(low), float(high)
+
+
+def _input_section(config: SpecViTConfig, record: dict[str, Any]) -> str:
+    """What the model expects: grid, frame, labels, magnitudes and S/N it was trained on."""
+    lines = [
+        f"* PFS MR spectra on (or resampled to) {config.wave_start:g}–{config.wave_stop:g} Å, "
+        f"{config.input_length} pixels, {config.wave_medium} wavelengths, in the star's rest "
+        "frame (`specvit.predict` resamples other grids and converts air to vacuum; shift "
+        "observed spectra to the rest frame first), with their 1σ errors.",
+    ]
+    domain = config.domain
+    if domain is not None:
+        box = ", ".join(
+            f"{n} {lo:g}…{hi:g} {LABEL_UNITS[n]}" for n, (lo, hi) in domain.labels.items()
+        )
+        lines.append(f"* Labels trained on: {box}.")
+        if domain.mag is not None:
+            lines.append(f"* HSC-i magnitudes trained on: {domain.mag[0]:g}–{domain.mag[1]:g}.")
+    snr = record.get("snr_range")
+    if snr is not None:
+        lines.append(
+            f"* S/N (median flux/σ per pixel) of its training spectra: {snr[0]:.1f}–{snr[1]:.1f} "
+            "(1st–99th percentile)."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _calibration_section(record: dict[str, Any]) -> str:
+    cal = record.get("calibration")
+    if not cal:
+        return ""
+    factors = ", ".join(f"{n} × {v:.3f}" for n, v in cal["sigma_scale"].items())
+    raw = ", ".join(f"{n} {v:.2f}" for n, v in cal["raw_coverage_1sigma"].items())
+    return f"""
+## σ calibration
+
+The predicted σ are multiplied by {factors} (`sigma_scale` in `config.json`, applied by
+`specvit.predict`), fitted so that 68.3 % of the {cal["n"]} stars of the benchmark validation
+sets ({", ".join(f"`{n}`" for n in cal["sets"])}) fall within 1σ; before calibration the
+fractions were {raw}.
+"""
+
+
+def benchmark_section(record: dict[str, Any]) -> str:
+    """Markdown: the calibrated model's score on each benchmark test set of ``record``."""
+    parts = []
+    for name, entry in record.get("benchmarks", {}).items():
+        s = entry["settings"]
+        parts.append(
+            f"### Test set `{name}`\n\n{s['n']} engine spectra, HSC-i {s['mag'][0]:g}–"
+            f"{s['mag'][1]:g}, {s['n_exposures']} × 900 s, PFS ETC noise, default label prior; "
+            f"S/N {entry['snr_range'][0]:.1f}–{entry['snr_range'][1]:.1f} (1st–99th "
+            "percentile). Bayes R²: the R² of the posterior means of the same stars "
+            "(`training/benchmark.py`); efficiency = R² / Bayes R².\n\n"
+            + score_tables(entry["score"])
+        )
+    if not parts:
+        return ""
+    return (
+        "\n## Benchmark\n\nS/N bins `[low, high)` of the median flux/σ (`training/scoring.py`); "
+        "MAE, RMSE and bias in K (T_eff) and dex (log g, [M/H]); coverage: the fraction of stars "
+        "within 1σ / 2σ of the prediction (0.683 / 0.954 for calibrated Gaussian errors) and of "
+        "the posterior mean with its own σ.\n\n" + "\n".join(parts)
+    )
+
+
 def model_card(model: SpecViT, record: dict[str, Any]) -> ModelCard:
     """The model card: the model's own card plus the training data, recipe and metrics."""
     config = model.config
@@ -111,6 +262,9 @@ def model_card(model: SpecViT, record: dict[str, Any]) -> ModelCard:
         for n, s, c in zip(labels, config.label_shift, config.label_scale, strict=True)
     )
     training = f"""
+## Input
+
+{_input_section(config, record)}
 Input normalisation `{config.input_norm}`; label normalisation `physical = shift + scale · output`
 ({norm}).
 
@@ -121,8 +275,9 @@ Input normalisation `{config.input_norm}`; label normalisation `physical = shift
 ## Training recipe
 
 Step {step} of the run; loss `{train["loss"]}` on {run["label_norm"]}-normalised labels,
-AdamW (lr {optim["lr"]}, weight decay {optim["weight_decay"]}, betas {optim["betas"]}), cosine to
-{optim["eta_min"]} with {optim["warmup_steps"]} warm-up steps, gradient clip
+AdamW (lr {optim["lr"]}, weight decay {optim["weight_decay"]}, betas {optim["betas"]}),
+{optim.get("schedule", "cosine")} schedule (to {optim["eta_min"]} for a cosine) with
+{optim["warmup_steps"]} warm-up steps, gradient clip
 {optim["clip_grad_norm"]}, precision {train["precision"]}, seed {run["seed"]}, EMA decay
 {train["ema_decay"]}.
 
@@ -131,7 +286,7 @@ AdamW (lr {optim["lr"]}, weight decay {optim["weight_decay"]}, betas {optim["bet
 {_metrics_tables(record["validation"].get("metrics", {}), labels)}
 S/N is the median over pixels of flux/σ; bins `[low, high)` with the edges 2, 3, 4, 5, 7, 10,
 15, ∞ (`training/scoring.py`).
-
+{_calibration_section(record)}{benchmark_section(record)}
 ## Limitations
 
 Trained on simulated spectra only; the emulator, its label ranges and the noise model bound what
@@ -167,15 +322,35 @@ def write_model_folder(model: SpecViT, record: dict[str, Any], out_dir: str | Pa
     return out
 
 
+def benchmark_files(mag: tuple[float, float], etc_dir: str | Path) -> dict[str, Path]:
+    """The validation and test files of the benchmark of HSC-i ``mag`` (``training/benchmark.py``
+    at its default sizes; generated first when not cached)."""
+    return {
+        split: ensure(BenchmarkSettings(split, DEFAULT_N[split], mag=tuple(mag)), etc_dir)
+        for split in ("validation", "test")
+    }
+
+
+def _read(path: str | Path) -> dict[str, Any]:
+    return {**read_benchmark(path), "path": str(path)}
+
+
+def _percentiles(values: np.ndarray) -> list[float]:
+    return [float(v) for v in np.percentile(values, [1, 99])]
+
+
 def publish(
     checkpoint: str | Path,
     out_dir: str | Path,
     repo_id: str | None = None,
     *,
+    calibration_sets: Sequence[str | Path] = (),
+    test_sets: Sequence[str | Path] = (),
+    report: str | Path | None = None,
     token: str | None = None,
     private: bool = False,
 ) -> Path:
-    """Write a Hub-ready folder from a checkpoint and optionally push it.
+    """Write a Hub-ready folder from a checkpoint, calibrated and scored, and optionally push it.
 
     Parameters
     ----------
@@ -185,6 +360,14 @@ def publish(
         Destination folder (created).
     repo_id : str, optional
         Hub repo ``owner/name`` to upload the folder to (created if missing).
+    calibration_sets : sequence of str or pathlib.Path
+        Benchmark validation files (:mod:`training.benchmark`) to calibrate σ on
+        (:func:`calibrate`; a Gaussian head only).
+    test_sets : sequence of str or pathlib.Path
+        Benchmark test files to score the (calibrated) model on, into the model card and
+        ``training_args.json``.
+    report : str or pathlib.Path, optional
+        Also write the calibration and the benchmark tables to this Markdown file (a docs page).
     token : str, optional
         Hub token (default: the ``HF_TOKEN`` environment / stored login).
     private : bool
@@ -198,10 +381,46 @@ def publish(
     state = load_checkpoint(checkpoint)
     model = SpecViT(SpecViTConfig.from_dict(state["model_config"]))
     model.load_state_dict(state["ema"] if state.get("ema") is not None else state["model"])
-    out = write_model_folder(model, training_record(state), out_dir)
+    record = training_record(state)
+    try:
+        record["snr_range"] = _snr_range(record["run_config"])
+    except FileNotFoundError as exc:  # the run's ETC tables are not on this machine
+        print(f"no training S/N range in the model card: {exc}", file=sys.stderr)
+    if calibration_sets:
+        model, record["calibration"] = calibrate(model, [_read(p) for p in calibration_sets])
+    if test_sets:
+        record["benchmarks"] = {}
+        for path in test_sets:
+            test = _read(path)
+            record["benchmarks"][Path(path).name] = {
+                "settings": test["settings"],
+                "snr_range": _percentiles(test["snr"]),
+                "score": score_benchmark(model, test),
+            }
+    out = write_model_folder(model, record, out_dir)
+    if report is not None:
+        _write_report(Path(report), record, sys.argv)
     if repo_id is not None:
         push(out, repo_id, token=token, private=private, message=f"specvit step {state['step']}")
     return out
+
+
+def _write_report(path: Path, record: dict[str, Any], argv: list[str]) -> None:
+    command = "python training/publish.py " + " ".join(argv[1:])
+    text = f"""<!-- generated by training/publish.py; do not edit by hand -->
+
+# The default model on the benchmark sets
+
+Written by
+
+```bash
+{command}
+```
+
+at step {record["step"]} of the run `{record["run_config"]["out_dir"]}`.
+{_calibration_section(record)}{benchmark_section(record)}"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
 
 
 def push(
@@ -247,9 +466,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repo-id", help="also push to this Hub repo (owner/name)")
     parser.add_argument("--token", help="Hub token (default: HF_TOKEN / stored login)")
     parser.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    parser.add_argument(
+        "--benchmark-mag",
+        type=float,
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("LOW", "HIGH"),
+        help="calibrate σ on and score on the benchmark sets of this HSC-i range (repeatable)",
+    )
+    parser.add_argument("--etc-dir", type=Path, default=DEFAULT_ETC_DIR)
+    parser.add_argument("--report", type=Path, help="also write the benchmark tables here (.md)")
     args = parser.parse_args(argv)
+    files = [benchmark_files(mag, args.etc_dir) for mag in args.benchmark_mag]
+    state = load_checkpoint(args.checkpoint)
+    gaussian = SpecViTConfig.from_dict(state["model_config"]).head == "gaussian"
     out = publish(
-        args.checkpoint, args.out_dir, args.repo_id, token=args.token, private=args.private
+        args.checkpoint,
+        args.out_dir,
+        args.repo_id,
+        calibration_sets=[f["validation"] for f in files] if gaussian else [],
+        test_sets=[f["test"] for f in files],
+        report=args.report,
+        token=args.token,
+        private=args.private,
     )
     print(f"wrote {out}" + (f" and pushed to {args.repo_id}" if args.repo_id else ""))
 

@@ -1,0 +1,123 @@
+"""A SpecViT model on a benchmark set: its predictions, their score, and the score as Markdown.
+
+:func:`predict_benchmark` runs the spectra of a benchmark file (:func:`training.benchmark.
+read_benchmark`) through :func:`specvit.predict`, the path users run; :func:`score_benchmark`
+scores them with :func:`training.scoring.score` against the Bayes-optimal answers of the same
+stars; :func:`score_tables` writes one Markdown table per label (overall and per SNR bin: R², MAE,
+RMSE, bias, Bayes-optimal R², efficiency and σ coverage). The design study, the report of
+``training/evaluate.py`` and the model card of ``training/publish.py`` all go through here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+import specvit
+from specvit.labels import LABEL_NAMES
+from training.scoring import score
+
+__all__ = ["predict_benchmark", "score_benchmark", "score_tables"]
+
+
+def predict_benchmark(
+    model: specvit.SpecViT, bench: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predicted means and σ of ``model`` for the spectra of a benchmark set.
+
+    Parameters
+    ----------
+    model : specvit.SpecViT
+        A model predicting some of the benchmark's labels (T_eff, log_g, M_H).
+    bench : dict
+        :func:`training.benchmark.read_benchmark` with the spectra.
+
+    Returns
+    -------
+    mean : numpy.ndarray
+        (N, P) predictions in physical units, columns in the model's label order.
+    sigma : numpy.ndarray or None
+        (N, P) predicted 1σ (with the model's σ calibration); None for a point head.
+
+    Raises
+    ------
+    ValueError
+        If the model predicts a label the benchmark set does not hold.
+    """
+    labels = model.config.label_names
+    unknown = sorted(set(labels) - set(LABEL_NAMES))
+    if unknown:
+        raise ValueError(f"the benchmark sets hold {LABEL_NAMES}, not {unknown}")
+    # labels only: the per-star physical context is not scored
+    table = specvit.predict(
+        bench["flux"], bench["error"], model=model.eval(), device="cpu", physics=False
+    )
+    mean = np.column_stack([np.asarray(table[n], dtype=np.float64) for n in labels])
+    if model.config.head != "gaussian":
+        return mean, None
+    return mean, np.column_stack([np.asarray(table[f"{n}_err"], dtype=np.float64) for n in labels])
+
+
+def score_benchmark(model: specvit.SpecViT, bench: dict[str, Any]) -> dict[str, Any]:
+    """:func:`training.scoring.score` of ``model`` on a benchmark set, with the posterior's
+    means and σ of the same stars and labels."""
+    mean, sigma = predict_benchmark(model, bench)
+    cols = [LABEL_NAMES.index(n) for n in model.config.label_names]
+    return score(
+        bench["labels"][:, cols],
+        mean,
+        bench["snr"],
+        model.config.label_names,
+        sigma=sigma,
+        bayes_mean=bench["posterior_mean"][:, cols],
+        bayes_sigma=bench["posterior_std"][:, cols],
+    )
+
+
+def _cell(value: float | None, digits: int) -> str:
+    if value is None:
+        return "–"
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0"
+
+
+#: Columns of :func:`score_tables`: (header, metric key, digits for T_eff, for the others).
+_COLUMNS = (
+    ("R²", "r2", 3, 3),
+    ("MAE", "mae", 0, 3),
+    ("RMSE", "rmse", 0, 3),
+    ("bias", "bias", 0, 3),
+    ("Bayes R²", "bayes_r2", 3, 3),
+    ("efficiency", "efficiency", 3, 3),
+    ("1σ cov.", "coverage_1sigma", 2, 2),
+    ("2σ cov.", "coverage_2sigma", 2, 2),
+    ("posterior 1σ cov.", "bayes_coverage_1sigma", 2, 2),
+    ("posterior 2σ cov.", "bayes_coverage_2sigma", 2, 2),
+)
+
+
+def score_tables(result: dict[str, Any]) -> str:
+    """One Markdown table per label of a :func:`training.scoring.score` result.
+
+    Rows: all stars, then each SNR bin (empty bins left out); columns: N, R², MAE, RMSE, bias
+    (the label's unit), the Bayes-optimal R², the efficiency R² / Bayes-optimal R², and the
+    fraction of stars within 1σ and 2σ of the prediction and of the posterior mean.
+    """
+    groups = [("all", result["overall"])] + [(g["bin"], g) for g in result["snr"] if g["n"]]
+    out = []
+    for name in result["labels"]:
+        unit = result["units"][name]
+        head = ["S/N", "N"] + [
+            f"{h} ({unit})" if key in ("mae", "rmse", "bias") else h for h, key, _, _ in _COLUMNS
+        ]
+        lines = [f"**{name}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for label, group in groups:
+            m = group["metrics"][name]
+            cells = [
+                _cell(m.get(key), teff if name == "T_eff" else other)
+                for _, key, teff, other in _COLUMNS
+            ]
+            lines.append(f"| {label} | {group['n']} | " + " | ".join(cells) + " |")
+        out.append("\n".join(lines))
+    return "\n\n".join(out) + "\n"
