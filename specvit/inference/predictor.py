@@ -29,7 +29,7 @@ from specvit.inference.resample import Resampler
 from specvit.inference.validate import Chunk, Spectra, as_spectra, is_specutils_spectrum
 from specvit.labels import LABEL_UNITS
 from specvit.models.specvit import SpecViT
-from specvit.preprocessing import median_snr, model_input
+from specvit.preprocessing import median_snr, model_input, valid_pixels
 
 __all__ = ["DEFAULT_MODEL", "Predictor", "predict", "resolve_device"]
 
@@ -228,9 +228,11 @@ class Predictor:
         flags = np.zeros(n, dtype=np.int32)
         names = [] if self.physics is None else self.physics.columns()
         context = {name: np.full(n, np.nan) for name in names}
+        # on the model's grid already: read as the float32 the model takes (no float64 copy)
+        dtype = np.float32 if spectra.wavelength is None else np.float64
         for start in range(0, n, self.batch_size):
             stop = min(start + self.batch_size, n)
-            out = self._predict_chunk(spectra.chunk(start, stop), spectra.medium)
+            out = self._predict_chunk(spectra.chunk(start, stop, dtype), spectra.medium)
             mean[start:stop], sigma[start:stop], snr[start:stop] = out[:3]
             n_valid[start:stop], flags[start:stop] = out[3:5]
             for name in names:
@@ -310,9 +312,8 @@ class Predictor:
                 error_t = torch.from_numpy(np.asarray(error, dtype=np.float32)).to(dev)
         # Validity is decided on the float32 values the model sees: a finite float64 beyond
         # the float32 range becomes inf, and a tiny σ becomes 0.
-        valid_t = torch.from_numpy(np.ascontiguousarray(valid)).to(dev) & torch.isfinite(flux_t)
-        if error_t is not None:
-            valid_t &= torch.isfinite(error_t) & (error_t > 0)
+        valid_t = torch.from_numpy(np.ascontiguousarray(valid)).to(dev)
+        valid_t &= valid_pixels(flux_t, error_t)
         x, scale = model_input(flux_t, error_t, self.config, valid=valid_t)
         n_valid = valid_t.sum(dim=1)
         if error_t is None:
