@@ -101,7 +101,8 @@ def measure(model: specvit.SpecViT, batch_size: int, rounds: int, device: str) -
     plain = Predictor(model, device=device, batch_size=batch_size, precision="fp32", physics=False)
     physics = Predictor(model, device=device, batch_size=batch_size, precision="fp32")
     dev = plain.device
-    x = model_input(torch.from_numpy(flux).to(dev), torch.from_numpy(error).to(dev), model.config)[0]
+    f, e = torch.from_numpy(flux).to(dev), torch.from_numpy(error).to(dev)
+    x = model_input(f, e, model.config)[0]
 
     def forward() -> None:
         with torch.inference_mode():
@@ -169,7 +170,7 @@ def main() -> None:
     )
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--accuracy", action="store_true", help="also measure bf16 vs fp32")
     args = parser.parse_args()

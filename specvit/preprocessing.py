@@ -13,6 +13,7 @@ arrays, and the two per-spectrum medians are split over ``torch.get_num_threads(
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -78,7 +79,7 @@ def _by_rows(fn: Callable[..., np.ndarray], *arrays: np.ndarray) -> np.ndarray:
     if workers < 2:
         return fn(*arrays)
     edges = np.linspace(0, rows, workers + 1).astype(int)
-    blocks = [[a[lo:hi] for a in arrays] for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    blocks = [[a[lo:hi] for a in arrays] for lo, hi in itertools.pairwise(edges)]
     pool = _thread_pool(workers, os.getpid())
     return np.concatenate(list(pool.map(lambda block: fn(*block), blocks)))
 
