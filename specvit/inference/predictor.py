@@ -306,16 +306,18 @@ class Predictor:
         flux, error, valid, partial = self._to_model_grid(chunk, medium)
         dev = self.device
         with np.errstate(over="ignore"):  # out-of-range values become inf: masked below
-            flux_t = torch.from_numpy(np.asarray(flux, dtype=np.float32)).to(dev)
-            error_t = None
+            flux_h = torch.from_numpy(np.asarray(flux, dtype=np.float32))
+            error_h = None
             if error is not None:
-                error_t = torch.from_numpy(np.asarray(error, dtype=np.float32)).to(dev)
-        # Validity is decided on the float32 values the model sees: a finite float64 beyond
-        # the float32 range becomes inf, and a tiny σ becomes 0.
-        valid_t = torch.from_numpy(np.ascontiguousarray(valid)).to(dev)
-        valid_t &= valid_pixels(flux_t, error_t)
+                error_h = torch.from_numpy(np.asarray(error, dtype=np.float32))
+        # Validity is decided on the float32 values the model sees (a finite float64 beyond
+        # the float32 range becomes inf, and a tiny σ becomes 0), on the host.
+        valid = valid & valid_pixels(flux_h, error_h).numpy()
+        flux_t = flux_h.to(dev)
+        error_t = None if error_h is None else error_h.to(dev)
+        valid_t = torch.from_numpy(valid).to(dev)
         x, scale = model_input(flux_t, error_t, self.config, valid=valid_t)
-        n_valid = valid_t.sum(dim=1)
+        n_valid = torch.from_numpy(np.count_nonzero(valid, axis=1)).to(dev)
         if error_t is None:
             snr = torch.full_like(scale, torch.nan)
         else:
