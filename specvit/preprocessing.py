@@ -92,7 +92,8 @@ def _median_rows(values: Any, valid: Any, out: Any) -> None:
         out[:] = np.partition(values, k, axis=-1)[:, k]
     else:
         n = valid.sum(axis=-1)
-        ordered = np.sort(np.where(valid, values, np.nan), axis=-1)  # NaN sorts last
+        ordered = np.where(valid, values, np.nan)
+        ordered.sort(axis=-1)  # NaN last
         middle = np.take_along_axis(ordered, ((n - 1) // 2).clip(0)[:, None], axis=-1)[:, 0]
         out[:] = np.where(n > 0, middle, np.nan)
 
