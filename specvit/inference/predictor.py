@@ -305,11 +305,13 @@ class Predictor:
     def _predict_chunk(self, chunk: Chunk, medium: str) -> tuple[np.ndarray, ...]:
         flux, error, valid, partial = self._to_model_grid(chunk, medium)
         dev = self.device
-        with np.errstate(over="ignore"):  # out-of-range values become inf: masked below
-            flux_h = torch.from_numpy(np.asarray(flux, dtype=np.float32))
+        # float32 (out-of-range values become inf: masked below), the caller's own array when
+        # it is float32 already and writable (torch refuses read-only ones)
+        with np.errstate(over="ignore"):
+            flux_h = torch.from_numpy(np.require(flux, np.float32, "W"))
             error_h = None
             if error is not None:
-                error_h = torch.from_numpy(np.asarray(error, dtype=np.float32))
+                error_h = torch.from_numpy(np.require(error, np.float32, "W"))
         # Validity is decided on the float32 values the model sees (a finite float64 beyond
         # the float32 range becomes inf, and a tiny σ becomes 0), on the host.
         valid = valid & valid_pixels(flux_h, error_h).numpy()
