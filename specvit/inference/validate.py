@@ -100,10 +100,10 @@ class Spectra:
         error = None
         if self.error is not None:
             convert = self.error_kind != "std" or self.error_factor != 1.0
-            raw = np.asarray(self.error[start:stop], dtype=np.float64 if convert else dtype)
-            if convert:
-                raw = raw * self.error_factor
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                raw = np.asarray(self.error[start:stop], dtype=np.float64 if convert else dtype)
+                if convert:
+                    raw = raw * self.error_factor
                 if self.error_kind == "var":
                     error = np.where(raw > 0, np.sqrt(np.abs(raw)), raw)
                 elif self.error_kind == "ivar":
