@@ -48,10 +48,10 @@ def _arrays(*tensors: torch.Tensor | None) -> tuple[ModuleType, list[Any]]:
 
 
 @functools.cache
-def _thread_pool(workers: int, pid: int) -> ThreadPoolExecutor:
-    """A pool of ``workers`` threads for this process (``pid``: a forked child, whose copy of
-    the parent's pool has no threads, gets its own)."""
-    return ThreadPoolExecutor(workers, thread_name_prefix="specvit-preprocessing")
+def _thread_pool(pid: int) -> ThreadPoolExecutor:
+    """The threads of this process (``pid``: a forked child, whose copy of the parent's pool
+    has no threads, gets its own); they start as blocks come, up to the cores."""
+    return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="specvit-preprocessing")
 
 
 def _run(fn: Callable[..., None], *tensors: torch.Tensor | None) -> None:
@@ -70,7 +70,7 @@ def _run(fn: Callable[..., None], *tensors: torch.Tensor | None) -> None:
     blocks = [
         [None if a is None else a[lo:hi] for a in arrays] for lo, hi in itertools.pairwise(edges)
     ]
-    for _ in _thread_pool(workers, os.getpid()).map(lambda block: fn(*block), blocks):
+    for _ in _thread_pool(os.getpid()).map(lambda block: fn(*block), blocks):
         pass  # re-raises a worker's exception
 
 
