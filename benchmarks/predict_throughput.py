@@ -1,30 +1,34 @@
-"""End-to-end `specvit.predict` throughput against the bare model forward, in one run.
+"""End-to-end `specvit.predict` throughput of one model against its bare forward, in one run.
 
-For each model preset, one batch of spectra (flux + σ; 64 for the paper model, 256 for the
-tiny one) goes through
+One batch of engine spectra (flux + σ, i = 20.5–22.5, ETC noise when ``../shared`` is there)
+goes through, back to back in every round:
 
-* **forward**: ``model(x)`` alone on the batch, with ``x`` prepared beforehand;
-* **predict, native grid**: ``Predictor.predict(flux, error)`` on the model's grid
+* **forward**: ``model(x)`` alone, with ``x`` prepared beforehand (``model_input``);
+* **predict**: ``Predictor.predict(flux, error)`` on the model's grid with ``physics=False``
   (validation, masking, normalisation, SNR, flags and the output table included);
-* **predict, resampled**: the same spectra given on a 2.5× finer, shifted grid, so every
-  spectrum is also resampled.
+* **predict + physics**: the same with ``physics=True``, ``predict``'s default (the per-star
+  CRLB, the emulator fit with v_rad and the domain flags on top);
+* **predict, resampled**: ``physics=False``, the spectra given on a 2.5× finer, shifted grid,
+  so every spectrum is also resampled.
 
-The overhead is ``time(predict) / time(forward) − 1``, from the best time of each over the
-rounds and as the median of the per-round ratio (these runs leave the physical context off).
+Each path's overhead is ``time(path) / time(forward) − 1``: from the best wall-clock time of
+each over the rounds, and as the median over rounds of the paired ratio, in wall-clock and in
+process CPU time (on a shared CPU the paired medians are the figures to read; with one thread
+the CPU time is the least disturbed by other jobs, with more it also counts threads that spin).
+A 1024³ fp32 matmul before and after the rounds gives the machine's speed in the same run.
 
-**Physical context**: the cost of ``physics=True`` (per-star CRLB, emulator fit with v_rad, the
-domain flags) on top of ``physics=False``, on 256 engine spectra (i = 20.5–22.5, ETC noise when
-``../shared`` is there), for the example model and for a fresh ``specvit_tiny`` with the default
-recipe's Gaussian head and ``flux+lnsnr`` input; the two are timed back to back in each round,
-in wall-clock and in process CPU time (which a shared CPU disturbs less).
+``--model`` is a model folder or Hub repo id (``specvit.load``), a ``specvit.create_model``
+preset, or a training recipe (``training/presets`` name or YAML file), built fresh with the
+recipe's architecture, head, input channels, labels and domain: an untrained model costs the
+same as the trained one. The default, ``default``, is the default model's recipe.
 
 ``--accuracy`` also measures how far bf16 autocast moves the predictions of the small model
 trained by the test suite (``tests/predict_helpers.py``), compared with that model's own error.
 
 Run from the repository root::
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/predict_throughput.py --accuracy
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/predict_throughput.py --physics-only
+    .venv/bin/python benchmarks/predict_throughput.py --threads 2
+    .venv/bin/python benchmarks/predict_throughput.py --model path/to/model/folder
 """
 
 from __future__ import annotations
@@ -37,28 +41,68 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from timing import matmul_gflops
 
 import specvit
 from specvit.inference import Predictor
+from specvit.inference.predictor import resolve_device
 from specvit.preprocessing import model_input
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # training/ and tests/ (not installed)
 
-def measure(preset: str, batch_size: int, rounds: int, device: str) -> None:
-    """Print spectra/s of forward, predict (native) and predict (resampled) for one preset.
 
-    One batch of ``batch_size`` spectra; each round times the three variants back to back, so
-    every round sees the same background load. Reported: the best time of each variant over the
-    rounds, and the median over rounds of the paired ratio predict / forward.
-    """
-    model = specvit.create_model(preset).eval()
-    predictor = Predictor(
-        model, device=device, batch_size=batch_size, precision="fp32", physics=False
+def recipe_model(recipe: str) -> specvit.SpecViT:
+    """A fresh model as the trainer would build it for ``recipe`` (its label statistics from
+    the recipe's prior)."""
+    from training.config import load_config
+    from training.loop import label_statistics
+    from training.simulate import Prior
+
+    config = load_config(recipe)
+    prior = Prior(**config.data.prior)
+    labels = prior.sample(4096, torch.Generator().manual_seed(0))["labels"]
+    shift, scale = label_statistics(labels, config.labels, config.label_norm, config.label_stats)
+    return specvit.create_model(
+        config.model.preset,
+        **config.model.overrides,
+        label_names=tuple(config.labels),
+        label_shift=shift,
+        label_scale=scale,
+        domain=prior.domain(),
     )
-    wave = model.wavelength
-    rng = np.random.default_rng(0)
-    flux = (1.0 + 0.05 * rng.standard_normal((batch_size, wave.size))).astype(np.float32)
-    error = np.full_like(flux, 0.05)
-    dev = predictor.device
+
+
+def resolve_model(spec: str) -> specvit.SpecViT:
+    """The model ``--model`` names: a folder or Hub id, a preset, or a training recipe."""
+    from training.config import PRESETS_DIR
+
+    if Path(spec).is_dir():
+        return specvit.load(spec)
+    if spec in specvit.list_models():
+        return specvit.create_model(spec)
+    if (PRESETS_DIR / f"{spec}.yaml").is_file() or spec.endswith((".yaml", ".yml")):
+        return recipe_model(spec)
+    return specvit.load(spec)
+
+
+def engine_spectra(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` engine spectra (flux, σ) across the default prior, i = 20.5–22.5."""
+    from specvit.instrument import PFSNoiseModel
+    from training.simulate import Simulator
+
+    etc = ROOT.parent / "shared" / "data" / "pfs_etc"
+    noise = PFSNoiseModel.from_etc(etc) if etc.is_dir() else PFSNoiseModel.default()
+    draw = Simulator(noise=noise).sample(n, torch.Generator().manual_seed(0))
+    return draw["flux"].numpy(), draw["error"].numpy()
+
+
+def measure(model: specvit.SpecViT, batch_size: int, rounds: int, device: str) -> None:
+    """Print spectra/s of the forward and of each predict path, and their overheads."""
+    flux, error = engine_spectra(batch_size)
+    plain = Predictor(model, device=device, batch_size=batch_size, precision="fp32", physics=False)
+    physics = Predictor(model, device=device, batch_size=batch_size, precision="fp32")
+    dev = plain.device
     f, e = torch.from_numpy(flux).to(dev), torch.from_numpy(error).to(dev)
     x = model_input(f, e, model.config)[0]
 
@@ -68,89 +112,46 @@ def measure(preset: str, batch_size: int, rounds: int, device: str) -> None:
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
+    wave = model.wavelength
     step = (wave[1] - wave[0]) / 2.5
     fine = np.arange(wave[0] - 2.0 + 0.37 * step, wave[-1] + 2.0, step)
     fine_flux = np.stack([np.interp(fine, wave, row) for row in flux]).astype(np.float32)
-    fine_error = np.full_like(fine_flux, 0.05 * np.sqrt(2.5))
-    variants = {
-        "forward only": forward,
-        "predict, native grid": lambda: predictor.predict(flux, error),
-        "predict, resampled": lambda: predictor.predict(fine_flux, fine_error, wavelength=fine),
+    fine_error = np.stack([np.interp(fine, wave, row) for row in error]) * np.sqrt(2.5)
+    paths = {
+        "forward": forward,
+        "predict": lambda: plain.predict(flux, error),
+        "predict + physics": lambda: physics.predict(flux, error),
+        "predict, resampled": lambda: plain.predict(fine_flux, fine_error, wavelength=fine),
     }
-    for fn in variants.values():  # warm-up (and the resampler's sparse matrix)
+    for fn in paths.values():  # warm-up (the emulator's load, the resampler's sparse matrix)
         fn()
-    times = np.zeros((rounds, len(variants)))
+        fn()
+    wall, cpu = np.zeros((rounds, len(paths))), np.zeros((rounds, len(paths)))
     for r in range(rounds):
-        for i, fn in enumerate(variants.values()):
-            start = time.perf_counter()
-            fn()
-            times[r, i] = time.perf_counter() - start
-    best = times.min(axis=0)
-    for i, name in enumerate(variants):
-        line = f"  {preset:16s} {name:22s} {batch_size / best[i]:9.1f} spectra/s"
-        if i:
-            paired = np.median(times[:, i] / times[:, 0])
-            line += f"  overhead: best {100 * (best[i] / best[0] - 1):+5.1f}%"
-            line += f", median paired {100 * (paired - 1):+5.1f}%"
-        print(line, flush=True)
-
-
-def physics_models() -> dict[str, specvit.SpecViT]:
-    """The example model, and a fresh model of the default recipe's size and head."""
-    root = Path(__file__).resolve().parents[1]
-    example = specvit.load(root / "examples" / "models" / "specvit-tiny-engine")
-    fresh = specvit.create_model(
-        "specvit_tiny",
-        label_names=("T_eff", "log_g", "M_H"),
-        label_shift=(4875.0, 3.0, -1.0),
-        label_scale=(650.0, 1.15, 0.86),
-        head="gaussian",
-        input_channels="flux+lnsnr",
-        domain=example.config.domain,
-    )
-    return {"example model": example, "fresh tiny, gaussian": fresh.eval()}
-
-
-def engine_spectra(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` engine spectra (flux, σ) across the default prior, i = 20.5–22.5."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from specvit.instrument import PFSNoiseModel
-    from training.simulate import Simulator
-
-    etc = Path(__file__).resolve().parents[2] / "shared" / "data" / "pfs_etc"
-    noise = PFSNoiseModel.from_etc(etc) if etc.is_dir() else PFSNoiseModel.default()
-    draw = Simulator(noise=noise).sample(n, torch.Generator().manual_seed(0))
-    return draw["flux"].numpy(), draw["error"].numpy()
-
-
-def measure_physics(name: str, model, batch_size: int, rounds: int, device: str) -> None:
-    """Print predict with and without the physical context, paired in each round."""
-    flux, error = engine_spectra(batch_size)
-    on = Predictor(model, device=device, batch_size=batch_size, precision="fp32")
-    off = Predictor(model, device=device, batch_size=batch_size, precision="fp32", physics=False)
-    on.predict(flux, error)  # warm-up (and the emulator's one-off load)
-    off.predict(flux, error)
-    wall, cpu = np.zeros((rounds, 2)), np.zeros((rounds, 2))
-    for r in range(rounds):
-        for i, predictor in enumerate((off, on)):
+        for i, fn in enumerate(paths.values()):
             start, start_cpu = time.perf_counter(), time.process_time()
-            predictor.predict(flux, error)
+            fn()
             wall[r, i] = time.perf_counter() - start
             cpu[r, i] = time.process_time() - start_cpu
-    for clock, t in (("wall", wall), ("cpu", cpu)):
-        best = t.min(axis=0)
-        paired = np.median(t[:, 1] / t[:, 0])
-        print(
-            f"  {name:22s} {clock:4s} physics off {batch_size / best[0]:7.1f} spectra/s, on "
-            f"{batch_size / best[1]:7.1f}: cost best {100 * (best[1] / best[0] - 1):+5.1f}%, "
-            f"median paired {100 * (paired - 1):+5.1f}%",
-            flush=True,
-        )
+    best = wall.min(axis=0)
+    print(f"  {'':20s} {'wall clock':>10s}   overhead on the forward (median paired: wall, CPU)")
+    print(f"  {'path':20s} {'spectra/s':>10s}   {'best':>7s} {'wall':>8s} {'CPU':>8s}")
+    for i, name in enumerate(paths):
+        line = f"  {name:20s} {batch_size / best[i]:10.1f}"
+        if i:
+            paired = [np.median(t[:, i] / t[:, 0]) - 1 for t in (wall, cpu)]
+            line += f"   {100 * (best[i] / best[0] - 1):+6.1f}% {100 * paired[0]:+7.1f}%"
+            line += f" {100 * paired[1]:+7.1f}%"
+        print(line, flush=True)
+    paired = [np.median(t[:, 2] / t[:, 1]) - 1 for t in (wall, cpu)]
+    print(
+        f"  physics=True on physics=False: best {100 * (best[2] / best[1] - 1):+.1f}%, "
+        f"median paired {100 * paired[0]:+.1f}% (wall), {100 * paired[1]:+.1f}% (CPU)"
+    )
 
 
 def accuracy() -> None:
     """bf16 autocast vs fp32 on the test suite's trained small model."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.predict_helpers import spectrum, trained_state
 
     config, state = trained_state()
@@ -169,22 +170,31 @@ def accuracy() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--accuracy", action="store_true", help="also measure bf16 vs fp32")
     parser.add_argument(
-        "--physics-only", action="store_true", help="only the physical context's cost"
+        "--model", default="default", help="folder, Hub id, preset or training recipe"
     )
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--accuracy", action="store_true", help="also measure bf16 vs fp32")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    model = resolve_model(args.model).eval()
+    c = model.config
+    device = resolve_device(args.device)
     print(
         f"specvit {specvit.__version__}, torch {torch.__version__}, {platform.processor() or '?'}"
-        f", {torch.get_num_threads()} threads, {args.rounds} rounds"
+        f", {torch.get_num_threads()} threads, {args.rounds} rounds, batch {args.batch}, {device}"
     )
-    if not args.physics_only:
-        measure("specvit_l6_h256", 64, args.rounds, args.device)
-        measure("specvit_tiny", 256, args.rounds, args.device)
-    for name, model in physics_models().items():
-        measure_physics(name, model, 256, args.rounds, args.device)
+    print(
+        f"model {args.model}: {c.num_labels} labels {c.label_names}, head {c.head}, input "
+        f"{c.input_channels}, {model.num_parameters() / 1e3:.0f} k parameters"
+    )
+    print(f"  matmul 1024^3 fp32 before: {matmul_gflops(device, torch.float32, 1.0):7.1f} GFLOP/s")
+    measure(model, args.batch, args.rounds, str(device))
+    print(f"  matmul 1024^3 fp32 after:  {matmul_gflops(device, torch.float32, 1.0):7.1f} GFLOP/s")
     if args.accuracy:
         accuracy()
 

@@ -3,9 +3,22 @@
 This is the one place where a spectrum becomes model input; training and
 :func:`specvit.predict` both call :func:`model_input`, so a model sees at inference exactly what
 it saw in training.
+
+Every step is row by row, and on the CPU numpy does it on views of the tensors: its
+comparisons, ``where`` and partial sort are 5–20× faster than torch's CPU kernels on these
+(B, 4096) arrays, and blocks of rows run in ``torch.get_num_threads()`` threads (numpy releases
+the GIL). On other devices (and for tensors that need a gradient) the same code runs in torch.
 """
 
 from __future__ import annotations
+
+import functools
+import itertools
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,6 +26,85 @@ import torch
 from specvit.config import SpecViTConfig
 
 __all__ = ["median_snr", "model_input", "valid_pixels"]
+
+#: Fewest rows a thread takes (a median over 4096 pixels costs ≈ 25 µs per row).
+_ROWS_PER_THREAD = 32
+
+
+def _arrays(*tensors: torch.Tensor | None) -> tuple[ModuleType, list[Any]]:
+    """The array module to compute with and the arrays: numpy views of CPU float / bool
+    tensors that need no gradient, else torch and the tensors themselves."""
+    if all(
+        t is None
+        or (
+            t.device.type == "cpu"
+            and t.dtype in (torch.float32, torch.float64, torch.bool)
+            and not t.requires_grad
+        )
+        for t in tensors
+    ):
+        return np, [None if t is None else t.numpy() for t in tensors]
+    return torch, list(tensors)
+
+
+@functools.cache
+def _thread_pool(pid: int) -> ThreadPoolExecutor:
+    """The threads of this process (``pid``: a forked child, whose copy of the parent's pool
+    has no threads, gets its own); they start as blocks come, up to the cores."""
+    return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="specvit-preprocessing")
+
+
+def _run(fn: Callable[..., None], *tensors: torch.Tensor | None) -> None:
+    """``fn(*tensors)``, a row-by-row computation writing its output rows in place.
+
+    CPU tensors (see :func:`_arrays`) go to ``fn`` as numpy views, in blocks of rows that run
+    in ``torch.get_num_threads()`` threads; others as they are, in one call.
+    """
+    xp, arrays = _arrays(*tensors)
+    rows = arrays[0].shape[0]
+    workers = min(torch.get_num_threads(), rows // _ROWS_PER_THREAD) if xp is np else 1
+    if workers < 2:
+        fn(*arrays)
+        return
+    edges = np.linspace(0, rows, workers + 1).astype(int)
+    blocks = [
+        [None if a is None else a[lo:hi] for a in arrays] for lo, hi in itertools.pairwise(edges)
+    ]
+    for _ in _thread_pool(os.getpid()).map(lambda block: fn(*block), blocks):
+        pass  # re-raises a worker's exception
+
+
+def _rows(t: torch.Tensor | None, length: int) -> torch.Tensor | None:
+    """(..., L) as (R, L), detached."""
+    return None if t is None else t.detach().reshape(-1, length)
+
+
+def _median_rows(values: Any, valid: Any, out: Any) -> None:
+    """``out`` (R,) = lower median of each row of ``values`` (R, L) over its ``valid`` entries
+    (all when None; they must not be NaN), NaN for a row without any: the element
+    ``torch.nanmedian`` picks. numpy: a partial sort (a full one for rows with masked entries)."""
+    if not isinstance(values, np.ndarray):
+        if valid is not None:
+            values = torch.where(valid, values, torch.nan)
+        out[:] = torch.nanmedian(values, dim=-1).values
+    elif valid is None or valid.all():
+        k = (values.shape[-1] - 1) // 2
+        out[:] = np.partition(values, k, axis=-1)[:, k]
+    else:
+        n = valid.sum(axis=-1)
+        ordered = np.where(valid, values, np.nan)
+        ordered.sort(axis=-1)  # NaN last
+        middle = np.take_along_axis(ordered, ((n - 1) // 2).clip(0)[:, None], axis=-1)[:, 0]
+        out[:] = np.where(n > 0, middle, np.nan)
+
+
+def _masked_median(values: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """Lower median over the last axis of the ``valid`` entries (see :func:`_median_rows`)."""
+    out = values.new_full(values.shape[:-1], torch.nan)
+    length = values.shape[-1]
+    if length and out.numel():
+        _run(_median_rows, _rows(values, length), _rows(valid, length), out.view(-1))
+    return out
 
 
 def valid_pixels(flux: torch.Tensor, error: torch.Tensor | None = None) -> torch.Tensor:
@@ -28,28 +120,16 @@ def valid_pixels(flux: torch.Tensor, error: torch.Tensor | None = None) -> torch
     torch.Tensor
         Boolean (B, L), True where the pixel is valid.
     """
-    valid = torch.isfinite(flux)
+    return torch.as_tensor(_valid(*_arrays(flux, error)[1]))
+
+
+def _valid(flux: Any, error: Any) -> Any:
+    """:func:`valid_pixels` of numpy arrays or torch tensors, in their own type."""
+    xp = np if isinstance(flux, np.ndarray) else torch
+    valid = xp.isfinite(flux)
     if error is not None:
-        valid &= torch.isfinite(error) & (error > 0)
+        valid &= xp.isfinite(error) & (error > 0)
     return valid
-
-
-def _masked_median(values: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
-    """Lower median over the last axis of the ``valid`` entries; NaN where none is valid.
-
-    The same element ``torch.nanmedian`` picks; when every entry is valid (``valid`` None says
-    so without a check) it comes from numpy's partial sort on the CPU, several times faster
-    than torch's full sort.
-    """
-    if values.shape[-1] == 0:
-        return torch.full(values.shape[:-1], torch.nan, dtype=values.dtype, device=values.device)
-    fast = values.device.type == "cpu" and values.dtype in (torch.float32, torch.float64)
-    if fast and (valid is None or bool(valid.all())):
-        k = (values.shape[-1] - 1) // 2
-        return torch.from_numpy(np.partition(values.numpy(), k, axis=-1)[..., k])
-    if valid is None:
-        return torch.nanmedian(values, dim=-1).values
-    return torch.nanmedian(torch.where(valid, values, torch.nan), dim=-1).values
 
 
 def median_snr(
@@ -72,7 +152,49 @@ def median_snr(
     """
     if valid is None:
         valid = valid_pixels(flux, error)
-    return _masked_median((flux / error).detach(), valid)
+    out = flux.new_full(flux.shape[:-1], torch.nan, dtype=torch.result_type(flux, error))
+    length = flux.shape[-1]
+    if length and out.numel():
+        rows = (_rows(t, length) for t in (flux, error, valid))
+        _run(_snr_rows, *rows, out.view(-1))
+    return out
+
+
+def _snr_rows(flux: Any, error: Any, valid: Any, out: Any) -> None:
+    """:func:`median_snr` of (R, L) rows into ``out`` (R,), numpy arrays or torch tensors."""
+    with np.errstate(divide="ignore", invalid="ignore"):  # invalid pixels: not in the median
+        ratio = flux / error
+    _median_rows(ratio, valid, out)
+
+
+def _input_rows(
+    flux: Any, error: Any, valid: Any, x: Any, scale: Any, *, config: SpecViTConfig
+) -> None:
+    """Rows of :func:`model_input` into ``x`` (R, C, L) and ``scale`` (R,), in place, for numpy
+    arrays or torch tensors."""
+    xp = np if isinstance(flux, np.ndarray) else torch
+    good = _valid(flux, error)
+    if valid is not None:
+        good &= valid
+    if config.input_norm == "median":
+        _median_rows(flux, good, scale)
+        scale[~(scale > 0)] = np.nan
+    else:
+        scale[:] = 1.0
+    usable = xp.isfinite(scale)[:, None]
+    safe_scale = xp.where(usable, scale[:, None], 1.0)
+    with np.errstate(divide="ignore"):  # σ = 0: masked below
+        xp.divide(flux, safe_scale, out=x[:, 0])
+        if config.input_norm == "median":
+            x[:, 0] -= 1.0
+        if config.in_chans == 2:
+            xp.divide(safe_scale, error, out=x[:, 1])
+    if config.input_channels == "flux+lnsnr":
+        with np.errstate(invalid="ignore"):  # σ < 0: masked below
+            xp.log1p(x[:, 1], out=x[:, 1])
+    bad = ~(good & usable)
+    for channel in range(config.in_chans):
+        x[:, channel][bad] = 0.0
 
 
 def model_input(
@@ -105,7 +227,7 @@ def model_input(
     Returns
     -------
     x : torch.Tensor
-        (B, C, L) float32 model input.
+        (B, C, L) float32 model input (data: no gradient flows back to ``flux``).
     scale : torch.Tensor
         (B,) the flux each spectrum was divided by (1 when ``input_norm == "none"``); NaN
         where a spectrum has no valid pixel or a non-positive median, in which case its input
@@ -120,22 +242,10 @@ def model_input(
         raise ValueError(f"error shape {tuple(error.shape)} != flux shape {tuple(flux.shape)}")
     if config.in_chans == 2 and error is None:
         raise ValueError("this model takes a median/σ channel: pass the error array")
-    flux = flux.float()
-    error = None if error is None else error.float()
-    good = valid_pixels(flux, error)
-    if valid is not None:
-        good &= valid.to(good.device)
-    if config.input_norm == "median":
-        scale = _masked_median(flux, good)
-        scale = torch.where(scale > 0, scale, torch.nan)
-    else:
-        scale = torch.ones(flux.shape[0], device=flux.device)
-    usable = torch.isfinite(scale)[:, None]
-    safe_scale = torch.where(usable[:, 0], scale, 1.0)[:, None]
-    keep = good & usable
-    offset = 1.0 if config.input_norm == "median" else 0.0
-    channels = [torch.where(keep, flux / safe_scale - offset, 0.0)]
-    if config.in_chans == 2:
-        inverr = torch.where(keep, safe_scale / torch.where(keep, error, 1.0), 0.0)
-        channels.append(inverr.log1p() if config.input_channels == "flux+lnsnr" else inverr)
-    return torch.stack(channels, dim=1), scale
+    flux = flux.detach().float()
+    error = None if error is None else error.detach().float()
+    valid = None if valid is None else valid.to(flux.device)
+    x = flux.new_empty((flux.shape[0], config.in_chans, flux.shape[1]))
+    scale = flux.new_empty(flux.shape[0])
+    _run(functools.partial(_input_rows, config=config), flux, error, valid, x, scale)
+    return x, scale

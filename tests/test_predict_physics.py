@@ -18,7 +18,7 @@ import specvit
 from specvit.bounds import crlb_ceilings
 from specvit.inference import PredictFlag, Predictor
 from specvit.inference.cli import main
-from specvit.inference.physics import RV_TOLERANCE_KMS
+from specvit.inference.physics import RV_TOLERANCE_KMS, PhysicalContext
 from specvit.instrument import PFSNoiseModel
 from tests.predict_helpers import save_trained_model
 from training.ood_cases import MAGS, make_case
@@ -181,3 +181,31 @@ def test_cli_no_physics(noise, tmp_path):
         result = runner.invoke(main, [str(path), "-o", str(out), "--model", str(FOLDER), *option])
         assert result.exit_code == 0, result.output
         assert ("chi2_pvalue" in Table.read(out).colnames) is present
+
+
+def test_the_fit_runs_on_one_thread_and_restores_the_thread_count(noise, predictor, monkeypatch):
+    """Two threads on a shared CPU made each of the fit's small operations wait for the other."""
+    d = Simulator(noise=noise).sample(8, torch.Generator().manual_seed(2))
+    flux, error = d["flux"].numpy(), d["error"].numpy()
+    seen = []
+    fit = PhysicalContext._fit
+
+    def spy(self, *args):
+        seen.append(torch.get_num_threads())
+        return fit(self, *args)
+
+    def broken(self, *args):
+        raise RuntimeError("fit failed")
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.setattr(PhysicalContext, "_fit", spy)
+        predictor.predict(flux, error)
+        assert seen == [1] and torch.get_num_threads() == 2
+        monkeypatch.setattr(PhysicalContext, "_fit", broken)
+        with pytest.raises(RuntimeError, match="fit failed"):
+            predictor.predict(flux, error)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -1,5 +1,6 @@
 """specvit.preprocessing: the SNR definition and the one path from spectra to model input."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -72,3 +73,112 @@ def test_lnsnr_channel_is_log1p_of_the_inverr_channel_and_zero_where_masked():
     torch.testing.assert_close(x[:, 0], raw[:, 0])
     torch.testing.assert_close(x[:, 1], raw[:, 1].log1p())
     assert (x[0, 1, :10] == 0).all() and (x[:, 1, 10:] > 2.5).all()  # ln(1 + 13…40)
+
+
+# ------------------------------------------------------------------ the numpy CPU path
+@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
+def threads(request):
+    """torch's thread count, which sets how many threads the CPU path splits rows over."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
+
+
+def _spectra(rows: int, length: int = 4096, seed: int = 0):
+    """Flux and σ with NaN, inf, σ ≤ 0, a user mask, fully masked and non-positive rows."""
+    g = torch.Generator().manual_seed(seed)
+    flux = 1.0 + 0.1 * torch.randn(rows, length, generator=g)
+    error = 0.02 + 0.05 * torch.rand(rows, length, generator=g)
+    flux[1, ::7] = float("nan")
+    flux[2, 3] = float("inf")
+    error[3, ::5] = 0.0
+    error[4, ::9] = -1.0
+    error[5, 100:] = float("inf")
+    flux[6] = float("nan")  # nothing valid
+    flux[7] = -1.0  # no positive median
+    mask = torch.rand(rows, length, generator=g) > 0.01
+    mask[:1] = True
+    mask[8, 1:] = False  # one valid pixel
+    return flux, error, mask
+
+
+def _reference_input(flux, error, mask, channels):
+    """The model input written plainly in torch (the formula model_input implements)."""
+    good = torch.isfinite(flux) & torch.isfinite(error) & (error > 0) & mask
+    scale = torch.nanmedian(torch.where(good, flux, torch.nan), dim=-1).values
+    scale = torch.where(scale > 0, scale, torch.nan)
+    keep = good & torch.isfinite(scale)[:, None]
+    s = torch.where(torch.isfinite(scale), scale, 1.0)[:, None]
+    inverr = torch.where(keep, s / torch.where(keep, error, 1.0), 0.0)
+    second = inverr.log1p() if channels == "flux+lnsnr" else inverr
+    return torch.stack([torch.where(keep, flux / s - 1.0, 0.0), second], dim=1), scale
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_median_snr_equals_torch_nanmedian_with_masks(threads, dtype):
+    flux, error, mask = _spectra(200, length=1001)
+    flux, error = flux.to(dtype), error.to(dtype)
+    valid = mask & torch.isfinite(flux) & torch.isfinite(error) & (error > 0)
+    expected = torch.nanmedian(torch.where(valid, flux / error, torch.nan), dim=-1).values
+    got = median_snr(flux, error, valid)
+    assert got.dtype == dtype
+    assert torch.equal(got.isnan(), expected.isnan()) and got[6].isnan()
+    assert torch.equal(got.nan_to_num(), expected.nan_to_num())
+    # (..., L) batches and the all-valid fast path
+    clean = torch.rand(4, 50, 1001, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    nested = median_snr(clean, torch.ones_like(clean))
+    assert torch.equal(nested, clean.median(dim=-1).values)
+
+
+@pytest.mark.parametrize("channels", ["flux+lnsnr", "flux+inverr"])
+def test_model_input_equals_a_plain_torch_reference(threads, channels):
+    config = specvit.get_preset("specvit_tiny", input_channels=channels)
+    flux, error, mask = _spectra(150)
+    x, scale = model_input(flux, error, config, valid=mask)
+    ref_x, ref_scale = _reference_input(flux, error, mask, channels)
+    assert torch.equal(scale.isnan(), ref_scale.isnan()) and scale[[6, 7]].isnan().all()
+    assert torch.equal(scale.nan_to_num(), ref_scale.nan_to_num())
+    assert torch.equal(x[:, 0], ref_x[:, 0])
+    if channels == "flux+inverr":
+        assert torch.equal(x[:, 1], ref_x[:, 1])
+    else:  # numpy's log1p, not torch's: the same to float32 rounding
+        torch.testing.assert_close(x[:, 1], ref_x[:, 1], rtol=2.5e-7, atol=0.0)
+    assert (x[6] == 0).all() and (x[7] == 0).all()
+
+
+def test_the_torch_path_other_devices_take_equals_the_cpu_path():
+    """`_input_rows` on tensors is what runs on CUDA; on the CPU model_input uses numpy."""
+    from specvit import preprocessing
+
+    config = specvit.get_preset("specvit_tiny", input_channels="flux+lnsnr")
+    flux, error, mask = _spectra(40)
+    x, scale = model_input(flux, error, config, valid=mask)
+    x_t, scale_t = torch.empty_like(x), torch.empty_like(scale)
+    preprocessing._input_rows(flux, error, mask, x_t, scale_t, config=config)
+    torch.testing.assert_close(x_t, x, rtol=2.5e-7, atol=0.0)
+    assert torch.equal(scale_t.nan_to_num(), scale.nan_to_num())
+
+
+def _ones() -> torch.Tensor:
+    return torch.from_numpy(np.ones((64, 4096), np.float32))  # no torch kernel: fork-safe
+
+
+def _child_median(_):
+    torch.set_num_threads(2)
+    return median_snr(_ones(), _ones()).tolist()
+
+
+def test_the_row_threads_work_in_a_forked_child():
+    """A forked child (a DataLoader worker) inherits the parent's thread pool object but not its
+    threads: it must get a pool of its own, not wait forever on the parent's."""
+    import multiprocessing
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        median_snr(_ones(), _ones())  # the parent's pool of two threads exists
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            assert pool.map_async(_child_median, [0]).get(timeout=60) == [[1.0] * 64]
+    finally:
+        torch.set_num_threads(before)

@@ -29,7 +29,7 @@ from specvit.inference.resample import Resampler
 from specvit.inference.validate import Chunk, Spectra, as_spectra, is_specutils_spectrum
 from specvit.labels import LABEL_UNITS
 from specvit.models.specvit import SpecViT
-from specvit.preprocessing import median_snr, model_input
+from specvit.preprocessing import median_snr, model_input, valid_pixels
 
 __all__ = ["DEFAULT_MODEL", "Predictor", "predict", "resolve_device"]
 
@@ -228,9 +228,11 @@ class Predictor:
         flags = np.zeros(n, dtype=np.int32)
         names = [] if self.physics is None else self.physics.columns()
         context = {name: np.full(n, np.nan) for name in names}
+        # on the model's grid already: read as the float32 the model takes (no float64 copy)
+        dtype = np.float32 if spectra.wavelength is None else np.float64
         for start in range(0, n, self.batch_size):
             stop = min(start + self.batch_size, n)
-            out = self._predict_chunk(spectra.chunk(start, stop), spectra.medium)
+            out = self._predict_chunk(spectra.chunk(start, stop, dtype), spectra.medium)
             mean[start:stop], sigma[start:stop], snr[start:stop] = out[:3]
             n_valid[start:stop], flags[start:stop] = out[3:5]
             for name in names:
@@ -303,18 +305,21 @@ class Predictor:
     def _predict_chunk(self, chunk: Chunk, medium: str) -> tuple[np.ndarray, ...]:
         flux, error, valid, partial = self._to_model_grid(chunk, medium)
         dev = self.device
-        with np.errstate(over="ignore"):  # out-of-range values become inf: masked below
-            flux_t = torch.from_numpy(np.asarray(flux, dtype=np.float32)).to(dev)
-            error_t = None
+        # float32 (out-of-range values become inf: masked below), the caller's own array when
+        # it is float32 already and writable (torch refuses read-only ones)
+        with np.errstate(over="ignore"):
+            flux_h = torch.from_numpy(np.require(flux, np.float32, "W"))
+            error_h = None
             if error is not None:
-                error_t = torch.from_numpy(np.asarray(error, dtype=np.float32)).to(dev)
-        # Validity is decided on the float32 values the model sees: a finite float64 beyond
-        # the float32 range becomes inf, and a tiny σ becomes 0.
-        valid_t = torch.from_numpy(np.ascontiguousarray(valid)).to(dev) & torch.isfinite(flux_t)
-        if error_t is not None:
-            valid_t &= torch.isfinite(error_t) & (error_t > 0)
+                error_h = torch.from_numpy(np.require(error, np.float32, "W"))
+        # Validity is decided on the float32 values the model sees (a finite float64 beyond
+        # the float32 range becomes inf, and a tiny σ becomes 0), on the host.
+        valid = valid & valid_pixels(flux_h, error_h).numpy()
+        flux_t = flux_h.to(dev)
+        error_t = None if error_h is None else error_h.to(dev)
+        valid_t = torch.from_numpy(valid).to(dev)
         x, scale = model_input(flux_t, error_t, self.config, valid=valid_t)
-        n_valid = valid_t.sum(dim=1)
+        n_valid = torch.from_numpy(np.count_nonzero(valid, axis=1)).to(dev)
         if error_t is None:
             snr = torch.full_like(scale, torch.nan)
         else:

@@ -3,7 +3,8 @@
 :func:`as_spectra` accepts numpy arrays (one spectrum or a batch; memory-mapped arrays stay
 on disk), torch tensors, astropy Quantities and specutils ``Spectrum`` / ``Spectrum1D``
 objects. It checks shapes, dtypes and the wavelength axis up front, without reading the flux,
-and returns a :class:`Spectra` whose :meth:`Spectra.chunk` reads a slice of rows as float64.
+and returns a :class:`Spectra` whose :meth:`Spectra.chunk` reads a slice of rows as float64 (or
+float32).
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ class Chunk:
     Attributes
     ----------
     flux : numpy.ndarray
-        (B, L) float64.
+        (B, L) float64 or float32 (the ``dtype`` of :meth:`Spectra.chunk`).
     error : numpy.ndarray or None
-        (B, L) float64 1σ (converted from variance or inverse variance if needed).
+        (B, L) 1σ, same dtype (converted from variance or inverse variance if needed).
     valid : numpy.ndarray
         (B, L) boolean: finite flux, finite σ > 0, not masked by the user, finite wavelength.
     wavelength : numpy.ndarray or None
@@ -77,30 +78,39 @@ class Spectra:
         """Pixels per input spectrum."""
         return self.flux.shape[1]
 
-    def chunk(self, start: int, stop: int) -> Chunk:
-        """Read rows ``start:stop`` as float64 with their validity mask.
+    def chunk(self, start: int, stop: int, dtype: type = np.float64) -> Chunk:
+        """Read rows ``start:stop`` as ``dtype`` with their validity mask.
 
         Parameters
         ----------
         start, stop : int
             Row range.
+        dtype : numpy float type
+            float64 (for resampling) or float32 (spectra already on the model's grid: what
+            the model reads, so a value beyond the float32 range is inf there, hence invalid).
+            A variance, an inverse variance or σ in another unit is converted in float64.
 
         Returns
         -------
         Chunk
         """
-        flux = np.asarray(self.flux[start:stop], dtype=np.float64)
+        with np.errstate(over="ignore"):
+            flux = np.asarray(self.flux[start:stop], dtype=dtype)
         valid = np.isfinite(flux)
         error = None
         if self.error is not None:
-            raw = np.asarray(self.error[start:stop], dtype=np.float64) * self.error_factor
-            with np.errstate(divide="ignore", invalid="ignore"):
+            convert = self.error_kind != "std" or self.error_factor != 1.0
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                raw = np.asarray(self.error[start:stop], dtype=np.float64 if convert else dtype)
+                if convert:
+                    raw = raw * self.error_factor
                 if self.error_kind == "var":
                     error = np.where(raw > 0, np.sqrt(np.abs(raw)), raw)
                 elif self.error_kind == "ivar":
                     error = np.where(raw > 0, 1.0 / np.sqrt(np.abs(raw)), np.nan)
                 else:
                     error = raw
+                error = error.astype(dtype, copy=False)
             valid &= np.isfinite(error) & (error > 0)
         if self.mask is not None:
             mask = self.mask if self.mask.ndim == 1 else self.mask[start:stop]
@@ -113,7 +123,9 @@ class Spectra:
             descending = np.all(step < 0, axis=1)
             bad_wave = ~(np.all(step > 0, axis=1) | descending) | ~np.all(np.isfinite(wave), 1)
             if descending.any():
-                flux = flux.copy()  # asarray may have returned the caller's own array
+                # asarray may have returned the caller's own arrays
+                flux = flux.copy()
+                error = None if error is None else error.copy()
                 for arr in (wave, flux, valid) + (() if error is None else (error,)):
                     arr[descending] = arr[descending, ::-1]
             valid[bad_wave] = False
