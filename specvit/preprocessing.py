@@ -190,8 +190,10 @@ def _input_rows(
         if config.in_chans == 2:
             xp.divide(safe_scale, error, out=x[:, 1])
     if config.input_channels == "flux+lnsnr":
-        with np.errstate(invalid="ignore"):  # σ < 0: masked below
-            xp.log1p(x[:, 1], out=x[:, 1])
+        # torch's log1p on numpy's view too: numpy's can differ in the last bit, and training
+        # runs resumed across versions must see the same input
+        channel = torch.from_numpy(x[:, 1]) if xp is np else x[:, 1]
+        channel.log1p_()
     bad = ~(good & usable)
     for channel in range(config.in_chans):
         x[:, channel][bad] = 0.0
