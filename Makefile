@@ -26,13 +26,11 @@ install-dev: $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[dev]"
 
 # The main job: labels for the bundled example (48 engine spectra in the PFS pfsCoadd layout)
-# with the example model, compared with their true labels. (The bundled default model, which
-# will make --model unnecessary, is still in training: see docs/design_study.md.)
-EXAMPLE_MODEL ?= examples/models/specvit-tiny-engine
+# with the bundled default model (offline), compared with their true labels.
 demo: install
 	@mkdir -p build/demo
 	$(BIN)/specvit-predict examples/data/pfsCoadd-engine-example.fits -o build/demo/labels.ecsv \
-		--overwrite --model $(EXAMPLE_MODEL)
+		--overwrite
 	$(BIN)/python examples/score_example.py build/demo/labels.ecsv
 
 lint: install-dev

@@ -145,6 +145,12 @@ class SpecViTConfig:
         Calibration of a Gaussian head's σ: one factor per label that multiplies the predicted
         σ (fitted after training so that 68 % of validation stars fall within 1σ); empty for
         none.
+    sigma_snr_slope : tuple of float
+        S/N dependence of that calibration: σ is also multiplied by ``(snr / 10) ** slope``
+        per label, with the spectrum's median S/N clipped to ``sigma_snr_range``; empty for
+        none (then :meth:`SpecViT.to_physical` needs no S/N).
+    sigma_snr_range : tuple of float
+        ``(low, high)`` S/N range the slope was fitted over (required with a slope).
     domain : ModelDomain or None
         What the model was trained on (prior box, magnitudes, radial velocities, frame); see
         :class:`ModelDomain`. Filled by the trainer; None for a model that does not say.
@@ -172,16 +178,26 @@ class SpecViTConfig:
     pool: Literal["cls", "mean"] = "cls"
     head: Literal["point", "gaussian"] = "point"
     sigma_scale: tuple[float, ...] = ()
+    sigma_snr_slope: tuple[float, ...] = ()
+    sigma_snr_range: tuple[float, ...] = ()
     domain: ModelDomain | None = None
 
     def __post_init__(self) -> None:
-        for name in ("label_names", "label_shift", "label_scale", "sigma_scale"):
+        for name in (
+            "label_names",
+            "label_shift",
+            "label_scale",
+            "sigma_scale",
+            "sigma_snr_slope",
+            "sigma_snr_range",
+        ):
             setattr(self, name, tuple(getattr(self, name)))
         if self.domain is not None and not isinstance(self.domain, ModelDomain):
             self.domain = ModelDomain.from_dict(self.domain)
         self.label_shift = tuple(float(v) for v in self.label_shift)
         self.label_scale = tuple(float(v) for v in self.label_scale)
-        self.sigma_scale = tuple(float(v) for v in self.sigma_scale)
+        for name in ("sigma_scale", "sigma_snr_slope", "sigma_snr_range"):
+            setattr(self, name, tuple(float(v) for v in getattr(self, name)))
         self.validate()
 
     # ------------------------------------------------------------------ validation
@@ -246,6 +262,20 @@ class SpecViTConfig:
                 )
             if not all(0 < s < float("inf") for s in self.sigma_scale):
                 raise ValueError(f"sigma_scale entries must be finite and > 0: {self.sigma_scale}")
+        if self.sigma_snr_slope or self.sigma_snr_range:
+            low, high = (*self.sigma_snr_range, math.nan, math.nan)[:2]
+            if (
+                not self.sigma_scale
+                or len(self.sigma_snr_slope) != n
+                or len(self.sigma_snr_range) != 2
+                or not all(math.isfinite(v) for v in self.sigma_snr_slope)
+                or not 0 < low < high < math.inf
+            ):
+                raise ValueError(
+                    f"sigma_snr_slope {self.sigma_snr_slope} and sigma_snr_range "
+                    f"{self.sigma_snr_range} need sigma_scale, one finite slope per label "
+                    f"({n}: {self.label_names}) and a range 0 < low < high < inf"
+                )
         for name in ("dropout", "attn_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(

@@ -212,7 +212,6 @@ def test_exit_codes(tmp_path, model_dir, predictor):
     assert invoke(npz_file, "-o", out, "--model", model_dir, "--overwrite").exit_code == 0
     assert len(Table.read(out, format="ascii.csv")) == 1
     new = tmp_path / "new.csv"
-    assert invoke(npz_file, "-o", new).exit_code == 2  # no --model and no default model
     assert invoke(npz_file, "-o", tmp_path / "x.txt", "--model", model_dir).exit_code == 2
     assert invoke(npz_file, "-o", new, "--model", model_dir, "--shard", "3/3").exit_code == 2
     assert invoke(npz_file, "-o", new, "--model", tmp_path / "nowhere").exit_code == 5

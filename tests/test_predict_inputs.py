@@ -49,11 +49,6 @@ def test_native_grid_output_table(predictor, data):
     assert table.meta["flags"]["TOO_FEW_PIXELS"] == 1
 
 
-def test_no_model_is_a_clear_error(data):
-    with pytest.raises(ValueError, match="no default specvit model is published"):
-        predict(data[0])
-
-
 def test_nan_inf_and_bad_sigma_are_masked(predictor, data):
     flux, error, _ = data
     flux, error = flux.copy(), error.copy()

@@ -20,7 +20,8 @@ TINY = dict(grid=(6, 6, 5), n_samples=16, n_rounds=2)
 def bench(tmp_path_factory, etc_dir):
     path = tmp_path_factory.mktemp("bench") / "v.h5"
     generate(BenchmarkSettings("validation", 60, **TINY), path, etc_dir, log=lambda _: 0)
-    return {**read_benchmark(path), "path": str(path)}
+    # 60 stars make 3 S/N bins of 20 for the calibration's slope
+    return {**read_benchmark(path), "name": "v.h5"}
 
 
 @pytest.fixture(scope="module")
@@ -41,16 +42,18 @@ def test_calibration_scales_sigma_to_68_percent_coverage(bench, gaussian_model):
     model, record = calibrate(gaussian_model, [bench])
     assert model is not gaussian_model and not gaussian_model.config.sigma_scale
     mean, sigma = predict_benchmark(model, bench)
-    factors = np.array(model.config.sigma_scale)
-    np.testing.assert_allclose(sigma / raw, np.broadcast_to(factors, raw.shape), rtol=1e-5)
+    config = model.config
+    low, high = config.sigma_snr_range
+    power = (np.clip(bench["snr"], low, high)[:, None] / 10) ** np.array(config.sigma_snr_slope)
+    np.testing.assert_allclose(sigma / raw, config.sigma_scale * power, rtol=1e-5)
     inside = (np.abs(bench["labels"] - mean) < sigma).mean(axis=0)
     np.testing.assert_allclose(inside, ONE_SIGMA, atol=1.5 / len(mean))  # a quantile of 60 stars
     assert record["n"] == 60 and record["sets"] == ["v.h5"]
     assert list(record["sigma_scale"]) == ["T_eff", "log_g", "M_H"]
-    assert record["sigma_scale"]["log_g"] == pytest.approx(factors[1])
-    # calibrating a calibrated model changes (almost) nothing: the factors multiply
+    assert record["sigma_snr_slope"]["log_g"] == pytest.approx(config.sigma_snr_slope[1])
+    # calibrating a calibrated model starts again from the head's own σ: the same result
     again, _ = calibrate(model, [bench])
-    np.testing.assert_allclose(again.config.sigma_scale, factors, rtol=0.02)
+    assert again.config == model.config
 
 
 def test_calibration_needs_a_gaussian_head_and_a_set(bench, gaussian_model):
@@ -82,3 +85,24 @@ def test_score_tables_show_every_nonempty_bin_and_metric(bench, gaussian_model):
     section = benchmark_section(record)
     assert "### Test set `v.h5`" in section and "S/N 1.0–9.0" in section
     assert benchmark_section({}) == ""
+
+
+def test_calibration_set_is_fixed_fresh_spectra_of_the_runs_prior(etc_dir, gaussian_model):
+    from specvit.preprocessing import median_snr
+    from training.config import load_config
+    from training.publish import calibration_set
+
+    run = load_config("default", [f"data.etc_dir={etc_dir}"]).to_dict()
+    spectra = calibration_set(run, 120)
+    assert spectra["labels"].shape == (120, 3) and spectra["flux"].shape == (120, 4096)
+    again = calibration_set(run, 120)
+    assert np.array_equal(spectra["flux"], again["flux"])  # a fixed seed
+    snr = median_snr(torch.from_numpy(spectra["flux"]), torch.from_numpy(spectra["error"]))
+    np.testing.assert_allclose(spectra["snr"], snr.numpy(), rtol=1e-6)
+    assert spectra["snr"].max() > 20 > 3 > spectra["snr"].min()  # HSC-i 17–23, not 20.5–22.5
+    faint = load_config("default", [f"data.etc_dir={etc_dir}", "data.prior={mag: [22, 23]}"])
+    assert calibration_set(faint.to_dict(), 120)["snr"].max() < 10
+    _, record = calibrate(gaussian_model, [spectra])
+    assert record["n"] == 120 and "seed" in record["sets"][0]
+    with pytest.raises(ValueError, match="engine"):
+        calibration_set({**run, "data": {**run["data"], "source": "hdf5"}}, 10)

@@ -13,13 +13,13 @@ metrics, strict JSON with ``null`` for undefined metrics) and a model card ``REA
 describing the input the model expects, the training data and recipe, and the validation
 metrics overall and per S/N bin.
 
-With ``--benchmark-mag LOW HIGH`` (repeatable) the benchmark sets of those HSC-i ranges
-(``training/benchmark.py``; generated first when not cached) are used twice: σ is calibrated on
-their validation splits (:func:`calibrate`: one factor per label, stored as
-``sigma_scale`` in ``config.json``, so :func:`specvit.predict` applies it), and the calibrated
-model is scored on their test splits (R², MAE, RMSE, bias, efficiency against the Bayes-optimal
-R² and σ coverage, overall and per S/N bin), into the model card and ``training_args.json``;
-``--report FILE`` writes the same tables as a docs page.
+A Gaussian head's σ is calibrated on ``--calibration-spectra`` (default 20 000) fresh spectra
+of the run's training distribution (:func:`calibrate`: per label a factor and an S/N power law,
+stored in ``config.json``, so :func:`specvit.predict` applies them). With ``--benchmark-mag LOW
+HIGH`` (repeatable) the calibrated model is scored on the benchmark test sets of those HSC-i
+ranges (``training/benchmark.py``; generated first when not cached): R², MAE, RMSE, bias,
+efficiency against the Bayes-optimal R² and σ coverage, overall and per S/N bin, into the model
+card and ``training_args.json``; ``--report FILE`` writes the same tables as a docs page.
 With ``--repo-id`` the folder is uploaded as one commit to that Hub repo (``HF_TOKEN`` or
 ``--token`` authenticates; ``HF_ENDPOINT`` selects another Hub server).
 """
@@ -46,18 +46,20 @@ from specvit.labels import LABEL_NAMES, LABEL_UNITS  # noqa: E402
 from specvit.models.specvit import SpecViT  # noqa: E402
 from specvit.preprocessing import median_snr  # noqa: E402
 from training.benchmark import DEFAULT_N, BenchmarkSettings, ensure, read_benchmark  # noqa: E402
-from training.calibration import fit_sigma_scale  # noqa: E402
+from training.calibration import fit_sigma_snr_calibration  # noqa: E402
 from training.checkpoint import load_checkpoint  # noqa: E402
 from training.config import RunConfig  # noqa: E402
 from training.model_scores import predict_benchmark, score_benchmark, score_tables  # noqa: E402
 from training.paths import DEFAULT_ETC_DIR  # noqa: E402
 from training.scoring import strict_json  # noqa: E402
+from training.seeding import CALIBRATION_SEED, step_generator  # noqa: E402
 from training.sources import EngineSource  # noqa: E402
 
 __all__ = [
     "TRAINING_ARGS_NAME",
-    "benchmark_files",
+    "benchmark_test_file",
     "calibrate",
+    "calibration_set",
     "model_card",
     "publish",
     "push",
@@ -124,58 +126,100 @@ def training_record(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def calibrate(model: SpecViT, benches: list[dict[str, Any]]) -> tuple[SpecViT, dict[str, Any]]:
-    """Calibrate the predicted σ of ``model`` on benchmark validation sets.
+    """Calibrate the predicted σ of ``model`` on sets of spectra with known labels.
 
-    One factor per label (:func:`training.calibration.fit_sigma_scale` on all the sets'
-    stars together) makes 68.3 % of the stars fall within 1σ; it is multiplied into
-    ``config.sigma_scale``, which :meth:`SpecViT.to_physical` (so :func:`specvit.predict`)
-    applies.
+    A factor per label and its S/N power law
+    (:func:`training.calibration.fit_sigma_snr_calibration` on all the sets' stars together)
+    make 68.3 % of the stars fall within 1σ at every S/N; they are stored as the config's
+    ``sigma_scale``, ``sigma_snr_slope`` and ``sigma_snr_range``, which
+    :meth:`SpecViT.to_physical` (so :func:`specvit.predict`) applies. Any calibration the
+    model already has is replaced (the fit starts from the head's own σ).
 
     Parameters
     ----------
     model : SpecViT
         A model with a Gaussian head.
     benches : list of dict
-        :func:`training.benchmark.read_benchmark` of each validation set, with ``path``.
+        Sets of spectra with ``labels`` (N, 3) in :data:`~specvit.labels.LABEL_NAMES` order,
+        ``flux``, ``error``, ``snr`` and a ``name`` (:func:`calibration_set`, or a benchmark
+        file's :func:`training.benchmark.read_benchmark` with its file name).
 
     Returns
     -------
     model : SpecViT
-        A new model with the same weights and the calibrated ``sigma_scale``.
+        A new model with the same weights and the fitted calibration.
     record : dict
-        ``{"sets", "n", "sigma_scale", "raw_coverage_1sigma", "raw_coverage_2sigma"}`` (the
-        coverages of the uncalibrated σ, per label) for ``training_args.json``.
+        ``{"sets", "n", "sigma_scale", "sigma_snr_slope", "sigma_snr_range",
+        "raw_coverage_1sigma", "raw_coverage_2sigma"}`` (the coverages of the head's own σ, per
+        label) for ``training_args.json``.
 
     Raises
     ------
     ValueError
         For a point-head model or no sets.
     """
-    config = model.config
-    if config.head != "gaussian":
-        raise ValueError(f"only a Gaussian head predicts σ to calibrate, not {config.head!r}")
+    if model.config.head != "gaussian":
+        raise ValueError(f"only a Gaussian head predicts σ to calibrate, not {model.config.head!r}")
     if not benches:
-        raise ValueError("calibrating σ needs at least one benchmark validation set")
-    cols = [LABEL_NAMES.index(n) for n in config.label_names]
+        raise ValueError("calibrating σ needs at least one set of spectra")
+    raw = _with_config(model, sigma_scale=(), sigma_snr_slope=(), sigma_snr_range=())
+    names = raw.config.label_names
+    cols = [LABEL_NAMES.index(n) for n in names]
     true = np.concatenate([b["labels"][:, cols] for b in benches])
-    predictions = [predict_benchmark(model, b) for b in benches]
+    snr = np.concatenate([b["snr"] for b in benches])
+    predictions = [predict_benchmark(raw, b) for b in benches]
     mean = np.concatenate([p[0] for p in predictions])
     sigma = np.concatenate([p[1] for p in predictions])
-    factors = fit_sigma_scale(true, mean, sigma)
-    old = config.sigma_scale or (1.0,) * len(cols)
-    scale = tuple(a * f for a, f in zip(old, factors, strict=True))
-    calibrated = SpecViT(config.replace(sigma_scale=scale))
-    calibrated.load_state_dict(model.state_dict())
+    scale, slope, snr_range = fit_sigma_snr_calibration(true, mean, sigma, snr)
+    calibrated = _with_config(
+        raw, sigma_scale=scale, sigma_snr_slope=slope, sigma_snr_range=snr_range
+    )
     inside = np.abs(true - mean) / sigma
-    names = config.label_names
     record = {
-        "sets": [Path(b["path"]).name for b in benches],
+        "sets": [b["name"] for b in benches],
         "n": len(true),
         "sigma_scale": dict(zip(names, scale, strict=True)),
+        "sigma_snr_slope": dict(zip(names, slope, strict=True)),
+        "sigma_snr_range": list(snr_range),
         "raw_coverage_1sigma": dict(zip(names, (inside < 1).mean(0).tolist(), strict=True)),
         "raw_coverage_2sigma": dict(zip(names, (inside < 2).mean(0).tolist(), strict=True)),
     }
-    return calibrated.eval(), record
+    return calibrated, record
+
+
+def _with_config(model: SpecViT, **changes: Any) -> SpecViT:
+    """A copy of ``model`` (same weights, eval mode) with config fields changed."""
+    out = SpecViT(model.config.replace(**changes))
+    out.load_state_dict(model.state_dict())
+    return out.eval()
+
+
+def calibration_set(run: dict[str, Any], n: int) -> dict[str, Any]:
+    """``n`` fresh spectra of an engine run's training distribution (its prior and noise),
+    drawn with :data:`training.seeding.CALIBRATION_SEED`: never trained on, never a test set.
+
+    Returns
+    -------
+    dict
+        ``labels``, ``flux``, ``error``, ``snr`` (numpy) and ``name``, as :func:`calibrate`
+        takes them.
+
+    Raises
+    ------
+    ValueError
+        For a run that did not train on the engine.
+    """
+    if run["data"]["source"] != "engine":
+        raise ValueError("calibration spectra are drawn from the engine: not an engine run")
+    simulator = EngineSource(RunConfig.from_dict(run)).simulator
+    parts = [
+        simulator.sample(min(_BLOCK, n - start), step_generator(CALIBRATION_SEED, b))
+        for b, start in enumerate(range(0, n, _BLOCK))
+    ]
+    out = {k: np.concatenate([p[k].numpy() for p in parts]) for k in ("labels", "flux", "error")}
+    out["snr"] = np.concatenate([p["snr"].numpy() for p in parts]).astype(np.float64)
+    out["name"] = f"{n} fresh engine spectra of the run's prior (seed {CALIBRATION_SEED})"
+    return out
 
 
 def _snr_range(run: dict[str, Any], n: int = 2048) -> tuple[float, float] | None:
@@ -216,15 +260,23 @@ def _calibration_section(record: dict[str, Any]) -> str:
     cal = record.get("calibration")
     if not cal:
         return ""
-    factors = ", ".join(f"{n} × {v:.3f}" for n, v in cal["sigma_scale"].items())
-    raw = ", ".join(f"{n} {v:.2f}" for n, v in cal["raw_coverage_1sigma"].items())
+    low, high = cal["sigma_snr_range"]
+    factors = ", ".join(
+        f"{n} × {v:.3f} · (S/N / 10)^{cal['sigma_snr_slope'][n]:+.3f}"
+        for n, v in cal["sigma_scale"].items()
+    )
+    raw = ", ".join(
+        f"{n} {v:.2f} / {cal['raw_coverage_2sigma'][n]:.2f}"
+        for n, v in cal["raw_coverage_1sigma"].items()
+    )
     return f"""
 ## σ calibration
 
-The predicted σ are multiplied by {factors} (`sigma_scale` in `config.json`, applied by
-`specvit.predict`), fitted so that 68.3 % of the {cal["n"]} stars of the benchmark validation
-sets ({", ".join(f"`{n}`" for n in cal["sets"])}) fall within 1σ; before calibration the
-fractions were {raw}.
+The head's σ are multiplied by {factors}, with the spectrum's median S/N clipped to
+{low:.1f}–{high:.1f} (`sigma_scale`, `sigma_snr_slope` and `sigma_snr_range` in `config.json`,
+applied by `specvit.predict`), fitted so that 68.3 % of the stars fall within 1σ at every S/N
+(`training/calibration.py`) on {"; ".join(cal["sets"])}. The head's own σ put these fractions
+within 1σ / 2σ: {raw}.
 """
 
 
@@ -249,6 +301,11 @@ def benchmark_section(record: dict[str, Any]) -> str:
         "within 1σ / 2σ of the prediction (0.683 / 0.954 for calibrated Gaussian errors) and of "
         "the posterior mean with its own σ.\n\n" + "\n".join(parts)
     )
+
+
+#: Spectra drawn per generator for :func:`calibration_set`.
+_BLOCK = 4096
+_WEIGHTS = {"ema": "the EMA average", "model": "the weights at this step (not the EMA average)"}
 
 
 def model_card(model: SpecViT, record: dict[str, Any]) -> ModelCard:
@@ -279,7 +336,8 @@ AdamW (lr {optim["lr"]}, weight decay {optim["weight_decay"]}, betas {optim["bet
 {optim.get("schedule", "cosine")} schedule (to {optim["eta_min"]} for a cosine) with
 {optim["warmup_steps"]} warm-up steps, gradient clip
 {optim["clip_grad_norm"]}, precision {train["precision"]}, seed {run["seed"]}, EMA decay
-{train["ema_decay"]}.
+{train["ema_decay"]}, σ's loss trains the {train.get("sigma_grad", "encoder")} (`train.sigma_grad`).
+Published weights: {_WEIGHTS[record.get("weights", "ema" if train["ema_decay"] else "model")]}.
 
 ## Validation metrics
 
@@ -322,17 +380,10 @@ def write_model_folder(model: SpecViT, record: dict[str, Any], out_dir: str | Pa
     return out
 
 
-def benchmark_files(mag: tuple[float, float], etc_dir: str | Path) -> dict[str, Path]:
-    """The validation and test files of the benchmark of HSC-i ``mag`` (``training/benchmark.py``
-    at its default sizes; generated first when not cached)."""
-    return {
-        split: ensure(BenchmarkSettings(split, DEFAULT_N[split], mag=tuple(mag)), etc_dir)
-        for split in ("validation", "test")
-    }
-
-
-def _read(path: str | Path) -> dict[str, Any]:
-    return {**read_benchmark(path), "path": str(path)}
+def benchmark_test_file(mag: tuple[float, float], etc_dir: str | Path) -> Path:
+    """The test file of the benchmark of HSC-i ``mag`` (``training/benchmark.py`` at its default
+    size; generated first when not cached)."""
+    return ensure(BenchmarkSettings("test", DEFAULT_N["test"], mag=tuple(mag)), etc_dir)
 
 
 def _percentiles(values: np.ndarray) -> list[float]:
@@ -344,9 +395,10 @@ def publish(
     out_dir: str | Path,
     repo_id: str | None = None,
     *,
-    calibration_sets: Sequence[str | Path] = (),
+    calibration_spectra: int = 0,
     test_sets: Sequence[str | Path] = (),
     report: str | Path | None = None,
+    weights: str = "ema",
     token: str | None = None,
     private: bool = False,
 ) -> Path:
@@ -360,14 +412,18 @@ def publish(
         Destination folder (created).
     repo_id : str, optional
         Hub repo ``owner/name`` to upload the folder to (created if missing).
-    calibration_sets : sequence of str or pathlib.Path
-        Benchmark validation files (:mod:`training.benchmark`) to calibrate σ on
-        (:func:`calibrate`; a Gaussian head only).
+    calibration_spectra : int
+        Calibrate σ (:func:`calibrate`; a Gaussian head of an engine run) on this many fresh
+        spectra of the run's training distribution (:func:`calibration_set`); 0: no
+        calibration.
     test_sets : sequence of str or pathlib.Path
         Benchmark test files to score the (calibrated) model on, into the model card and
         ``training_args.json``.
     report : str or pathlib.Path, optional
         Also write the calibration and the benchmark tables to this Markdown file (a docs page).
+    weights : {"ema", "model"}
+        Publish the run's EMA average of the weights (when it kept one; else the weights) or
+        the weights themselves.
     token : str, optional
         Hub token (default: the ``HF_TOKEN`` environment / stored login).
     private : bool
@@ -376,22 +432,27 @@ def publish(
     Returns
     -------
     pathlib.Path
-        The folder written. The EMA weights are published when the run kept them.
+        The folder written.
     """
     state = load_checkpoint(checkpoint)
     model = SpecViT(SpecViTConfig.from_dict(state["model_config"]))
-    model.load_state_dict(state["ema"] if state.get("ema") is not None else state["model"])
-    record = training_record(state)
+    if weights not in ("ema", "model"):
+        raise ValueError(f"weights must be 'ema' or 'model', got {weights!r}")
+    if weights == "ema" and state.get("ema") is None:
+        weights = "model"  # the run kept no average
+    model.load_state_dict(state[weights])
+    record = {**training_record(state), "weights": weights}
     try:
         record["snr_range"] = _snr_range(record["run_config"])
     except FileNotFoundError as exc:  # the run's ETC tables are not on this machine
         print(f"no training S/N range in the model card: {exc}", file=sys.stderr)
-    if calibration_sets:
-        model, record["calibration"] = calibrate(model, [_read(p) for p in calibration_sets])
+    if calibration_spectra:
+        spectra = calibration_set(record["run_config"], calibration_spectra)
+        model, record["calibration"] = calibrate(model, [spectra])
     if test_sets:
         record["benchmarks"] = {}
         for path in test_sets:
-            test = _read(path)
+            test = read_benchmark(path)
             record["benchmarks"][Path(path).name] = {
                 "settings": test["settings"],
                 "snr_range": _percentiles(test["snr"]),
@@ -473,21 +534,37 @@ def main(argv: list[str] | None = None) -> None:
         action="append",
         default=[],
         metavar=("LOW", "HIGH"),
-        help="calibrate σ on and score on the benchmark sets of this HSC-i range (repeatable)",
+        help="score on the benchmark test set of this HSC-i range (repeatable; generated first "
+        "when not cached)",
+    )
+    parser.add_argument(
+        "--calibration-spectra",
+        type=int,
+        default=20_000,
+        metavar="N",
+        help="calibrate a Gaussian head's σ on N fresh spectra of the run's prior (0: do not)",
     )
     parser.add_argument("--etc-dir", type=Path, default=DEFAULT_ETC_DIR)
     parser.add_argument("--report", type=Path, help="also write the benchmark tables here (.md)")
+    parser.add_argument(
+        "--weights",
+        choices=("ema", "model"),
+        default="ema",
+        help="the run's EMA average (default, when kept) or the weights themselves",
+    )
     args = parser.parse_args(argv)
-    files = [benchmark_files(mag, args.etc_dir) for mag in args.benchmark_mag]
+    if args.calibration_spectra < 0:
+        parser.error(f"--calibration-spectra must be >= 0, got {args.calibration_spectra}")
     state = load_checkpoint(args.checkpoint)
     gaussian = SpecViTConfig.from_dict(state["model_config"]).head == "gaussian"
     out = publish(
         args.checkpoint,
         args.out_dir,
         args.repo_id,
-        calibration_sets=[f["validation"] for f in files] if gaussian else [],
-        test_sets=[f["test"] for f in files],
+        calibration_spectra=args.calibration_spectra if gaussian else 0,
+        test_sets=[benchmark_test_file(mag, args.etc_dir) for mag in args.benchmark_mag],
         report=args.report,
+        weights=args.weights,
         token=args.token,
         private=args.private,
     )

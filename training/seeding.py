@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "CALIBRATION_SEED",
     "DROPOUT_STREAM",
     "LABEL_STATS_STREAM",
     "TEST_SEED",
@@ -24,6 +25,9 @@ __all__ = [
 #: Fixed seeds of the validation and test sets (independent of the run seed), so every run and
 #: ``training/make_dataset.py`` draw the same ones for the same prior and noise settings.
 VALIDATION_SEED, TEST_SEED = 20_240_001, 20_240_002
+#: Fixed seed of the spectra ``training/publish.py`` calibrates σ on (the benchmark's posterior
+#: samples use 20_240_003 and 20_240_004).
+CALIBRATION_SEED = 20_240_005
 #: Stream ids of the non-data streams: dropout (keys rank, step) and the label-statistics sample.
 DROPOUT_STREAM, LABEL_STATS_STREAM = 1, 2
 

@@ -1,10 +1,13 @@
 """``specvit-predict``: stellar labels for files of spectra, for survey pipelines.
 
+Without ``--model`` the bundled default model (:data:`~specvit.inference.DEFAULT_MODEL`) is used,
+offline.
+
 Exit codes: 0 success; 1 unexpected error (a bug: please report it); 2 usage error (bad option,
-no ``--model`` while no default model is published, unknown output suffix, a device this torch
-cannot use); 3 an input file cannot be read or holds invalid spectra; 4 the output exists and
-``--overwrite`` was not given; 5 the model cannot be loaded; 6 the output cannot be written (no
-such folder, not writable, or the same file as an input); 130 interrupted (SIGINT); 143
+unknown output suffix, a device this torch cannot use); 3 an input file cannot be read or holds
+invalid spectra; 4 the output exists and ``--overwrite`` was not given; 5 the model cannot be
+loaded; 6 the output cannot be written (no such folder, not writable, or the same file as an
+input); 130 interrupted (SIGINT); 143
 terminated (SIGTERM). Every failure is one ``Error: …`` line on stderr naming the file, and no
 output (not even a partial hidden one) is left behind.
 """
@@ -22,7 +25,7 @@ import numpy as np
 from astropy.table import Table, hstack, vstack
 
 from specvit.inference.flags import PredictFlag
-from specvit.inference.predictor import DEFAULT_MODEL, Predictor, resolve_device
+from specvit.inference.predictor import Predictor, resolve_device
 from specvit.io.columns import ColumnChoice
 from specvit.io.readers import open_spectra
 from specvit.io.spectra import SpectrumSet, stack_sets
@@ -120,8 +123,8 @@ def _check_device(ctx: click.Context, param: click.Parameter, value: str):
 )
 @click.option(
     "--model",
-    default=DEFAULT_MODEL,
-    help="Model folder (save_pretrained) or Hub repo id. Required until a default is published.",
+    default=None,
+    help="Model folder (save_pretrained) or Hub repo id [default: the bundled specvit-tiny-pfs].",
 )
 @click.option("--revision", default=None, help="Hub revision of --model (pin a commit hash).")
 @click.option(
@@ -205,10 +208,6 @@ def main(
         raise _Failure(str(exc), "output_exists") from exc
     except OutputError as exc:
         raise _Failure(str(exc), "output") from exc
-    if model is None:
-        raise click.UsageError(
-            "no default specvit model is published yet: pass --model FOLDER_OR_HUB_ID"
-        )
     columns = ColumnChoice(flux_col, error_col, wave_col, error_kind)
     try:
         with _sigterm_raises():
@@ -221,7 +220,9 @@ def main(
                     model, revision=revision, device=device, batch_size=batch_size, physics=physics
                 )
             except (OSError, ValueError, RuntimeError) as exc:
-                raise _Failure(f"cannot load model {model!r}: {exc}", "model") from exc
+                raise _Failure(
+                    f"cannot load model {model or '(the bundled default)'!r}: {exc}", "model"
+                ) from exc
             table, sources = _run(predictor, inputs, counts, lo, hi, columns, mask_bits)
             try:
                 write_table(table, output, overwrite=overwrite)

@@ -33,9 +33,10 @@ from specvit.preprocessing import median_snr, model_input, valid_pixels
 
 __all__ = ["DEFAULT_MODEL", "Predictor", "predict", "resolve_device"]
 
-#: The model :func:`predict` uses when none is given. None until a trained model is published:
-#: until then ``model=`` (or the CLI's ``--model``) is required.
-DEFAULT_MODEL: str | None = None
+#: The model :func:`predict` and ``specvit-predict`` use when none is given: the folder bundled
+#: inside the package (``config.json`` + ``model.safetensors``), loaded from disk with no network
+#: call. Its model card (``README.md`` there) holds its benchmark scores.
+DEFAULT_MODEL: Path = Path(__file__).resolve().parents[1] / "pretrained" / "specvit-tiny-pfs"
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
@@ -74,8 +75,9 @@ class Predictor:
 
     Parameters
     ----------
-    model : SpecViT, str or pathlib.Path
-        A model, or a local folder / Hub repo id for :func:`specvit.load`. A model object is
+    model : SpecViT, str or pathlib.Path, optional
+        A model, or a local folder / Hub repo id for :func:`specvit.load`; None: the bundled
+        default model (:data:`DEFAULT_MODEL`, read from disk). A model object is
         used as it is, not copied: it is moved to ``device`` if that differs from where it
         is, and switched to eval mode only while predicting (its mode is restored after).
     revision : str, optional
@@ -107,7 +109,7 @@ class Predictor:
 
     def __init__(
         self,
-        model: SpecViT | str | Path,
+        model: SpecViT | str | Path | None = None,
         *,
         revision: str | None = None,
         device: str | torch.device = "auto",
@@ -129,6 +131,7 @@ class Predictor:
             self.model = model.to(self.device)
             self.source = type(model).__name__
         else:
+            model = DEFAULT_MODEL if model is None else model
             self.device = resolve_device(device)
             from specvit._hub import load
 
@@ -331,7 +334,7 @@ class Predictor:
                 out = self.model(x)
         finally:
             self.model.train(training)
-        mean, sigma = self.model.to_physical(out.float())
+        mean, sigma = self.model.to_physical(out.float(), snr)
         flags = torch.zeros_like(n_valid, dtype=torch.int32)
         need = max(1, math.ceil(self.min_valid * self.config.input_length))
         flags |= torch.where(n_valid < need, int(PredictFlag.TOO_FEW_PIXELS), 0).int()
@@ -425,10 +428,10 @@ def predict(
         Medium of ``wavelength``; converted to the model's if they differ.
     uncertainty : {"std", "var", "ivar"}
         What ``error`` holds: 1σ, variance or inverse variance.
-    model : Predictor, SpecViT, str or pathlib.Path
-        The model, a local folder or a Hub repo id. Required while no default model is
-        published (:data:`DEFAULT_MODEL` is None). A :class:`Predictor` is used as it is
-        (its own device, batch size, precision and ``min_valid``).
+    model : Predictor, SpecViT, str or pathlib.Path, optional
+        The model, a local folder or a Hub repo id; None: the bundled default model
+        (:data:`DEFAULT_MODEL`, offline). A :class:`Predictor` is used as it is (its own
+        device, batch size, precision and ``min_valid``).
     revision : str, optional
         Hub revision; pin a commit hash.
     device, batch_size, precision, min_valid, physics
@@ -451,8 +454,7 @@ def predict(
     Raises
     ------
     ValueError
-        If no model is given and none is published, or for inconsistent input (see
-        :func:`~specvit.inference.validate.as_spectra`).
+        For inconsistent input (see :func:`~specvit.inference.validate.as_spectra`).
 
     Notes
     -----
@@ -460,12 +462,6 @@ def predict(
     :class:`Predictor` and call it repeatedly.
     """
     if not isinstance(model, Predictor):
-        model = model if model is not None else DEFAULT_MODEL
-        if model is None:
-            raise ValueError(
-                "no default specvit model is published yet: pass model= a SpecViT, a folder "
-                "written by save_pretrained, or a Hub repo id"
-            )
         model = Predictor(
             model,
             revision=revision,

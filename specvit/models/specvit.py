@@ -168,8 +168,18 @@ class SpecViT(
         """
         return self.head(self.forward_features(x), detach_sigma=detach_sigma)
 
-    def to_physical(self, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def to_physical(
+        self, output: torch.Tensor, snr: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Turn :meth:`forward` output into physical labels.
+
+        Parameters
+        ----------
+        output : torch.Tensor
+            :meth:`forward`'s output.
+        snr : torch.Tensor, optional
+            (B,) median S/N of each spectrum (:func:`specvit.preprocessing.median_snr`); needed
+            by a σ calibration that depends on it (``config.sigma_snr_slope``).
 
         Returns
         -------
@@ -177,15 +187,27 @@ class SpecViT(
             (B, num_labels) in each label's unit (e.g. dex for log g, K for T_eff).
         sigma : torch.Tensor or None
             (B, num_labels) 1σ in the same units for a Gaussian head (times the config's
-            ``sigma_scale`` calibration, if any), else None.
+            ``sigma_scale`` and ``sigma_snr_slope`` calibration, if any), else None.
+
+        Raises
+        ------
+        ValueError
+            If the calibration depends on S/N and ``snr`` is None.
         """
         shift = self._label_shift.to(output.device, torch.float32)
         scale = self._label_scale.to(output.device, torch.float32)
         out = output.float()
         mean = shift + scale * out[..., 0]
         sigma = scale * out[..., 1].exp() if out.shape[-1] == 2 else None
-        if sigma is not None and self.config.sigma_scale:
-            sigma = sigma * torch.tensor(self.config.sigma_scale, device=sigma.device)
+        config = self.config
+        if sigma is not None and config.sigma_scale:
+            sigma = sigma * torch.tensor(config.sigma_scale, device=sigma.device)
+        if sigma is not None and config.sigma_snr_slope:
+            if snr is None:
+                raise ValueError("this model's σ calibration depends on S/N: pass snr")
+            low, high = config.sigma_snr_range
+            ratio = snr.float().to(sigma.device).clamp(low, high)[..., None] / 10.0
+            sigma = sigma * ratio ** torch.tensor(config.sigma_snr_slope, device=sigma.device)
         return mean, sigma
 
     def normalize_labels(self, labels: torch.Tensor) -> torch.Tensor:
