@@ -99,3 +99,20 @@ def test_publish_scores_on_benchmark_test_sets_into_card_and_report(tiny_run, tm
     assert "efficiency" in scored["score"]["overall"]["metrics"]["log_g"]
     page = report.read_text()
     assert "### Test set `t.h5`" in page and f"step {record['step']}" in page
+
+
+def test_model_scores_script_scores_checkpoints_on_a_benchmark(tiny_run, tmp_path, etc_dir, capsys):
+    from training.benchmark import BenchmarkSettings, generate
+    from training.model_scores import main as score_main
+
+    out, _ = tiny_run
+    bench = tmp_path / "v.h5"
+    settings = BenchmarkSettings("validation", 30, grid=(6, 6, 5), n_samples=16, n_rounds=2)
+    generate(settings, bench, etc_dir, log=lambda _: 0)
+    (checkpoint,) = sorted((out / "checkpoints").glob("step_*.pt"))[-1:]
+    score_main([str(checkpoint), "--benchmark", str(bench)])
+    printed = capsys.readouterr().out
+    assert f"{checkpoint}: step " in printed and "model: T_eff " in printed
+    assert "log_g [" in printed
+    with pytest.raises(SystemExit, match="no 'ema' weights"):  # the tiny run keeps no EMA
+        score_main([str(checkpoint), "--benchmark", str(bench), "--weights", "ema"])

@@ -6,19 +6,31 @@ scores them with :func:`training.scoring.score` against the Bayes-optimal answer
 stars; :func:`score_tables` writes one Markdown table per label (overall and per SNR bin: R², MAE,
 RMSE, bias, Bayes-optimal R², efficiency and σ coverage). The design study, the report of
 ``training/evaluate.py`` and the model card of ``training/publish.py`` all go through here.
+
+As a script it scores training checkpoints (their raw or EMA weights) on the benchmark
+validation set and prints the efficiency per label, and per SNR bin for log g::
+
+    python training/model_scores.py runs/default/checkpoints/step_*.pt --weights model
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
+from pathlib import Path
 from typing import Any
 
-import numpy as np
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: make the repository root importable
+    sys.path.insert(0, str(ROOT))
 
-import specvit
-from specvit.labels import LABEL_NAMES
-from training.scoring import score
+import numpy as np  # noqa: E402
 
-__all__ = ["predict_benchmark", "score_benchmark", "score_tables"]
+import specvit  # noqa: E402
+from specvit.labels import LABEL_NAMES  # noqa: E402
+from training.scoring import score  # noqa: E402
+
+__all__ = ["main", "predict_benchmark", "score_benchmark", "score_tables"]
 
 
 def predict_benchmark(
@@ -121,3 +133,41 @@ def score_tables(result: dict[str, Any]) -> str:
             lines.append(f"| {label} | {group['n']} | " + " | ".join(cells) + " |")
         out.append("\n".join(lines))
     return "\n\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point: one line per checkpoint."""
+    from training.benchmark import DEFAULT_N, BenchmarkSettings, ensure, read_benchmark
+    from training.checkpoint import load_checkpoint
+
+    parser = argparse.ArgumentParser(description="Score training checkpoints on a benchmark set.")
+    parser.add_argument("checkpoints", nargs="+", type=Path)
+    parser.add_argument("--weights", choices=("model", "ema"), default="model")
+    parser.add_argument("--benchmark", type=Path, help="a benchmark file (default: validation)")
+    args = parser.parse_args(argv)
+    path = args.benchmark or ensure(BenchmarkSettings("validation", DEFAULT_N["validation"]))
+    bench = read_benchmark(path)
+    print(f"{path.name}: efficiency = R² / Bayes-optimal R²; log g per SNR bin")
+    for checkpoint in args.checkpoints:
+        state = load_checkpoint(checkpoint)
+        if state.get(args.weights) is None:
+            raise SystemExit(f"{checkpoint} holds no {args.weights!r} weights")
+        model = specvit.SpecViT(specvit.SpecViTConfig.from_dict(state["model_config"]))
+        model.load_state_dict(state[args.weights])
+        result = score_benchmark(model, bench)
+        labels = " ".join(
+            f"{n} {_cell(result['overall']['metrics'][n].get('efficiency'), 3)}"
+            for n in result["labels"]
+        )
+        bins = " ".join(
+            f"{g['bin']} {_cell(g['metrics']['log_g'].get('efficiency'), 2)}"
+            for g in result["snr"]
+            if g["n"] and "log_g" in g["metrics"]
+        )
+        spectra = state["step"] * state["run_config"]["train"]["batch_size"]
+        print(f"{checkpoint}: step {state['step']} ({spectra} spectra), {args.weights}: {labels}")
+        print(f"    log_g {bins}")
+
+
+if __name__ == "__main__":
+    main()
