@@ -106,3 +106,17 @@ def test_calibration_set_is_fixed_fresh_spectra_of_the_runs_prior(etc_dir, gauss
     assert record["n"] == 120 and "seed" in record["sets"][0]
     with pytest.raises(ValueError, match="engine"):
         calibration_set({**run, "data": {**run["data"], "source": "hdf5"}}, 10)
+
+
+def test_publish_rejects_bad_options_before_reading_the_checkpoint(tmp_path):
+    from training.publish import main, publish
+
+    missing = tmp_path / "no-such-checkpoint.pt"
+    with pytest.raises(ValueError, match="weights must be"):
+        publish(missing, tmp_path / "out", weights="latest")
+    with pytest.raises(ValueError, match="calibration_spectra must be"):
+        publish(missing, tmp_path / "out", calibration_spectra=-5)
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(missing), str(tmp_path / "out"), "--calibration-spectra", "-1"])
+    assert exit_info.value.code == 2
+    assert not (tmp_path / "out").exists()

@@ -54,7 +54,7 @@ from training.benchmark import (  # noqa: E402
     ensure,
     read_benchmark,
 )
-from training.model_scores import predict_benchmark  # noqa: E402
+from training.model_scores import format_number, predict_benchmark  # noqa: E402
 from training.paths import DEFAULT_ETC_DIR as DEFAULT_ETC  # noqa: E402
 from training.scoring import SNR_BIN_EDGES, bin_label, score  # noqa: E402
 
@@ -365,11 +365,7 @@ def _crlb_groups(test: dict[str, np.ndarray]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------- report
-def _f(value: float | None, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    text = f"{value:.{digits}f}"
-    return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0"
+_f = format_number
 
 
 def summary_table(out: dict[str, Any]) -> str:

@@ -30,7 +30,7 @@ import specvit  # noqa: E402
 from specvit.labels import LABEL_NAMES  # noqa: E402
 from training.scoring import score  # noqa: E402
 
-__all__ = ["main", "predict_benchmark", "score_benchmark", "score_tables"]
+__all__ = ["format_number", "main", "predict_benchmark", "score_benchmark", "score_tables"]
 
 
 def predict_benchmark(
@@ -87,7 +87,8 @@ def score_benchmark(model: specvit.SpecViT, bench: dict[str, Any]) -> dict[str, 
     )
 
 
-def _cell(value: float | None, digits: int) -> str:
+def format_number(value: float | None, digits: int = 3) -> str:
+    """``value`` to ``digits`` decimals, ``–`` for None, never ``-0``."""
     if value is None:
         return "–"
     text = f"{value:.{digits}f}"
@@ -127,7 +128,7 @@ def score_tables(result: dict[str, Any]) -> str:
         for label, group in groups:
             m = group["metrics"][name]
             cells = [
-                _cell(m.get(key), teff if name == "T_eff" else other)
+                format_number(m.get(key), teff if name == "T_eff" else other)
                 for _, key, teff, other in _COLUMNS
             ]
             lines.append(f"| {label} | {group['n']} | " + " | ".join(cells) + " |")
@@ -156,11 +157,11 @@ def main(argv: list[str] | None = None) -> None:
         model.load_state_dict(state[args.weights])
         result = score_benchmark(model, bench)
         labels = " ".join(
-            f"{n} {_cell(result['overall']['metrics'][n].get('efficiency'), 3)}"
+            f"{n} {format_number(result['overall']['metrics'][n].get('efficiency'), 3)}"
             for n in result["labels"]
         )
         bins = " ".join(
-            f"{g['bin']} {_cell(g['metrics']['log_g'].get('efficiency'), 2)}"
+            f"{g['bin']} {format_number(g['metrics']['log_g'].get('efficiency'), 2)}"
             for g in result["snr"]
             if g["n"] and "log_g" in g["metrics"]
         )

@@ -413,9 +413,9 @@ def publish(
     repo_id : str, optional
         Hub repo ``owner/name`` to upload the folder to (created if missing).
     calibration_spectra : int
-        Calibrate σ (:func:`calibrate`; a Gaussian head of an engine run) on this many fresh
-        spectra of the run's training distribution (:func:`calibration_set`); 0: no
-        calibration.
+        Calibrate σ (:func:`calibrate`; a Gaussian head of an engine run, ignored for a point
+        head) on this many fresh spectra of the run's training distribution
+        (:func:`calibration_set`); 0: no calibration.
     test_sets : sequence of str or pathlib.Path
         Benchmark test files to score the (calibrated) model on, into the model card and
         ``training_args.json``.
@@ -434,21 +434,25 @@ def publish(
     pathlib.Path
         The folder written.
     """
-    state = load_checkpoint(checkpoint)
-    model = SpecViT(SpecViTConfig.from_dict(state["model_config"]))
     if weights not in ("ema", "model"):
         raise ValueError(f"weights must be 'ema' or 'model', got {weights!r}")
+    if calibration_spectra < 0:
+        raise ValueError(f"calibration_spectra must be >= 0, got {calibration_spectra}")
+    state = load_checkpoint(checkpoint)
+    model = SpecViT(SpecViTConfig.from_dict(state["model_config"]))
     if weights == "ema" and state.get("ema") is None:
         weights = "model"  # the run kept no average
     model.load_state_dict(state[weights])
     record = {**training_record(state), "weights": weights}
-    try:
-        record["snr_range"] = _snr_range(record["run_config"])
-    except FileNotFoundError as exc:  # the run's ETC tables are not on this machine
-        print(f"no training S/N range in the model card: {exc}", file=sys.stderr)
-    if calibration_spectra:
+    if calibration_spectra and model.config.head == "gaussian":  # a point head has no σ
         spectra = calibration_set(record["run_config"], calibration_spectra)
         model, record["calibration"] = calibrate(model, [spectra])
+        record["snr_range"] = _percentiles(spectra["snr"])  # the training distribution's
+    else:
+        try:
+            record["snr_range"] = _snr_range(record["run_config"])
+        except FileNotFoundError as exc:  # the run's ETC tables are not on this machine
+            print(f"no training S/N range in the model card: {exc}", file=sys.stderr)
     if test_sets:
         record["benchmarks"] = {}
         for path in test_sets:
@@ -555,13 +559,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.calibration_spectra < 0:
         parser.error(f"--calibration-spectra must be >= 0, got {args.calibration_spectra}")
-    state = load_checkpoint(args.checkpoint)
-    gaussian = SpecViTConfig.from_dict(state["model_config"]).head == "gaussian"
     out = publish(
         args.checkpoint,
         args.out_dir,
         args.repo_id,
-        calibration_spectra=args.calibration_spectra if gaussian else 0,
+        calibration_spectra=args.calibration_spectra,
         test_sets=[benchmark_test_file(mag, args.etc_dir) for mag in args.benchmark_mag],
         report=args.report,
         weights=args.weights,
