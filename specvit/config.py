@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 #: Keys of older config files that are read and dropped: specvit 0.1.0.dev0 stored the training
 #: run (recipe, validation metrics, step) in ``extra``; it now lives in ``training_args.json``.
 _LEGACY_KEYS = ("extra",)
+#: Keys of development snapshots that are dropped when empty (a σ power law in S/N, replaced by
+#: the ``sigma_snr_knots`` table); a non-empty one is refused.
+_LEGACY_EMPTY_KEYS = ("sigma_snr_slope", "sigma_snr_range")
 
 
 def _range(value: Any, name: str) -> tuple[float, float]:
@@ -145,12 +149,13 @@ class SpecViTConfig:
         Calibration of a Gaussian head's σ: one factor per label that multiplies the predicted
         σ (fitted after training so that 68 % of validation stars fall within 1σ); empty for
         none.
-    sigma_snr_slope : tuple of float
-        S/N dependence of that calibration: σ is also multiplied by ``(snr / 10) ** slope``
-        per label, with the spectrum's median S/N clipped to ``sigma_snr_range``; empty for
-        none (then :meth:`SpecViT.to_physical` needs no S/N).
-    sigma_snr_range : tuple of float
-        ``(low, high)`` S/N range the slope was fitted over (required with a slope).
+    sigma_snr_knots : tuple of float
+        S/N dependence of that calibration: increasing median S/N values at which
+        ``sigma_snr_factors`` are given; σ is multiplied by the factor interpolated linearly in
+        ln S/N (held constant beyond the first and last knot); empty for none (then
+        :meth:`SpecViT.to_physical` needs no S/N).
+    sigma_snr_factors : tuple of tuple of float
+        One row per label of ``len(sigma_snr_knots)`` factors > 0 (required with knots).
     domain : ModelDomain or None
         What the model was trained on (prior box, magnitudes, radial velocities, frame); see
         :class:`ModelDomain`. Filled by the trainer; None for a model that does not say.
@@ -178,8 +183,8 @@ class SpecViTConfig:
     pool: Literal["cls", "mean"] = "cls"
     head: Literal["point", "gaussian"] = "point"
     sigma_scale: tuple[float, ...] = ()
-    sigma_snr_slope: tuple[float, ...] = ()
-    sigma_snr_range: tuple[float, ...] = ()
+    sigma_snr_knots: tuple[float, ...] = ()
+    sigma_snr_factors: tuple[tuple[float, ...], ...] = ()
     domain: ModelDomain | None = None
 
     def __post_init__(self) -> None:
@@ -188,16 +193,18 @@ class SpecViTConfig:
             "label_shift",
             "label_scale",
             "sigma_scale",
-            "sigma_snr_slope",
-            "sigma_snr_range",
+            "sigma_snr_knots",
         ):
             setattr(self, name, tuple(getattr(self, name)))
         if self.domain is not None and not isinstance(self.domain, ModelDomain):
             self.domain = ModelDomain.from_dict(self.domain)
         self.label_shift = tuple(float(v) for v in self.label_shift)
         self.label_scale = tuple(float(v) for v in self.label_scale)
-        for name in ("sigma_scale", "sigma_snr_slope", "sigma_snr_range"):
+        for name in ("sigma_scale", "sigma_snr_knots"):
             setattr(self, name, tuple(float(v) for v in getattr(self, name)))
+        self.sigma_snr_factors = tuple(
+            tuple(float(v) for v in row) for row in self.sigma_snr_factors
+        )
         self.validate()
 
     # ------------------------------------------------------------------ validation
@@ -262,19 +269,20 @@ class SpecViTConfig:
                 )
             if not all(0 < s < float("inf") for s in self.sigma_scale):
                 raise ValueError(f"sigma_scale entries must be finite and > 0: {self.sigma_scale}")
-        if self.sigma_snr_slope or self.sigma_snr_range:
-            low, high = (*self.sigma_snr_range, math.nan, math.nan)[:2]
+        if self.sigma_snr_knots or self.sigma_snr_factors:
+            knots, rows = self.sigma_snr_knots, self.sigma_snr_factors
             if (
-                not self.sigma_scale
-                or len(self.sigma_snr_slope) != n
-                or len(self.sigma_snr_range) != 2
-                or not all(math.isfinite(v) for v in self.sigma_snr_slope)
-                or not 0 < low < high < math.inf
+                self.head != "gaussian"
+                or len(knots) < 2
+                or not all(0 < a < b < math.inf for a, b in itertools.pairwise(knots))
+                or len(rows) != n
+                or any(len(row) != len(knots) for row in rows)
+                or not all(0 < v < math.inf for row in rows for v in row)
             ):
                 raise ValueError(
-                    f"sigma_snr_slope {self.sigma_snr_slope} and sigma_snr_range "
-                    f"{self.sigma_snr_range} need sigma_scale, one finite slope per label "
-                    f"({n}: {self.label_names}) and a range 0 < low < high < inf"
+                    f"sigma_snr_knots {knots} and sigma_snr_factors {rows} need a gaussian head, "
+                    f"at least 2 increasing finite knots > 0 and one row per label ({n}: "
+                    f"{self.label_names}) of one finite factor > 0 per knot"
                 )
         for name in ("dropout", "attn_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
@@ -314,16 +322,26 @@ class SpecViTConfig:
         """Build a config from a dict, rejecting keys it does not know.
 
         The ``extra`` key of configs written by specvit 0.1.0.dev0 (the training record, which
-        the model never read) is accepted and dropped.
+        the model never read) is accepted and dropped, and so are the empty ``sigma_snr_slope``
+        / ``sigma_snr_range`` of later development snapshots (checkpoints of runs that started
+        then).
 
         Raises
         ------
         ValueError
-            If ``data`` holds an unknown key (a typo, or a config from a newer specvit).
+            If ``data`` holds an unknown key (a typo, or a config from a newer specvit), or a
+            σ power law in S/N (``sigma_snr_slope``) that this version no longer applies.
         """
         if not isinstance(data, dict):
             raise TypeError(f"a SpecViT config must be a dict, got {type(data).__name__}")
-        data = {k: v for k, v in data.items() if k not in _LEGACY_KEYS}
+        power_law = [k for k in _LEGACY_EMPTY_KEYS if data.get(k)]
+        if power_law:
+            raise ValueError(
+                f"this config holds {power_law}: a σ power law in S/N from a development "
+                "snapshot, which this specvit no longer applies; recalibrate the model with "
+                "training/publish.py (σ factors on S/N knots: sigma_snr_knots)"
+            )
+        data = {k: v for k, v in data.items() if k not in _LEGACY_KEYS + _LEGACY_EMPTY_KEYS}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

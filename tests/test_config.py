@@ -30,6 +30,15 @@ def test_legacy_extra_is_dropped_and_json_is_strict(tmp_path):
     assert "extra" not in json.loads(text, parse_constant=lambda t: pytest.fail(t))
 
 
+def test_an_empty_snr_power_law_of_a_development_snapshot_is_dropped_a_set_one_refused():
+    # checkpoints of runs started before the S/N table carry these two keys, empty
+    old = SpecViTConfig().to_dict() | {"sigma_snr_slope": [], "sigma_snr_range": []}
+    assert SpecViTConfig.from_dict(old) == SpecViTConfig()
+    calibrated = old | {"sigma_snr_slope": [0.1], "sigma_snr_range": [2.0, 40.0]}
+    with pytest.raises(ValueError, match="no longer applies; recalibrate"):
+        SpecViTConfig.from_dict(calibrated)
+
+
 def test_unknown_key_is_an_error():
     data = SpecViTConfig().to_dict() | {"emb_dim": 128}
     with pytest.raises(ValueError, match=r"unknown SpecViTConfig key\(s\) \['emb_dim'\]"):

@@ -51,7 +51,7 @@ def test_the_bundled_folder_is_inside_the_package_and_small():
     assert "run_config" not in config and "optim" not in config  # only what inference needs
     model = specvit.load(DEFAULT_MODEL)
     assert model.config.label_names == ("T_eff", "log_g", "M_H")
-    assert model.config.head == "gaussian" and len(model.config.sigma_scale) == 3
+    assert model.config.head == "gaussian" and len(model.config.sigma_snr_factors) == 3
     assert model.config.domain is not None and model.config.domain.frame == "rest"
     card = (DEFAULT_MODEL / "README.md").read_text()
     assert "## Benchmark" in card and "## σ calibration" in card

@@ -1,5 +1,7 @@
 """The SpecViT family: parameter counts, shapes, every configurable variant."""
 
+import json
+
 import pytest
 import torch
 
@@ -102,31 +104,39 @@ def test_sigma_scale_calibrates_the_gaussian_sigma_only():
         raw.config.replace(sigma_scale=(1.0, 0.0))
 
 
-def test_sigma_snr_slope_scales_sigma_by_a_clipped_snr_power_law():
+def test_sigma_snr_table_interpolates_in_ln_snr_and_holds_the_end_factors():
     labels = {"label_names": ("T_eff", "log_g"), "label_shift": (0, 0), "label_scale": (1, 2)}
     raw = specvit.create_model("specvit_tiny", head="gaussian", **labels)
-    snr_cal = {"sigma_scale": (2.0, 1.0), "sigma_snr_slope": (-0.5, 0.25)}
-    calibrated = specvit.SpecViT(raw.config.replace(**snr_cal, sigma_snr_range=(2.0, 40.0)))
-    out = torch.randn(4, 2, 2)
-    snr = torch.tensor([1.0, 10.0, 20.0, 400.0])  # the first and last are clipped to 2 and 40
+    table = {"sigma_snr_knots": (2.0, 8.0, 40.0), "sigma_snr_factors": ((1.0, 3.0, 0.5), (2, 2, 1))}
+    calibrated = specvit.SpecViT(raw.config.replace(sigma_scale=(2.0, 1.0), **table))
+    out = torch.randn(5, 2, 2)
+    snr = torch.tensor([1.0, 2.0, 4.0, 8.0, 400.0])  # below, on, between (halfway in ln), above
     _, sigma0 = raw.to_physical(out)
     mean1, sigma1 = calibrated.to_physical(out, snr)
-    ratio = torch.tensor([[2 * 0.2**-0.5, 0.2**0.25], [2, 1], [2 * 2**-0.5, 2**0.25], [1, 4**0.25]])
-    ratio[3, 0] = 2 * 4**-0.5
-    torch.testing.assert_close(sigma1 / sigma0, ratio)
+    expected = torch.tensor([[1.0, 2], [1, 2], [2, 2], [3, 2], [0.5, 1]]) * torch.tensor([2.0, 1])
+    torch.testing.assert_close(sigma1 / sigma0, expected)
     torch.testing.assert_close(mean1, raw.to_physical(out)[0])
     with pytest.raises(ValueError, match="depends on S/N"):
         calibrated.to_physical(out)
     for bad in (
-        {"sigma_snr_slope": (0.1, 0.2)},  # no range
-        {"sigma_snr_slope": (0.1,), "sigma_snr_range": (2.0, 40.0)},
-        {"sigma_snr_slope": (0.1, 0.2), "sigma_snr_range": (40.0, 2.0)},
-        {"sigma_snr_slope": (0.1, float("nan")), "sigma_snr_range": (2.0, 40.0)},
+        {"sigma_snr_knots": (2.0, 8.0)},  # no factors
+        {"sigma_snr_knots": (2.0,), "sigma_snr_factors": ((1.0,), (1.0,))},  # one knot
+        {"sigma_snr_knots": (8.0, 2.0), "sigma_snr_factors": ((1, 1), (1, 1))},  # decreasing
+        {"sigma_snr_knots": (0.0, 2.0), "sigma_snr_factors": ((1, 1), (1, 1))},
+        {"sigma_snr_knots": (2.0, 8.0), "sigma_snr_factors": ((1, 1),)},  # one label of two
+        {"sigma_snr_knots": (2.0, 8.0), "sigma_snr_factors": ((1, 1), (1,))},
+        {"sigma_snr_knots": (2.0, 8.0), "sigma_snr_factors": ((1, 1), (1, float("nan")))},
+        {"sigma_snr_knots": (2.0, 8.0), "sigma_snr_factors": ((1, 1), (1, 0))},
     ):
-        with pytest.raises(ValueError, match="sigma_snr_slope"):
-            raw.config.replace(sigma_scale=(1.0, 1.0), **bad)
-    with pytest.raises(ValueError, match="need sigma_scale"):
-        raw.config.replace(sigma_snr_slope=(0.1, 0.2), sigma_snr_range=(2.0, 40.0))
+        with pytest.raises(ValueError, match="sigma_snr_knots"):
+            raw.config.replace(**bad)
+    with pytest.raises(ValueError, match="gaussian head"):
+        specvit.get_preset(
+            "specvit_tiny", **table, label_names=("a", "b"), label_shift=(0, 0), label_scale=(1, 1)
+        )
+    # the table survives config.json
+    again = specvit.SpecViTConfig.from_dict(json.loads(json.dumps(calibrated.config.to_dict())))
+    assert again == calibrated.config
 
 
 def test_detach_sigma_keeps_the_values_and_stops_the_sigma_loss_at_the_head():

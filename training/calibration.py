@@ -58,15 +58,16 @@ def fit_sigma_snr_calibration(
     sigma: np.ndarray,
     snr: np.ndarray,
     n_bins: int | None = None,
-) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, float]]:
-    """Per-label factor and S/N power law that give 68.3 % coverage at every S/N.
+) -> tuple[tuple[float, ...], tuple[tuple[float, ...], ...]]:
+    """Per-label σ factors on a table of S/N knots that give 68.3 % coverage at every S/N.
 
-    The stars are split into ``n_bins`` S/N bins of equal counts; in each, the 68.3 % quantile
-    ``q`` of ``|true − pred| / σ`` is the factor that bin needs. A straight line
-    ``ln q = ln s + slope · ln(snr / 10)`` through the bins (at their median S/N) gives the
-    slope; the factor ``s`` is then refitted on all stars (:func:`fit_sigma_scale` of the
-    slope-corrected σ), so 68.3 % of the stars fall within 1σ overall. Apply the result as
-    :attr:`specvit.SpecViTConfig.sigma_scale`, ``sigma_snr_slope`` and ``sigma_snr_range``.
+    The stars are split into ``n_bins`` S/N bins of equal counts. A bin's knot is its median
+    S/N and its factor, per label, the 68.3 % quantile of ``|true − pred| / σ`` there (the
+    factor :func:`fit_sigma_scale` gives its stars). :meth:`specvit.SpecViT.to_physical`
+    interpolates the factors linearly in ln S/N and holds the end factors beyond the first and
+    last knot. A table rather than a power law: the head's miscalibration is flat at low S/N
+    and falls steeply from S/N ≈ 7 to 30. Apply the result as
+    :attr:`specvit.SpecViTConfig.sigma_snr_knots` and ``sigma_snr_factors``.
 
     Parameters
     ----------
@@ -75,39 +76,34 @@ def fit_sigma_snr_calibration(
     snr : numpy.ndarray
         (N,) median S/N of each spectrum, > 0.
     n_bins : int, optional
-        S/N bins for the slope (at least 2; each needs 20 stars); default 8, or as many as
-        the stars fill with 20 each.
+        S/N bins (at least 2; each needs 20 stars); default 16, or as many as the stars fill
+        with 200 each (at least 2).
 
     Returns
     -------
-    scale : tuple of float
-        One factor per label.
-    slope : tuple of float
-        One S/N exponent per label.
-    snr_range : (float, float)
-        The 1st and 99th percentile S/N of the stars: the range the calibration holds for
-        (``predict`` clips the S/N to it).
+    knots : tuple of float
+        Increasing median S/N of the bins.
+    factors : tuple of tuple of float
+        One row per label (column) of one factor per knot.
 
     Raises
     ------
     ValueError
-        As :func:`fit_sigma_scale`; or for a bad ``snr`` or too few stars per bin.
+        As :func:`fit_sigma_scale`; or for a bad ``snr``, too few stars per bin, or bins that
+        share one median S/N.
     """
     fit_sigma_scale(true, pred, sigma)  # validates the arrays
     snr = np.asarray(snr, dtype=np.float64)
     if snr.shape != (np.shape(true)[0],) or not (np.isfinite(snr).all() and (snr > 0).all()):
         raise ValueError(f"snr must be ({np.shape(true)[0]},), finite and > 0")
     if n_bins is None:
-        n_bins = min(8, len(snr) // 20)
+        n_bins = min(16, max(2, len(snr) // 200))
     if n_bins < 2 or len(snr) < 20 * n_bins:
         raise ValueError(f"need n_bins >= 2 and 20 stars per bin, got {n_bins} for {len(snr)}")
     ratio = np.abs(np.asarray(true, float) - np.asarray(pred, float)) / np.asarray(sigma, float)
-    order = np.argsort(snr)
-    bins = np.array_split(order, n_bins)
-    x = np.log([np.median(snr[b]) / 10.0 for b in bins])
-    y = np.log([np.quantile(ratio[b], ONE_SIGMA, axis=0) for b in bins])  # (n_bins, P)
-    slope = np.polyfit(x, y, 1)[0]
-    low, high = (float(v) for v in np.percentile(snr, [1, 99]))
-    power = (np.clip(snr, low, high)[:, None] / 10.0) ** slope
-    scale = fit_sigma_scale(true, pred, sigma * power)
-    return scale, tuple(float(v) for v in slope), (low, high)
+    bins = np.array_split(np.argsort(snr, kind="stable"), n_bins)
+    knots = np.array([np.median(snr[b]) for b in bins])
+    if not (np.diff(knots) > 0).all():
+        raise ValueError(f"S/N bins need distinct median S/N, got knots {knots.tolist()}")
+    factors = np.array([np.quantile(ratio[b], ONE_SIGMA, axis=0) for b in bins])  # (bins, P)
+    return tuple(knots.tolist()), tuple(tuple(row) for row in factors.T.tolist())

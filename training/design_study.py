@@ -142,10 +142,6 @@ def _efficiencies(result: dict[str, Any], label: str) -> list[float | None]:
     return [g["metrics"][label].get("efficiency") for g in groups]
 
 
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
 def report(out: Path, budget: float) -> None:
     """Score every candidate's checkpoints; write ``out/design_study.md`` and its figure."""
     import matplotlib
@@ -154,6 +150,7 @@ def report(out: Path, budget: float) -> None:
     import matplotlib.pyplot as plt
 
     from training.benchmark import BenchmarkSettings, ensure, read_benchmark
+    from training.model_scores import format_number
     from training.scoring import SNR_BIN_EDGES, bin_label
 
     path = ensure(BenchmarkSettings("validation", 1000))
@@ -194,10 +191,10 @@ def report(out: Path, budget: float) -> None:
         params = _parameters(RUNS / name)
         lines.append(
             f"| {name} | {params / 1e3:.0f} k | {last['spectra'] / 1e3:.0f} k | "
-            f"{last['cpu_minutes']:.1f} | {_fmt(log_g[0])} | "
-            + " | ".join(_fmt(v, 2) for v in log_g[1:])
-            + f" | {_fmt(metrics['T_eff'].get('efficiency'))} | "
-            f"{_fmt(metrics['M_H'].get('efficiency'))} | {_fmt(coverage, 2)} |"
+            f"{last['cpu_minutes']:.1f} | {format_number(log_g[0])} | "
+            + " | ".join(format_number(v, 2) for v in log_g[1:])
+            + f" | {format_number(metrics['T_eff'].get('efficiency'))} | "
+            f"{format_number(metrics['M_H'].get('efficiency'))} | {format_number(coverage, 2)} |"
         )
     missing = [n for n in candidates if n not in results or n in unfinished]
     if missing:

@@ -4,7 +4,8 @@
 read_benchmark`) through :func:`specvit.predict`, the path users run; :func:`score_benchmark`
 scores them with :func:`training.scoring.score` against the Bayes-optimal answers of the same
 stars; :func:`score_tables` writes one Markdown table per label (overall and per SNR bin: R², MAE,
-RMSE, bias, Bayes-optimal R², efficiency and σ coverage). The design study, the report of
+RMSE, bias, Bayes-optimal R², efficiency and σ coverage) and :func:`summary_table` one table of
+every label's efficiency and coverage per SNR bin. The design study, the report of
 ``training/evaluate.py`` and the model card of ``training/publish.py`` all go through here.
 
 As a script it scores training checkpoints (their raw or EMA weights) on the benchmark
@@ -30,7 +31,14 @@ import specvit  # noqa: E402
 from specvit.labels import LABEL_NAMES  # noqa: E402
 from training.scoring import score  # noqa: E402
 
-__all__ = ["format_number", "main", "predict_benchmark", "score_benchmark", "score_tables"]
+__all__ = [
+    "format_number",
+    "main",
+    "predict_benchmark",
+    "score_benchmark",
+    "score_tables",
+    "summary_table",
+]
 
 
 def predict_benchmark(
@@ -88,8 +96,8 @@ def score_benchmark(model: specvit.SpecViT, bench: dict[str, Any]) -> dict[str, 
 
 
 def format_number(value: float | None, digits: int = 3) -> str:
-    """``value`` to ``digits`` decimals, ``–`` for None, never ``-0``."""
-    if value is None:
+    """``value`` to ``digits`` decimals, ``–`` for None or NaN, never ``-0``."""
+    if value is None or value != value:  # None or NaN
         return "–"
     text = f"{value:.{digits}f}"
     return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0"
@@ -134,6 +142,31 @@ def score_tables(result: dict[str, Any]) -> str:
             lines.append(f"| {label} | {group['n']} | " + " | ".join(cells) + " |")
         out.append("\n".join(lines))
     return "\n\n".join(out) + "\n"
+
+
+def summary_table(result: dict[str, Any]) -> str:
+    """One Markdown table of a :func:`training.scoring.score` result: per label the efficiency
+    (R² / Bayes-optimal R²) and the 1σ / 2σ coverage, for all stars and each non-empty SNR bin
+    (the columns)."""
+    groups = [result["overall"]] + [g for g in result["snr"] if g["n"]]
+    lines = [
+        "| | all | " + " | ".join(g["bin"] for g in groups[1:]) + " |",
+        "|---" * (len(groups) + 1) + "|",
+    ]
+    for name in result["labels"]:
+        cells = [format_number(g["metrics"][name].get("efficiency"), 3) for g in groups]
+        lines.append(f"| {name} efficiency | " + " | ".join(cells) + " |")
+    for name in result["labels"]:
+        cells = [
+            " / ".join(format_number(g["metrics"][name].get(k), 2) for k in _COVERAGE)
+            for g in groups
+        ]
+        lines.append(f"| {name} 1σ / 2σ coverage | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+#: The coverage keys of :func:`summary_table`.
+_COVERAGE = ("coverage_1sigma", "coverage_2sigma")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,8 +13,8 @@ metrics, strict JSON with ``null`` for undefined metrics) and a model card ``REA
 describing the input the model expects, the training data and recipe, and the validation
 metrics overall and per S/N bin.
 
-A Gaussian head's σ is calibrated on ``--calibration-spectra`` (default 20 000) fresh spectra
-of the run's training distribution (:func:`calibrate`: per label a factor and an S/N power law,
+A Gaussian head's σ is calibrated on ``--calibration-spectra`` (default 60 000) fresh spectra
+of the run's training distribution (:func:`calibrate`: per label a table of factors over S/N,
 stored in ``config.json``, so :func:`specvit.predict` applies them). With ``--benchmark-mag LOW
 HIGH`` (repeatable) the calibrated model is scored on the benchmark test sets of those HSC-i
 ranges (``training/benchmark.py``; generated first when not cached): R², MAE, RMSE, bias,
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,7 +48,13 @@ from training.benchmark import DEFAULT_N, BenchmarkSettings, ensure, read_benchm
 from training.calibration import fit_sigma_snr_calibration  # noqa: E402
 from training.checkpoint import load_checkpoint  # noqa: E402
 from training.config import RunConfig  # noqa: E402
-from training.model_scores import predict_benchmark, score_benchmark, score_tables  # noqa: E402
+from training.model_scores import (  # noqa: E402
+    format_number,
+    predict_benchmark,
+    score_benchmark,
+    score_tables,
+    summary_table,
+)
 from training.paths import DEFAULT_ETC_DIR  # noqa: E402
 from training.scoring import strict_json  # noqa: E402
 from training.seeding import CALIBRATION_SEED, step_generator  # noqa: E402
@@ -71,10 +76,6 @@ __all__ = [
 TRAINING_ARGS_NAME = "training_args.json"
 
 
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
-
-
 def _metrics_tables(metrics: dict[str, Any], labels: tuple[str, ...]) -> str:
     if not metrics:
         return "No validation metrics were recorded in this checkpoint.\n"
@@ -86,7 +87,8 @@ def _metrics_tables(metrics: dict[str, Any], labels: tuple[str, ...]) -> str:
     ]
     for name, group in [("all", metrics["overall"]), *((g["bin"], g) for g in metrics["snr"])]:
         cells = " | ".join(
-            " | ".join(_fmt(group["metrics"][n][k]) for k in ("r2", "mae", "rmse")) for n in labels
+            " | ".join(format_number(group["metrics"][n][k]) for k in ("r2", "mae", "rmse"))
+            for n in labels
         )
         lines.append(f"| {name} | {group['n']} | {cells} |")
     units = ", ".join(f"{n} in {LABEL_UNITS[n]}" for n in labels)
@@ -128,10 +130,10 @@ def training_record(state: dict[str, Any]) -> dict[str, Any]:
 def calibrate(model: SpecViT, benches: list[dict[str, Any]]) -> tuple[SpecViT, dict[str, Any]]:
     """Calibrate the predicted σ of ``model`` on sets of spectra with known labels.
 
-    A factor per label and its S/N power law
+    Per label a table of factors over S/N
     (:func:`training.calibration.fit_sigma_snr_calibration` on all the sets' stars together)
-    make 68.3 % of the stars fall within 1σ at every S/N; they are stored as the config's
-    ``sigma_scale``, ``sigma_snr_slope`` and ``sigma_snr_range``, which
+    makes 68.3 % of the stars fall within 1σ at every S/N; it is stored as the config's
+    ``sigma_snr_knots`` and ``sigma_snr_factors``, which
     :meth:`SpecViT.to_physical` (so :func:`specvit.predict`) applies. Any calibration the
     model already has is replaced (the fit starts from the head's own σ).
 
@@ -149,8 +151,8 @@ def calibrate(model: SpecViT, benches: list[dict[str, Any]]) -> tuple[SpecViT, d
     model : SpecViT
         A new model with the same weights and the fitted calibration.
     record : dict
-        ``{"sets", "n", "sigma_scale", "sigma_snr_slope", "sigma_snr_range",
-        "raw_coverage_1sigma", "raw_coverage_2sigma"}`` (the coverages of the head's own σ, per
+        ``{"sets", "n", "sigma_snr_knots", "sigma_snr_factors", "raw_coverage_1sigma",
+        "raw_coverage_2sigma"}`` (the coverages of the head's own σ, per
         label) for ``training_args.json``.
 
     Raises
@@ -162,7 +164,7 @@ def calibrate(model: SpecViT, benches: list[dict[str, Any]]) -> tuple[SpecViT, d
         raise ValueError(f"only a Gaussian head predicts σ to calibrate, not {model.config.head!r}")
     if not benches:
         raise ValueError("calibrating σ needs at least one set of spectra")
-    raw = _with_config(model, sigma_scale=(), sigma_snr_slope=(), sigma_snr_range=())
+    raw = _with_config(model, sigma_scale=(), sigma_snr_knots=(), sigma_snr_factors=())
     names = raw.config.label_names
     cols = [LABEL_NAMES.index(n) for n in names]
     true = np.concatenate([b["labels"][:, cols] for b in benches])
@@ -170,17 +172,14 @@ def calibrate(model: SpecViT, benches: list[dict[str, Any]]) -> tuple[SpecViT, d
     predictions = [predict_benchmark(raw, b) for b in benches]
     mean = np.concatenate([p[0] for p in predictions])
     sigma = np.concatenate([p[1] for p in predictions])
-    scale, slope, snr_range = fit_sigma_snr_calibration(true, mean, sigma, snr)
-    calibrated = _with_config(
-        raw, sigma_scale=scale, sigma_snr_slope=slope, sigma_snr_range=snr_range
-    )
+    knots, factors = fit_sigma_snr_calibration(true, mean, sigma, snr)
+    calibrated = _with_config(raw, sigma_snr_knots=knots, sigma_snr_factors=factors)
     inside = np.abs(true - mean) / sigma
     record = {
         "sets": [b["name"] for b in benches],
         "n": len(true),
-        "sigma_scale": dict(zip(names, scale, strict=True)),
-        "sigma_snr_slope": dict(zip(names, slope, strict=True)),
-        "sigma_snr_range": list(snr_range),
+        "sigma_snr_knots": list(knots),
+        "sigma_snr_factors": {n: list(row) for n, row in zip(names, factors, strict=True)},
         "raw_coverage_1sigma": dict(zip(names, (inside < 1).mean(0).tolist(), strict=True)),
         "raw_coverage_2sigma": dict(zip(names, (inside < 2).mean(0).tolist(), strict=True)),
     }
@@ -260,23 +259,29 @@ def _calibration_section(record: dict[str, Any]) -> str:
     cal = record.get("calibration")
     if not cal:
         return ""
-    low, high = cal["sigma_snr_range"]
-    factors = ", ".join(
-        f"{n} × {v:.3f} · (S/N / 10)^{cal['sigma_snr_slope'][n]:+.3f}"
-        for n, v in cal["sigma_scale"].items()
-    )
+    names = list(cal["sigma_snr_factors"])
+    rows = [
+        f"| {snr:.1f} | "
+        + " | ".join(f"{cal['sigma_snr_factors'][n][k]:.3f}" for n in names)
+        + " |"
+        for k, snr in enumerate(cal["sigma_snr_knots"])
+    ]
     raw = ", ".join(
         f"{n} {v:.2f} / {cal['raw_coverage_2sigma'][n]:.2f}"
         for n, v in cal["raw_coverage_1sigma"].items()
     )
+    table = "\n".join([f"| S/N | {' | '.join(names)} |", "|---" * (len(names) + 1) + "|", *rows])
     return f"""
 ## σ calibration
 
-The head's σ are multiplied by {factors}, with the spectrum's median S/N clipped to
-{low:.1f}–{high:.1f} (`sigma_scale`, `sigma_snr_slope` and `sigma_snr_range` in `config.json`,
-applied by `specvit.predict`), fitted so that 68.3 % of the stars fall within 1σ at every S/N
-(`training/calibration.py`) on {"; ".join(cal["sets"])}. The head's own σ put these fractions
+The head's σ are multiplied by a factor per label that depends on the spectrum's median S/N:
+linear in ln S/N between the knots below, the end factor beyond them (`sigma_snr_knots` and
+`sigma_snr_factors` in `config.json`, applied by `specvit.predict`). The factor at each knot is
+the 68.3 % quantile of |y − ŷ| / σ of the stars in one of {len(rows)} S/N bins of equal counts
+(`training/calibration.py`), on {"; ".join(cal["sets"])}. The head's own σ put these fractions
 within 1σ / 2σ: {raw}.
+
+{table}
 """
 
 
@@ -291,6 +296,8 @@ def benchmark_section(record: dict[str, Any]) -> str:
             f"S/N {entry['snr_range'][0]:.1f}–{entry['snr_range'][1]:.1f} (1st–99th "
             "percentile). Bayes R²: the R² of the posterior means of the same stars "
             "(`training/benchmark.py`); efficiency = R² / Bayes R².\n\n"
+            + summary_table(entry["score"])
+            + "\n"
             + score_tables(entry["score"])
         )
     if not parts:
@@ -544,7 +551,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--calibration-spectra",
         type=int,
-        default=20_000,
+        default=60_000,
         metavar="N",
         help="calibrate a Gaussian head's σ on N fresh spectra of the run's prior (0: do not)",
     )

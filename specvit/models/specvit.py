@@ -179,7 +179,7 @@ class SpecViT(
             :meth:`forward`'s output.
         snr : torch.Tensor, optional
             (B,) median S/N of each spectrum (:func:`specvit.preprocessing.median_snr`); needed
-            by a σ calibration that depends on it (``config.sigma_snr_slope``).
+            by a σ calibration that depends on it (``config.sigma_snr_knots``).
 
         Returns
         -------
@@ -187,7 +187,7 @@ class SpecViT(
             (B, num_labels) in each label's unit (e.g. dex for log g, K for T_eff).
         sigma : torch.Tensor or None
             (B, num_labels) 1σ in the same units for a Gaussian head (times the config's
-            ``sigma_scale`` and ``sigma_snr_slope`` calibration, if any), else None.
+            ``sigma_scale`` and ``sigma_snr_factors`` calibration, if any), else None.
 
         Raises
         ------
@@ -202,12 +202,10 @@ class SpecViT(
         config = self.config
         if sigma is not None and config.sigma_scale:
             sigma = sigma * torch.tensor(config.sigma_scale, device=sigma.device)
-        if sigma is not None and config.sigma_snr_slope:
+        if sigma is not None and config.sigma_snr_knots:
             if snr is None:
                 raise ValueError("this model's σ calibration depends on S/N: pass snr")
-            low, high = config.sigma_snr_range
-            ratio = snr.float().to(sigma.device).clamp(low, high)[..., None] / 10.0
-            sigma = sigma * ratio ** torch.tensor(config.sigma_snr_slope, device=sigma.device)
+            sigma = sigma * _snr_factor(config, snr.to(sigma.device))
         return mean, sigma
 
     def normalize_labels(self, labels: torch.Tensor) -> torch.Tensor:
@@ -316,3 +314,14 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.trunc_normal_(module.weight, std=0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
+
+
+def _snr_factor(config: SpecViTConfig, snr: torch.Tensor) -> torch.Tensor:
+    """(B, num_labels) σ factor of the config's S/N table at each spectrum's median S/N:
+    linear in ln S/N between knots, the end factor beyond them (as ``numpy.interp``)."""
+    x = torch.log(torch.tensor(config.sigma_snr_knots, device=snr.device))
+    factors = torch.tensor(config.sigma_snr_factors, device=snr.device).T  # (knots, labels)
+    s = torch.log(snr.float().clamp_min(1e-30)).clamp(x[0], x[-1])
+    hi = torch.searchsorted(x, s.contiguous()).clamp(1, len(x) - 1)
+    w = ((s - x[hi - 1]) / (x[hi] - x[hi - 1]))[..., None]
+    return factors[hi - 1] * (1 - w) + factors[hi] * w
