@@ -84,3 +84,35 @@ def test_resume_refuses_a_changed_recipe(tmp_path, etc_dir):
     args = _args(out, etc_dir)
     assert main([*args, "train.max_steps=2", "train.checkpoint_every=1"]) == 0
     assert main(["--resume", str(out), "optim.lr=1e-2"]) == 2
+
+
+def test_warm_start_takes_the_source_weights_and_normalisation_with_a_new_schedule(
+    tmp_path, etc_dir
+):
+    from training.loop import Trainer
+    from training.sources import build_source
+    from training.train import main, resolve_run
+
+    first = tmp_path / "first"
+    assert main([*_args(first, etc_dir), "train.max_steps=2", "train.checkpoint_every=1"]) == 0
+    source = load_checkpoint(first / "checkpoints")
+    second = [
+        *_args(tmp_path / "second", etc_dir),
+        "seed=43",
+        f"train.init_from={first}/checkpoints",
+    ]
+    config, _ = resolve_run("tiny", second[2:], None)
+    trainer = Trainer(config, build_source(config))
+    assert trainer.step == 0 and trainer.scheduler.last_epoch == 0
+    assert trainer.model.config.label_shift == tuple(source["model_config"]["label_shift"])
+    for key, value in trainer.model.state_dict().items():  # the EMA weights, not the raw ones
+        assert torch.equal(value, source["ema"][key]), key
+    assert any(not torch.equal(source["ema"][k], source["model"][k]) for k in source["model"])
+    # it trains, and its checkpoints say where it started
+    assert main([*second, "train.max_steps=1", "train.checkpoint_every=1"]) == 0
+    warm = load_checkpoint(tmp_path / "second" / "checkpoints")
+    assert warm["step"] == 1 and warm["run_config"]["train"]["init_from"].endswith("checkpoints")
+    # another architecture is refused before training, naming the difference
+    other = resolve_run("tiny", [*second[2:], "model.overrides.depth=1"], None)[0]
+    with pytest.raises(ValueError, match=r"another model than this recipe.*depth"):
+        Trainer(other, build_source(other))

@@ -134,13 +134,21 @@ class Trainer:
         self.out_dir = Path(config.out_dir)
 
         state = load_checkpoint(resume) if resume is not None else None
+        init = load_checkpoint(t.init_from) if state is None and t.init_from else None
         if state is not None:
             self._check_resume(state["run_config"])
             model_config = SpecViTConfig.from_dict(state["model_config"])
+        elif init is not None:
+            model_config = self._init_model_config(init)
         else:
             model_config = self._new_model_config()
         torch.manual_seed(config.seed)
         self.model: SpecViT = SpecViT(model_config).to(self.device)
+        if init is not None:
+            self.model.load_state_dict(
+                init["ema"] if init.get("ema") is not None else init["model"]
+            )
+            self._note(f"warm start from {t.init_from} (step {init['step']})")
         self.optimizer, self.scheduler = build_optimizer(self.model, config.optim, self.total_steps)
         self.scaler = torch.amp.GradScaler(kind, enabled=self.amp_dtype == torch.float16)
         self.ema = EMA(self.model, t.ema_decay) if t.ema_decay is not None else None
@@ -201,6 +209,35 @@ class Trainer:
             label_scale=scale,
             domain=None if self.source.prior is None else self.source.prior.domain(),
         )
+
+    def _init_model_config(self, init: dict[str, Any]) -> SpecViTConfig:
+        """The model config of a warm start: the source model's, which the recipe must build
+        (up to the label normalisation and domain, taken from the source)."""
+        source = SpecViTConfig.from_dict(init["model_config"])
+        c = self.config
+        recipe = specvit.get_preset(
+            c.model.preset,
+            **c.model.overrides,
+            label_names=tuple(c.labels),
+            label_shift=source.label_shift,
+            label_scale=source.label_scale,
+            domain=source.domain,
+        )
+        keep = (
+            "sigma_scale",
+            "sigma_snr_knots",
+            "sigma_snr_factors",
+        )  # publishing's, not training's
+        plain = source.replace(**{k: getattr(recipe, k) for k in keep})
+        if plain != recipe:
+            mine, theirs = recipe.to_dict(), plain.to_dict()
+            diff = ", ".join(
+                f"{k}: {theirs[k]!r} -> {mine[k]!r}" for k in mine if mine[k] != theirs[k]
+            )
+            raise ValueError(
+                f"train.init_from={c.train.init_from} holds another model than this recipe ({diff})"
+            )
+        return recipe
 
     def _check_resume(self, saved: dict[str, Any]) -> None:
         # Keys added to RunConfig after the checkpoint was written take their defaults, which
