@@ -116,3 +116,29 @@ def test_model_scores_script_scores_checkpoints_on_a_benchmark(tiny_run, tmp_pat
     assert "log_g [" in printed
     with pytest.raises(SystemExit, match="no 'ema' weights"):  # the tiny run keeps no EMA
         score_main([str(checkpoint), "--benchmark", str(bench), "--weights", "ema"])
+
+
+def test_learning_curve_has_one_row_per_validation_the_later_of_a_repeat(tiny_run, tmp_path):
+    import shutil
+
+    from training.learning_curve import curve_table
+    from training.learning_curve import main as curve_main
+
+    out, _ = tiny_run
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(out / "config.yaml", run / "config.yaml")
+    val = _validations(out)
+    repeat = json.loads(json.dumps(val[-1]))  # a resumed run logs the same step again
+    repeat["metrics"]["overall"]["metrics"]["T_eff"]["r2"] = 0.123456
+    lines = (out / "metrics.jsonl").read_text() + json.dumps(repeat) + "\n"
+    (run / "metrics.jsonl").write_text(lines)
+    rows = curve_table(run).splitlines()
+    assert rows[0].startswith("| step | spectra | CPU-min | T_eff r2 | log_g r2 | M_H r2 |")
+    assert len(rows) == 2 + len(val) == 6  # no efficiency: the tiny run has no benchmark set
+    steps = [int(r.split(" | ")[0].strip("| ")) for r in rows[2:]]
+    assert steps == [v["step"] for v in val]
+    assert rows[-1].split(" | ")[3] == "0.123"
+    first = val[0]["metrics"]["overall"]["metrics"]["log_g"]["r2"]
+    assert rows[2].split(" | ")[4] == f"{first:.3f}"
+    assert curve_main([str(tmp_path / "missing")]) == 2
