@@ -185,9 +185,9 @@ class TrainConfig:
         (0 = no limit); counted across resumes. For equal-budget comparisons.
     init_from : str or None
         Warm restart: start from the weights of this checkpoint (a file, or a folder: its
-        newest; the EMA average when it kept one), with the label normalisation and domain of
-        its model, and a new optimizer, schedule and step count. The recipe must build the
-        same architecture (the weights load strictly). Give the run a new ``seed`` so its data
+        newest; the EMA average when it kept one), with the label normalisation of its model,
+        and a new optimizer, schedule and step count. The recipe must build the same model
+        (its training domain aside; the weights load strictly). Give the run a new ``seed`` so its data
         do not repeat the first run's.
     """
 

@@ -196,9 +196,12 @@ class Trainer:
             return torch.bfloat16
         return torch.float16 if precision == "fp16" else torch.bfloat16
 
-    def _new_model_config(self) -> SpecViTConfig:
+    def _new_model_config(
+        self, labels: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    ) -> SpecViTConfig:
+        """The recipe's model, its label normalisation measured (or ``(shift, scale)``)."""
         c = self.config
-        shift, scale = label_statistics(
+        shift, scale = labels or label_statistics(
             self.source.train_labels(), c.labels, c.label_norm, c.label_stats
         )
         return specvit.get_preset(
@@ -211,31 +214,17 @@ class Trainer:
         )
 
     def _init_model_config(self, init: dict[str, Any]) -> SpecViTConfig:
-        """The model config of a warm start: the source model's, which the recipe must build
-        (up to the label normalisation and domain, taken from the source)."""
+        """The model of a warm start: the recipe's with the source model's label
+        normalisation; the source must be that model (its domain and σ calibration aside)."""
         source = SpecViTConfig.from_dict(init["model_config"])
-        c = self.config
-        recipe = specvit.get_preset(
-            c.model.preset,
-            **c.model.overrides,
-            label_names=tuple(c.labels),
-            label_shift=source.label_shift,
-            label_scale=source.label_scale,
-            domain=source.domain,
-        )
-        keep = (
-            "sigma_scale",
-            "sigma_snr_knots",
-            "sigma_snr_factors",
-        )  # publishing's, not training's
-        plain = source.replace(**{k: getattr(recipe, k) for k in keep})
-        if plain != recipe:
-            mine, theirs = recipe.to_dict(), plain.to_dict()
-            diff = ", ".join(
-                f"{k}: {theirs[k]!r} -> {mine[k]!r}" for k in mine if mine[k] != theirs[k]
-            )
+        recipe = self._new_model_config((source.label_shift, source.label_scale))
+        own = {"domain": None, "sigma_scale": (), "sigma_snr_knots": (), "sigma_snr_factors": ()}
+        mine, theirs = (m.replace(**own).to_dict() for m in (recipe, source))
+        diff = [f"{k}: {theirs[k]!r} -> {mine[k]!r}" for k in mine if mine[k] != theirs[k]]
+        if diff:
             raise ValueError(
-                f"train.init_from={c.train.init_from} holds another model than this recipe ({diff})"
+                f"train.init_from={self.config.train.init_from} holds another model than this "
+                f"recipe ({', '.join(diff)})"
             )
         return recipe
 
