@@ -147,12 +147,12 @@ class SpecViTConfig:
         ``"point"``: one value per label. ``"gaussian"``: mean and log σ per label.
     sigma_scale : tuple of float
         Calibration of a Gaussian head's σ: one factor per label that multiplies the predicted
-        σ (fitted after training so that 68 % of validation stars fall within 1σ); empty for
-        none.
+        σ, independent of S/N (``training.calibration.fit_sigma_scale``); empty for none.
     sigma_snr_knots : tuple of float
         S/N dependence of that calibration: increasing median S/N values at which
         ``sigma_snr_factors`` are given; σ is multiplied by the factor interpolated linearly in
-        ln S/N (held constant beyond the first and last knot); empty for none (then
+        ln S/N (held constant beyond the first and last knot, so a spectrum with S/N ≤ 0 gets
+        the first knot's factor, and one with NaN S/N a NaN σ); empty for none (then
         :meth:`SpecViT.to_physical` needs no S/N).
     sigma_snr_factors : tuple of tuple of float
         One row per label of ``len(sigma_snr_knots)`` factors > 0 (required with knots).

@@ -55,6 +55,8 @@ def test_snr_calibration_follows_a_miscalibration_that_is_not_a_power_law():
         assert inside[part].mean(axis=0) == pytest.approx([ONE_SIGMA] * 2, abs=0.015)
     with pytest.raises(ValueError, match="20 stars per bin"):
         fit_sigma_snr_calibration(np.zeros((30, 1)), pred[:30, :1], claimed[:30, :1], snr[:30])
+    with pytest.raises(ValueError, match="predicted exactly"):
+        fit_sigma_snr_calibration(np.zeros((60, 1)), np.zeros((60, 1)), claimed[:60, :1], snr[:60])
     with pytest.raises(ValueError, match="distinct median S/N"):
         fit_sigma_snr_calibration(
             np.zeros((60, 1)), pred[:60, :1], claimed[:60, :1], 0 * snr[:60] + 5

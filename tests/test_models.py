@@ -118,6 +118,14 @@ def test_sigma_snr_table_interpolates_in_ln_snr_and_holds_the_end_factors():
     torch.testing.assert_close(mean1, raw.to_physical(out)[0])
     with pytest.raises(ValueError, match="depends on S/N"):
         calibrated.to_physical(out)
+    # S/N ≤ 0 and +inf get the end factors, NaN a NaN σ; one S/N per spectrum
+    edge = torch.tensor([0.0, -3.0, float("inf"), float("nan")])
+    _, sigma_edge = calibrated.to_physical(out[:4], edge)
+    ratio = sigma_edge / raw.to_physical(out[:4])[1]
+    torch.testing.assert_close(ratio[:3], torch.tensor([[2.0, 2], [2, 2], [1, 1]]))
+    assert ratio[3].isnan().all()
+    with pytest.raises(ValueError, match="one median S/N per spectrum"):
+        calibrated.to_physical(out, snr[:, None])
     for bad in (
         {"sigma_snr_knots": (2.0, 8.0)},  # no factors
         {"sigma_snr_knots": (2.0,), "sigma_snr_factors": ((1.0,), (1.0,))},  # one knot

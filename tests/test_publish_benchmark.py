@@ -105,6 +105,15 @@ def test_score_tables_show_every_nonempty_bin_and_metric(bench, gaussian_model):
     expected = f"{m['coverage_1sigma']:.2f} / {m['coverage_2sigma']:.2f}"
     assert cov_row.split(" | ")[1] == expected
     assert len(cov_row.split(" | ")) == len(bins) + 2
+    point = specvit.create_model(
+        "specvit_tiny",
+        label_names=("T_eff", "log_g", "M_H"),
+        label_shift=(4875.0, 3.0, -1.0),
+        label_scale=(650.0, 1.15, 0.86),
+        input_channels="flux+lnsnr",
+    ).eval()
+    point_summary = summary_table(score_benchmark(point, bench))  # no σ: no coverage rows
+    assert "log_g efficiency" in point_summary and "coverage" not in point_summary
     assert benchmark_section({}) == ""
 
 

@@ -116,3 +116,9 @@ def test_warm_start_takes_the_source_weights_and_normalisation_with_a_new_schedu
     other = resolve_run("tiny", [*second[2:], "model.overrides.depth=1"], None)[0]
     with pytest.raises(ValueError, match=r"another model than this recipe.*depth"):
         Trainer(other, build_source(other))
+    other = resolve_run("tiny", [*second[2:], "label_norm=minmax"], None)[0]
+    with pytest.raises(ValueError, match=r"another model than this recipe.*label_norm"):
+        Trainer(other, build_source(other))
+    # dropout is the new run's to choose: it does not change the weights
+    other = resolve_run("tiny", [*second[2:], "model.overrides.dropout=0.0"], None)[0]
+    assert Trainer(other, build_source(other)).model.config.dropout == 0.0

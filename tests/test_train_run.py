@@ -131,8 +131,13 @@ def test_learning_curve_has_one_row_per_validation_the_later_of_a_repeat(tiny_ru
     val = _validations(out)
     repeat = json.loads(json.dumps(val[-1]))  # a resumed run logs the same step again
     repeat["metrics"]["overall"]["metrics"]["T_eff"]["r2"] = 0.123456
-    lines = (out / "metrics.jsonl").read_text() + json.dumps(repeat) + "\n"
-    (run / "metrics.jsonl").write_text(lines)
+    older = json.loads(json.dumps(val[0]))  # a record from before cpu_seconds and a bin
+    del older["cpu_seconds"], older["metrics"]["snr"][0]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    records = [older if r == val[0] else r for r in records]
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    # and a run still writing its next line
+    (run / "metrics.jsonl").write_text(text + json.dumps(repeat) + "\n" + '{"kind": "va')
     rows = curve_table(run).splitlines()
     assert rows[0].startswith("| step | spectra | CPU-min | T_eff r2 | log_g r2 | M_H r2 |")
     assert len(rows) == 2 + len(val) == 6  # no efficiency: the tiny run has no benchmark set
@@ -141,4 +146,7 @@ def test_learning_curve_has_one_row_per_validation_the_later_of_a_repeat(tiny_ru
     assert rows[-1].split(" | ")[3] == "0.123"
     first = val[0]["metrics"]["overall"]["metrics"]["log_g"]["r2"]
     assert rows[2].split(" | ")[4] == f"{first:.3f}"
+    assert rows[2].split(" | ")[2] == "–"  # no CPU time logged
+    if val[0]["metrics"]["snr"][0]["n"]:  # the dropped bin shows as missing
+        assert rows[2].split(" | ")[6] == "–"
     assert curve_main([str(tmp_path / "missing")]) == 2

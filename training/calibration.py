@@ -89,8 +89,8 @@ def fit_sigma_snr_calibration(
     Raises
     ------
     ValueError
-        As :func:`fit_sigma_scale`; or for a bad ``snr``, too few stars per bin, or bins that
-        share one median S/N.
+        As :func:`fit_sigma_scale`; or for a bad ``snr``, too few stars per bin, bins that
+        share one median S/N, or a bin of exact predictions.
     """
     fit_sigma_scale(true, pred, sigma)  # validates the arrays
     snr = np.asarray(snr, dtype=np.float64)
@@ -106,4 +106,9 @@ def fit_sigma_snr_calibration(
     if not (np.diff(knots) > 0).all():
         raise ValueError(f"S/N bins need distinct median S/N, got knots {knots.tolist()}")
     factors = np.array([np.quantile(ratio[b], ONE_SIGMA, axis=0) for b in bins])  # (bins, P)
+    if not (factors > 0).all():
+        raise ValueError(
+            "a S/N bin has 68.3 % of its stars predicted exactly (|true − pred| = 0): "
+            "no σ factor fits it"
+        )
     return tuple(knots.tolist()), tuple(tuple(row) for row in factors.T.tolist())

@@ -186,9 +186,10 @@ class TrainConfig:
     init_from : str or None
         Warm restart: start from the weights of this checkpoint (a file, or a folder: its
         newest; the EMA average when it kept one), with the label normalisation of its model,
-        and a new optimizer, schedule and step count. The recipe must build the same model
-        (its training domain aside; the weights load strictly). Give the run a new ``seed`` so its data
-        do not repeat the first run's.
+        and a new optimiser, schedule and step count. The recipe must build the same model
+        (dropout and the training domain aside; the weights load strictly) with the same label
+        normalisation settings. Give the run a new ``seed`` so its data do not repeat the
+        first run's.
     """
 
     epochs: int = 200

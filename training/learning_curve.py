@@ -28,12 +28,24 @@ __all__ = ["curve_table", "main", "validations"]
 
 
 def validations(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The validation records of a run folder's ``metrics.jsonl``, one per step, by step."""
+    """The validation records of a run folder's ``metrics.jsonl``, one per step, by step.
+
+    An unterminated last line (a run still writing it) is left out.
+
+    Raises
+    ------
+    FileNotFoundError
+        Without ``metrics.jsonl`` in ``run_dir``.
+    """
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"no metrics.jsonl in {run_dir}")
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    if lines and not text.endswith("\n"):  # a run still writing, or killed mid-line
+        lines.pop()
     by_step = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in lines:
         record = json.loads(line)
         if record.get("kind") == "val":
             by_step[record["step"]] = record
@@ -57,24 +69,26 @@ def curve_table(run_dir: str | Path) -> str:
     records = validations(run_dir)
     if not records:
         raise ValueError(f"{run_dir} has no validation records yet")
-    first = records[-1]["metrics"]
-    labels = first["labels"]
-    key = "efficiency" if "efficiency" in first["overall"]["metrics"][labels[0]] else "r2"
-    bins = [g["bin"] for g in first["snr"] if g["n"]]
+    latest = records[-1]["metrics"]  # older records may lack a label or bin: "–" there
+    labels = latest["labels"]
+    key = "efficiency" if "efficiency" in latest["overall"]["metrics"][labels[0]] else "r2"
+    bins = [g["bin"] for g in latest["snr"] if g["n"]]
     head = ["step", "spectra", "CPU-min", *(f"{n} {key}" for n in labels)]
     head += [f"log_g {b}" for b in bins] if "log_g" in labels else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for record in records:
         metrics = record["metrics"]
+        overall = metrics["overall"]["metrics"]
+        cpu = record.get("cpu_seconds")
         cells = [
             str(record["step"]),
             f"{record['step'] * batch / 1e6:.2f} M",
-            f"{record['cpu_seconds'] / 60:.0f}",
-            *(format_number(metrics["overall"]["metrics"][n].get(key)) for n in labels),
+            "–" if cpu is None else f"{cpu / 60:.0f}",
+            *(format_number(overall.get(n, {}).get(key)) for n in labels),
         ]
         if "log_g" in labels:
-            groups = {g["bin"]: g for g in metrics["snr"]}
-            cells += [format_number(groups[b]["metrics"]["log_g"].get(key), 2) for b in bins]
+            groups = {g["bin"]: g["metrics"].get("log_g", {}) for g in metrics["snr"]}
+            cells += [format_number(groups.get(b, {}).get(key), 2) for b in bins]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

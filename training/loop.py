@@ -197,11 +197,11 @@ class Trainer:
         return torch.float16 if precision == "fp16" else torch.bfloat16
 
     def _new_model_config(
-        self, labels: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+        self, norm: tuple[tuple[float, ...], tuple[float, ...]] | None = None
     ) -> SpecViTConfig:
-        """The recipe's model, its label normalisation measured (or ``(shift, scale)``)."""
+        """The recipe's model, with its label normalisation measured (or ``norm``)."""
         c = self.config
-        shift, scale = labels or label_statistics(
+        shift, scale = norm or label_statistics(
             self.source.train_labels(), c.labels, c.label_norm, c.label_stats
         )
         return specvit.get_preset(
@@ -214,17 +214,32 @@ class Trainer:
         )
 
     def _init_model_config(self, init: dict[str, Any]) -> SpecViTConfig:
-        """The model of a warm start: the recipe's with the source model's label
-        normalisation; the source must be that model (its domain and σ calibration aside)."""
+        """The model of a warm start: the recipe's, with the source model's label normalisation.
+
+        The source must be the same model (its dropout, domain and σ calibration aside), trained
+        with the same label normalisation settings; else a ``ValueError`` names the fields.
+        """
+        c = self.config
         source = SpecViTConfig.from_dict(init["model_config"])
         recipe = self._new_model_config((source.label_shift, source.label_scale))
-        own = {"domain": None, "sigma_scale": (), "sigma_snr_knots": (), "sigma_snr_factors": ()}
+        own = {
+            "domain": None,
+            "sigma_scale": (),
+            "sigma_snr_knots": (),
+            "sigma_snr_factors": (),
+            "dropout": 0.0,
+            "attn_dropout": 0.0,
+        }
         mine, theirs = (m.replace(**own).to_dict() for m in (recipe, source))
         diff = [f"{k}: {theirs[k]!r} -> {mine[k]!r}" for k in mine if mine[k] != theirs[k]]
+        run = init["run_config"]
+        for key, value in (("label_norm", c.label_norm), ("label_stats", c.label_stats)):
+            if run.get(key, value) != value:
+                diff.append(f"{key}: {run[key]!r} -> {value!r}")
         if diff:
             raise ValueError(
-                f"train.init_from={self.config.train.init_from} holds another model than this "
-                f"recipe ({', '.join(diff)})"
+                f"train.init_from={c.train.init_from} holds another model than this recipe "
+                f"({', '.join(diff)})"
             )
         return recipe
 

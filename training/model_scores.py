@@ -118,6 +118,10 @@ _COLUMNS = (
 )
 
 
+#: The coverage keys of :func:`summary_table`.
+_COVERAGE = ("coverage_1sigma", "coverage_2sigma")
+
+
 def score_tables(result: dict[str, Any]) -> str:
     """One Markdown table per label of a :func:`training.scoring.score` result.
 
@@ -145,9 +149,12 @@ def score_tables(result: dict[str, Any]) -> str:
 
 
 def summary_table(result: dict[str, Any]) -> str:
-    """One Markdown table of a :func:`training.scoring.score` result: per label the efficiency
-    (R² / Bayes-optimal R²) and the 1σ / 2σ coverage, for all stars and each non-empty SNR bin
-    (the columns)."""
+    """One Markdown table of every label's efficiency and σ coverage per SNR bin.
+
+    Columns: all stars, then each non-empty SNR bin of a :func:`training.scoring.score`
+    result; rows: each label's efficiency (R² / Bayes-optimal R²), then each label's 1σ / 2σ
+    coverage (left out for a point head, which predicts no σ).
+    """
     groups = [result["overall"]] + [g for g in result["snr"] if g["n"]]
     lines = [
         "| | all | " + " | ".join(g["bin"] for g in groups[1:]) + " |",
@@ -157,16 +164,14 @@ def summary_table(result: dict[str, Any]) -> str:
         cells = [format_number(g["metrics"][name].get("efficiency"), 3) for g in groups]
         lines.append(f"| {name} efficiency | " + " | ".join(cells) + " |")
     for name in result["labels"]:
+        if result["overall"]["metrics"][name].get(_COVERAGE[0]) is None:
+            continue
         cells = [
             " / ".join(format_number(g["metrics"][name].get(k), 2) for k in _COVERAGE)
             for g in groups
         ]
         lines.append(f"| {name} 1σ / 2σ coverage | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-#: The coverage keys of :func:`summary_table`.
-_COVERAGE = ("coverage_1sigma", "coverage_2sigma")
 
 
 def main(argv: list[str] | None = None) -> None:

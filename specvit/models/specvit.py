@@ -317,11 +317,17 @@ def _init_weights(module: nn.Module) -> None:
 
 
 def _snr_factor(config: SpecViTConfig, snr: torch.Tensor) -> torch.Tensor:
-    """(B, num_labels) σ factor of the config's S/N table at each spectrum's median S/N:
-    linear in ln S/N between knots, the end factor beyond them (as ``numpy.interp``)."""
-    x = torch.log(torch.tensor(config.sigma_snr_knots, device=snr.device))
-    factors = torch.tensor(config.sigma_snr_factors, device=snr.device).T  # (knots, labels)
-    s = torch.log(snr.float().clamp_min(1e-30)).clamp(x[0], x[-1])
-    hi = torch.searchsorted(x, s.contiguous()).clamp(1, len(x) - 1)
-    w = ((s - x[hi - 1]) / (x[hi] - x[hi - 1]))[..., None]
-    return factors[hi - 1] * (1 - w) + factors[hi] * w
+    """(B, num_labels) σ factors of the config's S/N table at each spectrum's median S/N.
+
+    Linear in ln S/N between knots, the end factors beyond them (as ``numpy.interp``); in
+    float64 on the CPU, so knots that float32 would merge still interpolate.
+    """
+    s = snr.detach().to("cpu", torch.float64)
+    if s.ndim != 1:
+        raise ValueError(f"snr must be (B,), one median S/N per spectrum, got {tuple(s.shape)}")
+    x = torch.tensor(config.sigma_snr_knots, dtype=torch.float64).log()
+    factors = torch.tensor(config.sigma_snr_factors, dtype=torch.float64).T  # (knots, labels)
+    s = s.clamp_min(1e-300).log().clamp(x[0], x[-1])  # NaN stays NaN
+    hi = torch.searchsorted(x, s.nan_to_num(float(x[0]))).clamp(1, len(x) - 1)
+    w = ((s - x[hi - 1]) / (x[hi] - x[hi - 1]))[:, None]
+    return (factors[hi - 1] * (1 - w) + factors[hi] * w).to(snr.device, torch.float32)
