@@ -36,6 +36,12 @@ def fit_sigma_scale(true: np.ndarray, pred: np.ndarray, sigma: np.ndarray) -> tu
     ValueError
         On shapes that disagree, fewer than 20 stars, non-finite values or σ ≤ 0.
     """
+    ratio = _ratio(true, pred, sigma)
+    return tuple(float(q) for q in np.quantile(ratio, ONE_SIGMA, axis=0))
+
+
+def _ratio(true: np.ndarray, pred: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """``|true − pred| / σ`` of validated (N, P) arrays (see :func:`fit_sigma_scale`)."""
     true, pred, sigma = (np.asarray(a, dtype=np.float64) for a in (true, pred, sigma))
     if true.ndim != 2 or pred.shape != true.shape or sigma.shape != true.shape:
         raise ValueError(
@@ -48,8 +54,7 @@ def fit_sigma_scale(true: np.ndarray, pred: np.ndarray, sigma: np.ndarray) -> tu
         raise ValueError("true, pred and sigma must be finite")
     if not (sigma > 0).all():
         raise ValueError("sigma must be > 0")
-    ratio = np.abs(true - pred) / sigma
-    return tuple(float(q) for q in np.quantile(ratio, ONE_SIGMA, axis=0))
+    return np.abs(true - pred) / sigma
 
 
 def fit_sigma_snr_calibration(
@@ -92,7 +97,7 @@ def fit_sigma_snr_calibration(
         As :func:`fit_sigma_scale`; or for a bad ``snr``, too few stars per bin, bins that
         share one median S/N, or a bin of exact predictions.
     """
-    fit_sigma_scale(true, pred, sigma)  # validates the arrays
+    ratio = _ratio(true, pred, sigma)
     snr = np.asarray(snr, dtype=np.float64)
     if snr.shape != (np.shape(true)[0],) or not (np.isfinite(snr).all() and (snr > 0).all()):
         raise ValueError(f"snr must be ({np.shape(true)[0]},), finite and > 0")
@@ -100,7 +105,6 @@ def fit_sigma_snr_calibration(
         n_bins = min(16, max(2, len(snr) // 200))
     if n_bins < 2 or len(snr) < 20 * n_bins:
         raise ValueError(f"need n_bins >= 2 and 20 stars per bin, got {n_bins} for {len(snr)}")
-    ratio = np.abs(np.asarray(true, float) - np.asarray(pred, float)) / np.asarray(sigma, float)
     bins = np.array_split(np.argsort(snr, kind="stable"), n_bins)
     knots = np.array([np.median(snr[b]) for b in bins])
     if not (np.diff(knots) > 0).all():
