@@ -4,9 +4,9 @@ Usage::
 
     python benchmarks/model_throughput.py [--batch 256] [--seconds 3] [--device cpu|cuda]
 
-For each preset and precision (fp32, bf16 autocast) it prints spectra/s and the achieved
-GFLOP/s as a fraction of a plain fp32 (and bf16) matmul measured in the same run, so numbers
-from noisy or different machines can be compared.
+For each preset (:func:`specvit.list_models`) and precision (fp32, bf16 autocast) it prints
+spectra/s and the achieved GFLOP/s as a fraction of a plain fp32 (and bf16) matmul measured in
+the same run, so numbers from noisy or different machines can be compared.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def main() -> None:
     for name, value in peaks.items():
         print(f"matmul 1024^3 {name}: {value:8.1f} GFLOP/s (baseline)")
     print(f"{'preset':<16} {'precision':<10} {'spectra/s':>10} {'GFLOP/s':>9} {'of matmul':>9}")
-    for preset in ("specvit_l6_h256", "specvit_tiny"):
+    for preset in specvit.list_models():
         model = specvit.create_model(preset).to(device).eval()
         x = torch.randn(args.batch, model.config.input_length, device=device)
         flops = forward_flops(model, x)
