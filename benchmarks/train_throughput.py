@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/train_throughput.py [--seconds 5] [--device cpu|cuda]
-        [--paper-batch 32] [--small-batch 64]
+        [--paper-batch 32] [--small-batch 64] [--recipes paper tiny] [--compile]
 
 For the paper recipe (``training/presets/paper.yaml``: ViT-L6-H256, fp16 autocast, bf16 on a
 CPU) and the CI recipe (``tiny.yaml``) it times, on the real data engine:
@@ -14,7 +14,9 @@ CPU) and the CI recipe (``tiny.yaml``) it times, on the real data engine:
 - ``forward``: the bare forward pass of the same model and precision (``torch.no_grad``), the
   baseline the training step is compared with (a training step costs ≈3 forwards);
 
-and a 1024³ fp32 matmul in GFLOP/s for the machine. It ends with the projected wall time of the
+and a 1024³ fp32 matmul in GFLOP/s for the machine. With ``--compile`` every recipe is timed
+again with ``train.compile=true`` (the step through ``torch.compile``; compiling is excluded
+from the timing). With ``paper`` among the recipes it ends with the projected wall time of the
 paper's 200 epochs × 1 M spectra at the measured training-step rate.
 """
 
@@ -37,7 +39,9 @@ from training.loop import Trainer  # noqa: E402
 from training.sources import build_source  # noqa: E402
 
 
-def measure(preset: str, batch: int, device: str, seconds: float, out: str) -> dict[str, float]:
+def measure(
+    preset: str, batch: int, device: str, seconds: float, out: str, compile_step: bool = False
+) -> dict[str, float]:
     """Spectra/s of data, training step and forward pass for one recipe."""
     config = load_config(
         preset,
@@ -47,6 +51,7 @@ def measure(preset: str, batch: int, device: str, seconds: float, out: str) -> d
             f"train.device={device}",
             "data.n_val=16",
             "train.progress=false",
+            f"train.compile={str(compile_step).lower()}",
         ],
     )
     trainer = Trainer(config, build_source(config))
@@ -74,28 +79,39 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--paper-batch", type=int, default=32)
     parser.add_argument("--small-batch", type=int, default=64)
+    parser.add_argument(
+        "--recipes", nargs="+", default=["paper", "tiny"], help="training/presets names"
+    )
+    parser.add_argument("--compile", action="store_true", help="also time train.compile=true")
     args = parser.parse_args()
     device = torch.device(args.device)
     gflops = matmul_gflops(device, torch.float32, args.seconds)
     print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()}")
     print(f"baseline matmul 1024^3 fp32: {gflops:.1f} GFLOP/s")
     print(
-        f"{'recipe':<8} {'dtype':<9} {'batch':>5} {'data/s':>9} {'train/s':>9} "
+        f"{'recipe':<8} {'compile':<7} {'dtype':<9} {'batch':>5} {'data/s':>9} {'train/s':>9} "
         f"{'forward/s':>10} {'train/fwd':>9}"
     )
     rates = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for preset, batch in (("paper", args.paper_batch), ("tiny", args.small_batch)):
-            r = measure(preset, batch, args.device, args.seconds, f"{tmp}/{preset}")
-            rates[preset] = r
-            print(
-                f"{preset:<8} {r['dtype']:<9} {batch:>5} {r['data']:>9.0f} {r['train']:>9.1f} "
-                f"{r['forward']:>10.1f} {r['train'] / r['forward']:>9.3f}"
-            )
-    hours = 200 * 1_000_000 / rates["paper"]["train"] / 3600
-    print(
-        f"paper recipe, 200 epochs x 1 M spectra at this rate: {hours:,.0f} h (paper: ~31 h, 1 GPU)"
-    )
+        for preset in args.recipes:
+            batch = args.paper_batch if preset == "paper" else args.small_batch
+            for compile_step in (False, True) if args.compile else (False,):
+                r = measure(
+                    preset, batch, args.device, args.seconds, f"{tmp}/{preset}", compile_step
+                )
+                rates[preset, compile_step] = r
+                print(
+                    f"{preset:<8} {compile_step!s:<7} {r['dtype']:<9} {batch:>5} "
+                    f"{r['data']:>9.0f} {r['train']:>9.1f} {r['forward']:>10.1f} "
+                    f"{r['train'] / r['forward']:>9.3f}"
+                )
+    if "paper" in args.recipes:
+        hours = 200 * 1_000_000 / rates["paper", False]["train"] / 3600
+        print(
+            f"paper recipe, 200 epochs x 1 M spectra at this rate: {hours:,.0f} h "
+            "(paper: ~31 h, 1 GPU)"
+        )
 
 
 if __name__ == "__main__":

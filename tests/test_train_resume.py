@@ -122,3 +122,37 @@ def test_warm_start_takes_the_source_weights_and_normalisation_with_a_new_schedu
     # dropout is the new run's to choose: it does not change the weights
     other = resolve_run("tiny", [*second[2:], "model.overrides.dropout=0.0"], None)[0]
     assert Trainer(other, build_source(other)).model.config.dropout == 0.0
+
+
+@pytest.mark.slow  # compiling the tiny model takes ≈ 30–60 s on 2 shared cores
+def test_compiled_training_steps_match_the_eager_ones(tmp_path, etc_dir):
+    from training.batches import StepBatches
+    from training.loop import Trainer
+    from training.sources import build_source
+    from training.train import resolve_run
+
+    trainers = []
+    for flag in ("false", "true"):
+        config, _ = resolve_run(
+            "tiny",
+            # no dropout: compiled code draws its masks from another random stream
+            [
+                *_args(tmp_path / flag, etc_dir)[2:],
+                "model.overrides.dropout=0.0",
+                f"train.compile={flag}",
+            ],
+            None,
+        )
+        trainers.append(Trainer(config, build_source(config)))
+    eager, compiled = trainers
+    assert compiled.step_model is not compiled.model  # the step really runs the compiled module
+    batches = StepBatches(eager.source, eager.model.config, 0, 1, 16)
+    for step in range(3):
+        losses = [t.train_step(batches[step]) for t in trainers]
+        # float rounding differs; AdamW's first steps (≈ ±lr per weight) amplify it a little
+        assert losses[0] == pytest.approx(losses[1], rel=2e-3), step
+    # Adam moves a weight by ≈ lr whatever its gradient's size, so a near-zero gradient whose
+    # sign rounds the other way flips a single weight by ≈ 2 lr: count weights apart by > lr / 2
+    lr, other = eager.config.optim.lr, compiled.model.state_dict()
+    apart = torch.cat([(other[k] - v).abs().flatten() for k, v in eager.model.state_dict().items()])
+    assert (apart > lr / 2).float().mean() < 0.01

@@ -190,6 +190,13 @@ class TrainConfig:
         (dropout and the training domain aside; the weights load strictly) with the same label
         normalisation settings. Give the run a new ``seed`` so its data do not repeat the
         first run's.
+    compile : bool
+        Run the training step's forward and backward through ``torch.compile`` (the weights,
+        checkpoints and validation are the eager model's; dropout masks come from compiled code's
+        own random stream, so with dropout a compiled run is not bit-identical to an eager
+        one). On this project's 2-core CPU it
+        does not pay (``python benchmarks/train_throughput.py --recipes default --compile``);
+        meant for GPUs.
     """
 
     epochs: int = 200
@@ -206,6 +213,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     max_cpu_minutes: float = 0.0
     init_from: str | None = None
+    compile: bool = False
 
 
 @dataclass

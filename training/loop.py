@@ -161,13 +161,16 @@ class Trainer:
             self.last_checkpoint = (
                 Path(resume) if Path(resume).is_file() else latest_checkpoint(resume)
             )
-        self.ddp = (
+        ddp = (
             DistributedDataParallel(
                 self.model, device_ids=[self.device] if kind == "cuda" else None
             )
             if self.dist.distributed
             else None
         )
+        # What the training step calls: DDP's wrapper when distributed, compiled if asked.
+        step_model = ddp if ddp is not None else self.model
+        self.step_model = torch.compile(step_model) if t.compile else step_model
         if not np.allclose(source.wavelength, self.model.wavelength, rtol=0, atol=1e-3):
             raise ValueError("the training spectra are not on the model's wavelength grid")
         bench = config.data.benchmark_val
@@ -344,7 +347,7 @@ class Trainer:
         """One optimiser step; returns the loss averaged over ranks."""
         # The global RNG drives dropout: reseeded every step from (seed, rank, step).
         torch.manual_seed(step_seed(self.config.seed, self.dist.rank, self.step, DROPOUT_STREAM))
-        model = self.ddp or self.model
+        model = self.step_model
         model.train()
         x = batch["x"].to(self.device, non_blocking=True)
         y = self.model.normalize_labels(batch["y"].to(self.device, non_blocking=True))
