@@ -194,9 +194,8 @@ class TrainConfig:
         Run the training step's forward and backward through ``torch.compile`` (the weights,
         checkpoints and validation are the eager model's; dropout masks come from compiled code's
         own random stream, so with dropout a compiled run is not bit-identical to an eager
-        one). On this project's 2-core CPU it
-        does not pay (``python benchmarks/train_throughput.py --recipes default --compile``);
-        meant for GPUs.
+        one). On this project's 2-core CPU it does not pay (``python
+        benchmarks/train_throughput.py --recipes default --compile``); meant for GPUs.
     """
 
     epochs: int = 200
