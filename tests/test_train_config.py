@@ -51,6 +51,7 @@ def test_overrides_parse_yaml_values():
         ("train.sigma_grad=head", "sigma_grad=head needs a Gaussian loss"),
         ("train.max_cpu_minutes=-1", "max_cpu_minutes >= 0"),
         ("train.keep_checkpoints=0", "keep_checkpoints >= 1"),
+        ("train.compile=maybe", "train.compile must be bool"),
         ("optim.schedule=linear", "optim.schedule must be one of"),
         ("model.overrides.label_names=[log_g]", "may not set"),
         ("data.source=hdf5", "needs data.train_path"),

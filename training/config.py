@@ -195,7 +195,8 @@ class TrainConfig:
         checkpoints and validation are the eager model's; dropout masks come from compiled code's
         own random stream, so with dropout a compiled run is not bit-identical to an eager
         one). On this project's 2-core CPU it does not pay (``python
-        benchmarks/train_throughput.py --recipes default --compile``); meant for GPUs.
+        benchmarks/train_throughput.py --recipes default --small-batch 256 --compile``); meant
+        for GPUs.
     """
 
     epochs: int = 200
