@@ -119,3 +119,23 @@ def test_posterior_mean_bad_inputs():
         estimator(ok, ok[:1])
     with pytest.raises(ValueError, match="grid_shape needs 3"):
         PosteriorMean(line_model, PRIOR, grid_shape=(4, 4))
+
+
+def test_grid_posterior_is_the_exact_mean_where_wide_and_narrower_than_a_cell_where_not():
+    gen = torch.Generator().manual_seed(4)
+    theta = PRIOR.sample(6, gen)
+    estimator = PosteriorMean(line_model, PRIOR, grid_shape=(24, 24, 24), n_samples=2)
+    for noise, resolved in ((1.0, True), (0.002, False)):
+        sigma = torch.full((6, X.numel()), noise, dtype=torch.float64)
+        y = line_model(theta) + sigma * torch.randn(sigma.shape, generator=gen, dtype=torch.float64)
+        grid = estimator.grid_posterior(y, sigma, chunk=4)
+        if resolved:  # wide posteriors: the cell-centre sum is a quadrature of the exact mean
+            exact = brute_force_mean(y, sigma)
+            assert (grid.std > estimator.width).all()
+            assert ((grid.mean - exact).abs() < 0.1 * grid.std).all(), (grid.mean, exact)
+            assert (grid.ess > 10).all()
+        else:  # sharp ones: the grid puts (nearly) all weight on one cell
+            assert (grid.std < 0.5 * estimator.width).any()
+            assert (grid.ess < 8).all()
+    with pytest.raises(ValueError, match="must both be"):
+        estimator.grid_posterior(y[0], sigma[0])

@@ -57,11 +57,28 @@ def test_overrides_parse_yaml_values():
         ("data.source=hdf5", "needs data.train_path"),
         ("optim.eta_min=1.0", "eta_min <= lr"),
         ("optim", "not of the form"),
+        ("data.teacher_grid=[24, 24]", "teacher_grid must be 3 ints >= 2"),
+        ("data.teacher_grid=[24, 24, 1]", "teacher_grid must be 3 ints >= 2"),
+        ("data.teacher_grid=[24, 24, 2.5]", r"teacher_grid\[2\] must be int"),
     ],
 )
 def test_bad_config_is_a_clear_error(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config("paper", [override])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data.prior.rv=[-300, 300]"], "no radial velocity"),
+        (["train.loss=l1"], r"needs a train.loss in \('mse', 'decoupled_nll'\)"),
+    ],
+)
+def test_teacher_needs_the_rest_frame_engine_and_a_squared_loss(overrides, message):
+    grid = load_config("paper", ["data.teacher_grid=[24, 24, 20]"]).data.teacher_grid
+    assert grid == [24, 24, 20]
+    with pytest.raises(ConfigError, match=message):
+        load_config("paper", ["data.teacher_grid=[24, 24, 20]", *overrides])
 
 
 def test_missing_file_names_the_presets(tmp_path):

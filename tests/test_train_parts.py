@@ -65,6 +65,26 @@ def test_decoupled_nll_gives_the_mean_the_mse_gradient_and_sigma_the_residual():
         regression_loss(mean[..., None], target, "decoupled_nll")
 
 
+def test_mean_target_trains_the_mean_and_leaves_sigma_on_the_true_labels():
+    gen = torch.Generator().manual_seed(2)
+    target, teacher = torch.randn(64, 3, generator=gen), torch.randn(64, 3, generator=gen)
+    mean = torch.zeros(64, 3, requires_grad=True)
+    log_sigma = torch.zeros(64, 3, requires_grad=True)
+    out = torch.stack([mean, log_sigma], -1)
+    regression_loss(out, target, "decoupled_nll", mean_target=teacher).backward()
+    torch.testing.assert_close(mean.grad, -2 * teacher / teacher.numel())
+    torch.testing.assert_close(log_sigma.grad, (1 - target**2) / target.numel())
+    point = torch.zeros(64, 3, 1)
+    assert regression_loss(point, target, "mse", mean_target=teacher) == pytest.approx(
+        float(teacher.square().mean())
+    )
+    for kind, output in (("l1", point), ("gaussian_nll", out)):
+        with pytest.raises(ValueError, match="needs a loss in"):
+            regression_loss(output, target, kind, mean_target=teacher)
+    with pytest.raises(ValueError, match="the target's shape"):
+        regression_loss(point, target, "mse", mean_target=teacher[:, :2])
+
+
 def test_constant_schedule_holds_after_warmup():
     assert cosine_factor(0, 100, 10, 0.1, constant=True) == pytest.approx(0.1)
     assert cosine_factor(50, 100, 10, 0.1, constant=True) == 1.0

@@ -10,6 +10,7 @@ function inference uses; labels stay physical, and the trainer normalises them w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -57,18 +58,21 @@ def to_model_batch(spectra: dict, config: SpecViTConfig) -> dict[str, torch.Tens
     """Model input ``x`` (B, C, L) and the physical labels ``y`` (B, n_labels) it predicts.
 
     ``y`` holds the columns of ``config.label_names``, in physical units; the trainer
-    normalises them with :meth:`specvit.SpecViT.normalize_labels`. Spectra whose input cannot
-    be normalised (no valid pixel, or a median flux ≤ 0) are left out; ``kept`` (B,) marks the
-    rows that remain.
+    normalises them with :meth:`specvit.SpecViT.normalize_labels`. Where ``spectra`` holds a
+    teacher's ``target`` (N, 3), its columns come back as ``t``, the mean's target. Spectra
+    whose input cannot be normalised (no valid pixel, or a median flux ≤ 0) are left out;
+    ``kept`` (B,) marks the rows that remain.
     """
     x, scale = model_input(
         torch.as_tensor(spectra["flux"]), torch.as_tensor(spectra["error"]), config
     )
     kept = torch.isfinite(scale)
-    labels = torch.as_tensor(spectra["labels"], dtype=torch.float32)[
-        :, label_columns(config.label_names)
-    ]
-    return {"x": x[kept], "y": labels[kept], "kept": kept}
+    cols = label_columns(config.label_names)
+    batch = {"x": x[kept], "kept": kept}
+    for key, name in (("y", "labels"), ("t", "target")):
+        if name in spectra:
+            batch[key] = torch.as_tensor(spectra[name], dtype=torch.float32)[kept][:, cols]
+    return batch
 
 
 class StepBatches(Dataset):
@@ -84,14 +88,25 @@ class StepBatches(Dataset):
         This process's rank and the number of ranks.
     size : int
         Spectra per rank and step.
+    teacher : callable, optional
+        Maps a batch of spectra to the means' targets (N, 3) in ``LABEL_NAMES`` order
+        (:class:`training.teacher.GridTeacher`); they come back as ``t``.
     """
 
     def __init__(
-        self, source: SpectraSource, config: SpecViTConfig, rank: int, world_size: int, size: int
+        self,
+        source: SpectraSource,
+        config: SpecViTConfig,
+        rank: int,
+        world_size: int,
+        size: int,
+        teacher: Callable[[dict], torch.Tensor] | None = None,
     ) -> None:
-        self.source, self.config = source, config
+        self.source, self.config, self.teacher = source, config, teacher
         self.rank, self.world_size, self.size = rank, world_size, size
 
     def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
         spectra = self.source.train_batch(step, self.rank, self.world_size, self.size)
+        if self.teacher is not None:
+            spectra["target"] = self.teacher(spectra)
         return to_model_batch(spectra, self.config)

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from specvit.labels import LABEL_NAMES
-from training.losses import GAUSSIAN_LOSSES
+from training.losses import GAUSSIAN_LOSSES, MEAN_TARGET_LOSSES
 
 __all__ = [
     "PRESETS_DIR",
@@ -96,6 +96,12 @@ class DataConfig:
         its spectra as stored (instead of the source's validation set; ``n_val`` and the
         validation noise are not used) and logs, beside the metrics, the Bayes-optimal R² and
         the efficiency per SNR bin of :func:`training.scoring.score`.
+    teacher_grid : list of int or None
+        Cells per label (T_eff, log g, [M/H]) of a :class:`training.teacher.GridTeacher`: the
+        means then regress on the grid posterior mean of each training spectrum (the true
+        label where the grid does not resolve the posterior), and a Gaussian head's σ on the
+        true labels. ``source="engine"`` without a radial velocity only; None trains on the
+        true labels.
     """
 
     source: Literal["engine", "hdf5"] = "engine"
@@ -109,6 +115,7 @@ class DataConfig:
     prior: dict[str, Any] = field(default_factory=dict)
     num_workers: int = 0
     benchmark_val: str | None = None
+    teacher_grid: list[int] | None = None
 
 
 @dataclass
@@ -281,6 +288,8 @@ class RunConfig:
                 "data.noise_level applies to hdf5 shards; the engine's spectra carry their own "
                 "noise (set its depth with data.n_exposures)"
             )
+        if d.teacher_grid is not None:
+            self._validate_teacher()
         if d.num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0, got {d.num_workers}")
         if d.noise_level < 0:
@@ -318,6 +327,22 @@ class RunConfig:
             raise ConfigError(
                 f"train.loss={t.loss!r} does not fit model head {head!r}: {GAUSSIAN_LOSSES} "
                 "train a gaussian head (set model.overrides.head=gaussian), mse / l1 a point head"
+            )
+
+    def _validate_teacher(self) -> None:
+        d, loss = self.data, self.train.loss
+        grid = d.teacher_grid
+        if len(grid) != 3 or not all(g >= 2 for g in grid):
+            raise ConfigError(f"data.teacher_grid must be 3 ints >= 2 (cells per label): {grid}")
+        if d.source != "engine" or d.prior.get("rv") is not None:
+            raise ConfigError(
+                "data.teacher_grid needs data.source=engine with no radial velocity in "
+                "data.prior: the grid posterior is over the emulator's rest-frame spectra"
+            )
+        if loss not in MEAN_TARGET_LOSSES:
+            raise ConfigError(
+                f"data.teacher_grid needs a train.loss in {MEAN_TARGET_LOSSES} (a mean trained "
+                f"by squared error alone), got {loss!r}"
             )
 
     def to_dict(self) -> dict[str, Any]:

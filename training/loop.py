@@ -31,6 +31,7 @@ from training.losses import regression_loss
 from training.optim import build_optimizer
 from training.scoring import score, strict_json
 from training.seeding import DROPOUT_STREAM, step_seed
+from training.teacher import GridTeacher
 
 __all__ = ["NonFiniteLossError", "Trainer", "label_statistics"]
 
@@ -294,6 +295,7 @@ class Trainer:
                 self.dist.rank,
                 self.dist.world_size,
                 self.rank_batch,
+                teacher=self._teacher(),
             ),
             batch_size=None,
             sampler=range(self.step, stop),
@@ -338,6 +340,13 @@ class Trainer:
         bar.close()
         return self.val_metrics
 
+    def _teacher(self) -> GridTeacher | None:
+        """The grid teacher of ``data.teacher_grid`` over the engine's emulator and prior."""
+        grid = self.config.data.teacher_grid
+        if grid is None:
+            return None
+        return GridTeacher(self.source.simulator.emulator, self.source.prior.label_prior, grid)
+
     def _budget_spent(self, minutes: float) -> bool:
         """Whether any rank has used ``minutes`` of CPU time (every rank gets the same answer)."""
         spent = torch.tensor(float(self.cpu_seconds >= 60 * minutes), device=self.device)
@@ -351,9 +360,12 @@ class Trainer:
         model.train()
         x = batch["x"].to(self.device, non_blocking=True)
         y = self.model.normalize_labels(batch["y"].to(self.device, non_blocking=True))
+        t = batch.get("t")  # the teacher's target of the means, if any
+        if t is not None:
+            t = self.model.normalize_labels(t.to(self.device, non_blocking=True))
         with torch.enable_grad(), self.autocast():
             output = model(x, detach_sigma=self.config.train.sigma_grad == "head")
-            loss = regression_loss(output, y, self.config.train.loss)
+            loss = regression_loss(output, y, self.config.train.loss, mean_target=t)
         mean_loss = float(all_mean(loss.detach()))
         if not math.isfinite(mean_loss):
             raise NonFiniteLossError(
