@@ -15,20 +15,15 @@ any method touching every pixel of every star must spend.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import torch
 
-import torch  # noqa: E402
-
-from specvit.bounds import LabelPrior, crlb_ceilings  # noqa: E402
-from specvit.emulator import Emulator  # noqa: E402
-from specvit.instrument.noise import PFSNoiseModel  # noqa: E402
-from training.paths import DEFAULT_ETC_DIR  # noqa: E402
+from specvit.bounds import LabelPrior, crlb_ceilings
+from specvit.emulator import Emulator
+from specvit.instrument.noise import PFSNoiseModel
+from training.paths import DEFAULT_ETC_DIR
 
 
 def best_of(fn, repeat: int) -> float:

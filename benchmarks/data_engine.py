@@ -10,39 +10,34 @@ Prints, in one run: a baseline (``torch.randn`` of the same (batch, 4096) float3
 second: the cost of the Gaussian draws alone), the emulator alone, the full engine
 (``Simulator.sample``: labels → emulator → nJy → noise → σ estimate → S/N) in this process, each
 as spectra/s and as a ratio to the baseline; the engine through the trainer's data path
-(:class:`training.sources.EngineSource` batches built by :class:`training.batches.StepBatches`,
-model input included) in a ``DataLoader`` with ``--workers`` processes (how training uses the
-cores: one thread per worker);
-then the write and streaming-read rates of an HDF5 shard of ``--shard-spectra`` spectra in a
-temporary folder (reads come from the OS page cache when the file fits in memory).
+(:class:`training.engine.sources.EngineSource` batches built by
+:class:`training.engine.batches.StepBatches`, model input included) in a ``DataLoader`` with
+``--workers`` processes (how training uses the cores: one thread per worker); then the write and
+streaming-read rates of an HDF5 shard of ``--shard-spectra`` spectra in a temporary folder (reads
+come from the OS page cache when the file fits in memory).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import torch
+from timing import rate
+from torch.utils.data import DataLoader
 
-import torch  # noqa: E402
-from timing import rate  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
-
-import specvit  # noqa: E402
-from specvit.emulator import Emulator  # noqa: E402
-from specvit.instrument import PFSNoiseModel  # noqa: E402
-from specvit.io import iter_shard  # noqa: E402
-from training.batches import StepBatches  # noqa: E402
-from training.config import DataConfig, RunConfig  # noqa: E402
-from training.paths import DEFAULT_ETC_DIR  # noqa: E402
-from training.shards import ShardWriter  # noqa: E402
-from training.simulate import Simulator  # noqa: E402
-from training.sources import EngineSource  # noqa: E402
+import specvit
+from specvit.emulator import Emulator
+from specvit.instrument import PFSNoiseModel
+from specvit.io import iter_shard
+from training.engine.batches import StepBatches
+from training.engine.shards import ShardWriter
+from training.engine.simulate import Simulator
+from training.engine.sources import EngineSource
+from training.paths import DEFAULT_ETC_DIR
+from training.trainer.config import DataConfig, RunConfig
 
 
 def main() -> None:

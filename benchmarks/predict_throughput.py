@@ -18,7 +18,7 @@ the CPU time is the least disturbed by other jobs, with more it also counts thre
 A 1024³ fp32 matmul before and after the rounds gives the machine's speed in the same run.
 
 ``--model`` is a model folder or Hub repo id (``specvit.load``), a ``specvit.create_model``
-preset, or a training recipe (``training/presets`` name or YAML file), built fresh with the
+preset, or a training recipe (``training/configs`` name or YAML file), built fresh with the
 recipe's architecture, head, input channels, labels and domain: an untrained model costs the
 same as the trained one. The default, ``default``, is the default model's recipe.
 
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -47,17 +46,15 @@ import specvit
 from specvit.inference import Predictor
 from specvit.inference.predictor import resolve_device
 from specvit.preprocessing import model_input
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # training/ and tests/ (not installed)
+from training.paths import REPO_ROOT
 
 
 def recipe_model(recipe: str) -> specvit.SpecViT:
     """A fresh model as the trainer would build it for ``recipe`` (its label statistics from
     the recipe's prior)."""
-    from training.config import load_config
-    from training.loop import label_statistics
-    from training.simulate import Prior
+    from training.engine.simulate import Prior
+    from training.trainer.config import load_config
+    from training.trainer.loop import label_statistics
 
     config = load_config(recipe)
     prior = Prior(**config.data.prior)
@@ -75,7 +72,7 @@ def recipe_model(recipe: str) -> specvit.SpecViT:
 
 def resolve_model(spec: str) -> specvit.SpecViT:
     """The model ``--model`` names: a folder or Hub id, a preset, or a training recipe."""
-    from training.config import PRESETS_DIR
+    from training.trainer.config import PRESETS_DIR
 
     if Path(spec).is_dir():
         return specvit.load(spec)
@@ -89,9 +86,9 @@ def resolve_model(spec: str) -> specvit.SpecViT:
 def engine_spectra(n: int) -> tuple[np.ndarray, np.ndarray]:
     """``n`` engine spectra (flux, σ) across the default prior, i = 20.5–22.5."""
     from specvit.instrument import PFSNoiseModel
-    from training.simulate import Simulator
+    from training.engine.simulate import Simulator
 
-    etc = ROOT.parent / "shared" / "data" / "pfs_etc"
+    etc = REPO_ROOT.parent / "shared" / "data" / "pfs_etc"
     noise = PFSNoiseModel.from_etc(etc) if etc.is_dir() else PFSNoiseModel.default()
     draw = Simulator(noise=noise).sample(n, torch.Generator().manual_seed(0))
     return draw["flux"].numpy(), draw["error"].numpy()

@@ -2,13 +2,14 @@
 
 Usage::
 
-    python benchmarks/teacher.py BENCHMARK.h5 [--n 2000] [--grid 24 24 20] [--threads 2]
+    python benchmarks/teacher.py EVAL_SET.h5 [--n 2000] [--grid 24 24 20] [--threads 2]
 
-Runs :class:`training.teacher.GridTeacher` (the engine's emulator and the benchmark set's prior)
-on the first ``n`` spectra of a benchmark file (``training/benchmark.py``) and prints
+Runs :class:`training.trainer.teacher.GridTeacher` (the engine's emulator and the evaluation
+set's prior) on the first ``n`` spectra of an evaluation-set file
+(:mod:`training.evaluation.eval_sets`) and prints
 
 * the efficiency (R² / Bayes-optimal R²) of its targets per label and SNR bin, scored by
-  :func:`training.scoring.score` against the true labels: 1 means the targets carry the
+  :func:`training.evaluation.scoring.score` against the true labels: 1 means the targets carry the
   posterior mean's information (a network regressing on them has the same optimum);
 * how far the targets and the true labels lie from the exact posterior mean (rms, physical
   units), and how often each label keeps its true value (posterior not resolved by the grid);
@@ -19,23 +20,18 @@ on the first ``n`` spectra of a benchmark file (``training/benchmark.py``) and p
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from specvit.emulator import Emulator  # noqa: E402
-from specvit.labels import LABEL_NAMES  # noqa: E402
-from training.benchmark import read_benchmark  # noqa: E402
-from training.scoring import score  # noqa: E402
-from training.simulate import Prior  # noqa: E402
-from training.teacher import GridTeacher  # noqa: E402
+from specvit.emulator import Emulator
+from specvit.labels import LABEL_NAMES
+from training.engine.simulate import Prior
+from training.evaluation.eval_sets import read_eval_set
+from training.evaluation.scoring import score
+from training.trainer.teacher import GridTeacher
 
 
 def seconds(fn) -> float:
@@ -47,14 +43,16 @@ def seconds(fn) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("benchmark", type=Path, help="a benchmark file (training/benchmark.py)")
+    parser.add_argument(
+        "eval_set", type=Path, help="an evaluation-set file (python -m training make-eval-sets)"
+    )
     parser.add_argument("--n", type=int, default=2000, help="spectra to use (the first n)")
     parser.add_argument("--grid", type=int, nargs=3, default=[24, 24, 20], metavar="G")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    data = read_benchmark(args.benchmark)
+    data = read_eval_set(args.eval_set)
     n = min(args.n, len(data["snr"]))
     spectra = {
         "flux": torch.from_numpy(data["flux"][:n]),
@@ -74,7 +72,7 @@ def main() -> None:
     labels, post = data["labels"][:n], data["posterior_mean"][:n]
     result = score(labels, targets, data["snr"][:n], LABEL_NAMES, bayes_mean=post)
     print(
-        f"{args.benchmark.name}: first {n} spectra, grid {args.grid} "
+        f"{args.eval_set.name}: first {n} spectra, grid {args.grid} "
         f"({grid_flux.shape[0]} cells), {args.threads} thread(s)"
     )
     print(

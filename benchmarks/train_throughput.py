@@ -6,45 +6,40 @@ Usage::
         [--paper-batch 32] [--small-batch 64] [--recipes paper tiny] [--compile]
         [--teacher-grid 24 24 20]
 
-For the paper recipe (``training/presets/paper.yaml``: ViT-L6-H256, fp16 autocast, bf16 on a
+For the paper recipe (``training/configs/paper.yaml``: ViT-L6-H256, fp16 autocast, bf16 on a
 CPU) and the CI recipe (``tiny.yaml``) it times, on the real data engine:
 
 - ``data``: building a batch (engine spectra + noise + :func:`specvit.model_input`), spectra/s;
-- ``train step``: :meth:`training.loop.Trainer.train_step` (forward, loss, backward, clipping,
-  AdamW, schedule) on a prepared batch, spectra/s;
+- ``train step``: :meth:`training.trainer.loop.Trainer.train_step` (forward, loss, backward,
+  clipping, AdamW, schedule) on a prepared batch, spectra/s;
 - ``forward``: the bare forward pass of the same model and precision (``torch.no_grad``), the
   baseline the training step is compared with (a training step costs ≈3 forwards);
 
 and a 1024³ fp32 matmul in GFLOP/s for the machine. With ``--compile`` every recipe is timed
 again with ``train.compile=true`` (the step through ``torch.compile``; compiling is excluded
 from the timing). With ``--teacher-grid`` the data row is timed again with the grid teacher of
-``data.teacher_grid`` (:class:`training.teacher.GridTeacher`) computing every batch's targets,
-and the last column gives the cost of a spectrum (data + step) with the teacher over without it.
-With ``paper`` among the recipes it ends with the projected wall time of the
-paper's 200 epochs × 1 M spectra at the measured training-step rate.
+``data.teacher_grid`` (:class:`training.trainer.teacher.GridTeacher`) computing every batch's
+targets, and the last column gives the cost of a spectrum (data + step) with the teacher over
+without it. With ``paper`` among the recipes it ends with the projected wall time of the paper's 200
+epochs × 1 M spectra at the measured training-step rate.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
-from pathlib import Path
 
 import torch
+from timing import matmul_gflops, rate
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
-
-from timing import matmul_gflops, rate  # noqa: E402
-
-from training.batches import StepBatches  # noqa: E402
-from training.config import load_config  # noqa: E402
-from training.loop import Trainer  # noqa: E402
-from training.sources import build_source  # noqa: E402
+from training.engine.batches import StepBatches
+from training.engine.sources import build_source
+from training.trainer.config import load_config
+from training.trainer.loop import Trainer
 
 
 def measure(
-    preset: str,
+    recipe: str,
     batch: int,
     device: str,
     seconds: float,
@@ -64,7 +59,7 @@ def measure(
     ]
     if teacher_grid is not None:
         overrides.append(f"data.teacher_grid=[{','.join(map(str, teacher_grid))}]")
-    config = load_config(preset, overrides)
+    config = load_config(recipe, overrides)
     trainer = Trainer(config, build_source(config))
     counter = iter(range(10**9))
 
@@ -103,7 +98,7 @@ def main() -> None:
     parser.add_argument("--paper-batch", type=int, default=32)
     parser.add_argument("--small-batch", type=int, default=64)
     parser.add_argument(
-        "--recipes", nargs="+", default=["paper", "tiny"], help="training/presets names"
+        "--recipes", nargs="+", default=["paper", "tiny"], help="training/configs names"
     )
     parser.add_argument("--compile", action="store_true", help="also time train.compile=true")
     parser.add_argument(
@@ -121,21 +116,21 @@ def main() -> None:
     )
     rates = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for preset in args.recipes:
-            batch = args.paper_batch if preset == "paper" else args.small_batch
+        for recipe in args.recipes:
+            batch = args.paper_batch if recipe == "paper" else args.small_batch
             for compile_step in (False, True) if args.compile else (False,):
                 r = measure(
-                    preset,
+                    recipe,
                     batch,
                     args.device,
                     args.seconds,
-                    f"{tmp}/{preset}",
+                    f"{tmp}/{recipe}",
                     compile_step,
                     args.teacher_grid,
                 )
-                rates[preset, compile_step] = r
+                rates[recipe, compile_step] = r
                 line = (
-                    f"{preset:<8} {compile_step!s:<7} {r['dtype']:<9} {batch:>5} "
+                    f"{recipe:<8} {compile_step!s:<7} {r['dtype']:<9} {batch:>5} "
                     f"{r['data']:>9.0f} {r['train']:>9.1f} {r['forward']:>10.1f} "
                     f"{r['train'] / r['forward']:>9.3f}"
                 )

@@ -20,24 +20,19 @@ the ETC tables, 12 × 900 s, fixed seed) and writes
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import numpy as np
+import torch
+from astropy.io import fits
+from astropy.table import Table
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from astropy.io import fits  # noqa: E402
-from astropy.table import Table  # noqa: E402
+from specvit.instrument import PFSNoiseModel
+from training.engine.seeding import step_generator
+from training.engine.simulate import Prior, Simulator
+from training.paths import DEFAULT_ETC_DIR, REPO_ROOT
 
-from specvit.instrument import PFSNoiseModel  # noqa: E402
-from training.paths import DEFAULT_ETC_DIR  # noqa: E402
-from training.seeding import step_generator  # noqa: E402
-from training.simulate import Prior, Simulator  # noqa: E402
-
-OUT = ROOT / "examples" / "data"
+OUT = REPO_ROOT / "examples" / "data"
 #: The data model's mask planes (``MP_*`` header keys of PFS files).
 MASK_PLANES = {"BAD": 0, "SAT": 1, "INTRP": 2, "CR": 3, "NO_DATA": 8, "BAD_FLAT": 9}
 SEED = 20_261_201

@@ -6,7 +6,7 @@ Run by ``make demo`` after ``specvit-predict examples/data/pfsCoadd-engine-examp
 
 Prints the first rows (predicted and true labels, side by side) and, per label, R², the RMSE and
 the bias of the predictions against the truth (K for T_eff, dex for log g and [M/H]). With 48
-spectra these numbers are a sanity check, not a benchmark: the benchmark numbers are in
+spectra these numbers are a sanity check, not a measure: the test-set numbers are in
 docs/evaluation.md.
 """
 

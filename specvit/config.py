@@ -147,7 +147,7 @@ class SpecViTConfig:
         ``"point"``: one value per label. ``"gaussian"``: mean and log σ per label.
     sigma_scale : tuple of float
         Calibration of a Gaussian head's σ: one factor per label that multiplies the predicted
-        σ, independent of S/N (``training.calibration.fit_sigma_scale``); empty for none.
+        σ, independent of S/N (``training.evaluation.calibration.fit_sigma_scale``); empty for none.
     sigma_snr_knots : tuple of float
         S/N dependence of that calibration: increasing median S/N values at which
         ``sigma_snr_factors`` are given; σ is multiplied by the factor interpolated linearly in

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from specvit.emulator import Emulator
-from training.baselines import BASELINES, default_block, make
-from training.baselines.features import Features, features
+from training.evaluation.baselines import BASELINES, default_block, make
+from training.evaluation.baselines.features import Features, features
 
 
 def test_block_features_average_flux_and_combine_variance():

@@ -87,7 +87,7 @@ def test_cli_rejects_bad_options(etc_dir):
 
 def test_velocity_jacobian_matches_the_engines_doppler_shift(emulator, noise):
     """∂flux/∂v against central differences of the data engine's own RV path."""
-    simulate = pytest.importorskip("training.simulate")
+    simulate = pytest.importorskip("training.engine.simulate")
     labels = LabelPrior.default().sample(4, torch.Generator().manual_seed(5))
     sim = simulate.Simulator(emulator=emulator, noise=noise, prior=simulate.Prior(rv=(-300, 300)))
     mag = torch.full((4,), 21.0, dtype=torch.float64)

@@ -1,9 +1,9 @@
-"""training.calibration: σ factors that give 68.3 % coverage."""
+"""training.evaluation.calibration: σ factors that give 68.3 % coverage."""
 
 import numpy as np
 import pytest
 
-from training.calibration import ONE_SIGMA, fit_sigma_scale
+from training.evaluation.calibration import ONE_SIGMA, fit_sigma_scale
 
 
 def test_recovers_the_factor_of_miscalibrated_gaussian_sigma():
@@ -31,7 +31,7 @@ def test_rejects_bad_input():
 
 
 def test_snr_calibration_follows_a_miscalibration_that_is_not_a_power_law():
-    from training.calibration import fit_sigma_snr_calibration
+    from training.evaluation.calibration import fit_sigma_snr_calibration
 
     rng = np.random.default_rng(1)
     n = 40_000

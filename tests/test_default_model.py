@@ -54,7 +54,7 @@ def test_the_bundled_folder_is_inside_the_package_and_small():
     assert model.config.head == "gaussian" and len(model.config.sigma_snr_factors) == 3
     assert model.config.domain is not None and model.config.domain.frame == "rest"
     card = (DEFAULT_MODEL / "README.md").read_text()
-    assert "## Benchmark" in card and "## σ calibration" in card
+    assert "## Test sets" in card and "## σ calibration" in card
     assert (DEFAULT_MODEL / "training_args.json").is_file()
 
 
@@ -72,7 +72,7 @@ def test_predict_without_a_model_uses_the_bundled_one_offline(no_network, exampl
             np.testing.assert_array_equal(table[name], same[name])
     sigma = np.asarray(table["log_g_err"])
     assert np.isfinite(sigma).all() and (sigma > 0).all()
-    for name in ("T_eff", "M_H"):  # 48 faint stars: a sanity check, the benchmark is the measure
+    for name in ("T_eff", "M_H"):  # 48 faint stars: a sanity check, the test sets are the measure
         true = np.asarray(truth[name], dtype=float)
         pred = np.asarray(table[name], dtype=float)
         r2 = 1 - np.sum((pred - true) ** 2) / np.sum((true - true.mean()) ** 2)

@@ -1,9 +1,10 @@
-"""training/design_study.py: every candidate is a valid recipe, distinct from the others."""
+"""training/evaluation/design_study.py: every candidate is a valid recipe, distinct from the
+others."""
 
 import pytest
 
-from training.config import ConfigError, load_config
-from training.design_study import load_candidates
+from training.evaluation.design_study import load_candidates
+from training.trainer.config import ConfigError, load_config
 
 
 def test_every_candidate_is_a_valid_recipe_distinct_from_the_base():
@@ -26,18 +27,14 @@ def test_a_typo_in_a_candidate_fails_before_any_training():
 
 
 def test_a_run_is_finished_at_its_budget_or_at_the_end_of_its_schedule(tmp_path):
-    import json
+    from training.evaluation.design_study import _finished
+    from training.trainer.rundir import RunDir
 
-    import yaml
-
-    from training.design_study import _finished
-
-    run = load_config("default", ["train.epochs=2", "data.n_train=512"]).to_dict()  # 4 steps
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(run))
-    log = tmp_path / "metrics.jsonl"
-    assert not _finished(tmp_path, 6.0)  # no log yet
-    log.write_text(json.dumps({"kind": "val", "step": 2, "cpu_seconds": 100.0}) + "\n")
-    assert not _finished(tmp_path, 6.0)
-    assert _finished(tmp_path, 1.0)  # 100 s ≥ 1 CPU-minute
-    log.write_text(json.dumps({"kind": "val", "step": 4, "cpu_seconds": 100.0}) + "\n")
-    assert _finished(tmp_path, 6.0)  # the cosine ended before the budget
+    run = RunDir(tmp_path)
+    run.write_config(load_config("default", ["train.epochs=2"]).to_dict())
+    assert not _finished(run, 6.0)  # no log yet
+    run.append({"kind": "val", "step": 2, "epoch": 1.0, "cpu_seconds": 100.0})
+    assert not _finished(run, 6.0)
+    assert _finished(run, 1.0)  # 100 s ≥ 1 CPU-minute
+    run.append({"kind": "val", "step": 4, "epoch": 2.0, "cpu_seconds": 100.0})
+    assert _finished(run, 6.0)  # the schedule (2 epochs of 2 steps) ended before the budget

@@ -119,7 +119,7 @@ def test_artifact_is_compact_and_attributed() -> None:
 
 
 def test_build_script_reproduces_artifact(shared_dir) -> None:
-    from training.build_emulator import build
+    from training.engine.emulator_artifact import build
 
     src = shared_dir / "data" / "emulator" / "doppler_cannon_coolstars_7050_8900.npz"
     arrays = build(src)

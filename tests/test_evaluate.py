@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from training.evaluate import crlb_r2, load_predictions, main
+from training.cli.evaluate import main
+from training.evaluation.compare import crlb_r2, load_predictions
 
 
 def test_crlb_r2_matches_its_definition():
@@ -26,7 +27,7 @@ def test_miniature_report_end_to_end(tmp_path, etc_dir):
     tracked.mkdir()
     args = [
         f"--etc-dir={etc_dir}",
-        f"--benchmark-dir={tmp_path / 'bench'}",
+        f"--eval-set-dir={tmp_path / 'bench'}",
         "--n-test=48",
         "--n-val=24",
         "--grid", "6", "6", "5",

@@ -1,6 +1,6 @@
 """The bundled example (examples/data): the README's main job, end to end, without ../shared."""
 
-import sys
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +11,9 @@ from specvit import PredictFlag
 from specvit.inference.cli import main
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-sys.path.insert(0, str(EXAMPLES))
-import score_example  # noqa: E402
+_SPEC = importlib.util.spec_from_file_location("score_example", EXAMPLES / "score_example.py")
+score_example = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(score_example)
 
 
 def test_demo_predicts_every_example_star_and_scores_it(tmp_path, capsys):

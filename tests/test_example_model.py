@@ -14,8 +14,8 @@ import specvit
 from specvit.inference import PredictFlag
 from specvit.instrument import PFSNoiseModel
 from specvit.labels import LABEL_NAMES as LABELS
-from training.scoring import score
-from training.simulate import Simulator
+from training.engine.simulate import Simulator
+from training.evaluation.scoring import score
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT / "examples" / "models" / "specvit-tiny-engine"

@@ -13,9 +13,9 @@ import torch
 
 from specvit.instrument import PFS_MR
 from specvit.io import iter_shard, read_shard_info
-from training.config import DataConfig, RunConfig
-from training.shards import ShardWriter
-from training.sources import ShardBlocks, ShardSource
+from training.engine.shards import ShardWriter
+from training.engine.sources import ShardBlocks, ShardSource
+from training.trainer.config import DataConfig, RunConfig
 
 L = PFS_MR.num
 
@@ -219,7 +219,7 @@ def test_shard_source_covers_every_row_once_per_epoch(tmp_path: Path) -> None:
 
 
 def test_make_dataset_writes_fixed_validation_and_test(tmp_path: Path, etc_dir) -> None:
-    from training.make_dataset import main
+    from training.cli.make_dataset import main
 
     common = ["--n-train", "300", "--shard-size", "200", "--n-val", "50", "--n-test", "60"]
     common += ["--etc-dir", str(etc_dir), "--batch", "128"]

@@ -162,13 +162,15 @@ def test_detach_sigma_keeps_the_values_and_stops_the_sigma_loss_at_the_head():
 
 
 def test_specvit_small_is_the_architecture_of_the_default_models_second_run():
-    """docs/default_model.md ("A wider second run") says the committed run trained this preset."""
+    """docs/default_model.md ("A wider second run") says the recorded run trained this preset."""
     from pathlib import Path
 
-    folder = Path(__file__).resolve().parents[1] / "training" / "default_run_p64" / "checkpoints"
-    (checkpoint,) = folder.glob("step_*.pt")
-    run = torch.load(checkpoint, weights_only=True, map_location="cpu")["model_config"]
+    from training.trainer.rundir import RunDir
+
+    folder = Path(__file__).resolve().parents[1] / "run-records" / "default_run_p64"
+    model = RunDir(folder).config()["model"]
+    run = specvit.get_preset(model["preset"], **model["overrides"])
     preset = specvit.get_preset("specvit_small")
     fields = ("tokenizer", "patch_size", "patch_stride", "embed_dim", "depth", "num_heads")
     fields += ("mlp_ratio", "dropout", "pos_embed", "pool", "input_length")
-    assert {f: run[f] for f in fields} == {f: getattr(preset, f) for f in fields}
+    assert {f: getattr(run, f) for f in fields} == {f: getattr(preset, f) for f in fields}

@@ -21,8 +21,8 @@ from specvit.inference.cli import main
 from specvit.inference.physics import RV_TOLERANCE_KMS, PhysicalContext
 from specvit.instrument import PFSNoiseModel
 from tests.predict_helpers import save_trained_model
-from training.ood_cases import MAGS, make_case
-from training.simulate import Prior, Simulator
+from training.engine.ood_cases import MAGS, make_case
+from training.engine.simulate import Prior, Simulator
 
 FOLDER = Path(__file__).resolve().parents[1] / "examples" / "models" / "specvit-tiny-engine"
 LABELS = ("T_eff", "log_g", "M_H")

@@ -16,8 +16,8 @@ import textwrap
 from pathlib import Path
 
 import specvit
-from training.checkpoint import save_checkpoint
-from training.config import load_config
+from training.trainer.checkpoint import save_checkpoint
+from training.trainer.config import load_config
 
 from .hub_server import HubRepoServer
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from training.scoring import MH_BIN_EDGES, SNR_BIN_EDGES, TEFF_BIN_EDGES, score
+from training.evaluation.scoring import MH_BIN_EDGES, SNR_BIN_EDGES, TEFF_BIN_EDGES, score
 
 LABELS = ("T_eff", "log_g", "M_H")
 

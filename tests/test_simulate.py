@@ -12,11 +12,11 @@ from specvit.bounds.prior import Uniform, parse_distribution
 from specvit.emulator import Emulator
 from specvit.instrument import PFSNoiseModel
 from specvit.labels import LABEL_NAMES
-from training.batches import StepBatches
-from training.config import DataConfig, RunConfig
-from training.seeding import step_generator
-from training.simulate import Prior, Simulator
-from training.sources import EngineSource
+from training.engine.batches import StepBatches
+from training.engine.seeding import step_generator
+from training.engine.simulate import Prior, Simulator
+from training.engine.sources import EngineSource
+from training.trainer.config import DataConfig, RunConfig
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ from specvit.bounds import LabelPrior, PosteriorMean, Uniform
 from specvit.emulator import Emulator
 from specvit.instrument import PFSNoiseModel
 from specvit.labels import LABEL_NAMES
-from training.simulate import Prior, Simulator
-from training.teacher import GridTeacher
+from training.engine.simulate import Prior, Simulator
+from training.trainer.teacher import GridTeacher
 
 LOG_G = LABEL_NAMES.index("log_g")
 
@@ -53,7 +53,7 @@ def test_teacher_needs_the_label_prior():
 
 
 def _first_loss(tmp_path, etc_dir, *overrides: str) -> float:
-    from training.train import main
+    from training.cli.train import main
 
     args = [f"out_dir={tmp_path}", f"data.etc_dir={etc_dir}", "data.n_train=32", "data.n_val=16"]
     args += ["train.batch_size=16", "train.epochs=1", "train.log_every=1", "train.progress=false"]

@@ -1,13 +1,13 @@
-"""Training config: presets, overrides, strict keys and clear errors."""
+"""Training config: named configs, overrides, strict keys and clear errors."""
 
 from __future__ import annotations
 
 import pytest
 
-from training.config import ConfigError, load_config
+from training.trainer.config import ConfigError, load_config
 
 
-def test_paper_preset_is_the_papers_recipe():
+def test_paper_config_is_the_papers_recipe():
     c = load_config("paper")
     assert c.model.preset == "specvit_l6_h256"
     assert c.labels == ["log_g"] and c.label_norm == "zscore" and c.train.loss == "mse"
@@ -17,7 +17,7 @@ def test_paper_preset_is_the_papers_recipe():
     assert (c.seed, c.data.noise_level, c.data.n_train, c.data.n_val) == (42, 1.0, 1_000_000, 1000)
 
 
-def test_tiny_preset_loads():
+def test_tiny_config_loads():
     assert load_config("tiny").model.preset == "specvit_tiny"
 
 
@@ -81,7 +81,7 @@ def test_teacher_needs_the_rest_frame_engine_and_a_squared_loss(overrides, messa
         load_config("paper", ["data.teacher_grid=[24, 24, 20]", *overrides])
 
 
-def test_missing_file_names_the_presets(tmp_path):
+def test_missing_file_names_the_configs(tmp_path):
     with pytest.raises(ConfigError, match=r"no config file .*paper"):
         load_config(tmp_path / "nope.yaml")
 
@@ -94,7 +94,7 @@ def test_bad_key_in_file(tmp_path):
 
 
 def test_a_checkpoint_from_before_a_new_key_resumes_with_its_default():
-    from training.loop import Trainer
+    from training.trainer.loop import Trainer
 
     saved = load_config("tiny").to_dict()
     del saved["train"]["sigma_grad"]  # written before train.sigma_grad existed

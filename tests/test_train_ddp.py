@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from training.checkpoint import load_checkpoint
+from training.trainer.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from training.checkpoint import latest_checkpoint, load_checkpoint
-from training.train import main
+from training.cli.train import main
+from training.trainer.checkpoint import latest_checkpoint, load_checkpoint
 
 
 def test_bad_key_exits_2_with_the_key(capsys):

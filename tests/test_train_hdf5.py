@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from training.checkpoint import load_checkpoint
-from training.config import load_config
-from training.make_dataset import main as make_dataset
-from training.sources import ShardSource
-from training.train import main as train
+from training.cli.make_dataset import main as make_dataset
+from training.cli.train import main as train
+from training.engine.sources import ShardSource
+from training.trainer.checkpoint import load_checkpoint
+from training.trainer.config import load_config
 
 
 def test_train_from_shards(tmp_path, etc_dir):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from training.ema import EMA
-from training.losses import regression_loss
-from training.optim import cosine_factor
+from training.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from training.trainer.ema import EMA
+from training.trainer.losses import regression_loss
+from training.trainer.optim import cosine_factor
 
 
 def test_gaussian_nll_matches_torch():

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.checkpoint import latest_checkpoint, load_checkpoint
+from training.trainer.checkpoint import latest_checkpoint, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = str(ROOT / "training" / "train.py")
@@ -78,7 +78,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, etc_dir):
 
 
 def test_resume_refuses_a_changed_recipe(tmp_path, etc_dir):
-    from training.train import main
+    from training.cli.train import main
 
     out = tmp_path / "run"
     args = _args(out, etc_dir)
@@ -89,9 +89,9 @@ def test_resume_refuses_a_changed_recipe(tmp_path, etc_dir):
 def test_warm_start_takes_the_source_weights_and_normalisation_with_a_new_schedule(
     tmp_path, etc_dir
 ):
-    from training.loop import Trainer
-    from training.sources import build_source
-    from training.train import main, resolve_run
+    from training.cli.train import main, resolve_run
+    from training.engine.sources import build_source
+    from training.trainer.loop import Trainer
 
     first = tmp_path / "first"
     assert main([*_args(first, etc_dir), "train.max_steps=2", "train.checkpoint_every=1"]) == 0
@@ -126,10 +126,10 @@ def test_warm_start_takes_the_source_weights_and_normalisation_with_a_new_schedu
 
 @pytest.mark.slow  # compiling the tiny model takes ≈ 30–60 s on 2 shared cores
 def test_compiled_training_steps_match_the_eager_ones(tmp_path, etc_dir):
-    from training.batches import StepBatches
-    from training.loop import Trainer
-    from training.sources import build_source
-    from training.train import resolve_run
+    from training.cli.train import resolve_run
+    from training.engine.batches import StepBatches
+    from training.engine.sources import build_source
+    from training.trainer.loop import Trainer
 
     trainers = []
     for flag in ("false", "true"):

@@ -9,12 +9,12 @@ import pytest
 
 import specvit
 from specvit.labels import LABEL_NAMES as LABELS
-from training.checkpoint import load_checkpoint
-from training.config import load_config
+from training.cli.train import main
+from training.engine.sources import build_source
+from training.evaluation.scoring import SNR_BIN_EDGES, score
 from training.publish import publish
-from training.scoring import SNR_BIN_EDGES, score
-from training.sources import build_source
-from training.train import main
+from training.trainer.checkpoint import load_checkpoint
+from training.trainer.config import load_config
 
 #: The module trains a tiny model first (≈ 33 s on the shared 2-core machine).
 pytestmark = pytest.mark.slow
@@ -44,7 +44,7 @@ def test_tiny_run_validates_every_epoch_per_snr_bin(tiny_run):
     assert [g["low"] for g in last["snr"]] == list(SNR_BIN_EDGES[:-1])
     assert set(last["overall"]["metrics"]) == set(LABELS) and last["overall"]["n"] == 256
     assert sum(g["n"] for g in last["snr"]) > 200
-    assert "efficiency" not in last["overall"]["metrics"]["log_g"]  # no benchmark file given
+    assert "efficiency" not in last["overall"]["metrics"]["log_g"]  # no evaluation-set file given
 
 
 def test_tiny_run_learns(tiny_run):
@@ -80,49 +80,49 @@ def test_published_folder_loads_and_predicts_like_training(tiny_run, tmp_path):
         assert ours[name]["rmse"] == pytest.approx(saved[name]["rmse"], rel=1e-4)
 
 
-def test_publish_scores_on_benchmark_test_sets_into_card_and_report(tiny_run, tmp_path, etc_dir):
-    from training.benchmark import BenchmarkSettings, generate
+def test_publish_scores_on_test_sets_into_card_and_report(tiny_run, tmp_path, etc_dir):
+    from training.evaluation.eval_sets import EvalSetSettings, generate
 
     out, _ = tiny_run
     test_set = tmp_path / "t.h5"
-    settings = BenchmarkSettings("test", 40, grid=(6, 6, 5), n_samples=16, n_rounds=2)
+    settings = EvalSetSettings("test", 40, grid=(6, 6, 5), n_samples=16, n_rounds=2)
     generate(settings, test_set, etc_dir, log=lambda _: 0)
     report = tmp_path / "docs" / "model.md"
     folder = publish(out / "checkpoints", tmp_path / "model", test_sets=[test_set], report=report)
     card = (folder / "README.md").read_text()
-    assert "## Benchmark" in card and "### Test set `t.h5`" in card
+    assert "## Test sets" in card and "### Test set `t.h5`" in card
     assert "## σ calibration" not in card  # a point head: nothing to calibrate
     assert "* S/N (median flux/σ per pixel) of its training spectra:" in card
     record = json.loads((folder / "training_args.json").read_text(), parse_constant=_no_nan)
-    scored = record["benchmarks"]["t.h5"]
+    scored = record["test_sets"]["t.h5"]
     assert scored["score"]["overall"]["n"] == 40 and scored["settings"]["n"] == 40
     assert "efficiency" in scored["score"]["overall"]["metrics"]["log_g"]
     page = report.read_text()
     assert "### Test set `t.h5`" in page and f"step {record['step']}" in page
 
 
-def test_model_scores_script_scores_checkpoints_on_a_benchmark(tiny_run, tmp_path, etc_dir, capsys):
-    from training.benchmark import BenchmarkSettings, generate
-    from training.model_scores import main as score_main
+def test_model_scores_script_scores_checkpoints_on_an_eval_set(tiny_run, tmp_path, etc_dir, capsys):
+    from training.cli.score_checkpoints import main as score_main
+    from training.evaluation.eval_sets import EvalSetSettings, generate
 
     out, _ = tiny_run
     bench = tmp_path / "v.h5"
-    settings = BenchmarkSettings("validation", 30, grid=(6, 6, 5), n_samples=16, n_rounds=2)
+    settings = EvalSetSettings("validation", 30, grid=(6, 6, 5), n_samples=16, n_rounds=2)
     generate(settings, bench, etc_dir, log=lambda _: 0)
     (checkpoint,) = sorted((out / "checkpoints").glob("step_*.pt"))[-1:]
-    score_main([str(checkpoint), "--benchmark", str(bench)])
+    score_main([str(checkpoint), "--eval-set", str(bench)])
     printed = capsys.readouterr().out
     assert f"{checkpoint}: step " in printed and "model: T_eff " in printed
     assert "log_g [" in printed
     with pytest.raises(SystemExit, match="no 'ema' weights"):  # the tiny run keeps no EMA
-        score_main([str(checkpoint), "--benchmark", str(bench), "--weights", "ema"])
+        score_main([str(checkpoint), "--eval-set", str(bench), "--weights", "ema"])
 
 
 def test_learning_curve_has_one_row_per_validation_the_later_of_a_repeat(tiny_run, tmp_path):
     import shutil
 
-    from training.learning_curve import curve_table
-    from training.learning_curve import main as curve_main
+    from training.cli.learning_curve import main as curve_main
+    from training.evaluation.learning_curve import curve_table
 
     out, _ = tiny_run
     run = tmp_path / "run"
@@ -140,7 +140,7 @@ def test_learning_curve_has_one_row_per_validation_the_later_of_a_repeat(tiny_ru
     (run / "metrics.jsonl").write_text(text + json.dumps(repeat) + "\n" + '{"kind": "va')
     rows = curve_table(run).splitlines()
     assert rows[0].startswith("| step | spectra | CPU-min | T_eff r2 | log_g r2 | M_H r2 |")
-    assert len(rows) == 2 + len(val) == 6  # no efficiency: the tiny run has no benchmark set
+    assert len(rows) == 2 + len(val) == 6  # no efficiency: the tiny run has no evaluation set
     steps = [int(r.split(" | ")[0].strip("| ")) for r in rows[2:]]
     assert steps == [v["step"] for v in val]
     assert rows[-1].split(" | ")[3] == "0.123"

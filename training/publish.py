@@ -1,23 +1,17 @@
 """Turn a training checkpoint into a Hub-ready model folder, and push it when asked.
 
-Usage::
-
-    python training/publish.py runs/paper/checkpoints OUT_DIR [--repo-id owner/name] [--private]
-    python training/publish.py runs/default/checkpoints specvit/pretrained/specvit-tiny-pfs \
-        --benchmark-mag 20.5 22.5 --benchmark-mag 18.5 20.2 --report docs/results/default_model.md
-
-The folder holds ``model.safetensors`` and ``config.json`` (as written by
-:meth:`specvit.SpecViT.save_pretrained`, so :func:`specvit.load` reads it: only what prediction
-needs), ``training_args.json`` (the run's record: its config, the step and the validation
-metrics, strict JSON with ``null`` for undefined metrics) and a model card ``README.md``
-describing the input the model expects, the training data and recipe, and the validation
-metrics overall and per S/N bin.
+The command is ``python -m training publish`` (:mod:`training.cli.publish`). The folder holds
+``model.safetensors`` and ``config.json`` (as written by :meth:`specvit.SpecViT.save_pretrained`, so
+:func:`specvit.load` reads it: only what prediction needs), ``training_args.json`` (the run's
+record: its config, the step and the validation metrics, strict JSON with ``null`` for undefined
+metrics) and a model card ``README.md`` describing the input the model expects, the training data
+and recipe, and the validation metrics overall and per S/N bin.
 
 A Gaussian head's σ is calibrated on ``--calibration-spectra`` (default 60 000) fresh spectra
 of the run's training distribution (:func:`calibrate`: per label a table of factors over S/N,
-stored in ``config.json``, so :func:`specvit.predict` applies them). With ``--benchmark-mag LOW
-HIGH`` (repeatable) the calibrated model is scored on the benchmark test sets of those HSC-i
-ranges (``training/benchmark.py``; generated first when not cached): R², MAE, RMSE, bias,
+stored in ``config.json``, so :func:`specvit.predict` applies them). With ``--test-mag LOW
+HIGH`` (repeatable) the calibrated model is scored on the test sets of those HSC-i
+ranges (:mod:`training.evaluation.eval_sets`; generated first when not cached): R², MAE, RMSE, bias,
 efficiency against the Bayes-optimal R² and σ coverage, overall and per S/N bin, into the model
 card and ``training_args.json``; ``--report FILE`` writes the same tables as a docs page.
 With ``--repo-id`` the folder is uploaded as one commit to that Hub repo (``HF_TOKEN`` or
@@ -26,45 +20,40 @@ With ``--repo-id`` the folder is uploaded as one commit to that Hub repo (``HF_T
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script: make the repository root importable
-    sys.path.insert(0, str(ROOT))
+import numpy as np
+from huggingface_hub import HfApi, ModelCard
 
-import numpy as np  # noqa: E402
-from huggingface_hub import HfApi, ModelCard  # noqa: E402
-
-from specvit.config import SpecViTConfig  # noqa: E402
-from specvit.labels import LABEL_NAMES, LABEL_UNITS  # noqa: E402
-from specvit.models.specvit import SpecViT  # noqa: E402
-from specvit.preprocessing import median_snr  # noqa: E402
-from training.benchmark import DEFAULT_N, BenchmarkSettings, ensure, read_benchmark  # noqa: E402
-from training.calibration import fit_sigma_snr_calibration  # noqa: E402
-from training.checkpoint import load_checkpoint  # noqa: E402
-from training.config import RunConfig  # noqa: E402
-from training.model_scores import (  # noqa: E402
+import specvit
+from specvit.config import SpecViTConfig
+from specvit.labels import LABEL_NAMES, LABEL_UNITS
+from specvit.models.specvit import SpecViT
+from specvit.preprocessing import median_snr
+from training.engine.seeding import CALIBRATION_SEED, step_generator
+from training.engine.sources import EngineSource
+from training.evaluation.calibration import fit_sigma_snr_calibration
+from training.evaluation.eval_sets import DEFAULT_N, EvalSetSettings, ensure, read_eval_set
+from training.evaluation.model_scores import (
     format_number,
-    predict_benchmark,
-    score_benchmark,
+    predict_eval_set,
+    score_eval_set,
     score_tables,
     summary_table,
 )
-from training.paths import DEFAULT_ETC_DIR  # noqa: E402
-from training.scoring import strict_json  # noqa: E402
-from training.seeding import CALIBRATION_SEED, step_generator  # noqa: E402
-from training.sources import EngineSource  # noqa: E402
+from training.evaluation.scoring import strict_json
+from training.trainer.checkpoint import load_checkpoint
+from training.trainer.config import RunConfig
 
 __all__ = [
     "TRAINING_ARGS_NAME",
-    "benchmark_test_file",
     "calibrate",
     "calibration_set",
+    "eval_set_test_file",
     "model_card",
     "publish",
     "push",
@@ -102,7 +91,7 @@ def _data_description(run: dict[str, Any]) -> str:
         prior = "the engine's default prior" + (f" (with {overrides})" if overrides else "")
         text = (
             "Simulated Subaru PFS medium-resolution spectra (4096 pixels, 7100–8850 Å) from "
-            "specvit's data engine (`training/simulate.py`): a polynomial spectral emulator, "
+            "specvit's data engine (`training.engine.simulate`): a polynomial spectral emulator, "
             "the MR line-spread function and the PFS exposure-time-calculator noise model. "
             f"Labels drawn from {prior}. Every training step drew fresh spectra and fresh noise; "
             f"an epoch was {data['n_train']} spectra."
@@ -131,11 +120,11 @@ def calibrate(model: SpecViT, benches: list[dict[str, Any]]) -> tuple[SpecViT, d
     """Calibrate the predicted σ of ``model`` on sets of spectra with known labels.
 
     Per label a table of factors over S/N
-    (:func:`training.calibration.fit_sigma_snr_calibration` on all the sets' stars together)
-    makes 68.3 % of the stars fall within 1σ at every S/N; it is stored as the config's
-    ``sigma_snr_knots`` and ``sigma_snr_factors``, which
-    :meth:`SpecViT.to_physical` (so :func:`specvit.predict`) applies. Any calibration the
-    model already has is replaced (the fit starts from the head's own σ).
+    (:func:`training.evaluation.calibration.fit_sigma_snr_calibration` on all the sets' stars
+    together) makes 68.3 % of the stars fall within 1σ at every S/N; it is stored as the config's
+    ``sigma_snr_knots`` and ``sigma_snr_factors``, which :meth:`SpecViT.to_physical` (so
+    :func:`specvit.predict`) applies. Any calibration the model already has is replaced (the fit
+    starts from the head's own σ).
 
     Parameters
     ----------
@@ -143,8 +132,8 @@ def calibrate(model: SpecViT, benches: list[dict[str, Any]]) -> tuple[SpecViT, d
         A model with a Gaussian head.
     benches : list of dict
         Sets of spectra with ``labels`` (N, 3) in :data:`~specvit.labels.LABEL_NAMES` order,
-        ``flux``, ``error``, ``snr`` and a ``name`` (:func:`calibration_set`, or a benchmark
-        file's :func:`training.benchmark.read_benchmark` with its file name).
+        ``flux``, ``error``, ``snr`` and a ``name`` (:func:`calibration_set`, or an evaluation
+        file's :func:`training.evaluation.eval_sets.read_eval_set` with its file name).
 
     Returns
     -------
@@ -169,7 +158,7 @@ def calibrate(model: SpecViT, benches: list[dict[str, Any]]) -> tuple[SpecViT, d
     cols = [LABEL_NAMES.index(n) for n in names]
     true = np.concatenate([b["labels"][:, cols] for b in benches])
     snr = np.concatenate([b["snr"] for b in benches])
-    predictions = [predict_benchmark(raw, b) for b in benches]
+    predictions = [predict_eval_set(raw, b) for b in benches]
     mean = np.concatenate([p[0] for p in predictions])
     sigma = np.concatenate([p[1] for p in predictions])
     knots, factors = fit_sigma_snr_calibration(true, mean, sigma, snr)
@@ -195,7 +184,7 @@ def _with_config(model: SpecViT, **changes: Any) -> SpecViT:
 
 def calibration_set(run: dict[str, Any], n: int) -> dict[str, Any]:
     """``n`` fresh spectra of an engine run's training distribution (its prior and noise),
-    drawn with :data:`training.seeding.CALIBRATION_SEED`: never trained on, never a test set.
+    drawn with :data:`training.engine.seeding.CALIBRATION_SEED`: never trained on, never a test set.
 
     Returns
     -------
@@ -278,24 +267,24 @@ The head's σ are multiplied by a factor per label that depends on the spectrum'
 linear in ln S/N between the knots below, the end factor beyond them (`sigma_snr_knots` and
 `sigma_snr_factors` in `config.json`, applied by `specvit.predict`). The factor at each knot is
 the 68.3 % quantile of |y − ŷ| / σ of the stars in one of {len(rows)} S/N bins of equal counts
-(`training/calibration.py`), on {"; ".join(cal["sets"])}. The head's own σ put these fractions
-within 1σ / 2σ: {raw}.
+(`training.evaluation.calibration`), on {"; ".join(cal["sets"])}. The head's own σ put these
+fractions within 1σ / 2σ: {raw}.
 
 {table}
 """
 
 
-def benchmark_section(record: dict[str, Any]) -> str:
-    """Markdown: the calibrated model's score on each benchmark test set of ``record``."""
+def scores_section(record: dict[str, Any]) -> str:
+    """Markdown: the calibrated model's score on each test set of ``record``."""
     parts = []
-    for name, entry in record.get("benchmarks", {}).items():
+    for name, entry in record.get("test_sets", {}).items():
         s = entry["settings"]
         parts.append(
             f"### Test set `{name}`\n\n{s['n']} engine spectra, HSC-i {s['mag'][0]:g}–"
             f"{s['mag'][1]:g}, {s['n_exposures']} × 900 s, PFS ETC noise, default label prior; "
             f"S/N {entry['snr_range'][0]:.1f}–{entry['snr_range'][1]:.1f} (1st–99th "
             "percentile). Bayes R²: the R² of the posterior means of the same stars "
-            "(`training/benchmark.py`); efficiency = R² / Bayes R².\n\n"
+            "(`training/evaluation/eval_sets.py`); efficiency = R² / Bayes R².\n\n"
             + summary_table(entry["score"])
             + "\n"
             + score_tables(entry["score"])
@@ -303,7 +292,8 @@ def benchmark_section(record: dict[str, Any]) -> str:
     if not parts:
         return ""
     return (
-        "\n## Benchmark\n\nS/N bins `[low, high)` of the median flux/σ (`training/scoring.py`); "
+        "\n## Test sets\n\nS/N bins `[low, high)` of the median flux/σ "
+        "(`training.evaluation.scoring`); "
         "MAE, RMSE and bias in K (T_eff) and dex (log g, [M/H]); coverage: the fraction of stars "
         "within 1σ / 2σ of the prediction (0.683 / 0.954 for calibrated Gaussian errors) and of "
         "the posterior mean with its own σ.\n\n" + "\n".join(parts)
@@ -350,8 +340,8 @@ Published weights: {_WEIGHTS[record.get("weights", "ema" if train["ema_decay"] e
 
 {_metrics_tables(record["validation"].get("metrics", {}), labels)}
 S/N is the median over pixels of flux/σ; bins `[low, high)` with the edges 2, 3, 4, 5, 7, 10,
-15, ∞ (`training/scoring.py`).
-{_calibration_section(record)}{benchmark_section(record)}
+15, ∞ (`training/evaluation/scoring.py`).
+{_calibration_section(record)}{scores_section(record)}
 ## Limitations
 
 Trained on simulated spectra only; the emulator, its label ranges and the noise model bound what
@@ -387,18 +377,34 @@ def write_model_folder(model: SpecViT, record: dict[str, Any], out_dir: str | Pa
     return out
 
 
-def benchmark_test_file(mag: tuple[float, float], etc_dir: str | Path) -> Path:
-    """The test file of the benchmark of HSC-i ``mag`` (``training/benchmark.py`` at its default
-    size; generated first when not cached)."""
-    return ensure(BenchmarkSettings("test", DEFAULT_N["test"], mag=tuple(mag)), etc_dir)
+def eval_set_test_file(mag: tuple[float, float], etc_dir: str | Path) -> Path:
+    """The test file of the evaluation sets of HSC-i ``mag`` (at its default size; generated
+    first when not cached)."""
+    return ensure(EvalSetSettings("test", DEFAULT_N["test"], mag=tuple(mag)), etc_dir)
 
 
 def _percentiles(values: np.ndarray) -> list[float]:
     return [float(v) for v in np.percentile(values, [1, 99])]
 
 
+def _load_source(source: str | Path, weights: str) -> tuple[SpecViT, dict[str, Any]]:
+    """The model and its record from a checkpoint or a published folder (see :func:`publish`)."""
+    folder = Path(source)
+    if (folder / TRAINING_ARGS_NAME).is_file():  # a published folder: its weights, its record
+        record = json.loads((folder / TRAINING_ARGS_NAME).read_text(encoding="utf-8"))
+        record.pop("test_sets", None)  # scored again below
+        record["run_config"] = RunConfig.from_dict(record["run_config"]).to_dict()
+        return specvit.load(folder), record
+    state = load_checkpoint(folder)
+    model = SpecViT(SpecViTConfig.from_dict(state["model_config"]))
+    if weights == "ema" and state.get("ema") is None:
+        weights = "model"  # the run kept no average
+    model.load_state_dict(state[weights])
+    return model, {**training_record(state), "weights": weights}
+
+
 def publish(
-    checkpoint: str | Path,
+    source: str | Path,
     out_dir: str | Path,
     repo_id: str | None = None,
     *,
@@ -413,8 +419,10 @@ def publish(
 
     Parameters
     ----------
-    checkpoint : str or pathlib.Path
-        A checkpoint file, or a folder of checkpoints (the newest is used).
+    source : str or pathlib.Path
+        A checkpoint file, a folder of checkpoints (the newest is used), or a model folder this
+        function wrote (its weights, σ calibration and record, scored again: how a published
+        model's tables are reproduced; ``weights`` is then the folder's).
     out_dir : str or pathlib.Path
         Destination folder (created).
     repo_id : str, optional
@@ -424,10 +432,10 @@ def publish(
         head) on this many fresh spectra of the run's training distribution
         (:func:`calibration_set`); 0: no calibration.
     test_sets : sequence of str or pathlib.Path
-        Benchmark test files to score the (calibrated) model on, into the model card and
+        Test-set files to score the (calibrated) model on, into the model card and
         ``training_args.json``.
     report : str or pathlib.Path, optional
-        Also write the calibration and the benchmark tables to this Markdown file (a docs page).
+        Also write the calibration and the test-set tables to this Markdown file (a docs page).
     weights : {"ema", "model"}
         Publish the run's EMA average of the weights (when it kept one; else the weights) or
         the weights themselves.
@@ -445,43 +453,38 @@ def publish(
         raise ValueError(f"weights must be 'ema' or 'model', got {weights!r}")
     if calibration_spectra < 0:
         raise ValueError(f"calibration_spectra must be >= 0, got {calibration_spectra}")
-    state = load_checkpoint(checkpoint)
-    model = SpecViT(SpecViTConfig.from_dict(state["model_config"]))
-    if weights == "ema" and state.get("ema") is None:
-        weights = "model"  # the run kept no average
-    model.load_state_dict(state[weights])
-    record = {**training_record(state), "weights": weights}
+    model, record = _load_source(source, weights)
     if calibration_spectra and model.config.head == "gaussian":  # a point head has no σ
         spectra = calibration_set(record["run_config"], calibration_spectra)
         model, record["calibration"] = calibrate(model, [spectra])
         record["snr_range"] = _percentiles(spectra["snr"])  # the training distribution's
-    else:
+    elif "snr_range" not in record:
         try:
             record["snr_range"] = _snr_range(record["run_config"])
         except FileNotFoundError as exc:  # the run's ETC tables are not on this machine
             print(f"no training S/N range in the model card: {exc}", file=sys.stderr)
     if test_sets:
-        record["benchmarks"] = {}
+        record["test_sets"] = {}
         for path in test_sets:
-            test = read_benchmark(path)
-            record["benchmarks"][Path(path).name] = {
+            test = read_eval_set(path)
+            record["test_sets"][Path(path).name] = {
                 "settings": test["settings"],
                 "snr_range": _percentiles(test["snr"]),
-                "score": score_benchmark(model, test),
+                "score": score_eval_set(model, test),
             }
     out = write_model_folder(model, record, out_dir)
     if report is not None:
         _write_report(Path(report), record, sys.argv)
     if repo_id is not None:
-        push(out, repo_id, token=token, private=private, message=f"specvit step {state['step']}")
+        push(out, repo_id, token=token, private=private, message=f"specvit step {record['step']}")
     return out
 
 
 def _write_report(path: Path, record: dict[str, Any], argv: list[str]) -> None:
-    command = "python training/publish.py " + " ".join(argv[1:])
-    text = f"""<!-- generated by training/publish.py; do not edit by hand -->
+    command = "python -m training publish " + " ".join(argv[1:])
+    text = f"""<!-- generated by python -m training publish; do not edit by hand -->
 
-# The default model on the benchmark sets
+# The default model on the evaluation sets
 
 Written by
 
@@ -490,7 +493,7 @@ Written by
 ```
 
 at step {record["step"]} of the run `{record["run_config"]["out_dir"]}`.
-{_calibration_section(record)}{benchmark_section(record)}"""
+{_calibration_section(record)}{scores_section(record)}"""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
 
@@ -528,57 +531,3 @@ def push(
     info = api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=message)
     print(f"pushed {folder} to {repo_id} at revision {info.oid}")
     return info.oid
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", help="checkpoint file or folder of checkpoints")
-    parser.add_argument("out_dir", help="folder to write")
-    parser.add_argument("--repo-id", help="also push to this Hub repo (owner/name)")
-    parser.add_argument("--token", help="Hub token (default: HF_TOKEN / stored login)")
-    parser.add_argument("--private", action="store_true", help="create the Hub repo as private")
-    parser.add_argument(
-        "--benchmark-mag",
-        type=float,
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("LOW", "HIGH"),
-        help="score on the benchmark test set of this HSC-i range (repeatable; generated first "
-        "when not cached)",
-    )
-    parser.add_argument(
-        "--calibration-spectra",
-        type=int,
-        default=60_000,
-        metavar="N",
-        help="calibrate a Gaussian head's σ on N fresh spectra of the run's prior (0: do not)",
-    )
-    parser.add_argument("--etc-dir", type=Path, default=DEFAULT_ETC_DIR)
-    parser.add_argument("--report", type=Path, help="also write the benchmark tables here (.md)")
-    parser.add_argument(
-        "--weights",
-        choices=("ema", "model"),
-        default="ema",
-        help="the run's EMA average (default, when kept) or the weights themselves",
-    )
-    args = parser.parse_args(argv)
-    if args.calibration_spectra < 0:
-        parser.error(f"--calibration-spectra must be >= 0, got {args.calibration_spectra}")
-    out = publish(
-        args.checkpoint,
-        args.out_dir,
-        args.repo_id,
-        calibration_spectra=args.calibration_spectra,
-        test_sets=[benchmark_test_file(mag, args.etc_dir) for mag in args.benchmark_mag],
-        report=args.report,
-        weights=args.weights,
-        token=args.token,
-        private=args.private,
-    )
-    print(f"wrote {out}" + (f" and pushed to {args.repo_id}" if args.repo_id else ""))
-
-
-if __name__ == "__main__":
-    main()

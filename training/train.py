@@ -1,91 +1,17 @@
-"""Train a SpecViT model.
+"""Train a SpecViT model: ``python training/train.py …`` is ``python -m training train …``.
 
 Usage::
 
-    python training/train.py --config paper [key=value ...]
-    python training/train.py --config training/presets/tiny.yaml out_dir=runs/t optim.lr=1e-3
-    python training/train.py --resume runs/t [train.max_steps=...]
+    python training/train.py --config default [key=value ...]
+    python training/train.py --resume runs/default [train.max_steps=...]
     torchrun --nproc_per_node 8 training/train.py --config paper
 
-``--config`` takes a YAML file or a preset name from ``training/presets``; ``key=value``
-overrides use dotted paths and YAML values. ``--resume`` takes a checkpoint file or a run folder
-(its ``checkpoints/`` is searched for the newest) and continues exactly where it stopped; the
-recipe comes from the checkpoint, and only keys that do not change the computation
-(``train.max_steps``, ``train.max_cpu_minutes``, ``train.progress``, ``train.log_every``,
-``train.checkpoint_every``) may be overridden. Exit status 2 means a bad config, 3 a non-finite
-loss.
+Options and exit statuses: :mod:`training.cli.train`.
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script: make the repository root importable
-    sys.path.insert(0, str(ROOT))
-
-from training.checkpoint import latest_checkpoint, load_checkpoint  # noqa: E402
-from training.config import ConfigError, RunConfig, apply_overrides, load_config  # noqa: E402
-from training.distributed import shutdown_distributed  # noqa: E402
-from training.loop import NonFiniteLossError, Trainer  # noqa: E402
-from training.sources import build_source  # noqa: E402
-
-__all__ = ["main", "resolve_run"]
-
-
-def resolve_run(
-    config: str | None, overrides: list[str], resume: str | None
-) -> tuple[RunConfig, Path | None]:
-    """The run config and the checkpoint to resume from (None for a fresh run).
-
-    With ``resume`` and no ``config``, the recipe is the checkpoint's, with ``overrides``
-    applied; with both, the file's recipe must agree with the checkpoint's (checked by the
-    :class:`~training.loop.Trainer`).
-    """
-    if resume is None:
-        return load_config(config, overrides), None
-    path = Path(resume)
-    if path.is_dir():
-        found = latest_checkpoint(path / "checkpoints") or latest_checkpoint(path)
-        if found is None:
-            raise FileNotFoundError(f"no checkpoint in {path} or {path / 'checkpoints'}")
-        path = found
-    if config is not None:
-        return load_config(config, overrides), path
-    saved = load_checkpoint(path)["run_config"]
-    return RunConfig.from_dict(apply_overrides(saved, overrides)), path
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status."""
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog="overrides: dotted keys with YAML values, e.g. optim.lr=1e-4 labels=[T_eff,log_g]",
-    )
-    parser.add_argument("--config", help="YAML file or preset name (paper, tiny)")
-    parser.add_argument("--resume", help="checkpoint file or run folder to continue")
-    parser.add_argument("overrides", nargs="*", help="key.sub=value overrides")
-    args = parser.parse_args(argv)
-    if args.config is None and args.resume is None:
-        parser.error("give --config (a fresh run) or --resume (continue a run)")
-    try:
-        config, checkpoint = resolve_run(args.config, args.overrides, args.resume)
-        trainer = Trainer(config, build_source(config), resume=checkpoint)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        shutdown_distributed()
-        return 2
-    try:
-        trainer.fit()
-    except NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 3
-    finally:
-        shutdown_distributed()
-    return 0
-
+from training.cli.train import main
 
 if __name__ == "__main__":
     sys.exit(main())

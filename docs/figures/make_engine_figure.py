@@ -6,22 +6,17 @@ Run: ``python docs/figures/make_engine_figure.py [--etc-dir ../shared/data/pfs_e
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
 
-from specvit.instrument import PFSNoiseModel  # noqa: E402
-from training.paths import DEFAULT_ETC_DIR  # noqa: E402
-from training.simulate import Simulator  # noqa: E402
+from specvit.instrument import PFSNoiseModel
+from training.engine.simulate import Simulator
+from training.paths import DEFAULT_ETC_DIR
 
 OUT = Path(__file__).resolve().parent / "data_engine_spectra.png"
 

@@ -1,8 +1,8 @@
 """Make ``docs/figures/predict_physics.png`` and print the flag rates of ``docs/predict.md``.
 
 The reduced χ² and line-strength z of the emulator fit (:mod:`specvit.inference.physics`) for
-engine spectra beside each failure case of :mod:`training.ood_cases`, predicted by the example
-model, and the fraction of each case flagged, by flag and SNR.
+engine spectra beside each failure case of :mod:`training.engine.ood_cases`, predicted by the
+example model, and the fraction of each case flagged, by flag and SNR.
 
 Run: ``python docs/figures/make_physics_figure.py [--etc-dir ../shared/data/pfs_etc]``.
 """
@@ -10,28 +10,24 @@ Run: ``python docs/figures/make_physics_figure.py [--etc-dir ../shared/data/pfs_
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from scipy import stats  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from scipy import stats
 
-from specvit.inference import PredictFlag, Predictor  # noqa: E402
-from specvit.inference.physics import CHI2_PVALUE_THRESHOLD  # noqa: E402
-from specvit.instrument import PFSNoiseModel  # noqa: E402
-from training.ood_cases import CASES, make_case  # noqa: E402
+from specvit.inference import PredictFlag, Predictor
+from specvit.inference.physics import CHI2_PVALUE_THRESHOLD
+from specvit.instrument import PFSNoiseModel
+from training.engine.ood_cases import CASES, make_case
+from training.paths import REPO_ROOT
 
 OUT = Path(__file__).resolve().parent / "predict_physics.png"
-MODEL = ROOT / "examples" / "models" / "specvit-tiny-engine"
+MODEL = REPO_ROOT / "examples" / "models" / "specvit-tiny-engine"
 FLAGS = ("OUT_OF_DOMAIN", "OUTSIDE_PRIOR", "LOW_SNR", "RV_OUTSIDE_TRAINING")
 
 
@@ -41,7 +37,7 @@ def _rate(mask: np.ndarray, flags: np.ndarray, bits: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--etc-dir", type=Path, default=ROOT.parent / "shared/data/pfs_etc")
+    parser.add_argument("--etc-dir", type=Path, default=REPO_ROOT.parent / "shared/data/pfs_etc")
     parser.add_argument("--n-engine", type=int, default=2000)
     parser.add_argument("--n-case", type=int, default=400)
     args = parser.parse_args()

@@ -35,7 +35,7 @@ __all__ = ["DEFAULT_MODEL", "Predictor", "predict", "resolve_device"]
 
 #: The model :func:`predict` and ``specvit-predict`` use when none is given: the folder bundled
 #: inside the package (``config.json`` + ``model.safetensors``), loaded from disk with no network
-#: call. Its model card (``README.md`` there) holds its benchmark scores.
+#: call. Its model card (``README.md`` there) holds its test-set scores.
 DEFAULT_MODEL: Path = Path(__file__).resolve().parents[1] / "pretrained" / "specvit-tiny-pfs"
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]

@@ -15,8 +15,8 @@ key                shape, dtype        meaning
                                        and any further float fields
 =================  ==================  ======================================================
 
-Optional per-spectrum datasets (benchmark sets, written by ``training/benchmark.py``; a reader
-that does not know them ignores them):
+Optional per-spectrum datasets (evaluation sets, written by ``training/evaluation/eval_sets.py``; a
+reader that does not know them ignores them):
 
 =================  ==================  ======================================================
 key                shape, dtype        meaning
@@ -35,7 +35,7 @@ Root attributes: ``format`` = ``"specvit-shard"``, ``format_version`` = 1, ``n_s
 provenance (``description``, ``prior``, ``noise``, ``seed``, ``created_by``). ``flux`` and
 ``error`` are chunked by rows (``chunk_rows`` spectra per chunk), so a batch read touches only its
 own chunks: :func:`iter_shard` never holds more than one batch (plus HDF5's small chunk cache) in
-memory, whatever the shard's size. Writers live in ``training/shards.py``.
+memory, whatever the shard's size. Writers live in ``training/engine/shards.py``.
 """
 
 from __future__ import annotations

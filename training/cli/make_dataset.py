@@ -1,0 +1,58 @@
+"""Write a simulated data set as HDF5 shards: train shards, a validation and a test set.
+
+Usage::
+
+    python -m training make-dataset --out data/engine --n-train 1000000
+
+The layout and the seeds: :mod:`training.engine.datasets`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from specvit.instrument import PFSNoiseModel
+from training.engine.datasets import write_dataset
+from training.engine.simulate import Prior, Simulator
+from training.paths import DEFAULT_ETC_DIR
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--n-train", type=int, default=1_000_000)
+    parser.add_argument("--shard-size", type=int, default=200_000)
+    parser.add_argument("--n-val", type=int, default=1_000)
+    parser.add_argument("--n-test", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=42, help="seed of the training shards")
+    parser.add_argument("--etc-dir", type=Path, default=DEFAULT_ETC_DIR)
+    parser.add_argument("--n-exposures", type=int, default=12)
+    parser.add_argument("--rv", type=float, default=0.0, help="uniform RV in ±this km/s")
+    parser.add_argument("--batch", type=int, default=4096, help="spectra drawn at a time")
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args(argv)
+    if args.etc_dir.is_dir():
+        noise = PFSNoiseModel.from_etc(args.etc_dir, n_exposures=args.n_exposures)
+    else:
+        noise = PFSNoiseModel.default(n_exposures=args.n_exposures)
+    prior = Prior(rv=(-args.rv, args.rv) if args.rv > 0 else None)
+    try:
+        write_dataset(
+            args.out,
+            Simulator(noise=noise, prior=prior),
+            n_train=args.n_train,
+            shard_size=args.shard_size,
+            n_val=args.n_val,
+            n_test=args.n_test,
+            seed=args.seed,
+            batch=args.batch,
+            overwrite=args.overwrite,
+        )
+    except FileExistsError as err:
+        raise SystemExit(str(err)) from err
+
+
+if __name__ == "__main__":
+    main()

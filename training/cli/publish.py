@@ -1,0 +1,81 @@
+"""Turn a training checkpoint into a Hub-ready model folder, calibrated and scored; push it.
+
+Usage::
+
+    python -m training publish runs/paper/checkpoints OUT_DIR [--repo-id owner/name] [--private]
+    python -m training publish runs/default/checkpoints specvit/pretrained/specvit-tiny-pfs \\
+        --test-mag 20.5 22.5 --test-mag 18.5 20.2 --report docs/results/default_model.md
+
+Given a model folder it wrote instead of a checkpoint, it scores that model again (how a
+published model's tables are reproduced; ``--calibration-spectra 0`` keeps its σ calibration)::
+
+    python -m training publish specvit/pretrained/specvit-tiny-pfs \\
+        specvit/pretrained/specvit-tiny-pfs --calibration-spectra 0 \\
+        --test-mag 20.5 22.5 --test-mag 18.5 20.2 --report docs/results/default_model.md
+
+What the folder holds: :mod:`training.publish`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from training.paths import DEFAULT_ETC_DIR
+from training.publish import eval_set_test_file, publish
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "source", help="checkpoint file, folder of checkpoints, or a model folder written before"
+    )
+    parser.add_argument("out_dir", help="folder to write")
+    parser.add_argument("--repo-id", help="also push to this Hub repo (owner/name)")
+    parser.add_argument("--token", help="Hub token (default: HF_TOKEN / stored login)")
+    parser.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    parser.add_argument(
+        "--test-mag",
+        type=float,
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("LOW", "HIGH"),
+        help="score on the test set of this HSC-i range (repeatable; generated first "
+        "when not cached)",
+    )
+    parser.add_argument(
+        "--calibration-spectra",
+        type=int,
+        default=60_000,
+        metavar="N",
+        help="calibrate a Gaussian head's σ on N fresh spectra of the run's prior (0: do not)",
+    )
+    parser.add_argument("--etc-dir", type=Path, default=DEFAULT_ETC_DIR)
+    parser.add_argument("--report", type=Path, help="also write the test-set tables here (.md)")
+    parser.add_argument(
+        "--weights",
+        choices=("ema", "model"),
+        default="ema",
+        help="the run's EMA average (default, when kept) or the weights themselves",
+    )
+    args = parser.parse_args(argv)
+    if args.calibration_spectra < 0:
+        parser.error(f"--calibration-spectra must be >= 0, got {args.calibration_spectra}")
+    out = publish(
+        args.source,
+        args.out_dir,
+        args.repo_id,
+        calibration_spectra=args.calibration_spectra,
+        test_sets=[eval_set_test_file(mag, args.etc_dir) for mag in args.test_mag],
+        report=args.report,
+        weights=args.weights,
+        token=args.token,
+        private=args.private,
+    )
+    print(f"wrote {out}" + (f" and pushed to {args.repo_id}" if args.repo_id else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""A simulated data set on disk: train shards, a validation set and a test set (HDF5).
+
+:func:`write_dataset` writes ``train_000.h5``, ``train_001.h5``, … (``shard_size`` spectra each,
+seeds ``seed·1000 + k``), ``validation.h5`` and ``test.h5``; the validation and test sets use the
+fixed seeds of :mod:`training.engine.seeding` (independent of ``seed``), so every data set of the
+same prior and noise holds the same ones. Layout of each file: :mod:`specvit.io.hdf5`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from training.engine.seeding import TEST_SEED, VALIDATION_SEED, step_generator
+from training.engine.shards import ShardWriter
+from training.engine.simulate import Simulator
+
+__all__ = ["write_dataset", "write_set"]
+
+
+def write_set(path: Path, sim: Simulator, n: int, seed: int, batch: int, attrs: dict) -> None:
+    """Write ``n`` spectra drawn batch by batch with generators ``(seed, batch index)``."""
+    extra = ("rv",) if sim.prior.rv is not None else ()
+    with ShardWriter(
+        path, sim.wavelength, n_spectra=n, extra_fields=extra, attrs={**attrs, "seed": seed}
+    ) as writer:
+        for b, lo in enumerate(range(0, n, batch)):
+            writer.append(sim.sample(min(batch, n - lo), step_generator(seed, b)))
+
+
+def write_dataset(
+    out: str | Path,
+    sim: Simulator,
+    *,
+    n_train: int,
+    shard_size: int,
+    n_val: int = 1_000,
+    n_test: int = 10_000,
+    seed: int = 42,
+    batch: int = 4096,
+    overwrite: bool = False,
+) -> list[Path]:
+    """Write a data set of ``sim``'s spectra into the folder ``out``; return the files.
+
+    Raises
+    ------
+    FileExistsError
+        If a file to write exists and not ``overwrite`` (checked before anything is written).
+    """
+    out = Path(out)
+    noise = sim.noise
+    attrs = {
+        "description": "specvit data engine: Doppler Cannon emulator, R=5000 LSF, PFS ETC noise",
+        "prior": json.dumps(sim.prior.to_dict()),
+        "noise": f"{noise.description}; {noise.n_exposures} x 900 s",
+        "created_by": "python -m training make-dataset",
+    }
+    jobs = [(out / "validation.h5", n_val, VALIDATION_SEED), (out / "test.h5", n_test, TEST_SEED)]
+    for k, lo in enumerate(range(0, n_train, shard_size)):
+        jobs.append((out / f"train_{k:03d}.h5", min(shard_size, n_train - lo), seed * 1000 + k))
+    for path, _, _ in jobs:
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} exists (use --overwrite)")
+    out.mkdir(parents=True, exist_ok=True)
+    for path, n, set_seed in jobs:
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            write_set(path, sim, n, set_seed, batch, attrs)
+        print(f"{path}: {n} spectra in {time.perf_counter() - t0:.1f} s", flush=True)
+    return [path for path, _, _ in jobs]

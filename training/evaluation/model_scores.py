@@ -1,0 +1,167 @@
+"""A SpecViT model on an evaluation set: its predictions, their score, and the score as Markdown.
+
+:func:`predict_eval_set` runs the spectra of an evaluation-set file
+(:func:`training.evaluation.eval_sets. read_eval_set`) through :func:`specvit.predict`, the path
+users run; :func:`score_eval_set` scores them with :func:`training.evaluation.scoring.score` against
+the Bayes-optimal answers of the same stars; :func:`score_tables` writes one Markdown table per
+label (overall and per SNR bin: R², MAE, RMSE, bias, Bayes-optimal R², efficiency and σ coverage)
+and :func:`summary_table` one table of every label's efficiency and coverage per SNR bin. The design
+study, the report of ``training/evaluation/compare.py`` and the model card of
+``training/publish.py`` all go through here.
+
+As a script it scores training checkpoints (their raw or EMA weights) on an evaluation
+validation set and prints the efficiency per label, and per SNR bin for log g::
+
+    python training/evaluation/model_scores.py runs/default/checkpoints/step_*.pt --weights model
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+import specvit
+from specvit.labels import LABEL_NAMES
+from training.evaluation.scoring import score
+
+__all__ = [
+    "format_number",
+    "predict_eval_set",
+    "score_eval_set",
+    "score_tables",
+    "summary_table",
+]
+
+
+def predict_eval_set(
+    model: specvit.SpecViT, bench: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predicted means and σ of ``model`` for the spectra of an evaluation set.
+
+    Parameters
+    ----------
+    model : specvit.SpecViT
+        A model predicting some of the evaluation sets' labels (T_eff, log_g, M_H).
+    bench : dict
+        :func:`training.evaluation.eval_sets.read_eval_set` with the spectra.
+
+    Returns
+    -------
+    mean : numpy.ndarray
+        (N, P) predictions in physical units, columns in the model's label order.
+    sigma : numpy.ndarray or None
+        (N, P) predicted 1σ (with the model's σ calibration); None for a point head.
+
+    Raises
+    ------
+    ValueError
+        If the model predicts a label the evaluation set does not hold.
+    """
+    labels = model.config.label_names
+    unknown = sorted(set(labels) - set(LABEL_NAMES))
+    if unknown:
+        raise ValueError(f"the evaluation sets hold {LABEL_NAMES}, not {unknown}")
+    # labels only: the per-star physical context is not scored
+    table = specvit.predict(
+        bench["flux"], bench["error"], model=model.eval(), device="cpu", physics=False
+    )
+    mean = np.column_stack([np.asarray(table[n], dtype=np.float64) for n in labels])
+    if model.config.head != "gaussian":
+        return mean, None
+    return mean, np.column_stack([np.asarray(table[f"{n}_err"], dtype=np.float64) for n in labels])
+
+
+def score_eval_set(model: specvit.SpecViT, bench: dict[str, Any]) -> dict[str, Any]:
+    """:func:`training.evaluation.scoring.score` of ``model`` on an evaluation set, with the
+    posterior's means and σ of the same stars and labels."""
+    mean, sigma = predict_eval_set(model, bench)
+    cols = [LABEL_NAMES.index(n) for n in model.config.label_names]
+    return score(
+        bench["labels"][:, cols],
+        mean,
+        bench["snr"],
+        model.config.label_names,
+        sigma=sigma,
+        bayes_mean=bench["posterior_mean"][:, cols],
+        bayes_sigma=bench["posterior_std"][:, cols],
+    )
+
+
+def format_number(value: float | None, digits: int = 3) -> str:
+    """``value`` to ``digits`` decimals, ``–`` for None or NaN, never ``-0``."""
+    if value is None or value != value:  # None or NaN
+        return "–"
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0"
+
+
+#: Columns of :func:`score_tables`: (header, metric key, digits for T_eff, for the others).
+_COLUMNS = (
+    ("R²", "r2", 3, 3),
+    ("MAE", "mae", 0, 3),
+    ("RMSE", "rmse", 0, 3),
+    ("bias", "bias", 0, 3),
+    ("Bayes R²", "bayes_r2", 3, 3),
+    ("efficiency", "efficiency", 3, 3),
+    ("1σ cov.", "coverage_1sigma", 2, 2),
+    ("2σ cov.", "coverage_2sigma", 2, 2),
+    ("posterior 1σ cov.", "bayes_coverage_1sigma", 2, 2),
+    ("posterior 2σ cov.", "bayes_coverage_2sigma", 2, 2),
+)
+
+
+#: The coverage keys of :func:`summary_table`.
+_COVERAGE = ("coverage_1sigma", "coverage_2sigma")
+
+
+def score_tables(result: dict[str, Any]) -> str:
+    """One Markdown table per label of a :func:`training.evaluation.scoring.score` result.
+
+    Rows: all stars, then each SNR bin (empty bins left out); columns: N, R², MAE, RMSE, bias
+    (the label's unit), the Bayes-optimal R², the efficiency R² / Bayes-optimal R², and the
+    fraction of stars within 1σ and 2σ of the prediction and of the posterior mean.
+    """
+    groups = [("all", result["overall"])] + [(g["bin"], g) for g in result["snr"] if g["n"]]
+    out = []
+    for name in result["labels"]:
+        unit = result["units"][name]
+        head = ["S/N", "N"] + [
+            f"{h} ({unit})" if key in ("mae", "rmse", "bias") else h for h, key, _, _ in _COLUMNS
+        ]
+        lines = [f"**{name}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for label, group in groups:
+            m = group["metrics"][name]
+            cells = [
+                format_number(m.get(key), teff if name == "T_eff" else other)
+                for _, key, teff, other in _COLUMNS
+            ]
+            lines.append(f"| {label} | {group['n']} | " + " | ".join(cells) + " |")
+        out.append("\n".join(lines))
+    return "\n\n".join(out) + "\n"
+
+
+def summary_table(result: dict[str, Any]) -> str:
+    """One Markdown table of every label's efficiency and σ coverage per SNR bin.
+
+    Columns: all stars, then each non-empty SNR bin of a :func:`training.evaluation.scoring.score`
+    result; rows: each label's efficiency (R² / Bayes-optimal R²), then each label's 1σ / 2σ
+    coverage (left out for a point head, which predicts no σ).
+    """
+    groups = [result["overall"]] + [g for g in result["snr"] if g["n"]]
+    lines = [
+        "| | all | " + " | ".join(g["bin"] for g in groups[1:]) + " |",
+        "|---" * (len(groups) + 1) + "|",
+    ]
+    for name in result["labels"]:
+        cells = [format_number(g["metrics"][name].get("efficiency"), 3) for g in groups]
+        lines.append(f"| {name} efficiency | " + " | ".join(cells) + " |")
+    for name in result["labels"]:
+        if result["overall"]["metrics"][name].get(_COVERAGE[0]) is None:
+            continue
+        cells = [
+            " / ".join(format_number(g["metrics"][name].get(k), 2) for k in _COVERAGE)
+            for g in groups
+        ]
+        lines.append(f"| {name} 1σ / 2σ coverage | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
