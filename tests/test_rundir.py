@@ -43,3 +43,21 @@ def test_checkpoints_are_found_in_the_checkpoint_folder(tmp_path):
         save_checkpoint({"step": step}, run.checkpoint_dir, step, keep=5)
     assert run.latest_checkpoint().name == "step_00000012.pt"
     assert [p.name for p in run.checkpoints()] == ["step_00000003.pt", "step_00000012.pt"]
+
+
+def test_the_learning_curve_shows_a_record_of_the_older_metrics_layout_as_dashes(tmp_path):
+    from training.evaluation.learning_curve import curve_table
+
+    run = RunDir(tmp_path)
+    run.write_config({"train": {"epochs": 2, "batch_size": 10}})
+    old = {"all": {"log_g": {"r2": 0.1}}}  # the layout before the scorer's
+    new = {
+        "labels": ["log_g"],
+        "overall": {"metrics": {"log_g": {"r2": 0.5}}},
+        "snr": [{"bin": "[2, 3)", "n": 4, "metrics": {"log_g": {"r2": 0.25}}}],
+    }
+    run.append({"kind": "val", "step": 5, "epoch": 1.0, "cpu_seconds": 60, "metrics": old})
+    run.append({"kind": "val", "step": 10, "epoch": 2.0, "cpu_seconds": 120, "metrics": new})
+    rows = curve_table(tmp_path).splitlines()
+    assert rows[2] == "| 5 | 0.00 M | 1 | – | – |"
+    assert rows[3] == "| 10 | 0.00 M | 2 | 0.500 | 0.25 |"

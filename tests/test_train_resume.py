@@ -77,6 +77,35 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, etc_dir):
     assert json.dumps(a["val_metrics"]) == json.dumps(b["val_metrics"])  # NaN-aware
 
 
+def test_a_checkpoint_written_before_the_layout_change_resumes_bit_exactly(tmp_path, etc_dir):
+    """The layout change renamed one run-config key (``data.benchmark_val`` → ``data.val_set``);
+    a checkpoint holds plain tensors and dicts (no class paths), so that key is all that tells
+    an older checkpoint apart. Written under the old name, it resumes to the same bits."""
+    from training.cli.train import main
+
+    steps = 8
+    small = [f"data.n_train={steps * 16}", f"train.checkpoint_every={steps // 2}"]
+    assert main([*_args(tmp_path / "straight", etc_dir), *small]) == 0
+    old = tmp_path / "old"
+    assert main([*_args(old, etc_dir), *small, f"train.max_steps={steps // 2}"]) == 0
+    half = latest_checkpoint(old / "checkpoints")
+    state = load_checkpoint(half)
+    data = state["run_config"]["data"]
+    data["benchmark_val"] = data.pop("val_set")  # as the code before the change wrote it
+    torch.save(state, half)
+    assert "val_set" not in load_checkpoint(half)["run_config"]["data"]
+    assert main(["--resume", str(old), "train.max_steps=0"]) == 0
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints")
+    b = load_checkpoint(old / "checkpoints")
+    assert a["step"] == b["step"] == steps
+    for part in ("model", "ema"):
+        for key, value in a[part].items():
+            assert torch.equal(value, b[part][key]), f"{part}.{key} differs"
+    for idx, moments in a["optimizer"]["state"].items():
+        assert torch.equal(moments["exp_avg_sq"], b["optimizer"]["state"][idx]["exp_avg_sq"])
+    assert b["run_config"]["data"]["val_set"] is None  # read under its new name
+
+
 def test_resume_refuses_a_changed_recipe(tmp_path, etc_dir):
     from training.cli.train import main
 

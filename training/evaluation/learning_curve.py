@@ -3,7 +3,9 @@
 One row per validation in the run's ``metrics.jsonl``: the step, the spectra seen, the CPU
 minutes, each label's efficiency (R² / Bayes-optimal R², when the run validates on an evaluation
 set; else its R²) and log g's per SNR bin. A validation logged twice (a run resumed from an
-earlier checkpoint repeats the steps after it) counts once, the later record.
+earlier checkpoint repeats the steps after it) counts once, the later record. A record in the
+metrics layout from before the scorer's (the first validations of the early design-study runs)
+shows "–" in every metric.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ def curve_table(run_dir: str | Path) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for record in records:
         metrics = record["metrics"]
-        overall = metrics["overall"]["metrics"]
+        # a record of the metrics layout before the scorer's (no "overall"): "–" throughout
+        overall = metrics.get("overall", {}).get("metrics", {})
         cpu = record.get("cpu_seconds")
         cells = [
             str(record["step"]),
@@ -49,7 +52,7 @@ def curve_table(run_dir: str | Path) -> str:
             *(format_number(overall.get(n, {}).get(key)) for n in labels),
         ]
         if "log_g" in labels:
-            groups = {g["bin"]: g["metrics"].get("log_g", {}) for g in metrics["snr"]}
+            groups = {g["bin"]: g["metrics"].get("log_g", {}) for g in metrics.get("snr", [])}
             cells += [format_number(groups.get(b, {}).get(key), 2) for b in bins]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
