@@ -47,7 +47,7 @@ from training.evaluation.model_scores import (
 )
 from training.evaluation.scoring import strict_json
 from training.trainer.checkpoint import load_checkpoint
-from training.trainer.config import RunConfig
+from training.trainer.config import RunConfig, rename_keys
 
 __all__ = [
     "TRAINING_ARGS_NAME",
@@ -230,7 +230,9 @@ def _input_section(config: SpecViTConfig, record: dict[str, Any]) -> str:
     domain = config.domain
     if domain is not None:
         box = ", ".join(
-            f"{n} {lo:g}…{hi:g} {LABEL_UNITS[n]}" for n, (lo, hi) in domain.labels.items()
+            f"{n} {domain.labels[n][0]:g}…{domain.labels[n][1]:g} {LABEL_UNITS[n]}"
+            for n in LABEL_NAMES
+            if n in domain.labels
         )
         lines.append(f"* Labels trained on: {box}.")
         if domain.mag is not None:
@@ -248,7 +250,7 @@ def _calibration_section(record: dict[str, Any]) -> str:
     cal = record.get("calibration")
     if not cal:
         return ""
-    names = list(cal["sigma_snr_factors"])
+    names = [n for n in LABEL_NAMES if n in cal["sigma_snr_factors"]]
     rows = [
         f"| {snr:.1f} | "
         + " | ".join(f"{cal['sigma_snr_factors'][n][k]:.3f}" for n in names)
@@ -256,8 +258,8 @@ def _calibration_section(record: dict[str, Any]) -> str:
         for k, snr in enumerate(cal["sigma_snr_knots"])
     ]
     raw = ", ".join(
-        f"{n} {v:.2f} / {cal['raw_coverage_2sigma'][n]:.2f}"
-        for n, v in cal["raw_coverage_1sigma"].items()
+        f"{n} {cal['raw_coverage_1sigma'][n]:.2f} / {cal['raw_coverage_2sigma'][n]:.2f}"
+        for n in names
     )
     table = "\n".join([f"| S/N | {' | '.join(names)} |", "|---" * (len(names) + 1) + "|", *rows])
     return f"""
@@ -284,7 +286,7 @@ def scores_section(record: dict[str, Any]) -> str:
             f"{s['mag'][1]:g}, {s['n_exposures']} × 900 s, PFS ETC noise, default label prior; "
             f"S/N {entry['snr_range'][0]:.1f}–{entry['snr_range'][1]:.1f} (1st–99th "
             "percentile). Bayes R²: the R² of the posterior means of the same stars "
-            "(`training/evaluation/eval_sets.py`); efficiency = R² / Bayes R².\n\n"
+            "(`training.evaluation.eval_sets`); efficiency = R² / Bayes R².\n\n"
             + summary_table(entry["score"])
             + "\n"
             + score_tables(entry["score"])
@@ -392,8 +394,9 @@ def _load_source(source: str | Path, weights: str) -> tuple[SpecViT, dict[str, A
     folder = Path(source)
     if (folder / TRAINING_ARGS_NAME).is_file():  # a published folder: its weights, its record
         record = json.loads((folder / TRAINING_ARGS_NAME).read_text(encoding="utf-8"))
-        record.pop("test_sets", None)  # scored again below
-        record["run_config"] = RunConfig.from_dict(record["run_config"]).to_dict()
+        for key in ("test_sets", "benchmarks"):  # scored again below ("benchmarks": the old name)
+            record.pop(key, None)
+        record["run_config"] = rename_keys(record["run_config"])
         return specvit.load(folder), record
     state = load_checkpoint(folder)
     model = SpecViT(SpecViTConfig.from_dict(state["model_config"]))

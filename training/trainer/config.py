@@ -25,6 +25,7 @@ from training.trainer.losses import GAUSSIAN_LOSSES, MEAN_TARGET_LOSSES
 
 __all__ = [
     "CONFIGS_DIR",
+    "RENAMED_KEYS",
     "ConfigError",
     "DataConfig",
     "ModelConfig",
@@ -33,10 +34,10 @@ __all__ = [
     "TrainConfig",
     "apply_overrides",
     "load_config",
+    "rename_keys",
 ]
 
-#: Folder of the named recipes (``paper.yaml``, ``tiny.yaml``).
-#: The named training configs (``--config default``).
+#: The folder of the named training configs (``--config default``: ``default.yaml``).
 CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
@@ -94,10 +95,11 @@ class DataConfig:
     num_workers : int
         ``DataLoader`` worker processes building batches (0 = in the training process).
     val_set : str or None
-        A evaluation-set validation file (``training/evaluation/eval_sets.py``): the trainer then
-        validates on its spectra as stored (instead of the source's validation set; ``n_val`` and
-        the validation noise are not used) and logs, beside the metrics, the Bayes-optimal R² and
-        the efficiency per SNR bin of :func:`training.evaluation.scoring.score`.
+        A validation file of the evaluation sets (:mod:`training.evaluation.eval_sets`): the
+        trainer then validates on its spectra as stored (instead of the source's validation set;
+        ``n_val`` and the validation noise are not used) and logs, beside the metrics, the
+        Bayes-optimal R² and the efficiency per SNR bin of
+        :func:`training.evaluation.scoring.score`.
     teacher_grid : list of int or None
         Cells per label (T_eff, log g, [M/H]) of a :class:`training.trainer.teacher.GridTeacher`:
         the means then regress on the grid posterior mean of each training spectrum (the true label
@@ -357,15 +359,21 @@ class RunConfig:
         A key renamed since (:data:`RENAMED_KEYS`) is read under its new name, so that a
         checkpoint written before the rename still resumes.
         """
-        return _build(cls, _rename_keys(data), "")
+        return _build(cls, rename_keys(data), "")
 
 
 #: Config keys renamed since checkpoints were first written: old dotted path → new.
 RENAMED_KEYS = {"data.benchmark_val": "data.val_set"}
 
 
-def _rename_keys(data: Any) -> Any:
-    """A copy of ``data`` with the keys of :data:`RENAMED_KEYS` under their new names."""
+def rename_keys(data: Any) -> Any:
+    """A copy of the run-config dict ``data`` with the keys of :data:`RENAMED_KEYS` renamed.
+
+    Raises
+    ------
+    ConfigError
+        If ``data`` holds a key under both names, with different values.
+    """
     if not isinstance(data, dict):
         return data
     data = copy.deepcopy(data)
