@@ -28,6 +28,30 @@ def etc_dir(shared_dir: Path) -> Path:
     return shared_dir / "data" / "pfs_etc"
 
 
+@pytest.fixture(scope="session")
+def tiny_eval_settings():
+    """Evaluation-set settings of ``n`` stars with a miniature posterior (coarse grid, few
+    samples): seconds, not minutes."""
+    from training.evaluation.eval_sets import EvalSetSettings
+
+    def settings(n: int, split: str = "validation") -> EvalSetSettings:
+        return EvalSetSettings(split, n, grid=(6, 6, 5), n_samples=16, n_rounds=2)
+
+    return settings
+
+
+@pytest.fixture(scope="session")
+def tiny_eval_set(tmp_path_factory, etc_dir, tiny_eval_settings):
+    """Write an evaluation set of :func:`tiny_eval_settings` ``(n)``; returns its path."""
+    from training.evaluation.eval_sets import generate
+
+    def write(n: int) -> Path:
+        path = tmp_path_factory.mktemp("eval_set") / f"validation-{n}.h5"
+        return generate(tiny_eval_settings(n), path, etc_dir, log=lambda _: 0)
+
+    return write
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_torch():
     """Seed torch for every test and keep thread counts small on shared CI machines."""

@@ -21,15 +21,10 @@ from training.evaluation.eval_sets import (
 )
 from training.evaluation.scoring import SNR_BIN_EDGES
 
-#: A miniature posterior (coarse grid, few samples): seconds, not minutes.
-TINY = dict(grid=(6, 6, 5), n_samples=16, n_rounds=2)
-
 
 @pytest.fixture(scope="module")
-def tiny_set(tmp_path_factory, etc_dir):
-    settings = EvalSetSettings("validation", 24, **TINY)
-    path = generate(settings, tmp_path_factory.mktemp("bench") / "a.h5", etc_dir, log=lambda _: 0)
-    return settings, path
+def tiny_set(tiny_eval_set, tiny_eval_settings):
+    return tiny_eval_settings(24), tiny_eval_set(24)
 
 
 def test_regeneration_is_bit_exact(tiny_set, tmp_path, etc_dir):
@@ -68,7 +63,7 @@ def test_spectra_are_make_datasets_validation_spectra(tiny_set, tmp_path, etc_di
     np.testing.assert_array_equal(ours["labels"], theirs["labels"])
 
 
-def test_cache_is_keyed_by_every_setting(tmp_path, etc_dir):
+def test_cache_is_keyed_by_every_setting(tmp_path, etc_dir, tiny_eval_settings):
     base = EvalSetSettings("test", 10_000)
     assert eval_set_path(base, etc_dir, tmp_path).name.startswith("test-i20.5-22.5-")
     others = [
@@ -80,7 +75,7 @@ def test_cache_is_keyed_by_every_setting(tmp_path, etc_dir):
     ]
     names = {eval_set_path(s, etc_dir, tmp_path).name for s in [base, *others]}
     assert len(names) == 6
-    small = EvalSetSettings("validation", 4, **TINY)
+    small = tiny_eval_settings(4)
     path = ensure(small, etc_dir, tmp_path, log=lambda _: 0)
     stamp = path.stat().st_mtime_ns
     logged = []

@@ -8,7 +8,7 @@ import torch
 
 import specvit
 from training.evaluation.calibration import ONE_SIGMA
-from training.evaluation.eval_sets import EvalSetSettings, generate, read_eval_set
+from training.evaluation.eval_sets import read_eval_set
 from training.evaluation.model_scores import (
     format_number,
     predict_eval_set,
@@ -18,14 +18,10 @@ from training.evaluation.model_scores import (
 )
 from training.publish import calibrate, scores_section
 
-#: A miniature posterior (coarse grid, few samples): seconds, not minutes.
-TINY = dict(grid=(6, 6, 5), n_samples=16, n_rounds=2)
-
 
 @pytest.fixture(scope="module")
-def bench(tmp_path_factory, etc_dir):
-    path = tmp_path_factory.mktemp("bench") / "v.h5"
-    generate(EvalSetSettings("validation", 60, **TINY), path, etc_dir, log=lambda _: 0)
+def bench(tiny_eval_set):
+    path = tiny_eval_set(60)
     # 60 stars make 2 S/N bins of 30 for the calibration's table
     return {**read_eval_set(path), "name": "v.h5"}
 

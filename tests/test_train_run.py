@@ -99,6 +99,11 @@ def test_publish_scores_on_test_sets_into_card_and_report(tiny_run, tmp_path, et
     assert "efficiency" in scored["score"]["overall"]["metrics"]["log_g"]
     page = report.read_text()
     assert "### Test set `t.h5`" in page and f"step {record['step']}" in page
+    # the published folder, scored again: the same weights, record and tables
+    again = publish(folder, tmp_path / "again", test_sets=[test_set], report=tmp_path / "again.md")
+    for name in ("model.safetensors", "config.json", "training_args.json", "README.md"):
+        assert (again / name).read_bytes() == (folder / name).read_bytes(), name
+    assert (tmp_path / "again.md").read_text().split("\n")[8:] == page.split("\n")[8:]
 
 
 def test_model_scores_script_scores_checkpoints_on_an_eval_set(tiny_run, tmp_path, etc_dir, capsys):

@@ -73,6 +73,11 @@ class RunDir:
             handle.write(json.dumps(strict_json(record)) + "\n")
 
     # ------------------------------------------------------------------ reading
+    def _read(self, path: Path) -> str:
+        if not path.is_file():
+            raise FileNotFoundError(f"no {path.name} in {self.path}")
+        return path.read_text(encoding="utf-8")
+
     def config(self) -> dict[str, Any]:
         """The run config as written (a nested dict).
 
@@ -81,9 +86,7 @@ class RunDir:
         FileNotFoundError
             Without ``config.yaml``.
         """
-        if not self.config_path.is_file():
-            raise FileNotFoundError(f"no {self.CONFIG} in {self.path}")
-        return yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
+        return yaml.safe_load(self._read(self.config_path))
 
     def records(self) -> list[dict[str, Any]]:
         """Every record of ``metrics.jsonl``, in order.
@@ -95,9 +98,7 @@ class RunDir:
         FileNotFoundError
             Without ``metrics.jsonl``.
         """
-        if not self.metrics_path.is_file():
-            raise FileNotFoundError(f"no {self.METRICS} in {self.path}")
-        text = self.metrics_path.read_text(encoding="utf-8")
+        text = self._read(self.metrics_path)
         lines = text.splitlines()
         if lines and not text.endswith("\n"):
             lines.pop()
