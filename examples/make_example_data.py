@@ -27,7 +27,7 @@ import torch
 from astropy.io import fits
 from astropy.table import Table
 
-from specvit.instrument import PFSNoiseModel
+from specvit.instrument import DEFAULT_N_EXPOSURES, PFSNoiseModel
 from training.engine.seeding import step_generator
 from training.engine.simulate import Prior, Simulator
 from training.paths import DEFAULT_ETC_DIR, REPO_ROOT
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--etc-dir", type=Path, default=DEFAULT_ETC_DIR)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
-    noise = PFSNoiseModel.from_etc(args.etc_dir, n_exposures=12)
+    noise = PFSNoiseModel.from_etc(args.etc_dir, n_exposures=DEFAULT_N_EXPOSURES)
     sim = Simulator(noise=noise, prior=Prior(mag=tuple(args.mag)))
     with torch.no_grad():
         draw = sim.sample(args.n, step_generator(SEED, 0))

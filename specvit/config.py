@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from specvit.instrument.grid import PFS_MR
+from specvit.instrument.grid import PFS_MR, WavelengthGrid
 
 __all__ = ["ModelDomain", "SpecViTConfig"]
 
@@ -113,7 +113,9 @@ class SpecViTConfig:
     wave_start, wave_stop : float
         Centre wavelengths (Å) of the first and last pixel of the linear grid the model expects.
     wave_medium : {"vacuum", "air"}
-        Medium of ``wave_start`` / ``wave_stop``.
+        Medium of ``wave_start`` / ``wave_stop``. These four fields are the
+        :class:`~specvit.instrument.WavelengthGrid` :attr:`wavelength_grid` (stored flat, as
+        ``config.json`` always has); read the grid through it.
     label_names : tuple of str
         Predicted labels, in output order (e.g. ``("log_g",)`` or ``("T_eff", "log_g", "M_H")``).
     label_shift, label_scale : tuple of float
@@ -164,7 +166,7 @@ class SpecViTConfig:
     input_length: int = PFS_MR.num
     wave_start: float = PFS_MR.start
     wave_stop: float = PFS_MR.stop
-    wave_medium: Literal["vacuum", "air"] = "vacuum"
+    wave_medium: Literal["vacuum", "air"] = PFS_MR.medium
     label_names: tuple[str, ...] = ("log_g",)
     label_shift: tuple[float, ...] = (0.0,)
     label_scale: tuple[float, ...] = (1.0,)
@@ -297,6 +299,12 @@ class SpecViTConfig:
                 raise ValueError(f"SpecViTConfig.domain.labels has no prior box for {missing}")
 
     # ------------------------------------------------------------------ derived
+    @property
+    def wavelength_grid(self) -> WavelengthGrid:
+        """The linear grid the model expects: ``wave_start``–``wave_stop`` (Å) in
+        ``input_length`` pixels, in ``wave_medium``."""
+        return WavelengthGrid(self.wave_start, self.wave_stop, self.input_length, self.wave_medium)
+
     @property
     def num_labels(self) -> int:
         """Number of predicted labels."""

@@ -2,7 +2,13 @@
 
 This is the one place where a spectrum becomes model input; training and
 :func:`specvit.predict` both call :func:`model_input`, so a model sees at inference exactly what
-it saw in training.
+it saw in training. It is also the home of the S/N of a spectrum, in two definitions, each its
+own function: :func:`median_snr`, the *observed* S/N (a noisy spectrum's flux over its σ: the
+``snr`` that the data engine, the evaluation sets and :func:`specvit.predict` store), and
+:func:`expected_snr`, the *expected* S/N (noiseless flux over the noise model's σ: the ``snr``
+of :func:`specvit.bounds.crlb_ceilings` and its tables). The third S/N in specvit, per pixel of a
+flat-spectrum source (the exposure-time calculator's), is
+:meth:`specvit.instrument.PFSNoiseModel.snr_flat`.
 
 Every step is row by row, and on the CPU numpy does it on views of the tensors: its
 comparisons, ``where`` and partial sort are 5–20× faster than torch's CPU kernels on these
@@ -25,7 +31,7 @@ import torch
 
 from specvit.config import SpecViTConfig
 
-__all__ = ["median_snr", "model_input", "valid_pixels"]
+__all__ = ["expected_snr", "masked_median", "median_snr", "model_input", "valid_pixels"]
 
 #: Fewest rows a thread takes (a median over 4096 pixels costs ≈ 25 µs per row).
 _ROWS_PER_THREAD = 32
@@ -98,8 +104,25 @@ def _median_rows(values: Any, valid: Any, out: Any) -> None:
         out[:] = np.where(n > 0, middle, np.nan)
 
 
-def _masked_median(values: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
-    """Lower median over the last axis of the ``valid`` entries (see :func:`_median_rows`)."""
+def masked_median(values: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """Lower median over the last axis of the ``valid`` entries: the median of specvit.
+
+    The same element ``torch.nanmedian`` picks (for an even count, the lower of the two middle
+    values), computed as :func:`model_input` normalises and :func:`median_snr` medians.
+
+    Parameters
+    ----------
+    values : torch.Tensor
+        ``(..., L)`` values; entries that are not ``valid`` may be anything, valid ones must not
+        be NaN.
+    valid : torch.Tensor or None
+        ``(..., L)`` boolean mask of the entries to take the median of (None: all).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(...,)`` the medians, NaN where a row has no valid entry.
+    """
     out = values.new_full(values.shape[:-1], torch.nan)
     length = values.shape[-1]
     if length and out.numel():
@@ -135,7 +158,13 @@ def _valid(flux: Any, error: Any) -> Any:
 def median_snr(
     flux: torch.Tensor, error: torch.Tensor, valid: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """SNR of each spectrum: the median over valid pixels of flux/σ (the paper's definition).
+    """The observed S/N of each spectrum: the median over valid pixels of flux/σ.
+
+    The paper's definition, applied to a spectrum as observed: its noisy flux and its σ (given,
+    or estimated from the noisy flux as the data engine does). This is the ``snr`` stored by the
+    data engine's shards (:mod:`specvit.io.hdf5`), the evaluation sets and the
+    :func:`specvit.predict` table, and the S/N of the SNR bins and of the σ calibration. For a
+    noiseless spectrum and the noise model's σ use :func:`expected_snr`.
 
     Parameters
     ----------
@@ -158,6 +187,31 @@ def median_snr(
         rows = (_rows(t, length) for t in (flux, error, valid))
         _run(_snr_rows, *rows, out.view(-1))
     return out
+
+
+def expected_snr(flux: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """The expected S/N of each spectrum: the median over pixels of noiseless flux / expected σ.
+
+    No noise is drawn: ``flux`` is the model (emulator) spectrum and ``sigma`` the σ the noise
+    model expects at it (or a given error spectrum), so this is the S/N a star *would* be
+    observed at, free of the scatter of one noise draw. It is the ``snr`` of
+    :func:`specvit.bounds.crlb_ceilings` (:attr:`specvit.bounds.Ceilings.snr`), of the bounds
+    tables (:func:`specvit.bounds.magnitude_for_snr`) and of noiseless shards. Pixels with
+    non-finite σ or σ ≤ 0 (masked) are left out, as in :func:`median_snr`.
+
+    Parameters
+    ----------
+    flux : torch.Tensor
+        (..., L) noiseless flux.
+    sigma : torch.Tensor
+        (..., L) expected 1σ in the unit of ``flux``.
+
+    Returns
+    -------
+    torch.Tensor
+        (...,) the lower median for an even number of pixels; NaN for a spectrum without any.
+    """
+    return median_snr(flux, sigma)
 
 
 def _snr_rows(flux: Any, error: Any, valid: Any, out: Any) -> None:

@@ -52,3 +52,54 @@ def test_no_module_imports_the_package_top():
     modules = [p for p in root.rglob("*.py") if p != root / "__init__.py"]
     assert len(modules) > 40
     assert [str(p.relative_to(root)) for p in modules if _imports_the_top(p)] == []
+
+
+def _private_imports(path: Path) -> list[str]:
+    """``module.name`` of every private name ``path`` imports from specvit or training."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in (
+            "specvit",
+            "training",
+        ):
+            found += [
+                f"{node.module}.{a.name}"
+                for a in node.names
+                if a.name.startswith("_") and not a.name.startswith("__")
+            ]
+    return found
+
+
+def test_no_module_imports_a_private_name_of_another():
+    """A helper used across modules is public (named, documented, in its module's __all__)."""
+    root = Path(specvit.__file__).parents[1]
+    modules = [*(root / "specvit").rglob("*.py"), *(root / "training").rglob("*.py")]
+    found = {str(p.relative_to(root)): _private_imports(p) for p in modules}
+    assert {k: v for k, v in found.items() if v} == {}
+
+
+def test_predict_defaults_have_one_home():
+    """Predictor, predict and specvit-predict read their defaults from the same constants."""
+    from specvit.inference import predictor as home
+    from specvit.inference import validate
+    from specvit.inference.cli import main
+
+    defaults = {
+        "device": home.DEFAULT_DEVICE,
+        "batch_size": home.DEFAULT_BATCH_SIZE,
+        "precision": home.DEFAULT_PRECISION,
+        "min_valid": home.DEFAULT_MIN_VALID,
+        "physics": home.DEFAULT_PHYSICS,
+        "medium": validate.DEFAULT_MEDIUM,
+        "uncertainty": validate.DEFAULT_UNCERTAINTY,
+    }
+    for function in (home.Predictor.__init__, home.Predictor.predict, home.predict):
+        params = inspect.signature(function).parameters
+        got = {k: params[k].default for k in defaults if k in params}
+        assert got == {k: defaults[k] for k in got}, function
+    for name in ("medium", "uncertainty"):
+        assert inspect.signature(validate.as_spectra).parameters[name].default == defaults[name]
+    options = {p.name: p.default for p in main.params}
+    assert {k: options[k] for k in ("device", "batch_size", "physics")} == {
+        k: defaults[k] for k in ("device", "batch_size", "physics")
+    }

@@ -149,3 +149,19 @@ def test_bad_index_and_shapes():
         marginal_crlb(fisher, 3)
     with pytest.raises(ValueError, match=r"shape \(\.\.\., P, P\)"):
         marginal_crlb(torch.ones(2, 3), 0)
+
+
+def test_equilibrate_gives_unit_diagonal_and_undoes_exactly():
+    """The public scaling the CRLB, van Trees and the posterior's regression share."""
+    from specvit.bounds.fisher import equilibrate
+
+    g = torch.Generator().manual_seed(3)
+    root = torch.randn(4, 6, 3, generator=g, dtype=torch.float64)
+    units = torch.tensor([1e3, 1.0, 1e-2], dtype=torch.float64)  # K, dex, ... span decades
+    fisher = (root * units).mT @ (root * units)
+    scaled, d = equilibrate(fisher)
+    torch.testing.assert_close(scaled.diagonal(dim1=-2, dim2=-1), torch.ones(4, 3).double())
+    torch.testing.assert_close(d, fisher.diagonal(dim1=-2, dim2=-1).sqrt())
+    torch.testing.assert_close(scaled * d.unsqueeze(-1) * d.unsqueeze(-2), fisher)
+    with pytest.raises(ValueError, match=r"\(\.\.\., P, P\)"):
+        equilibrate(torch.ones(3, 2))

@@ -104,3 +104,56 @@ def test_domain_round_trip_and_strict_keys(tmp_path):
 def test_invalid_domains_fail_clearly(domain, message):
     with pytest.raises(ValueError, match=message):
         SpecViTConfig(domain=domain)
+
+
+def test_the_grid_is_one_wavelength_grid():
+    """The four flat fields are one WavelengthGrid; the model's wavelengths, its patch centres
+    and the emulator check all read it, and grids compare through WavelengthGrid.matches."""
+    import numpy as np
+
+    from specvit import create_model
+    from specvit.inference.physics import emulator_mismatch
+    from specvit.instrument import GRID_ATOL, PFS_MR, WavelengthGrid
+
+    assert SpecViTConfig().wavelength_grid == PFS_MR
+    grid = WavelengthGrid(7500.0, 7500.0 + 1023 * 0.4272, 1024, "air")
+    config = SpecViTConfig(
+        input_length=grid.num, wave_start=grid.start, wave_stop=grid.stop, wave_medium="air"
+    )
+    assert config.wavelength_grid == grid
+    fields = {k: v for k, v in config.to_dict().items() if k.startswith(("wave_", "input_len"))}
+    model = create_model("specvit_tiny", pos_embed="wavelength", **fields)
+    np.testing.assert_array_equal(model.wavelength, grid.wavelength())
+    c = model.config
+    first = np.arange(2) * c.patch_stride  # the first pixel of the first two patches
+    centres = grid.wavelength()[first] + 0.5 * (c.patch_size - 1) * grid.step
+    np.testing.assert_allclose(model._patch_positions().numpy()[:2], centres, rtol=1e-12)
+    # the emulator's grid, to GRID_ATOL, in the same medium and number of pixels
+    labels = {"label_names": ("T_eff", "log_g", "M_H"), "label_shift": (0, 0, 0)}
+    close = SpecViTConfig(**labels, label_scale=(1, 1, 1), wave_stop=PFS_MR.stop + 0.5 * GRID_ATOL)
+    assert close.wavelength_grid.matches(PFS_MR) and emulator_mismatch(close) is None
+    for change in (
+        {"wave_start": PFS_MR.start - 2 * GRID_ATOL},
+        {"wave_stop": PFS_MR.stop + 2 * GRID_ATOL},
+        {"wave_medium": "air"},
+        {"input_length": PFS_MR.num - 1},
+    ):
+        other = close.replace(**change)
+        assert not other.wavelength_grid.matches(PFS_MR), change
+        assert "is not the emulator's PFS MR grid" in emulator_mismatch(other), change
+
+
+def test_published_config_field_names_are_unchanged():
+    """config.json keeps the flat grid fields (published weights and configs must load)."""
+    from pathlib import Path
+
+    legacy = Path(__file__).parent / "data" / "legacy_config_0.1.0.dev0.json"
+    data = json.loads(legacy.read_text())
+    config = SpecViTConfig.from_dict(data)
+    assert {"input_length", "wave_start", "wave_stop", "wave_medium"} <= set(data)
+    assert config.wavelength_grid.num == data["input_length"]
+    assert (config.wavelength_grid.start, config.wavelength_grid.stop) == (
+        data["wave_start"],
+        data["wave_stop"],
+    )
+    assert {"input_length", "wave_start", "wave_stop", "wave_medium"} <= set(config.to_dict())

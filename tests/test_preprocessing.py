@@ -179,3 +179,43 @@ def test_the_row_threads_work_in_a_forked_child():
             assert pool.map_async(_child_median, [0]).get(timeout=60) == [[1.0] * 64]
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.filterwarnings("ignore:PFSNoiseModel.default")
+def test_each_snr_definition_is_its_own_function_and_says_where_it_is_stored():
+    """expected_snr: noiseless flux over the noise model's σ, what crlb_ceilings reports;
+    median_snr: a noisy observation over its estimated σ, what predict's ``snr`` column holds
+    (and says, in its description)."""
+    from specvit.bounds import crlb_ceilings
+    from specvit.emulator import Emulator
+    from specvit.instrument import PFSNoiseModel
+    from specvit.preprocessing import expected_snr
+
+    noise, emulator = PFSNoiseModel.default(), Emulator.load()
+    labels = torch.tensor([[4200.0, 2.0, 0.0], [5600.0, 4.5, -1.5], [3900.0, 1.5, -2.0]])
+    clean = noise.scale_to_magnitude(emulator(labels), 21.5)
+    sigma = noise.expected_sigma(clean)
+    expected = expected_snr(clean, sigma)
+    assert torch.equal(expected, (clean / sigma).median(dim=-1).values)
+    ceilings = crlb_ceilings(labels, mag=21.5, emulator=emulator, noise_model=noise)
+    torch.testing.assert_close(ceilings.snr, expected.double(), rtol=1e-6, atol=0)
+
+    noisy, estimated = noise.observe(clean, torch.Generator().manual_seed(0))
+    observed = median_snr(noisy, estimated)
+    assert torch.equal(observed, (noisy / estimated).median(dim=-1).values)
+    assert not torch.allclose(observed, expected, rtol=1e-3)  # one noise draw's scatter
+    table = specvit.predict(noisy.numpy(), estimated.numpy(), physics=False, device="cpu")
+    np.testing.assert_array_equal(np.asarray(table["snr"]), observed.numpy())
+    assert "median_snr" in table["snr"].description
+
+
+def test_masked_median_is_torch_nanmedian_over_the_valid_entries():
+    from specvit.preprocessing import masked_median
+
+    values = torch.rand(70, 300, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    valid = torch.rand(70, 300, generator=torch.Generator().manual_seed(7)) > 0.3
+    valid[0] = False
+    reference = torch.nanmedian(torch.where(valid, values, torch.nan), dim=-1).values
+    got = masked_median(values, valid)
+    assert torch.isnan(got[0]) and torch.equal(got[1:], reference[1:])
+    assert torch.equal(masked_median(values, None), values.median(dim=-1).values)

@@ -1,4 +1,4 @@
-"""``training/publish.py --repo-id``: push to the loopback Hub, then download the pushed revision.
+"""``python -m training publish --repo-id``: push to the loopback Hub, then download the push.
 
 Everything goes through the real huggingface_hub client (create_repo, preupload, Git LFS batch,
 upload, verify, commit; then hf_hub_download), in subprocesses so that ``HF_ENDPOINT`` applies
@@ -56,7 +56,7 @@ def test_push_then_download_the_returned_revision(tmp_path):
     out = tmp_path / "model"
     with HubRepoServer(REPO) as hub:
         env = _env(hub, tmp_path / "cache")
-        cmd = [sys.executable, str(ROOT / "training" / "publish.py"), str(ckpt), str(out)]
+        cmd = [sys.executable, "-m", "training", "publish", str(ckpt), str(out)]
         done = subprocess.run(
             [*cmd, "--repo-id", REPO], env=env, capture_output=True, text=True, timeout=120
         )

@@ -161,3 +161,31 @@ def test_simulator_checks(etc_dir) -> None:
     em64 = Emulator.load(dtype=torch.float64)
     sim64 = Simulator(emulator=em64, noise=PFSNoiseModel.from_etc(etc_dir))
     assert sim64.sample(2, torch.Generator().manual_seed(0))["flux"].dtype == torch.float64
+
+
+@pytest.mark.filterwarnings("ignore:PFSNoiseModel.default")
+def test_engine_constants_are_named_once(tmp_path, monkeypatch) -> None:
+    """12 exposures, HSC-i 20.5–22.5, |rv| ≤ 1000 km/s and the 4096-spectrum draw block: every
+    default that uses one reads its one named constant."""
+    import training.cli.make_dataset as make_dataset
+    from specvit.bounds.cli import main as bounds_cli
+    from specvit.inference.physics import RV_SEARCH_KMS
+    from specvit.instrument import DEFAULT_N_EXPOSURES
+    from training.engine.seeding import DRAW_BLOCK
+    from training.engine.simulate import DEFAULT_MAG
+    from training.evaluation.eval_sets import EvalSetSettings
+
+    settings = EvalSetSettings("test", 1)
+    assert settings.n_exposures == DataConfig().n_exposures == DEFAULT_N_EXPOSURES
+    assert {p.name: p.default for p in bounds_cli.params}["n_exposures"] == DEFAULT_N_EXPOSURES
+    seen: dict = {}
+    monkeypatch.setattr(
+        make_dataset, "write_dataset", lambda out, sim, **kw: seen.update(kw, sim=sim)
+    )
+    make_dataset.main(["--out", str(tmp_path), "--etc-dir", str(tmp_path / "no-etc")])
+    assert seen["sim"].noise.n_exposures == DEFAULT_N_EXPOSURES and seen["batch"] == DRAW_BLOCK
+    prior = Prior()
+    assert (prior.mag.low, prior.mag.high) == settings.mag == DEFAULT_MAG
+    assert Prior(rv=(-RV_SEARCH_KMS, RV_SEARCH_KMS)).rv.high == RV_SEARCH_KMS
+    with pytest.raises(ValueError, match="must stay below 1000 km/s"):
+        Prior(rv=(0.0, RV_SEARCH_KMS + 1.0))

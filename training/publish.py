@@ -34,7 +34,7 @@ from specvit.config import SpecViTConfig
 from specvit.labels import LABEL_NAMES, LABEL_UNITS
 from specvit.models.specvit import SpecViT
 from specvit.preprocessing import median_snr
-from training.engine.seeding import CALIBRATION_SEED, step_generator
+from training.engine.seeding import CALIBRATION_SEED, DRAW_BLOCK, step_generator
 from training.engine.sources import EngineSource
 from training.evaluation.calibration import fit_sigma_snr_calibration
 from training.evaluation.eval_sets import DEFAULT_N, EvalSetSettings, ensure, read_eval_set
@@ -201,8 +201,8 @@ def calibration_set(run: dict[str, Any], n: int) -> dict[str, Any]:
         raise ValueError("calibration spectra are drawn from the engine: not an engine run")
     simulator = EngineSource(RunConfig.from_dict(run)).simulator
     parts = [
-        simulator.sample(min(_BLOCK, n - start), step_generator(CALIBRATION_SEED, b))
-        for b, start in enumerate(range(0, n, _BLOCK))
+        simulator.sample(min(DRAW_BLOCK, n - start), step_generator(CALIBRATION_SEED, b))
+        for b, start in enumerate(range(0, n, DRAW_BLOCK))
     ]
     out = {k: np.concatenate([p[k].numpy() for p in parts]) for k in ("labels", "flux", "error")}
     out["snr"] = np.concatenate([p["snr"].numpy() for p in parts]).astype(np.float64)
@@ -302,8 +302,6 @@ def scores_section(record: dict[str, Any]) -> str:
     )
 
 
-#: Spectra drawn per generator for :func:`calibration_set`.
-_BLOCK = 4096
 _WEIGHTS = {"ema": "the EMA average", "model": "the weights at this step (not the EMA average)"}
 
 

@@ -18,7 +18,7 @@ from functools import partial
 
 import torch
 
-from specvit.bounds.fisher import _equilibrate
+from specvit.bounds.fisher import equilibrate
 from specvit.bounds.jacobian import autograd_jacobian
 from specvit.bounds.prior import LabelPrior
 
@@ -334,7 +334,7 @@ class PosteriorMean:
             jac = self._jacobian(theta.to(self.dtype)).detach().to(torch.float64)
             # y ≈ A f(θ) + A J Δθ is linear in (A, A Δθ): weighted least squares, equilibrated.
             design = torch.cat([f.unsqueeze(-1), jac], dim=-1) * w.sqrt().unsqueeze(-1)
-            normal, d = _equilibrate(design.mT @ design)
+            normal, d = equilibrate(design.mT @ design)
             ridge = 1e-12 * torch.eye(p + 1, dtype=torch.float64)
             if step == self.GN_STEPS:
                 break

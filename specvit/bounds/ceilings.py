@@ -29,7 +29,7 @@ from specvit.bounds.velocity import VELOCITY, velocity_jacobian
 from specvit.emulator import Emulator
 from specvit.instrument.noise import PFSNoiseModel
 from specvit.labels import LABEL_NAMES
-from specvit.preprocessing import _masked_median, median_snr
+from specvit.preprocessing import expected_snr, masked_median
 
 __all__ = [
     "REFERENCE_MAG",
@@ -81,7 +81,7 @@ def sigma_from_relative_error(flux: torch.Tensor, error: torch.Tensor) -> torch.
         ``(..., L)`` σ in the unit of ``flux``: ``error × median(flux)`` (the lower median over
         pixels, as ``torch.median``).
     """
-    return error.to(flux.dtype) * _masked_median(flux, None).unsqueeze(-1)
+    return error.to(flux.dtype) * masked_median(flux, None).unsqueeze(-1)
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,9 @@ class Ceilings:
     labels : torch.Tensor
         ``(N, 3)`` the stars (T_eff in K, log g and [M/H] in dex).
     snr : torch.Tensor
-        ``(N,)`` median flux/σ of each star's spectrum.
+        ``(N,)`` expected S/N of each star's spectrum
+        (:func:`specvit.preprocessing.expected_snr`: its noiseless flux over σ); with ``snr=``
+        the asked value, which it is by construction.
     crlb : torch.Tensor
         ``(N,)`` marginal CRLB of the target, in (label unit)² (``inf`` if not identifiable).
     variance : float
@@ -144,7 +146,7 @@ class Ceilings:
 
     @property
     def median_snr(self) -> float:
-        """Median over stars of the per-star SNR."""
+        """Median over stars of the per-star expected S/N (:attr:`snr`)."""
         return float(self.snr.median())
 
     def van_trees_r2(self, prior: LabelPrior, amplitude_fisher: float | None = None) -> float:
@@ -226,8 +228,9 @@ def crlb_ceilings(
         HSC-i magnitude (scalar or ``(N,)``): noise from ``noise_model`` (PFS MR, its number of
         exposures), flux in nJy.
     snr : float or torch.Tensor, optional
-        Target SNR (median flux/σ): each star's noise spectrum has the shape the noise model
-        gives at i = :data:`REFERENCE_MAG`, rescaled to this SNR.
+        Target expected S/N (:func:`specvit.preprocessing.expected_snr`): each star's noise
+        spectrum has the shape the noise model gives at i = :data:`REFERENCE_MAG`, rescaled to
+        this S/N.
     error : torch.Tensor, optional
         The user's own 1σ spectrum, ``(L,)`` or ``(N, L)``, in units of each star's median flux
         (i.e. divide σ by the spectrum's median flux).
@@ -309,7 +312,7 @@ def crlb_ceilings(
             ref = mag_t[sl] if mag_t is not None else torch.full_like(snr_t[sl], REFERENCE_MAG)
             flux_njy = noise_model.scale_to_magnitude(flux, ref.to(flux.dtype))
             sigma = noise_model.expected_sigma(flux_njy)
-            star_snr = median_snr(flux_njy, sigma)
+            star_snr = expected_snr(flux_njy, sigma)
             # The Fisher matrix does not depend on the flux unit: express σ in the emulator's
             # unit rather than rescale the (3× larger) Jacobian.
             to_model = flux.sum(dim=-1, keepdim=True) / flux_njy.sum(dim=-1, keepdim=True)
@@ -324,7 +327,7 @@ def crlb_ceilings(
                     f"error has {rows.shape[-1]} pixels, the emulator {flux.shape[-1]}"
                 )
             sigma = sigma_from_relative_error(flux, rows)
-            star_snr = median_snr(flux, sigma.expand_as(flux))
+            star_snr = expected_snr(flux, sigma.expand_as(flux))
         fisher = fisher_information(jac, sigma, flux=flux if amplitude else None)
         fisher = fisher[..., order, :][..., order]
         fishers.append(fisher)

@@ -8,6 +8,7 @@ import click
 
 from specvit.bounds.ceilings import default_nuisance
 from specvit.bounds.table import ceiling_table, format_table
+from specvit.instrument.noise import DEFAULT_N_EXPOSURES
 from specvit.labels import LABEL_NAMES
 
 __all__ = ["PAPER_MAGS", "main"]
@@ -53,7 +54,7 @@ def _noise_model(etc_dir: Path | None, n_exposures: int):
 @click.option(
     "--n-exposures",
     type=click.IntRange(min=1),
-    default=12,
+    default=DEFAULT_N_EXPOSURES,
     show_default=True,
     help="Exposures of 900 s (with --etc-dir or the built-in noise model).",
 )

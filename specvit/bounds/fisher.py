@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["AMPLITUDE", "fisher_information", "marginal_crlb"]
+__all__ = ["AMPLITUDE", "equilibrate", "fisher_information", "marginal_crlb"]
 
 #: Name of the overall flux-amplitude parameter ``ln A``: ``∂flux/∂ln A = flux``.
 AMPLITUDE = "ln_A"
@@ -90,8 +90,28 @@ def fisher_information(
     return whitened @ whitened.mT
 
 
-def _equilibrate(fisher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scale to unit diagonal (``D⁻¹ I D⁻¹``) so parameters in K and dex solve accurately."""
+def equilibrate(fisher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale symmetric matrices to unit diagonal, ``D⁻¹ I D⁻¹``, so that parameters in K and dex
+    solve accurately (the CRLB, the van Trees bound and the posterior's regression use it).
+
+    Parameters
+    ----------
+    fisher : torch.Tensor
+        ``(..., P, P)`` symmetric positive semi-definite matrices.
+
+    Returns
+    -------
+    scaled : torch.Tensor
+        ``(..., P, P)`` float64 ``fisher / (d dᵀ)``, unit diagonal where the diagonal is > 0.
+    d : torch.Tensor
+        ``(..., P)`` float64 ``√diag(fisher)`` (at least the smallest positive float64), so
+        that ``fisher = scaled · d dᵀ`` element by element.
+
+    Raises
+    ------
+    ValueError
+        If ``fisher`` is not ``(..., P, P)``.
+    """
     fisher = fisher.to(torch.float64)
     if fisher.dim() < 2 or fisher.shape[-1] != fisher.shape[-2]:
         raise ValueError(f"fisher must have shape (..., P, P), got {tuple(fisher.shape)}")
@@ -119,7 +139,7 @@ def marginal_crlb(fisher: torch.Tensor, index: int) -> torch.Tensor:
         ``(...,)`` float64 variance bound in (parameter unit)²; ``inf`` where the parameter is
         not identifiable (Schur complement ≤ 0 or nuisance block singular).
     """
-    scaled, d = _equilibrate(fisher)
+    scaled, d = equilibrate(fisher)
     p = scaled.shape[-1]
     if not -p <= index < p:
         raise ValueError(f"parameter index {index} out of range for {p} parameters")

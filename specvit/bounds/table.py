@@ -15,14 +15,27 @@ from specvit.bounds.ceilings import crlb_ceilings
 from specvit.bounds.prior import LabelPrior
 from specvit.emulator import Emulator
 from specvit.instrument.noise import PFSNoiseModel
-from specvit.preprocessing import median_snr
+from specvit.preprocessing import expected_snr
 
 __all__ = ["CeilingRow", "ceiling_table", "format_table", "magnitude_for_snr"]
 
 
 @dataclass(frozen=True)
 class CeilingRow:
-    """One row of a ceiling table: a population observed at one magnitude."""
+    """One row of a ceiling table: a population observed at one magnitude.
+
+    Attributes
+    ----------
+    mag : float
+        HSC-i magnitude.
+    median_snr : float
+        Median over the stars of their expected S/N (:attr:`Ceilings.median_snr
+        <specvit.bounds.Ceilings.median_snr>`, :func:`specvit.preprocessing.expected_snr`).
+    median_r2_max, population_r2_max : float
+        The two R² ceilings of :class:`specvit.bounds.Ceilings`.
+    median_sigma_min : float
+        Median over the stars of √CRLB, in the target's unit.
+    """
 
     mag: float
     median_snr: float
@@ -40,14 +53,41 @@ def magnitude_for_snr(
     high: float = 28.0,
     tol: float = 1e-3,
 ) -> float:
-    """The HSC-i magnitude at which the population's median SNR equals ``snr`` (bisection)."""
+    """The HSC-i magnitude at which the population's median expected S/N equals ``snr``.
+
+    Found by bisection; the S/N of a star is :func:`specvit.preprocessing.expected_snr` (its
+    noiseless flux over the noise model's σ), as in :func:`specvit.bounds.crlb_ceilings`.
+
+    Parameters
+    ----------
+    snr : float
+        The target median expected S/N.
+    labels : torch.Tensor
+        ``(N, 3)`` the population's labels.
+    emulator, noise_model : optional
+        Default ``Emulator.load()`` and ``PFSNoiseModel.default()``.
+    low, high : float
+        Magnitude range searched.
+    tol : float
+        Width (mag) at which the bisection stops.
+
+    Returns
+    -------
+    float
+        The magnitude.
+
+    Raises
+    ------
+    ValueError
+        If ``snr`` is not reached within ``low``–``high``.
+    """
     emulator = emulator if emulator is not None else Emulator.load()
     noise_model = noise_model if noise_model is not None else PFSNoiseModel.default()
     flux = emulator(torch.as_tensor(labels).to(emulator.dtype))
 
     def snr_at(m: float) -> float:
         f = noise_model.scale_to_magnitude(flux, m)
-        return float(median_snr(f, noise_model.expected_sigma(f)).median())
+        return float(expected_snr(f, noise_model.expected_sigma(f)).median())
 
     if not snr_at(high) < snr < snr_at(low):
         raise ValueError(f"SNR {snr} is outside what magnitudes {low}–{high} give")

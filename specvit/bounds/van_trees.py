@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from specvit.bounds.fisher import _equilibrate
+from specvit.bounds.fisher import equilibrate
 
 __all__ = ["van_trees_bound"]
 
@@ -69,5 +69,5 @@ def van_trees_bound(
     else:
         w = weights.to(torch.float64)
         mean_fisher = (w[:, None, None] * fisher).sum(0) / w.sum()
-    scaled, d = _equilibrate(mean_fisher + prior_fisher)
+    scaled, d = equilibrate(mean_fisher + prior_fisher)
     return torch.linalg.inv(scaled)[index, index] / d[index] ** 2

@@ -11,21 +11,128 @@ own pixel flux. Its derivative at ``v = 0`` is ::
 
 with ``F`` the pixel's flux and ``f(a)``, ``f(b)`` the spectrum at its edges: the mean of the two
 cells that meet there, which makes it the exact derivative of the shift above.
+
+This module is the one home of the Doppler relations: :func:`rest_wavelength` (the shift
+``λ_rest = λ_obs / (1 + v/c)``), :func:`pixel_shift` and its inverse
+:func:`velocity_from_pixel_shift` (the same shift in pixels of a linear grid), and their
+first-order forms :func:`pixels_per_kms` / :func:`kms_per_pixel`. The emulator fit of
+:mod:`specvit.inference.physics` uses them with a faster, interpolating approximation of the
+shifted spectrum, which ``tests/test_doppler.py`` holds against :class:`DopplerShift`.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
 from specvit.emulator.emulator import Emulator
 from specvit.instrument.grid import WavelengthGrid
 
-__all__ = ["C_KMS", "DopplerShift"]
+__all__ = [
+    "C_KMS",
+    "DopplerShift",
+    "kms_per_pixel",
+    "pixel_shift",
+    "pixels_per_kms",
+    "rest_wavelength",
+    "velocity_from_pixel_shift",
+]
 
 #: Speed of light in km/s.
 C_KMS = 299_792.458
+
+
+def rest_wavelength(observed: Any, rv: Any) -> Any:
+    """Rest-frame wavelength of light observed at ``observed`` from a source moving at ``rv``.
+
+    ``λ_rest = λ_obs / (1 + v/c)`` (``v > 0``: receding), the shift every Doppler relation of
+    specvit is built on.
+
+    Parameters
+    ----------
+    observed : float, numpy.ndarray or torch.Tensor
+        Observed wavelengths (any unit).
+    rv : float, numpy.ndarray or torch.Tensor
+        Radial velocity in km/s, broadcast against ``observed``.
+
+    Returns
+    -------
+    float, numpy.ndarray or torch.Tensor
+        Rest wavelengths, in the unit of ``observed``.
+    """
+    return observed * (1.0 / (1.0 + rv / C_KMS))
+
+
+def pixel_shift(wavelength: Any, step: float, rv: Any) -> Any:
+    """How many pixels of a linear grid the rest wavelength lies below the observed one.
+
+    ``(λ − λ_rest) / Δλ = λ β / ((1 + β) Δλ)`` with ``β = v/c`` and ``λ_rest`` from
+    :func:`rest_wavelength` (exact, not first order): pixel ``i`` of a spectrum observed at
+    ``rv`` holds what pixel ``i − pixel_shift`` of the rest-frame spectrum holds.
+
+    Parameters
+    ----------
+    wavelength : float, numpy.ndarray or torch.Tensor
+        Observed wavelengths (Å).
+    step : float
+        Pixel width of the grid (Å).
+    rv : float, numpy.ndarray or torch.Tensor
+        Radial velocity in km/s, broadcast against ``wavelength``.
+
+    Returns
+    -------
+    float, numpy.ndarray or torch.Tensor
+        The shift in pixels (positive for a receding source).
+    """
+    beta = rv / C_KMS
+    return wavelength * (beta / ((1.0 + beta) * step))
+
+
+def velocity_from_pixel_shift(shift: Any, kms_per_px: float) -> Any:
+    """The radial velocity whose :func:`pixel_shift` is ``shift`` (its exact inverse).
+
+    ``x = shift · Δλ/λ = β / (1 + β)``, so ``v = c x / (1 − x)``.
+
+    Parameters
+    ----------
+    shift : float, numpy.ndarray or torch.Tensor
+        Pixel shift, observed relative to rest frame.
+    kms_per_px : float
+        :func:`kms_per_pixel` at the wavelength where the shift was measured.
+
+    Returns
+    -------
+    float, numpy.ndarray or torch.Tensor
+        Radial velocity in km/s.
+    """
+    x = shift * (kms_per_px / C_KMS)
+    return C_KMS * x / (1.0 - x)
+
+
+def pixels_per_kms(wavelength: Any, step: float) -> Any:
+    """Pixel shift per km/s at ``wavelength``: ``λ / (Δλ c)``, :func:`pixel_shift` to first order.
+
+    Parameters
+    ----------
+    wavelength : float, numpy.ndarray or torch.Tensor
+        Wavelengths (Å).
+    step : float
+        Pixel width of the grid (Å).
+
+    Returns
+    -------
+    float, numpy.ndarray or torch.Tensor
+        Pixels per km/s (valid for ``|v| ≪ c``).
+    """
+    return wavelength / (step * C_KMS)
+
+
+def kms_per_pixel(wavelength: Any, step: float) -> Any:
+    """km/s of a one-pixel shift at ``wavelength`` (Å, pixel width ``step`` Å): ``c Δλ / λ``,
+    the reciprocal of :func:`pixels_per_kms` (first order in ``v/c``)."""
+    return C_KMS * step / wavelength
 
 
 class DopplerShift(torch.nn.Module):
@@ -74,8 +181,7 @@ class DopplerShift(torch.nn.Module):
             raise ValueError(f"|rv| exceeds this shift's max_rv = {self.max_rv:g} km/s")
         # float64: a float32 running sum over ~16 000 cells would lose ~1e-3 of a pixel's flux
         cum = torch.nn.functional.pad(fine_flux.to(torch.float64).cumsum(-1), (1, 0))
-        shift = 1.0 / (1.0 + rv / C_KMS)
-        pos = (self.edges * shift.unsqueeze(-1) - self.fine_start_edge) / self.step
+        pos = (rest_wavelength(self.edges, rv.unsqueeze(-1)) - self.fine_start_edge) / self.step
         idx = pos.floor().long().clamp(0, cum.shape[-1] - 2)
         at = torch.lerp(cum.gather(-1, idx), cum.gather(-1, idx + 1), pos - idx)
         out = (at[..., 1:] - at[..., :-1]) / (pos[..., 1:] - pos[..., :-1])

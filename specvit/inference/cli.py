@@ -25,7 +25,13 @@ import numpy as np
 from astropy.table import Table, hstack, vstack
 
 from specvit.inference.flags import PredictFlag
-from specvit.inference.predictor import Predictor, resolve_device
+from specvit.inference.predictor import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_DEVICE,
+    DEFAULT_PHYSICS,
+    Predictor,
+    resolve_device,
+)
 from specvit.io.columns import ColumnChoice
 from specvit.io.readers import open_spectra
 from specvit.io.spectra import SpectrumSet, stack_sets
@@ -129,7 +135,7 @@ def _check_device(ctx: click.Context, param: click.Parameter, value: str):
 @click.option("--revision", default=None, help="Hub revision of --model (pin a commit hash).")
 @click.option(
     "--device",
-    default="auto",
+    default=DEFAULT_DEVICE,
     show_default=True,
     callback=_check_device,
     help="auto, cpu, cuda, cuda:1, …",
@@ -137,7 +143,7 @@ def _check_device(ctx: click.Context, param: click.Parameter, value: str):
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
-    default=256,
+    default=DEFAULT_BATCH_SIZE,
     show_default=True,
     help="Spectra per forward pass.",
 )
@@ -171,7 +177,7 @@ def _check_device(ctx: click.Context, param: click.Parameter, value: str):
 )
 @click.option(
     "--physics/--no-physics",
-    default=True,
+    default=DEFAULT_PHYSICS,
     show_default=True,
     help="Per-star CRLB, emulator fit (v_rad, chi2) and domain flags (models on the PFS MR grid).",
 )

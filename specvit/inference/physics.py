@@ -49,7 +49,12 @@ from scipy import stats
 from specvit.bounds.ceilings import sigma_from_relative_error
 from specvit.bounds.fisher import fisher_information, marginal_crlb
 from specvit.config import SpecViTConfig
-from specvit.emulator.doppler import C_KMS
+from specvit.emulator.doppler import (
+    kms_per_pixel,
+    pixel_shift,
+    pixels_per_kms,
+    velocity_from_pixel_shift,
+)
 from specvit.inference.flags import PredictFlag
 from specvit.instrument.grid import PFS_MR
 from specvit.labels import LABEL_NAMES
@@ -62,7 +67,10 @@ __all__ = [
     "RV_SEARCH_KMS",
     "RV_TOLERANCE_KMS",
     "PhysicalContext",
+    "catmull_rom_shift",
     "emulator_mismatch",
+    "pixel_derivatives",
+    "taylor_shift",
 ]
 
 #: ``LOW_SNR`` below this median flux/σ: there the median star's unbiased bound on log g
@@ -79,7 +87,8 @@ LINE_Z = 3.0
 #: ``RV_OUTSIDE_TRAINING`` when the fitted v_rad lies more than this beyond the trained range
 #: (half the 60 km/s FWHM of the MR line-spread function, about two pixels).
 RV_TOLERANCE_KMS = 30.0
-#: The radial-velocity search range, ± km/s.
+#: The radial-velocity search range, ± km/s: the one home of specvit's velocity limit (the data
+#: engine, ``training.engine.simulate.Prior``, draws no velocity beyond it).
 RV_SEARCH_KMS = 1000.0
 #: A velocity from the cross-correlation replaces the rest-frame fit only where it lowers
 #: χ² (on the same pixels) by more than this (a 5σ preference), so noise peaks at low SNR do
@@ -100,13 +109,7 @@ def emulator_mismatch(config: SpecViTConfig) -> str | None:
     The emulator makes PFS MR spectra (vacuum grid, 4096 pixels) of (T_eff, log g, [M/H]):
     the model must predict exactly these three labels on exactly that grid.
     """
-    grid_ok = (
-        config.input_length == PFS_MR.num
-        and config.wave_medium == PFS_MR.medium
-        and abs(config.wave_start - PFS_MR.start) < 1e-3
-        and abs(config.wave_stop - PFS_MR.stop) < 1e-3
-    )
-    if not grid_ok:
+    if not config.wavelength_grid.matches(PFS_MR):
         return (
             f"the model's grid ({config.input_length} px, {config.wave_start}–"
             f"{config.wave_stop} Å, {config.wave_medium}) is not the emulator's PFS MR grid "
@@ -145,8 +148,25 @@ def _cross_correlation_lag(obs: torch.Tensor, template: torch.Tensor, max_lag: i
     return peak.squeeze(1).to(obs.dtype) - (max_lag + 1) + offset
 
 
-def _shift(template: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """Catmull–Rom interpolation of ``template`` (R, L) at pixel positions ``pos`` (R, L)."""
+def catmull_rom_shift(template: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """A spectrum shifted by cubic (Catmull–Rom) interpolation: ``template`` read at ``pos``.
+
+    The fit's fast approximation of :class:`specvit.emulator.DopplerShift`: with ``pos = i −``
+    :func:`specvit.emulator.doppler.pixel_shift` it approximates the emulator spectrum observed
+    at that velocity (``tests/test_doppler.py`` holds the two together).
+
+    Parameters
+    ----------
+    template : torch.Tensor
+        (R, L) pixel values.
+    pos : torch.Tensor
+        (R, L) (fractional) pixel positions to read ``template`` at, clamped to ``[1, L − 2.01]``.
+
+    Returns
+    -------
+    torch.Tensor
+        (R, L) the interpolated values.
+    """
     n = template.shape[-1]
     pos = pos.clamp(1.0, n - 2.01)
     i = pos.floor().long()
@@ -157,13 +177,50 @@ def _shift(template: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     return ((a * t + b) * t + 0.5 * (p2 - p0)) * t + p1
 
 
-def _derivatives(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """First and second pixel derivatives of ``x`` (R, n) at its interior pixels ``2 … n − 3``
-    (fourth-order central differences), each (R, n − 4)."""
+def pixel_derivatives(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """First and second pixel derivatives by fourth-order central differences.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        (R, n) pixel values.
+
+    Returns
+    -------
+    d1, d2 : torch.Tensor
+        (R, n − 4) each: the derivatives at the interior pixels ``2 … n − 3``.
+    """
     m2, m1, c, p1, p2 = (x[:, k : x.shape[1] - 4 + k] for k in range(5))
     d1 = (8.0 * (p1 - m1) - (p2 - m2)) / 12.0
     d2 = (16.0 * (p1 + m1) - (p2 + m2) - 30.0 * c) / 12.0
     return d1, d2
+
+
+def taylor_shift(
+    base: torch.Tensor, d1: torch.Tensor, d2: torch.Tensor, shift: torch.Tensor
+) -> torch.Tensor:
+    """``base`` shifted by ``shift`` pixels to second order: ``base − s·d1 + s²·d2 / 2``.
+
+    The fit's approximation of a small Doppler shift (``shift`` = velocity ×
+    :func:`specvit.emulator.doppler.pixels_per_kms`, ``d1``, ``d2`` from
+    :func:`pixel_derivatives`), held against :class:`specvit.emulator.DopplerShift` by
+    ``tests/test_doppler.py``.
+
+    Parameters
+    ----------
+    base : torch.Tensor
+        (R, n) the unshifted spectrum.
+    d1, d2 : torch.Tensor
+        (R, n) its first and second pixel derivatives.
+    shift : torch.Tensor
+        (R, n) (or broadcastable) shift in pixels, positive towards the red.
+
+    Returns
+    -------
+    torch.Tensor
+        (R, n) the shifted spectrum.
+    """
+    return torch.addcmul(base, shift, torch.addcmul(-d1, shift, d2, value=0.5))
 
 
 @contextlib.contextmanager
@@ -203,16 +260,17 @@ class PhysicalContext:
         self.reason = emulator_mismatch(config)
         self.domain = config.domain
         self._model = None
-        wave = np.linspace(config.wave_start, config.wave_stop, config.input_length)
-        self._step = float(wave[1] - wave[0])
+        grid = config.wavelength_grid
+        wave = grid.wavelength()
+        self._step = grid.step
         #: pixels of shift per km/s at each pixel (v ≪ c)
-        self._px_per_kms = torch.tensor(wave / (self._step * C_KMS), dtype=torch.float32)
+        self._px_per_kms = torch.tensor(pixels_per_kms(wave, self._step), dtype=torch.float32)
         self._wave = torch.tensor(wave, dtype=torch.float32)
         self._index = torch.arange(wave.size, dtype=torch.float32)
         #: the cross-correlation runs on the red quarter (8412–8850 Å on the MR arm: the Ca II
         #: triplet and the Paschen lines), where a velocity is nearly one pixel shift (±3 %)
         self._ccf = slice(3 * config.input_length // 4, None)
-        self._kms_per_px = C_KMS * self._step / float(wave[self._ccf].mean())
+        self._kms_per_px = kms_per_pixel(float(wave[self._ccf].mean()), self._step)
         self._max_lag = math.ceil(RV_SEARCH_KMS / self._kms_per_px)
         if self.reason is None:
             self._order = [config.label_names.index(n) for n in LABEL_NAMES]
@@ -365,7 +423,7 @@ class PhysicalContext:
         wf = w * f
         obs = _high_pass(f[:, red] - keep[:, red] + 1.0) * w[:, red]
         lag = _cross_correlation_lag(obs, lines[:, red].contiguous(), self._max_lag)
-        v_coarse = C_KMS * (x := lag * (self._kms_per_px / C_KMS)) / (1.0 - x)
+        v_coarse = velocity_from_pixel_shift(lag, self._kms_per_px)
         px_per_kms = self._px_per_kms.to(f.device)
         # Fine: one Gauss–Newton step in v about the rest frame (every star) ...
         v, chi2, dof, ratio, line_z = self._refine(
@@ -379,12 +437,11 @@ class PhysicalContext:
         if far.numel():
             vc = v_coarse[far]
             for _ in range(_FAR_STEPS):
-                beta = (vc / C_KMS).unsqueeze(-1)
-                pos = self._index.to(f.device) - self._wave.to(f.device) * (
-                    beta / ((1.0 + beta) * self._step)
+                pos = self._index.to(f.device) - pixel_shift(
+                    self._wave.to(f.device), self._step, vc.unsqueeze(-1)
                 )
                 inside = ((pos >= 2.0) & (pos <= f.shape[1] - 3.0)).to(w.dtype)
-                base = _shift(model[far], pos)
+                base = catmull_rom_shift(model[far], pos)
                 w_in, wf_in = w[far] * inside, wf[far] * inside
                 shifted = self._refine(base, _high_pass(base), vc, f[far], w_in, wf_in, px_per_kms)
                 vc = shifted[0]
@@ -416,7 +473,7 @@ class PhysicalContext:
             (R,) velocity (km/s), χ² (float64), degrees of freedom (pixels with weight − 2),
             the depth of the observed lines relative to the emulator's and its z-score.
         """
-        d1, d2 = _derivatives(base)
+        d1, d2 = pixel_derivatives(base)
         inner = slice(2, -2)
         base, lines, f = base[:, inner], lines[:, inner], f[:, inner]
         w, wf, px_per_kms = w[:, inner], wf[:, inner], px_per_kms[inner]
@@ -430,7 +487,7 @@ class PhysicalContext:
         limit = 0.75 / float(px_per_kms.mean())
         delta = torch.where(torch.isfinite(delta) & (det > 0), delta, 0.0).clamp(-limit, limit)
         shift = delta.unsqueeze(-1) * px_per_kms
-        spectrum = torch.addcmul(base, shift, torch.addcmul(-d1, shift, d2, value=0.5))
+        spectrum = taylor_shift(base, d1, d2, shift)
         ws = w * spectrum
         s_ss, s_fs = torch.linalg.vecdot(ws, spectrum), torch.linalg.vecdot(wf, spectrum)
         amp = s_fs / s_ss

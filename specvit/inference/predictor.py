@@ -26,12 +26,31 @@ from specvit._version import __version__
 from specvit.inference.flags import PredictFlag
 from specvit.inference.physics import PhysicalContext
 from specvit.inference.resample import Resampler
-from specvit.inference.validate import Chunk, Spectra, as_spectra, is_specutils_spectrum
+from specvit.inference.validate import (
+    DEFAULT_MEDIUM,
+    DEFAULT_UNCERTAINTY,
+    Chunk,
+    ErrorKind,
+    Medium,
+    Spectra,
+    as_spectra,
+    is_specutils_spectrum,
+)
 from specvit.labels import LABEL_UNITS
 from specvit.models.specvit import SpecViT
 from specvit.preprocessing import median_snr, model_input, valid_pixels
 
-__all__ = ["DEFAULT_MODEL", "Predictor", "predict", "resolve_device"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_DEVICE",
+    "DEFAULT_MIN_VALID",
+    "DEFAULT_MODEL",
+    "DEFAULT_PHYSICS",
+    "DEFAULT_PRECISION",
+    "Predictor",
+    "predict",
+    "resolve_device",
+]
 
 #: The model :func:`predict` and ``specvit-predict`` use when none is given: the folder bundled
 #: inside the package (``config.json`` + ``model.safetensors``), loaded from disk with no network
@@ -39,6 +58,24 @@ __all__ = ["DEFAULT_MODEL", "Predictor", "predict", "resolve_device"]
 DEFAULT_MODEL: Path = Path(__file__).resolve().parents[1] / "pretrained" / "specvit-tiny-pfs"
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+# The defaults of :class:`Predictor`, :func:`predict` and ``specvit-predict`` (one home: the
+# three read them from here).
+#: Device: CUDA when available, else CPU (:func:`resolve_device`).
+DEFAULT_DEVICE = "auto"
+#: Spectra per forward pass.
+DEFAULT_BATCH_SIZE = 256
+#: Autocast dtype: fp32 on CPU, bf16 on CUDA.
+DEFAULT_PRECISION: Precision = "auto"
+#: Fraction of the model's pixels that must be valid for a prediction.
+DEFAULT_MIN_VALID = 0.5
+#: Whether the physical context (CRLB, emulator fit, domain flags) is computed.
+DEFAULT_PHYSICS = True
+
+#: What the ``snr`` column holds (its description in the output table).
+_SNR_DESCRIPTION = (
+    "observed S/N, specvit.median_snr: median flux/sigma over the valid model-grid pixels"
+)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -112,11 +149,11 @@ class Predictor:
         model: SpecViT | str | Path | None = None,
         *,
         revision: str | None = None,
-        device: str | torch.device = "auto",
-        batch_size: int = 256,
-        precision: Precision = "auto",
-        min_valid: float = 0.5,
-        physics: bool = True,
+        device: str | torch.device = DEFAULT_DEVICE,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        precision: Precision = DEFAULT_PRECISION,
+        min_valid: float = DEFAULT_MIN_VALID,
+        physics: bool = DEFAULT_PHYSICS,
     ) -> None:
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -166,8 +203,8 @@ class Predictor:
         *,
         wavelength: Any = None,
         mask: Any = None,
-        medium: Literal["vacuum", "air"] = "vacuum",
-        uncertainty: Literal["std", "var", "ivar"] = "std",
+        medium: Medium = DEFAULT_MEDIUM,
+        uncertainty: ErrorKind = DEFAULT_UNCERTAINTY,
         progress: Callable[[int], object] | None = None,
     ) -> Table:
         """Predict labels for one spectrum or a batch.
@@ -374,7 +411,7 @@ class Predictor:
             columns.append(Column(mean[:, k], name=name, unit=unit))
             columns.append(Column(sigma[:, k], name=f"{name}_err", unit=unit))
         columns += [
-            Column(snr, name="snr"),
+            Column(snr, name="snr", description=_SNR_DESCRIPTION),
             Column(n_valid, name="n_valid"),
             Column(flags, name="flags"),
         ]
@@ -398,15 +435,15 @@ def predict(
     *,
     wavelength: Any = None,
     mask: Any = None,
-    medium: Literal["vacuum", "air"] = "vacuum",
-    uncertainty: Literal["std", "var", "ivar"] = "std",
+    medium: Medium = DEFAULT_MEDIUM,
+    uncertainty: ErrorKind = DEFAULT_UNCERTAINTY,
     model: Predictor | SpecViT | str | Path | None = None,
     revision: str | None = None,
-    device: str | torch.device = "auto",
-    batch_size: int = 256,
-    precision: Precision = "auto",
-    min_valid: float = 0.5,
-    physics: bool = True,
+    device: str | torch.device = DEFAULT_DEVICE,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    precision: Precision = DEFAULT_PRECISION,
+    min_valid: float = DEFAULT_MIN_VALID,
+    physics: bool = DEFAULT_PHYSICS,
 ) -> Table:
     """Predict stellar labels, their σ and quality flags for one spectrum or a batch.
 
@@ -441,9 +478,10 @@ def predict(
     -------
     astropy.table.Table
         One row per input spectrum, in input order, with for each label ``<label>`` and
-        ``<label>_err`` (1σ; NaN for models with a point head), ``snr`` (median flux/σ over the
-        valid model-grid pixels — the lower middle value for an even count; NaN without
-        ``error``), ``n_valid`` (valid model-grid pixels)
+        ``<label>_err`` (1σ; NaN for models with a point head), ``snr`` (the observed S/N,
+        :func:`specvit.median_snr`: median flux/σ over the valid model-grid pixels — the lower
+        middle value for an even count; NaN without ``error``), ``n_valid`` (valid model-grid
+        pixels)
         and ``flags`` (:class:`PredictFlag` bits). Labels are NaN where a :meth:`no_result
         <PredictFlag.no_result>` bit is set. With ``physics`` (default) and a model on the
         emulator's PFS MR grid with its three labels, also ``crlb_<label>`` (σ_min = √CRLB: the

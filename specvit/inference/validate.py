@@ -14,9 +14,22 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["Chunk", "Spectra", "as_spectra", "is_specutils_spectrum"]
+__all__ = [
+    "DEFAULT_MEDIUM",
+    "DEFAULT_UNCERTAINTY",
+    "Chunk",
+    "Spectra",
+    "as_spectra",
+    "is_specutils_spectrum",
+]
 
 ErrorKind = Literal["std", "var", "ivar"]
+Medium = Literal["vacuum", "air"]
+
+#: Medium of user wavelengths when none is given (:func:`as_spectra`, :func:`specvit.predict`).
+DEFAULT_MEDIUM: Medium = "vacuum"
+#: What a user's error array holds when not said: 1σ (:func:`as_spectra`, :func:`specvit.predict`).
+DEFAULT_UNCERTAINTY: ErrorKind = "std"
 
 
 @dataclass
@@ -67,7 +80,7 @@ class Spectra:
     wave_factor: float
     reverse: bool
     mask: np.ndarray | None
-    medium: Literal["vacuum", "air"]
+    medium: Medium
     single: bool
 
     def __len__(self) -> int:
@@ -141,8 +154,8 @@ def as_spectra(
     *,
     wavelength: Any = None,
     mask: Any = None,
-    medium: Literal["vacuum", "air"] = "vacuum",
-    uncertainty: ErrorKind = "std",
+    medium: Medium = DEFAULT_MEDIUM,
+    uncertainty: ErrorKind = DEFAULT_UNCERTAINTY,
 ) -> Spectra:
     """Check user spectra and wrap them for chunked reading.
 

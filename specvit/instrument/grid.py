@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["PFS_MR", "WavelengthGrid"]
+__all__ = ["GRID_ATOL", "PFS_MR", "WavelengthGrid"]
+
+#: Å: two grids whose first and last pixel centres agree to this (with the same number of
+#: pixels and medium) are the same grid (:meth:`WavelengthGrid.matches`); far below a pixel
+#: (0.43 Å on the MR arm), above the rounding of wavelengths written to files.
+GRID_ATOL = 1e-3
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,43 @@ class WavelengthGrid:
     def wavelength(self) -> np.ndarray:
         """Pixel-centre wavelengths in Å, shape ``(num,)``, float64."""
         return np.linspace(self.start, self.stop, self.num)
+
+    def wavelength_at(self, pixel: Any) -> Any:
+        """Wavelength (Å) at (fractional) pixel positions, pixel 0 being the first centre.
+
+        Parameters
+        ----------
+        pixel : float, numpy.ndarray or torch.Tensor
+            Pixel positions.
+
+        Returns
+        -------
+        float, numpy.ndarray or torch.Tensor
+            ``start + pixel · (stop − start) / (num − 1)``, in the type of ``pixel``; at whole
+            pixels :meth:`wavelength` to rounding.
+        """
+        return self.start + pixel * (self.stop - self.start) / (self.num - 1)
+
+    def matches(self, other: WavelengthGrid, atol: float = GRID_ATOL) -> bool:
+        """Whether ``other`` is this grid: the same pixels and medium, ends within ``atol`` Å.
+
+        Parameters
+        ----------
+        other : WavelengthGrid
+            The grid to compare with.
+        atol : float
+            Tolerance (Å) on the first and last pixel centre.
+
+        Returns
+        -------
+        bool
+        """
+        return (
+            self.num == other.num
+            and self.medium == other.medium
+            and abs(self.start - other.start) < atol
+            and abs(self.stop - other.stop) < atol
+        )
 
 
 #: The PFS MR arm as sampled by the PFS exposure-time calculator: 4096 pixels from

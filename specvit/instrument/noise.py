@@ -339,7 +339,24 @@ class PFSNoiseModel(torch.nn.Module):
         return noisy, self._estimate_into(noisy, sigma)
 
     def snr_flat(self, mag: torch.Tensor | float) -> torch.Tensor:
-        """Per-pixel S/N ``(..., L)`` of a flat-f_ν source of AB magnitude ``mag``."""
+        """Per-pixel S/N ``(..., L)`` of a flat-f_ν source of AB magnitude ``mag``.
+
+        The exposure-time calculator's S/N (``snr_ab18`` of :func:`read_etc` at ``mag = 18``):
+        a spectrum per pixel, of a source flat in f_ν, noiseless flux over the expected σ; not
+        the S/N of a star's spectrum, which is a median over its pixels
+        (:func:`specvit.preprocessing.median_snr` observed,
+        :func:`specvit.preprocessing.expected_snr` expected).
+
+        Parameters
+        ----------
+        mag : torch.Tensor or float
+            HSC-i AB magnitude(s), any shape.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(..., L)`` S/N per pixel.
+        """
         mag = torch.as_tensor(mag, dtype=self.var_per_njy.dtype, device=self.var_per_njy.device)
         f = magnitude_to_njy(mag).unsqueeze(-1)
         f = f.expand(*mag.shape, self.grid.num)

@@ -11,8 +11,12 @@ key                shape, dtype        meaning
                                        (``"vacuum"`` for PFS MR)
 ``labels``         (N,) compound       one row per spectrum; fields ``T_eff`` (K),
                                        ``log_g`` (dex), ``M_H`` (dex), ``mag`` (HSC-i AB),
-                                       ``snr`` (median flux/error); optional ``rv`` (km/s)
-                                       and any further float fields
+                                       ``snr`` (:func:`specvit.median_snr` of the shard's
+                                       ``flux`` and ``error``: the observed S/N in engine
+                                       shards, the expected S/N,
+                                       :func:`specvit.preprocessing.expected_snr`, in
+                                       noiseless ones); optional ``rv`` (km/s) and any
+                                       further float fields
 =================  ==================  ======================================================
 
 Optional per-spectrum datasets (evaluation sets, written by ``training/evaluation/eval_sets.py``; a

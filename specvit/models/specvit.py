@@ -121,13 +121,12 @@ class SpecViT(
         if c.pos_embed == "sinusoidal":
             return index
         centre_pixel = index * c.patch_stride + (c.patch_size - 1) / 2
-        return c.wave_start + centre_pixel * (c.wave_stop - c.wave_start) / (c.input_length - 1)
+        return c.wavelength_grid.wavelength_at(centre_pixel)
 
     @property
     def wavelength(self) -> np.ndarray:
         """Pixel-centre wavelengths (Å, in ``config.wave_medium``) the model expects, (L,)."""
-        c = self.config
-        return np.linspace(c.wave_start, c.wave_stop, c.input_length)
+        return self.config.wavelength_grid.wavelength()
 
     # ------------------------------------------------------------------ forward
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from specvit.instrument import PFSNoiseModel
+from specvit.instrument import DEFAULT_N_EXPOSURES, PFSNoiseModel
 from training.engine.datasets import write_dataset
+from training.engine.seeding import DRAW_BLOCK
 from training.engine.simulate import Prior, Simulator
 from training.paths import DEFAULT_ETC_DIR
 
@@ -28,9 +29,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-test", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=42, help="seed of the training shards")
     parser.add_argument("--etc-dir", type=Path, default=DEFAULT_ETC_DIR)
-    parser.add_argument("--n-exposures", type=int, default=12)
+    parser.add_argument("--n-exposures", type=int, default=DEFAULT_N_EXPOSURES)
     parser.add_argument("--rv", type=float, default=0.0, help="uniform RV in ±this km/s")
-    parser.add_argument("--batch", type=int, default=4096, help="spectra drawn at a time")
+    parser.add_argument("--batch", type=int, default=DRAW_BLOCK, help="spectra drawn at a time")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
     if args.etc_dir.is_dir():

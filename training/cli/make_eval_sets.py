@@ -15,8 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
+from training.engine.simulate import DEFAULT_MAG
 from training.evaluation.eval_sets import (
-    DEFAULT_MAG,
     DEFAULT_N,
     EvalSetSettings,
     convergence,

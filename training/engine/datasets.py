@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from training.engine.seeding import TEST_SEED, VALIDATION_SEED, step_generator
+from training.engine.seeding import DRAW_BLOCK, TEST_SEED, VALIDATION_SEED, step_generator
 from training.engine.shards import ShardWriter
 from training.engine.simulate import Simulator
 
@@ -40,7 +40,7 @@ def write_dataset(
     n_val: int = 1_000,
     n_test: int = 10_000,
     seed: int = 42,
-    batch: int = 4096,
+    batch: int = DRAW_BLOCK,
     overwrite: bool = False,
 ) -> list[Path]:
     """Write a data set of ``sim``'s spectra into the folder ``out``; return the files.

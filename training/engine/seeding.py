@@ -14,6 +14,7 @@ import torch
 
 __all__ = [
     "CALIBRATION_SEED",
+    "DRAW_BLOCK",
     "DROPOUT_STREAM",
     "LABEL_STATS_STREAM",
     "TEST_SEED",
@@ -28,6 +29,10 @@ VALIDATION_SEED, TEST_SEED = 20_240_001, 20_240_002
 #: Fixed seed of the spectra ``training/publish.py`` calibrates σ on (the evaluation sets' posterior
 #: samples use 20_240_003 and 20_240_004).
 CALIBRATION_SEED = 20_240_005
+#: Spectra drawn per seeded generator (``step_generator(seed, b)`` for block ``b``) when a fixed
+#: set is drawn block by block: the data sets of ``make-dataset``, the evaluation sets, the
+#: baselines' training spectra and the calibration spectra. Changing it changes all of them.
+DRAW_BLOCK = 4096
 #: Stream ids of the non-data streams: dropout (keys rank, step) and the label-statistics sample.
 DROPOUT_STREAM, LABEL_STATS_STREAM = 1, 2
 

@@ -19,18 +19,25 @@ import torch
 from specvit.bounds.prior import LabelPrior, parse_distribution
 from specvit.config import ModelDomain
 from specvit.emulator import DopplerShift, Emulator, NativeModel
+from specvit.inference.physics import RV_SEARCH_KMS
 from specvit.instrument import PFSNoiseModel
 from specvit.labels import LABEL_NAMES
 from specvit.preprocessing import median_snr
 
-__all__ = ["Prior", "Simulator"]
+__all__ = ["DEFAULT_MAG", "Prior", "Simulator"]
+
+#: HSC-i range of the default magnitude prior (uniform): the engine's, and so the default
+#: training data's and evaluation sets'.
+DEFAULT_MAG = (20.5, 22.5)
 
 
 class Prior:
     """Distributions of the labels, the HSC-i magnitude and (optionally) the radial velocity.
 
     Label defaults are :meth:`specvit.bounds.LabelPrior.default` (uniform T_eff 3750–6000 K,
-    log g 1–5 dex, [M/H] −2.5…+0.5 dex); the magnitude is uniform in i 20.5–22.5; no RV.
+    log g 1–5 dex, [M/H] −2.5…+0.5 dex); the magnitude is uniform in :data:`DEFAULT_MAG`
+    (i 20.5–22.5); no RV, and never one beyond ±:data:`specvit.inference.physics.RV_SEARCH_KMS`
+    (1000 km/s), the range in which ``specvit.predict`` measures radial velocities.
     Each argument takes a :class:`specvit.bounds.Uniform` or :class:`specvit.bounds.Beta`, a
     mapping (e.g. from YAML: ``{"kind": "beta", "low": -2.5, "high": 0.5, "a": 2, "b": 1.5}``)
     or ``(low, high)`` for a uniform range (see :func:`specvit.bounds.prior.parse_distribution`).
@@ -55,7 +62,7 @@ class Prior:
         T_eff: Any = None,
         log_g: Any = None,
         M_H: Any = None,
-        mag: Any = (20.5, 22.5),
+        mag: Any = DEFAULT_MAG,
         rv: Any = None,
         extrapolate: bool = False,
     ) -> None:
@@ -82,8 +89,8 @@ class Prior:
                 if not self.extrapolate:
                     raise ValueError(msg + " (pass extrapolate=True to allow it)")
                 warnings.warn(msg, UserWarning, stacklevel=2)
-        if self.rv is not None and max(abs(self.rv.low), abs(self.rv.high)) > 1000.0:
-            raise ValueError(f"|rv| must stay below 1000 km/s, got {self.rv}")
+        if self.rv is not None and max(abs(self.rv.low), abs(self.rv.high)) > RV_SEARCH_KMS:
+            raise ValueError(f"|rv| must stay below {RV_SEARCH_KMS:g} km/s, got {self.rv}")
 
     def sample(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """``labels`` (n, 3) in :data:`~specvit.labels.LABEL_NAMES` order, ``mag``, ``rv`` (n,)."""
@@ -202,7 +209,8 @@ class Simulator:
         dict
             ``flux`` and ``error`` (n, 4096) in nJy per pixel (emulator dtype), ``labels``
             (n, 3) float32 in :data:`~specvit.labels.LABEL_NAMES` order, ``mag`` (n,), ``snr``
-            (n,) (median flux/error), and ``rv`` (n,) km/s when the prior has one.
+            (n,) (the observed S/N, :func:`specvit.median_snr` of ``flux`` and ``error``), and
+            ``rv`` (n,) km/s when the prior has one.
         """
         if n < 0:
             raise ValueError(f"n must be ≥ 0, got {n}")

@@ -40,11 +40,11 @@ from typing import Any
 import numpy as np
 
 from specvit.labels import LABEL_NAMES
+from training.engine.simulate import DEFAULT_MAG
 from training.evaluation.baselines import BASELINES, default_block, make
 from training.evaluation.baselines.data import draw_features, write_shard
 from training.evaluation.baselines.features import Features, features
 from training.evaluation.eval_sets import (
-    DEFAULT_MAG,
     DEFAULT_N,
     EvalSetSettings,
     ensure,

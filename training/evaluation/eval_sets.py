@@ -40,12 +40,12 @@ import torch
 
 from specvit.bounds import PosteriorMean, crlb_ceilings
 from specvit.emulator import Emulator
-from specvit.instrument import PFSNoiseModel
+from specvit.instrument import DEFAULT_N_EXPOSURES, PFSNoiseModel
 from specvit.io.hdf5 import OPTIONAL_DATASETS, iter_shard, read_shard_info
 from specvit.labels import LABEL_NAMES
-from training.engine.seeding import TEST_SEED, VALIDATION_SEED, step_generator
+from training.engine.seeding import DRAW_BLOCK, TEST_SEED, VALIDATION_SEED, step_generator
 from training.engine.shards import ShardWriter
-from training.engine.simulate import Prior, Simulator
+from training.engine.simulate import DEFAULT_MAG, Prior, Simulator
 from training.paths import DEFAULT_ETC_DIR as DEFAULT_ETC
 from training.paths import REPO_ROOT
 
@@ -68,10 +68,6 @@ POSTERIOR_SEED = 20_240_003
 #: The file attribute holding the settings (its name predates the word "evaluation set";
 #: kept so that files written before stay readable).
 EVAL_SET_ATTR = "benchmark"
-#: Spectra drawn per generator (make_dataset's default batch).
-BLOCK = 4096
-#: Default HSC-i range (the engine's default prior).
-DEFAULT_MAG = (20.5, 22.5)
 #: Spectra in each split of the fixed evaluation sets.
 DEFAULT_N = {"test": 10_000, "validation": 1_000}
 _ETC_FILES = ("noise_mr.dat", "snc_mr.dat")
@@ -101,7 +97,7 @@ class EvalSetSettings:
     split: str
     n: int
     mag: tuple[float, float] = DEFAULT_MAG
-    n_exposures: int = 12
+    n_exposures: int = DEFAULT_N_EXPOSURES
     grid: tuple[int, int, int] = (24, 24, 20)
     n_samples: int = 256
     n_rounds: int = 3
@@ -120,7 +116,7 @@ class EvalSetSettings:
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable settings, with the seeds."""
         out = dataclasses.asdict(self)
-        out.update(seed=self.seed, posterior_seed=POSTERIOR_SEED, block=BLOCK)
+        out.update(seed=self.seed, posterior_seed=POSTERIOR_SEED, block=DRAW_BLOCK)
         out.update(mag=list(self.mag), grid=list(self.grid), version=EVAL_SET_VERSION)
         return out
 
@@ -203,8 +199,8 @@ def generate(
             attrs=attrs,
         ) as writer,
     ):
-        for b, lo in enumerate(range(0, settings.n, BLOCK)):
-            draw = sim.sample(min(BLOCK, settings.n - lo), step_generator(settings.seed, b))
+        for b, lo in enumerate(range(0, settings.n, DRAW_BLOCK)):
+            draw = sim.sample(min(DRAW_BLOCK, settings.n - lo), step_generator(settings.seed, b))
             post = estimator(draw["flux"], draw["error"], step_generator(POSTERIOR_SEED, b))
             crlb = crlb_ceilings(
                 draw["labels"].double(),

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import yaml
 
+from specvit.instrument.noise import DEFAULT_N_EXPOSURES
 from specvit.labels import LABEL_NAMES
 from training.trainer.losses import GAUSSIAN_LOSSES, MEAN_TARGET_LOSSES
 
@@ -114,7 +115,7 @@ class DataConfig:
     n_val: int = 1_000
     noise_level: float = 1.0
     etc_dir: str | None = "../shared/data/pfs_etc"
-    n_exposures: int = 12
+    n_exposures: int = DEFAULT_N_EXPOSURES
     prior: dict[str, Any] = field(default_factory=dict)
     num_workers: int = 0
     val_set: str | None = None

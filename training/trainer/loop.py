@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 import specvit
 from specvit.config import SpecViTConfig
+from specvit.instrument.grid import GRID_ATOL
 from specvit.models.specvit import SpecViT
 from specvit.preprocessing import median_snr
 from training.engine.batches import SpectraSource, StepBatches, label_columns, to_model_batch
@@ -171,11 +172,11 @@ class Trainer:
         # What the training step calls: DDP's wrapper when distributed, compiled if asked.
         step_model = ddp if ddp is not None else self.model
         self.step_model = torch.compile(step_model) if t.compile else step_model
-        if not np.allclose(source.wavelength, self.model.wavelength, rtol=0, atol=1e-3):
+        if not np.allclose(source.wavelength, self.model.wavelength, rtol=0, atol=GRID_ATOL):
             raise ValueError("the training spectra are not on the model's wavelength grid")
         bench = config.data.val_set
         validation = read_eval_set(bench) if bench else source.validation_set()
-        if bench and not np.allclose(validation["wavelength"], source.wavelength, atol=1e-3):
+        if bench and not np.allclose(validation["wavelength"], source.wavelength, atol=GRID_ATOL):
             raise ValueError(f"data.val_set={bench} is not on the training spectra's grid")
         self.val_batch = to_model_batch(validation, model_config)
         kept = self.val_batch["kept"]

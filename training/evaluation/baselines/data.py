@@ -15,17 +15,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.engine.seeding import step_generator
+from specvit.preprocessing import expected_snr
+from training.engine.seeding import DRAW_BLOCK, step_generator
 from training.engine.shards import ShardWriter
 from training.engine.simulate import Simulator
 from training.evaluation.baselines.features import Features, features
 
-__all__ = ["BLOCK", "TRAIN_SEED", "draw_features", "write_shard"]
+__all__ = ["TRAIN_SEED", "draw_features", "write_shard"]
 
 #: Seed of the training stream (distinct from make_dataset's and the evaluation sets' seeds).
 TRAIN_SEED = 20_240_004
-#: Spectra per generator.
-BLOCK = 4096
 
 
 def draw_features(sim: Simulator, sizes: Mapping[int, int]) -> dict[int, Features]:
@@ -42,8 +41,8 @@ def draw_features(sim: Simulator, sizes: Mapping[int, int]) -> dict[int, Feature
     total = max(sizes.values())
     parts: dict[int, list[Features]] = {b: [] for b in sizes}
     with torch.no_grad():
-        for b, lo in enumerate(range(0, total, BLOCK)):
-            draw = sim.sample(BLOCK, step_generator(TRAIN_SEED, b))  # whole blocks: nested
+        for b, lo in enumerate(range(0, total, DRAW_BLOCK)):
+            draw = sim.sample(DRAW_BLOCK, step_generator(TRAIN_SEED, b))  # whole blocks: nested
             for block, n in sizes.items():
                 if lo < n:
                     k = min(n - lo, len(draw["flux"]))
@@ -76,13 +75,13 @@ def write_shard(sim: Simulator, path: str | Path, n: int) -> Path:
         torch.no_grad(),
         ShardWriter(path, sim.wavelength, n_spectra=n, attrs={"seed": TRAIN_SEED}) as writer,
     ):
-        for b, lo in enumerate(range(0, n, BLOCK)):
-            k = min(BLOCK, n - lo)
-            draw = sim.prior.sample(BLOCK, step_generator(TRAIN_SEED, b))
+        for b, lo in enumerate(range(0, n, DRAW_BLOCK)):
+            k = min(DRAW_BLOCK, n - lo)
+            draw = sim.prior.sample(DRAW_BLOCK, step_generator(TRAIN_SEED, b))
             draw = {key: v[:k] for key, v in draw.items()}
             clean = sim.noiseless(draw["labels"], draw["mag"])
             error = sim.noise.expected_sigma(clean)
-            snr = (clean / error).median(dim=-1).values
+            snr = expected_snr(clean, error)  # noiseless flux: the expected S/N
             writer.append(
                 {"flux": clean, "error": error, "labels": draw["labels"], "mag": draw["mag"]}
                 | {"snr": snr}
