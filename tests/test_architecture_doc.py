@@ -113,3 +113,26 @@ def test_the_checks_see_the_tree():
         "training/engine/seeding.py",
         "training/configs/",
     }
+
+
+def test_every_module_lists_its_public_names():
+    """The page's convention: every module of specvit and training has ``__all__`` (the
+    docstring-only package ``__init__.py`` files of training excepted)."""
+    missing = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            names = {
+                t.id
+                for n in tree.body
+                if isinstance(n, ast.Assign)
+                for t in n.targets
+                if isinstance(t, ast.Name)
+            }
+            relative = path.relative_to(ROOT).as_posix()
+            docstring_only = path.name == "__init__.py" and all(
+                isinstance(n, ast.Expr) for n in tree.body
+            )
+            if "__all__" not in names and not (package == "training" and docstring_only):
+                missing.append(relative)
+    assert missing == []

@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+__all__ = ["COMMANDS", "main", "usage"]
+
 #: command → (module of :mod:`training.cli`, what it does)
 COMMANDS = {
     "train": ("train", "train a model (also: python training/train.py)"),

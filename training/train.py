@@ -13,5 +13,7 @@ import sys
 
 from training.cli.train import main
 
+__all__ = ["main"]
+
 if __name__ == "__main__":
     sys.exit(main())

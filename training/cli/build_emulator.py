@@ -16,6 +16,8 @@ import numpy as np
 
 from training.engine.emulator_artifact import DEFAULT_OUT, DEFAULT_SOURCE, build
 
+__all__ = ["main"]
+
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from training.evaluation.design_study import report, run
 
+__all__ = ["main"]
+
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""

@@ -12,6 +12,8 @@ from typing import Any
 
 from training.evaluation.compare import parser, run
 
+__all__ = ["main"]
+
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Command-line entry point; returns the scores (as written to ``<work>/scores.json``)."""

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from training.evaluation.learning_curve import curve_table
 
+__all__ = ["main"]
+
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: print the table; returns the exit status."""

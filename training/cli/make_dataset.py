@@ -18,6 +18,8 @@ from training.engine.seeding import DRAW_BLOCK
 from training.engine.simulate import Prior, Simulator
 from training.paths import DEFAULT_ETC_DIR
 
+__all__ = ["main"]
+
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""

@@ -24,6 +24,8 @@ from training.evaluation.eval_sets import (
 )
 from training.paths import DEFAULT_ETC_DIR
 
+__all__ = ["main"]
+
 
 def main(argv: list[str] | None = None) -> list[Path]:
     """Command-line entry point; returns the evaluation-set files."""

@@ -24,6 +24,8 @@ from pathlib import Path
 from training.paths import DEFAULT_ETC_DIR
 from training.publish import eval_set_test_file, publish
 
+__all__ = ["main"]
+
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""

@@ -18,6 +18,8 @@ from training.evaluation.eval_sets import DEFAULT_N, EvalSetSettings, ensure, re
 from training.evaluation.model_scores import format_number, score_eval_set
 from training.trainer.checkpoint import load_checkpoint
 
+__all__ = ["main"]
+
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point: one line per checkpoint."""

@@ -26,6 +26,18 @@ import numpy as np
 from specvit.labels import LABEL_NAMES
 from training.paths import REPO_ROOT, SHARED_DIR
 
+__all__ = [
+    "ATTRIBUTION",
+    "CONTINUUM_RANGE",
+    "DEFAULT_OUT",
+    "DEFAULT_SOURCE",
+    "VALID_HIGH",
+    "VALID_LOW",
+    "build",
+    "design",
+    "power_matrix",
+]
+
 DEFAULT_SOURCE = SHARED_DIR / "data" / "emulator" / "doppler_cannon_coolstars_7050_8900.npz"
 DEFAULT_OUT = REPO_ROOT / "specvit" / "emulator" / "data" / "doppler_coolstars.npz"
 #: Continuum nodes kept: those covering the MR arm in air with room for interpolation.
