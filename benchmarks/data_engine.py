@@ -4,12 +4,14 @@ Usage::
 
     python benchmarks/data_engine.py [--seconds 5] [--batch 4096] [--threads 1] [--workers 2]
                                      [--device cpu] [--etc-dir ../shared/data/pfs_etc]
-                                     [--shard-spectra 20000]
+                                     [--shard-spectra 20000] [--effects]
 
 Prints, in one run: a baseline (``torch.randn`` of the same (batch, 4096) float32 shape, per
 second: the cost of the Gaussian draws alone), the emulator alone, the full engine
 (``Simulator.sample``: labels → emulator → nJy → noise → σ estimate → S/N) in this process, each
-as spectra/s and as a ratio to the baseline; the engine through the trainer's data path
+as spectra/s and as a ratio to the baseline; with ``--effects``, the same engine with every
+real-data effect on at its default prior (``Effects.default()``, ``training/engine/effects.py``)
+and its ratio to the engine without effects, same run; the engine through the trainer's data path
 (:class:`training.engine.sources.EngineSource` batches built by
 :class:`training.engine.batches.StepBatches`, model input included) in a ``DataLoader`` with
 ``--workers`` processes (how training uses the cores: one thread per worker); then the write and
@@ -33,6 +35,7 @@ from specvit.emulator import Emulator
 from specvit.instrument import PFSNoiseModel
 from specvit.io import iter_shard
 from training.engine.batches import StepBatches
+from training.engine.effects import Effects
 from training.engine.shards import ShardWriter
 from training.engine.simulate import Simulator
 from training.engine.sources import EngineSource
@@ -49,6 +52,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--etc-dir", type=Path, default=DEFAULT_ETC_DIR)
     parser.add_argument("--shard-spectra", type=int, default=20_000)
+    parser.add_argument(
+        "--effects", action="store_true", help="also time the engine with every effect on"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
@@ -74,6 +80,13 @@ def main() -> None:
     cpu_gen = torch.Generator().manual_seed(2)
     full = n * rate(lambda: sim.sample(n, cpu_gen), args.seconds, device)
     print(f"engine: noisy spectra + σ + S/N:   {full:12,.0f} spectra/s  ({full / base:.2f}x)")
+    if args.effects:
+        every = sim.with_effects(Effects.default())
+        on = n * rate(lambda: every.sample(n, cpu_gen), args.seconds, device)
+        print(
+            f"engine, every real-data effect on: {on:10,.0f} spectra/s  ({on / base:.2f}x; "
+            f"{on / full:.2f} of the engine without effects)"
+        )
     per_hour = full * 3600
     print(f"  1 M noisy spectra take {1e6 / full:.0f} s here (paper's pipeline: ≈304 CPU-hours)")
     print(f"  ({per_hour:,.0f} spectra per hour on {args.threads} threads)")

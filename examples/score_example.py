@@ -5,8 +5,10 @@ Run by ``make demo`` after ``specvit-predict examples/data/pfsCoadd-engine-examp
     python examples/score_example.py OUT [examples/data/truth.ecsv]
 
 Prints the first rows (predicted and true labels, side by side) and, per label, R², the RMSE and
-the bias of the predictions against the truth (K for T_eff, dex for log g and [M/H]). With 48
-spectra these numbers are a sanity check, not a measure: the test-set numbers are in
+the bias of the predictions against the truth (K for T_eff, dex for log g and [M/H]), beside the
+median per-star Cramér–Rao σ of the same stars (the ``crlb_<label>`` columns: the best σ any
+unbiased method could reach on each spectrum), then what the flags raised mean. With 48 spectra
+these numbers are a sanity check, not a measure: the test-set numbers are in
 docs/evaluation.md.
 """
 
@@ -17,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 from astropy.table import Table, join
+
+from specvit import PredictFlag
 
 TRUTH = Path(__file__).resolve().parent / "data" / "truth.ecsv"
 
@@ -49,9 +53,34 @@ def main(argv: list[str]) -> int:
         unit = "K" if name == "T_eff" else "dex"
         print(
             f"{name:>6}: R² {r2:.3f}, RMSE {np.sqrt(np.mean(err**2)):.3g} {unit}, "
-            f"bias {err.mean():+.3g} {unit} ({ok.sum()} predicted)"
+            f"bias {err.mean():+.3g} {unit} ({ok.sum()} predicted)" + _crlb(predicted, name, unit)
         )
+    if any(f"crlb_{name}" in predicted.colnames for name in labels):
+        print(
+            "Cramér–Rao σ: the best σ any unbiased method could reach on each star "
+            "(crlb_<label>); an RMSE near it is as good as these spectra allow, and a model "
+            "using its prior can beat it at low S/N (docs/bounds.md)."
+        )
+    print(_flag_lines(np.asarray(predicted["flags"])))
     return 0
+
+
+def _crlb(predicted: Table, name: str, unit: str) -> str:
+    """``; Cramér–Rao σ … (median per star)`` for a label, or "" without the column."""
+    column = f"crlb_{name}"
+    if column not in predicted.colnames:
+        return ""
+    return f"; Cramér–Rao σ {np.nanmedian(predicted[column]):.3g} {unit} (median per star)"
+
+
+def _flag_lines(flags: np.ndarray) -> str:
+    """How many stars are clean, and what each flag raised means."""
+    lines = [f"flags: {np.count_nonzero(flags == 0)} of {flags.size} stars clean"]
+    for flag in PredictFlag:
+        hit = np.count_nonzero(flags & int(flag))
+        if hit:
+            lines.append(f"  {flag.name} ({hit}): {flag.meaning}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Private Hub plumbing behind :func:`specvit.load`."""
+"""Private Hub plumbing behind :func:`specvit.load` and :func:`specvit.list_pretrained`."""
 
 from __future__ import annotations
 
@@ -11,13 +11,31 @@ import torch
 
 from specvit.models.specvit import SpecViT
 
-__all__ = ["UnpinnedRevisionWarning", "load"]
+__all__ = ["PRETRAINED_DIR", "UnpinnedRevisionWarning", "list_pretrained", "load"]
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+#: The folder of the trained models shipped inside the package (one model folder each), read
+#: with no network call; :func:`list_pretrained` names them.
+PRETRAINED_DIR: Path = Path(__file__).resolve().parent / "pretrained"
 
 
 class UnpinnedRevisionWarning(UserWarning):
     """A Hub model was loaded without pinning ``revision`` to a commit hash."""
+
+
+def list_pretrained() -> list[str]:
+    """Names of the trained models bundled with specvit, for :func:`load` and ``model=``.
+
+    :func:`specvit.list_models` lists architecture presets (untrained); these are trained
+    model folders shipped inside the package (the default model among them), loaded offline.
+
+    Returns
+    -------
+    list of str
+        Sorted names, e.g. ``["specvit-tiny-pfs"]``.
+    """
+    return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / "config.json").is_file())
 
 
 def load(
@@ -38,13 +56,14 @@ def load(
     Parameters
     ----------
     name_or_path : str or pathlib.Path
-        A local folder, or a Hub repo id ``"owner/name"``.
+        A local folder, the name of a bundled model (:func:`list_pretrained`; a local folder
+        of the same name wins), or a Hub repo id ``"owner/name"``.
     revision : str, optional
         Hub revision: pin it to a 40-character commit hash for reproducible and safe
         downloads (a branch or tag also works, with an :class:`UnpinnedRevisionWarning`).
         Ignored for local folders.
     device : str or torch.device
-        Where to put the weights.
+        Where to put the weights: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` or ``"auto"``.
     cache_dir : str or pathlib.Path, optional
         Hugging Face cache folder (default: the ``HF_HUB_CACHE`` / ``HF_HOME`` setting).
     token : str or bool, optional
@@ -53,17 +72,38 @@ def load(
     Returns
     -------
     SpecViT
-        The model in eval mode.
+        The model in eval mode; its :attr:`~specvit.SpecViT.origin` holds the name and, for
+        the Hub, the commit the weights came from.
+
+    Raises
+    ------
+    ValueError
+        For an empty name, a device this torch cannot use, or a config and weights that do
+        not match (:class:`~specvit.WeightsMismatchError`).
+    FileNotFoundError
+        For a path that is not a model folder.
 
     Notes
     -----
     With ``HF_HUB_OFFLINE=1`` in the environment nothing is downloaded: the model must already
     be in the cache at that revision. ``HF_ENDPOINT`` selects another Hub server.
     """
+    from specvit.inference.predictor import resolve_device
+
+    if not str(name_or_path).strip():
+        raise ValueError(
+            "empty model name: give a model folder, a bundled model "
+            f"({', '.join(list_pretrained())}) or a Hub repo id 'owner/name'"
+        )
+    device = resolve_device(device)
     path = Path(name_or_path).expanduser()
+    if not path.is_dir() and str(name_or_path) in list_pretrained():
+        path = PRETRAINED_DIR / str(name_or_path)
     if path.is_dir():
         _check_config(path / "config.json")
         model = SpecViT.from_pretrained(path)
+        bundled = path.resolve().parent == PRETRAINED_DIR
+        origin = {"name": path.name if bundled else str(name_or_path), "revision": ""}
     else:
         name = str(name_or_path)
         if path.exists():
@@ -87,6 +127,9 @@ def load(
         )
         _check_config(Path(config), f"config.json of {name!r}")
         model = SpecViT.from_pretrained(name, revision=revision, cache_dir=cache_dir, token=token)
+        commit = Path(config).parent.name  # the cache's snapshots/<commit>/config.json
+        origin = {"name": name, "revision": commit if _COMMIT.match(commit) else revision or ""}
+    model.origin = origin
     return model.to(device).eval()
 
 

@@ -12,20 +12,39 @@ from training import paths
 
 #: ../shared beside the repository root (CI lays a copy there); override with SPECVIT_SHARED.
 SHARED_DIR = Path(os.environ.get("SPECVIT_SHARED", paths.SHARED_DIR))
+#: The PFS ETC tables the tests read (specvit may not redistribute them), and their source.
+ETC_TABLES = ("noise_mr.dat", "snc_mr.dat")
+ETC_SOURCE = (
+    "the PFS exposure-time calculator's medium-resolution output, tests/master_results/ of the "
+    "public repository https://github.com/Subaru-PFS/spt_ExposureTimeCalculator (MIT)"
+)
 
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """The project's ../shared folder; tests that need it skip when it is absent."""
     if not (SHARED_DIR / "data").is_dir():
-        pytest.skip(f"needs the shared reference data at {SHARED_DIR} (set SPECVIT_SHARED)")
+        pytest.skip(
+            f"needs the shared reference data at {SHARED_DIR} (or set SPECVIT_SHARED to its "
+            f"folder): data/pfs_etc/ holds {' and '.join(ETC_TABLES)} from {ETC_SOURCE}"
+        )
     return SHARED_DIR
 
 
+def require_etc_tables(folder: Path) -> Path:
+    """``folder`` when it holds the PFS ETC tables; else skip, saying where they come from."""
+    if not all((folder / name).is_file() for name in ETC_TABLES):
+        pytest.skip(
+            f"needs the PFS ETC tables {' and '.join(ETC_TABLES)} in {folder} (or set "
+            f"SPECVIT_SHARED to the folder holding data/pfs_etc/): copy them from {ETC_SOURCE}"
+        )
+    return folder
+
+
 @pytest.fixture(scope="session")
-def etc_dir(shared_dir: Path) -> Path:
+def etc_dir() -> Path:
     """The PFS exposure-time-calculator tables in ../shared/data/pfs_etc."""
-    return shared_dir / "data" / "pfs_etc"
+    return require_etc_tables(SHARED_DIR / "data" / "pfs_etc")
 
 
 @pytest.fixture(scope="session")

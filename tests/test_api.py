@@ -100,6 +100,7 @@ def test_predict_defaults_have_one_home():
     for name in ("medium", "uncertainty"):
         assert inspect.signature(validate.as_spectra).parameters[name].default == defaults[name]
     options = {p.name: p.default for p in main.params}
-    assert {k: options[k] for k in ("device", "batch_size", "physics")} == {
-        k: defaults[k] for k in ("device", "batch_size", "physics")
-    }
+    shared = ("device", "batch_size", "precision", "physics")
+    assert {k: options[k] for k in shared} == {k: defaults[k] for k in shared}
+    precision = next(p for p in main.params if p.name == "precision")
+    assert tuple(precision.type.choices) == home.PRECISIONS  # --precision: every value

@@ -106,7 +106,61 @@ def test_bad_labels_and_snr():
     with pytest.raises(ValueError, match="snr must be > 0"):
         crlb_ceilings(torch.ones(5, 3), snr=-1.0, emulator=MODEL, noise_model=object())
     with pytest.raises(ValueError, match=r"mag must be a scalar or have shape \(5,\)"):
-        crlb_ceilings(torch.ones(5, 3), mag=torch.ones(4), emulator=MODEL, noise_model=object())
+        crlb_ceilings(
+            torch.ones(5, 3), mag=torch.full((4,), 21.0), emulator=MODEL, noise_model=object()
+        )
+
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_stars": 0}, "n_stars must be an integer >= 1, got 0"),
+        ({"n_stars": -5}, "n_stars must be an integer >= 1, got -5"),
+        ({"labels": torch.zeros(0, 3)}, "labels hold no star"),
+        ({"labels": torch.tensor([[5000.0, NAN, 0.0]])}, r"labels must be finite; star 0"),
+        ({"mag": NAN}, "within 12–28, got nan"),
+        ({"mag": math.inf}, "within 12–28, got inf"),
+        ({"mag": -50.0}, "within 12–28, got -50"),
+        ({"mag": torch.tensor([21.0, NAN])}, "got nan"),
+        ({"snr": math.inf}, "snr must be > 0 and finite, got inf"),
+        ({"snr": NAN}, "snr must be > 0 and finite, got nan"),
+    ],
+)
+def test_inputs_that_give_no_or_meaningless_bounds_are_refused_before_any_work(kwargs, message):
+    kwargs = {"labels": None, "mag": None, **kwargs}
+    if kwargs["mag"] is None and "snr" not in kwargs:
+        kwargs["mag"] = 21.0
+    # object() as the noise model: any work on the spectra would fail with another error
+    with pytest.raises(ValueError, match=message):
+        crlb_ceilings(emulator=MODEL, noise_model=object(), **kwargs)
+
+
+@pytest.mark.parametrize("star", [[50000.0, 3.0, 0.0], [1000.0, 3.0, 0.0], [5000.0, 3.0, 1.5]])
+def test_stars_outside_the_emulators_grid_are_refused(star):
+    # T_eff 50 000 K gave "sigma contains NaN", T_eff 1000 K an R² of 0.996 from extrapolation
+    with pytest.raises(ValueError, match=r"star 0 \(T_eff .*\) lies outside the emulator's grid"):
+        crlb_ceilings(torch.tensor([star]), mag=21.5, noise_model=object())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"mags": [NAN]}, "got nan"),
+        ({"mags": [21.0, 40.0]}, "got 40"),
+        ({"snrs": [0.0]}, "snr must be > 0"),
+        ({"mags": [21.0], "n_stars": 0}, "n_stars must be an integer >= 1"),
+        ({"mags": [21.0], "nuisance": ("vrad",)}, "unknown nuisance parameter 'vrad'"),
+        ({}, "at least one magnitude or SNR"),
+    ],
+)
+def test_ceiling_table_checks_before_any_work(kwargs, message):
+    from specvit.bounds import ceiling_table
+
+    with pytest.raises(ValueError, match=message):
+        ceiling_table(emulator=MODEL, noise_model=object(), **kwargs)
 
 
 def test_format_table():

@@ -29,7 +29,9 @@ def model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def predictor(model_dir) -> Predictor:
-    return Predictor(str(model_dir), device="cpu")
+    """The Python API on the CLI's model, to compare labels with (the test model's grid is not
+    the emulator's: no physics columns, which would only warn)."""
+    return Predictor(str(model_dir), device="cpu", physics=False)
 
 
 def noisy(wave: np.ndarray, log_g: np.ndarray, seed: int) -> np.ndarray:
@@ -281,3 +283,64 @@ def test_failed_write_leaves_nothing_behind(tmp_path):
     write_table(Table({"x": [3]}), tmp_path / "out.ecsv", overwrite=True)
     assert list(Table.read(tmp_path / "out.ecsv")["x"]) == [3]
     assert [p.name for p in tmp_path.iterdir()] == ["out.ecsv"]
+
+
+# ---------------------------------------------------------------------------- issue 26
+PFS_DIR = Path(__file__).resolve().parent / "data" / "pfs"
+
+
+def test_the_table_records_the_weights_and_float32_digits(tmp_path, model_dir, predictor):
+    """Which weights made the table (name, revision, sha256); float32 results, float32 digits."""
+    import hashlib
+    import re
+
+    npz_file = tmp_path / "s.npz"
+    np.savez(npz_file, flux=noisy(predictor.wavelength, np.array([1.0, 2.5, 4.0]), 8))
+    out = tmp_path / "out.ecsv"
+    result = invoke(npz_file, "-o", out, "--model", model_dir)
+    assert result.exit_code == 0, result.output
+    meta = Table.read(out).meta
+    weights = (model_dir / "model.safetensors").read_bytes()
+    assert meta["weights_sha256"] == hashlib.sha256(weights).hexdigest()
+    assert meta["model_name"] == str(model_dir) and meta["model_revision"] == ""
+    assert meta["untrained"] is False
+    fits_out = tmp_path / "out.fits"
+    assert invoke(npz_file, "-o", fits_out, "--model", model_dir).exit_code == 0
+    assert fits.getheader(fits_out, 1)["WEIGHTS_SHA256"] == meta["weights_sha256"]
+    csv_out = tmp_path / "out.csv"
+    assert invoke(npz_file, "-o", csv_out, "--model", model_dir).exit_code == 0
+    rows = csv_out.read_text().splitlines()
+    column = rows[0].split(",").index("log_g")
+    for row in rows[1:]:
+        digits = re.sub(r"[-+.]|e.*", "", row.split(",")[column]).strip("0")
+        assert len(digits) <= 9, row  # float32 has 6–9 significant digits, not float64's 17
+    assert Table.read(out)["log_g"].dtype == np.float32
+
+
+def test_pfs_targets_keep_their_ra_and_dec(tmp_path):
+    coadd = PFS_DIR / "pfsCoadd-10092-007.fits.gz"
+    single = next(PFS_DIR.glob("mr-grid_pfsObject-*.fits.gz"))
+    out = tmp_path / "out.ecsv"
+    result = invoke(coadd, single, "-o", out, "--no-physics")
+    assert result.exit_code == 0, result.output
+    table = Table.read(out)
+    target = fits.getdata(coadd, "TARGET")
+    header = fits.getheader(single, "TARGET")
+    np.testing.assert_array_equal(table["ra"][:-1], target["ra"])
+    np.testing.assert_array_equal(table["dec"][:-1], target["dec"])
+    assert (table["ra"][-1], table["dec"][-1]) == (header["RA"], header["DEC"])
+
+
+def test_the_summary_line_counts_flags_in_words(tmp_path, model_dir, predictor):
+    npz_file = tmp_path / "s.npz"
+    np.savez(npz_file, flux=noisy(predictor.wavelength, np.array([1.0, 2.5, 4.0]), 9))
+    result = invoke(npz_file, "-o", tmp_path / "o.csv", "--model", model_dir)
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("specvit-predict:"))
+    assert line.endswith("flags: none set (3 clean)"), line
+    short = noisy(predictor.wavelength, np.array([2.0, 3.0]), 10)
+    short[0, :700] = np.nan  # too few pixels
+    np.savez(npz_file, flux=short)
+    result = invoke(npz_file, "-o", tmp_path / "p.csv", "--model", model_dir)
+    line = next(x for x in result.output.splitlines() if x.startswith("specvit-predict:"))
+    assert line.endswith("flags: 1 clean, 1 flagged (TOO_FEW_PIXELS 1)"), line

@@ -30,6 +30,11 @@ from specvit.inference.flags import PredictFlag
 from tests.predict_helpers import GRID, spectrum
 
 SIGMA = 0.02
+# The fixture model is deliberately untrained: these tests check input handling (and compare the
+# CLI with a direct predict call), not labels, so its UntrainedModelWarning is expected noise
+# here. test_an_untrained_model_warns_in_one_line still checks the CLI's warning line (the CLI
+# shows warnings itself, past this filter); tests/test_models.py asserts the Python warning.
+pytestmark = pytest.mark.filterwarnings("ignore::specvit.UntrainedModelWarning")
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +46,9 @@ def model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def predictor(model_dir) -> Predictor:
-    return Predictor(str(model_dir), device="cpu")
+    """The Python API on the CLI's model (its grid is not the emulator's: physics off, which
+    would only warn that the crlb_*, v_rad and chi2_* columns are left out)."""
+    return Predictor(str(model_dir), device="cpu", physics=False)
 
 
 def invoke(*args):
@@ -348,11 +355,14 @@ def test_the_etc_mr_wavelengths_are_full_coverage(etc_dir):
     model = specvit.create_model("specvit_tiny", label_names=("log_g",))
     assert np.abs(etc - model.wavelength).max() < 2e-3
     flux = 1.0 + 0.01 * np.random.default_rng(0).standard_normal((2, etc.size))
-    table = specvit.predict(flux, np.full_like(flux, 0.01), wavelength=etc, model=model)
+    # physics off: a log_g-only model gets no emulator fit (it needs T_eff, log_g and M_H)
+    table = specvit.predict(
+        flux, np.full_like(flux, 0.01), wavelength=etc, model=model, physics=False
+    )
     assert (table["flags"] == 0).all(), table["flags"]
     assert (table["n_valid"] == etc.size).all()
     short = etc[etc < 8000.0]  # a real gap still is flagged
-    table = specvit.predict(flux[:, : short.size], wavelength=short, model=model)
+    table = specvit.predict(flux[:, : short.size], wavelength=short, model=model, physics=False)
     assert (table["flags"] & PredictFlag.PARTIAL_COVERAGE).all()
 
 
@@ -383,3 +393,312 @@ def test_one_pixel_per_spectrum_grids_are_a_clear_error(predictor):
     for wave in (np.array([[7600.0]]), np.array([7600.0])):
         with pytest.raises(ValueError, match="at least 2 pixels"):
             predictor.predict(np.ones((1, 1)), wavelength=wave)
+
+
+# ---------------------------------------------------------------------------- issue 26
+def run_ok(tmp_path: Path, model_dir: Path, *args) -> Table:
+    out = tmp_path / "issue26.ecsv"
+    result = invoke(*args, "-o", out, "--model", model_dir, "--overwrite")
+    assert result.exit_code == 0, result.output
+    return Table.read(out)
+
+
+def wcs_header(wave: np.ndarray, **cards) -> fits.Header:
+    return fits.Header({"CRVAL1": wave[0], "CDELT1": wave[1] - wave[0], "CRPIX1": 1.0, **cards})
+
+
+def test_a_flux_bunit_per_wavelength_is_converted_to_f_nu(tmp_path, model_dir, predictor):
+    from astropy import units as u
+
+    wave = predictor.wavelength
+    fnu, err = flux_on(wave) * 1e3, np.full((3, wave.size), SIGMA * 1e3)
+    flam = 1e-17 * u.erg / (u.s * u.cm**2 * u.AA)
+    density = u.spectral_density(wave * u.AA)
+    f32, e32 = ((a * u.nJy).to_value(flam, density).astype(np.float32) for a in (fnu, err))
+    header = wcs_header(wave, BUNIT="1e-17 erg/(s cm2 Angstrom)")
+    path = tmp_path / "flam.fits"
+    hdus = [fits.PrimaryHDU(f32, header=header), fits.ImageHDU(e32, name="ERROR")]
+    fits.HDUList(hdus).writeto(path)
+    table = run_ok(tmp_path, model_dir, path)
+    direct = predictor.predict(f32 * flam, e32 * flam, wavelength=wave)
+    np.testing.assert_allclose(table["log_g"], direct["log_g"], atol=1e-6)
+    as_fnu = predictor.predict(fnu, err, wavelength=wave)
+    np.testing.assert_allclose(table["log_g"], as_fnu["log_g"], atol=1e-4)
+    np.testing.assert_allclose(table["snr"], as_fnu["snr"], rtol=1e-5)
+    # SDSS-style 'A' for Ångström (astropy reads it as ampere), in a table's TUNIT
+    cols = [
+        fits.Column("flux", f"{wave.size}E", unit="1e-17 erg/s/cm2/A", array=f32),
+        fits.Column("ivar", f"{wave.size}E", array=e32**-2.0),
+        fits.Column("wave", f"{wave.size}D", unit="Angstrom", array=np.tile(wave, (3, 1))),
+    ]
+    path = tmp_path / "flam-table.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(cols)]).writeto(path)
+    table = run_ok(tmp_path, model_dir, path)
+    np.testing.assert_allclose(table["log_g"], direct["log_g"], atol=1e-5)
+
+
+def test_cd1_1_wins_over_cdelt1(tmp_path):
+    from specvit.io.readers import open_spectra
+
+    header = fits.Header({"CRVAL1": 7500.0, "CRPIX1": 1.0, "CD1_1": 0.5, "CDELT1": 1.0})
+    fits.PrimaryHDU(np.ones((2, 20), np.float32), header=header).writeto(tmp_path / "cd.fits")
+    with open_spectra(tmp_path / "cd.fits") as spectra:
+        np.testing.assert_allclose(spectra.wavelength, 7500.0 + 0.5 * np.arange(20))
+
+
+def test_iraf_linear_and_fits_log_wcs(tmp_path):
+    from specvit.io.readers import open_spectra
+
+    flux = np.ones((2, 20), np.float32)
+    linear = fits.Header({"CTYPE1": "LINEAR", "CRVAL1": 7500.0, "CRPIX1": 1.0, "CDELT1": 0.5})
+    fits.PrimaryHDU(flux, header=linear).writeto(tmp_path / "iraf.fits")
+    with open_spectra(tmp_path / "iraf.fits") as spectra:  # IRAF's LINEAR: Å
+        np.testing.assert_allclose(spectra.wavelength, 7500.0 + 0.5 * np.arange(20))
+    # FITS paper III: WAVE-LOG is λ = CRVAL1 exp(CDELT1 (p − CRPIX1) / CRVAL1)
+    log = fits.Header(
+        {"CTYPE1": "WAVE-LOG", "CUNIT1": "nm", "CRVAL1": 750.0, "CRPIX1": 3.0, "CDELT1": 0.05}
+    )
+    fits.PrimaryHDU(flux, header=log).writeto(tmp_path / "log.fits")
+    with open_spectra(tmp_path / "log.fits") as spectra:
+        expected = 7500.0 * np.exp(0.05 * (np.arange(20) + 1.0 - 3.0) / 750.0)
+        np.testing.assert_allclose(spectra.wavelength, expected, rtol=1e-12)
+    freq = fits.Header({"CTYPE1": "FREQ", "CRVAL1": 4e14, "CRPIX1": 1.0, "CDELT1": 1e10})
+    fits.PrimaryHDU(flux, header=freq).writeto(tmp_path / "freq.fits")
+    with pytest.raises(ValueError, match=r"CTYPE1 = 'FREQ'.*--wave-col"):
+        open_spectra(tmp_path / "freq.fits").__enter__()
+
+
+def test_scaled_and_blank_images_are_read(tmp_path, model_dir, predictor):
+    wave = predictor.wavelength
+    flux = flux_on(wave)
+    bzero, bscale = 1.0, 1e-4
+    raw = np.round((flux - bzero) / bscale).astype(np.int16)
+    raw[:, 100:110] = -32768
+    scaled = fits.PrimaryHDU(raw, header=wcs_header(wave))
+    scaled.header.update(BSCALE=bscale, BZERO=bzero, BLANK=-32768)
+    counts = np.round(flux * 20000).astype(np.uint16)  # uint16: BZERO = 32768
+    error = fits.ImageHDU(np.full(flux.shape, SIGMA, np.float32), name="ERROR")
+    fits.HDUList([scaled, error]).writeto(tmp_path / "scaled.fits")
+    fits.HDUList([fits.PrimaryHDU(counts, header=wcs_header(wave))]).writeto(tmp_path / "u16.fits")
+    table = run_ok(tmp_path, model_dir, tmp_path / "scaled.fits")
+    values = raw * bscale + bzero
+    blank = raw == -32768
+    direct = predictor.predict(values, np.full(flux.shape, SIGMA), wavelength=wave, mask=blank)
+    assert list(table["n_valid"]) == [wave.size - 10] * 3
+    np.testing.assert_allclose(table["log_g"], direct["log_g"], atol=1e-5)
+    table = run_ok(tmp_path, model_dir, tmp_path / "u16.fits")
+    direct = predictor.predict(counts.astype(float), wavelength=wave)
+    np.testing.assert_allclose(table["log_g"], direct["log_g"], atol=1e-5)
+
+
+def test_the_flux_hdu_is_never_guessed(tmp_path, model_dir, predictor):
+    wave = predictor.wavelength
+    flux = flux_on(wave)
+    sky = np.full_like(flux, 5.0, dtype=np.float32)
+    hdus = [
+        fits.PrimaryHDU(),
+        fits.ImageHDU(sky, name="SKY"),
+        fits.ImageHDU(flux.astype(np.float32), name="SCI"),
+        fits.ImageHDU(np.full_like(sky, SIGMA), name="ERR"),
+        fits.ImageHDU(wave, name="WAVE"),
+    ]
+    fits.HDUList(hdus).writeto(tmp_path / "sci.fits")
+    result = invoke(tmp_path / "sci.fits", "-o", tmp_path / "o.csv", "--model", model_dir)
+    assert result.exit_code == EXIT_CODES["input"], result.output
+    one_error_line(result, "sci.fits", "SCI", "SKY", "--flux-col")
+    table = run_ok(tmp_path, model_dir, tmp_path / "sci.fits", "--flux-col", "sci")
+    direct = predictor.predict(flux, np.full_like(flux, SIGMA), wavelength=wave)
+    np.testing.assert_allclose(table["log_g"], direct["log_g"], atol=1e-5)
+    # an unnamed primary image beside a table with a FLUX column: the named column wins
+    cols = [
+        fits.Column("FLUX", f"{wave.size}E", array=flux),
+        fits.Column("WAVE", f"{wave.size}D", array=np.tile(wave, (3, 1))),
+    ]
+    both = [fits.PrimaryHDU(sky, header=wcs_header(wave)), fits.BinTableHDU.from_columns(cols)]
+    fits.HDUList(both).writeto(tmp_path / "both.fits")
+    table = run_ok(tmp_path, model_dir, tmp_path / "both.fits")
+    direct = predictor.predict(flux, wavelength=wave)
+    np.testing.assert_allclose(table["log_g"], direct["log_g"], atol=1e-5)
+
+
+def test_npz_loglam_is_log10_angstrom(tmp_path, model_dir, predictor):
+    from specvit.io.readers import open_spectra
+
+    wave = np.linspace(7480.0, 7960.0, 1500)
+    flux = flux_on(wave)
+    np.savez(tmp_path / "loglam.npz", flux=flux, loglam=np.log10(wave))
+    with open_spectra(tmp_path / "loglam.npz") as spectra:
+        np.testing.assert_allclose(spectra.wavelength, wave, rtol=1e-12)
+    table = run_ok(tmp_path, model_dir, tmp_path / "loglam.npz")
+    direct = predictor.predict(flux, wavelength=wave)
+    np.testing.assert_allclose(table["log_g"], direct["log_g"], atol=1e-5)
+
+
+@pytest.mark.timeout(60)
+def test_inputs_must_be_regular_files(tmp_path, model_dir):
+    zero = tmp_path / "zero.fits"
+    zero.symlink_to("/dev/zero")
+    result = invoke(zero, "-o", tmp_path / "o.csv", "--model", model_dir)
+    assert result.exit_code == EXIT_CODES["input"], result.output
+    one_error_line(result, "zero.fits", "not a regular file")
+
+
+def test_variable_length_table_columns_outside_pfs_files(tmp_path, model_dir, predictor):
+    wave = predictor.wavelength
+    flux = flux_on(wave)
+    lengths = [wave.size, wave.size - 200, wave.size]  # spectra of different lengths
+    cols = [
+        fits.Column("objid", "K", array=np.array([7, 8, 9])),
+        fits.Column("flux", "PE()", array=[f[:n] for f, n in zip(flux, lengths, strict=True)]),
+        fits.Column("wave", "PD()", array=[wave[:n] for n in lengths]),
+    ]
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(cols)]).writeto(
+        tmp_path / "vla.fits"
+    )
+    table = run_ok(tmp_path, model_dir, tmp_path / "vla.fits")
+    assert list(table["objid"]) == [7, 8, 9]
+    for i, n in enumerate(lengths):
+        direct = predictor.predict(flux[i, :n].astype(np.float32), wavelength=wave[:n])
+        np.testing.assert_allclose(table["log_g"][i], direct["log_g"][0], atol=1e-5)
+        assert table["n_valid"][i] == direct["n_valid"][0]
+
+
+# ---------------------------------------------------------------------------- issue 26
+PFS_COADD = Path(__file__).resolve().parent / "data" / "pfs" / "pfsCoadd-10092-007.fits.gz"
+
+
+def _no_prediction(monkeypatch) -> None:
+    """Fail the test if the spectra are predicted: the error must come before the work."""
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("the spectra were predicted before the error")
+
+    monkeypatch.setattr(Predictor, "predict_spectra", refuse)
+
+
+def test_a_legal_long_output_name_is_written(tmp_path, model_dir, npz_input):
+    """254 bytes is a legal name; the hidden temporary file must fit NAME_MAX too."""
+    name_max = os.pathconf(tmp_path, "PC_NAME_MAX")
+    out = tmp_path / ("x" * (name_max - 1 - len(".csv")) + ".csv")
+    result = invoke(npz_input, "-o", out, "--model", model_dir)
+    assert result.exit_code == 0, result.output
+    assert len(Table.read(out)) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, "s.npz"])
+
+
+def test_a_too_long_output_name_fails_before_the_work(tmp_path, model_dir, npz_input, monkeypatch):
+    name_max = os.pathconf(tmp_path, "PC_NAME_MAX")
+    _no_prediction(monkeypatch)
+    result = invoke(npz_input, "-o", tmp_path / ("x" * name_max + ".csv"), "--model", model_dir)
+    assert result.exit_code == EXIT_CODES["output"]
+    one_error_line(result, "name too long")
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_a_dangling_symlink_output_fails_before_the_work(
+    tmp_path, model_dir, npz_input, monkeypatch, overwrite
+):
+    link = tmp_path / "out.fits"
+    link.symlink_to(tmp_path / "gone" / "target.fits")
+    _no_prediction(monkeypatch)
+    result = invoke(npz_input, "-o", link, "--model", model_dir, *overwrite)
+    assert result.exit_code == EXIT_CODES["output"], result.output
+    one_error_line(result, "dangling symbolic link", "gone")
+    assert link.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == ["out.fits", "s.npz"]
+
+
+@pytest.mark.parametrize("device", ["meta", "xla", "cpu:0:1"])
+def test_an_unusable_device_is_a_usage_error_before_reading(
+    tmp_path, model_dir, npz_input, monkeypatch, device
+):
+    from specvit.io import readers
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the spectra were read before the device was checked")
+
+    monkeypatch.setattr("specvit.inference.cli.open_spectra", no_reading)
+    monkeypatch.setattr(readers, "open_spectra", no_reading)
+    result = invoke(npz_input, "-o", tmp_path / "o.csv", "--model", model_dir, "--device", device)
+    assert result.exit_code == EXIT_CODES["usage"] == 2, result.output
+    assert device in result.output and "Traceback" not in result.output
+    with pytest.raises(ValueError, match=f"device '{device}'"):
+        Predictor(model_dir, device=device)
+
+
+def test_error_kind_that_would_be_ignored_is_refused(tmp_path, model_dir, npz_input, monkeypatch):
+    _no_prediction(monkeypatch)
+    out = tmp_path / "o.csv"
+    args = ["--error-col", "none", "--error-kind", "ivar"]
+    result = invoke(npz_input, "-o", out, "--model", model_dir, *args)
+    assert result.exit_code == EXIT_CODES["usage"], result.output
+    assert "--error-kind" in result.output and "--error-col none" in result.output
+    # A PFS file holds its variance in COVAR: --error-kind std would be silently ignored.
+    result = invoke(PFS_COADD, "-o", out, "--error-kind", "std")
+    assert result.exit_code == EXIT_CODES["usage"], result.output
+    one_error_line(result, "--error-kind std", PFS_COADD.name, "σ²")
+    assert not out.exists()
+
+
+def test_an_empty_model_name_is_refused(tmp_path, npz_input, monkeypatch):
+    specvit.create_model("specvit_tiny").save_pretrained(tmp_path / "cwd")
+    monkeypatch.chdir(tmp_path / "cwd")  # "" used to load the model in the current folder
+    result = invoke(npz_input, "-o", tmp_path / "o.csv", "--model", "")
+    assert result.exit_code == EXIT_CODES["model"], result.output
+    one_error_line(result, "empty model name")
+
+
+def test_precision_option_reaches_the_predictor(tmp_path, model_dir, npz_input, monkeypatch):
+    seen = []
+    real_init = Predictor.__init__
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("precision"))
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(Predictor, "__init__", spy)
+    out = tmp_path / "o.csv"
+    result = invoke(npz_input, "-o", out, "--model", model_dir, "--precision", "bf16")
+    assert result.exit_code == 0, result.output
+    assert seen == ["bf16"]
+    result = invoke(npz_input, "-o", tmp_path / "p.csv", "--model", model_dir, "--precision", "fp8")
+    assert result.exit_code == EXIT_CODES["usage"]
+
+
+def test_list_models_names_the_bundled_models_without_inputs():
+    result = CliRunner().invoke(main, ["--list-models"])
+    assert result.exit_code == 0, result.output
+    assert "specvit-tiny-pfs" in result.output and "(default)" in result.output
+    assert "T_eff, log_g, M_H" in result.output
+
+
+def test_python_dash_m_specvit_runs_both_commands(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for args, expected in (
+        (["--version"], specvit.__version__),
+        (["predict", "--list-models"], "specvit-tiny-pfs"),
+        (["bounds", "--version"], specvit.__version__),
+        (["--help"], "specvit-predict"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "specvit", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert done.returncode == 0, (args, done.stderr)
+        assert expected in done.stdout, (args, done.stdout)
+
+
+def test_specvit_bounds_has_a_version():
+    from specvit.bounds.cli import main as bounds
+
+    result = CliRunner().invoke(bounds, ["--version"])
+    assert result.exit_code == 0 and specvit.__version__ in result.output, result.output
+
+
+def test_an_untrained_model_warns_in_one_line(tmp_path, model_dir, npz_input):
+    result = invoke(npz_input, "-o", tmp_path / "o.csv", "--model", model_dir)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "untrained weights" in line]
+    assert len(lines) == 1 and lines[0].startswith("Warning: "), result.output

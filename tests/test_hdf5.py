@@ -232,3 +232,12 @@ def test_make_dataset_writes_fixed_validation_and_test(tmp_path: Path, etc_dir) 
         fa = next(iter_shard(tmp_path / "a" / name, 50))["flux"]
         fb = next(iter_shard(tmp_path / "b" / name, 50))["flux"]
         assert np.array_equal(fa, fb) == same
+
+
+def test_a_one_dimensional_flux_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "flat.h5"
+    with h5py.File(path, "w") as f:
+        f["flux"], f["error"], f["wavelength"] = np.ones(L), np.ones(L), PFS_MR.wavelength()
+        f["labels"] = np.zeros(1, [(k, "f4") for k in ("T_eff", "log_g", "M_H", "mag", "snr")])
+    with pytest.raises(ValueError, match=r"flux has shape \(4096,\); a shard's is \(N, L\)"):
+        read_shard_info(path)

@@ -49,7 +49,7 @@ def _load_in_subprocess(env_extra: dict, revision: str | None) -> subprocess.Com
         digest = hashlib.sha256()
         for key, value in sorted(model.state_dict().items()):
             digest.update(key.encode() + value.cpu().numpy().tobytes())
-        print(digest.hexdigest())
+        print(model.origin["revision"], digest.hexdigest())
         """
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
@@ -133,6 +133,7 @@ def test_download_pinned_revision_then_offline_cache(saved, tmp_path):
         done = _load_in_subprocess(env, revision=COMMIT)
         assert done.returncode == 0, done.stderr
         assert done.stdout.split()[-1] == _fingerprint(model)
+        assert done.stdout.split()[-2] == COMMIT  # the commit the weights came from
         assert any(f"/resolve/{COMMIT}/model.safetensors" in r for r in hub.requests)
         wrong = _load_in_subprocess(env, revision="0" * 40)
         assert wrong.returncode != 0 and "RevisionNotFound" in wrong.stderr + wrong.stdout
@@ -174,6 +175,7 @@ def test_unpinned_revision_warns(saved, tmp_path):
     done = _load_in_subprocess(env, revision=None)
     assert done.returncode == 0, done.stderr
     assert "UnpinnedRevisionWarning" in done.stderr and "pin revision=" in done.stderr
+    assert done.stdout.split()[-2] == COMMIT  # "main", resolved to the commit it pointed to
 
 
 def test_folder_without_config(saved):
@@ -181,3 +183,106 @@ def test_folder_without_config(saved):
     (folder / "config.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"no config\.json"):
         specvit.load(folder)
+
+
+# ---------------------------------------------------------------------------- issue 26
+@pytest.mark.parametrize("dtype", [torch.int8, torch.int64, torch.bool, torch.float16])
+def test_weights_of_another_dtype_fail_clearly(saved, dtype):
+    """Right names and shapes, wrong dtype: refused at load, never label_shift for every star."""
+    _, folder = saved
+    state = safetensors.torch.load_file(folder / "model.safetensors")
+    state = {k: v.to(dtype) for k, v in state.items()}
+    safetensors.torch.save_file(state, folder / "model.safetensors")
+    name = {torch.int8: "I8", torch.int64: "I64", torch.bool: "BOOL", torch.float16: "F16"}[dtype]
+    with pytest.raises(WeightsMismatchError, match=rf"dtype mismatches .*file {name} vs model F32"):
+        specvit.load(folder)
+
+
+def _refuse_to_build(monkeypatch, max_blocks: int = 8, max_tokens: int = 10**6) -> None:
+    """Fail the test if a model with more than ``max_blocks`` blocks or a learned positional
+    embedding of more than ``max_tokens`` tokens is built with real memory."""
+    from specvit.models import specvit as home
+
+    blocks, pos = home.EncoderBlock, home.LearnedPosEmbed
+
+    def block(*args, **kwargs):
+        block.count += 1
+        assert block.count <= max_blocks, "a hostile depth was built before the weights' check"
+        return blocks(*args, **kwargs)
+
+    def learned(num_tokens, embed_dim):
+        real = torch.get_default_device().type != "meta"
+        assert not (real and num_tokens > max_tokens), "a hostile input_length was allocated"
+        return pos(num_tokens, embed_dim)
+
+    block.count = 0
+    monkeypatch.setattr(home, "EncoderBlock", block)
+    monkeypatch.setattr(home, "LearnedPosEmbed", learned)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("depth", 100_000, "depth 100000 .* 2 encoder blocks"),
+        ("input_length", 10**9, r"shape mismatches .*pos_embed.weight"),
+    ],
+)
+def test_a_hostile_config_is_checked_against_the_weights_before_building(
+    saved, monkeypatch, field, value, match
+):
+    _, folder = saved
+    tiny = specvit.create_model("specvit_tiny")  # learned positions: input_length in the weights
+    tiny.save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    config[field] = value
+    (folder / "config.json").write_text(json.dumps(config))
+    _refuse_to_build(monkeypatch)
+    with pytest.raises(WeightsMismatchError, match=match):
+        specvit.load(folder)
+
+
+def test_a_config_whose_fixed_buffers_would_not_fit_is_refused(saved, monkeypatch):
+    """A sinusoidal code has no weights to compare: its size is bounded instead."""
+    _, folder = saved  # pos_embed="wavelength": no weight depends on input_length
+    config = json.loads((folder / "config.json").read_text())
+    config["input_length"] = 10**9
+    (folder / "config.json").write_text(json.dumps(config))
+    from specvit.layers import pos_embed
+
+    real_code = pos_embed.sinusoidal_code
+
+    def code(positions, dim, max_period):
+        assert positions.device.type == "meta" or positions.numel() < 10**6, "allocated"
+        return real_code(positions, dim, max_period)
+
+    monkeypatch.setattr(pos_embed, "sinusoidal_code", code)
+    with pytest.raises(WeightsMismatchError, match="GiB"):
+        specvit.load(folder)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a CPU-only machine's error")
+@pytest.mark.parametrize("device", ["cuda", "meta", "xla"])
+def test_load_refuses_a_device_it_cannot_use(saved, device):
+    _, folder = saved
+    with pytest.raises(ValueError, match=f"device '{device}'"):
+        specvit.load(folder, device=device)
+
+
+@pytest.mark.parametrize("name", ["", " "])
+def test_an_empty_model_name_is_refused_not_the_current_folder(tmp_path, monkeypatch, name):
+    specvit.create_model("specvit_tiny").save_pretrained(tmp_path)  # a model in the cwd
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="empty model name"):
+        specvit.load(name)
+    with pytest.raises(ValueError, match="empty model name"):
+        specvit.Predictor(name, device="cpu")
+
+
+def test_list_pretrained_names_the_bundled_model_and_load_takes_the_name():
+    from specvit.inference import DEFAULT_MODEL
+
+    assert specvit.list_pretrained() == [DEFAULT_MODEL.name]
+    assert not set(specvit.list_pretrained()) & set(specvit.list_models())
+    model = specvit.load(DEFAULT_MODEL.name)
+    assert _fingerprint(model) == _fingerprint(specvit.load(DEFAULT_MODEL))
+    assert model.origin == {"name": DEFAULT_MODEL.name, "revision": ""}

@@ -174,3 +174,44 @@ def test_specvit_small_is_the_architecture_of_the_default_models_second_run():
     fields = ("tokenizer", "patch_size", "patch_stride", "embed_dim", "depth", "num_heads")
     fields += ("mlp_ratio", "dropout", "pos_embed", "pool", "input_length")
     assert {f: getattr(run, f) for f in fields} == {f: getattr(preset, f) for f in fields}
+
+
+def test_an_untrained_model_says_so_in_its_card_its_table_and_a_warning(tmp_path):
+    """The README's create_model → save_pretrained → predict(model=…) (issue 26, case 22)."""
+    import warnings
+
+    import numpy as np
+
+    grid = {"input_length": 1024, "wave_start": 7500.0, "wave_stop": 7500.0 + 1023 * 0.4272}
+    model = specvit.create_model("specvit_tiny", **grid)
+    assert model.untrained
+    model.save_pretrained(tmp_path / "my-model")
+    card = (tmp_path / "my-model" / "README.md").read_text()
+    assert "Untrained" in card and "label statistics the model was trained with" not in card
+    flux = np.ones((2, 1024))
+    for source in (tmp_path / "my-model", model):
+        with pytest.warns(specvit.UntrainedModelWarning, match="random numbers"):
+            table = specvit.predict(flux, model=source, device="cpu", physics=False)
+        assert table.meta["untrained"] is True
+    trained = specvit.load(tmp_path / "my-model")
+    with torch.no_grad():
+        trained.head.fc.bias += 0.1  # a training step, in miniature
+    assert not trained.untrained
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", specvit.UntrainedModelWarning)
+        table = specvit.predict(flux, model=trained, device="cpu", physics=False)
+    assert table.meta["untrained"] is False
+    trained.save_pretrained(tmp_path / "trained")
+    assert not specvit.load(tmp_path / "trained").untrained
+    assert "Untrained" not in (tmp_path / "trained" / "README.md").read_text()
+
+
+def test_the_card_of_a_trained_model_is_unchanged():
+    """publish's cards (trained models) keep their bytes: the untrained text is conditional."""
+    from specvit.inference import DEFAULT_MODEL
+
+    model = specvit.load(DEFAULT_MODEL)
+    assert not model.untrained
+    card = str(model.generate_model_card(heading="H", training="T"))
+    assert "label statistics the model was trained with" in card and "Untrained" not in card
+    assert "(when the folder has one) and below.\nT" in card

@@ -14,13 +14,16 @@ from specvit.inference import PredictFlag, Predictor, predict
 from tests.predict_helpers import save_trained_model, spectrum
 
 SIGMA = 0.02
+# The test models' grids are not the emulator's PFS MR grid, so they predict with
+# physics=False: Predictor's default physics=True would only warn that the crlb_*, v_rad and
+# chi2_* columns are left out (tests/test_predict_physics.py checks that warning).
 
 
 @pytest.fixture(scope="module")
 def predictor(tmp_path_factory) -> Predictor:
     """The trained test model, saved and loaded back through the real specvit.load path."""
     folder = save_trained_model(tmp_path_factory.mktemp("model"))
-    return Predictor(str(folder), device="cpu", batch_size=16)
+    return Predictor(str(folder), device="cpu", batch_size=16, physics=False)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +89,7 @@ def test_too_few_valid_pixels_flags_without_crashing_the_batch(predictor, data):
     assert np.all(np.isnan(labels(table)[1:4]))
     assert table["flags"][0] == 0 and table["flags"][4] == 0
     assert np.all(np.isfinite(labels(table)[[0, 4]]))
-    lenient = Predictor(predictor.model, min_valid=0.3).predict(flux, error)
+    lenient = Predictor(predictor.model, min_valid=0.3, physics=False).predict(flux, error)
     assert lenient["flags"][2] == 0 and np.isfinite(lenient["log_g"][2])
 
 
@@ -223,7 +226,7 @@ def test_memory_mapped_batch_is_read_in_bounded_chunks(predictor, tmp_path):
         big[start : start + 500] = block + SIGMA * rng.standard_normal(block.shape)
     big.flush()
     flux = np.memmap(path, dtype=np.float32, mode="r", shape=(n, 1024))
-    chunked = Predictor(predictor.model, batch_size=64)
+    chunked = Predictor(predictor.model, batch_size=64, physics=False)
     tracemalloc.start()
     table = chunked.predict(flux)
     peak = tracemalloc.get_traced_memory()[1]
@@ -240,7 +243,9 @@ def test_gaussian_head_reports_sigma():
     model = specvit.create_model(
         "specvit_tiny", head="gaussian", input_length=256, wave_start=7500.0, wave_stop=7600.0
     )
-    table = predict(np.ones((3, 256)), model=model, device="cpu")
+    # a fresh create_model: untrained on purpose (only the σ column's presence is checked)
+    with pytest.warns(specvit.UntrainedModelWarning, match="random numbers"):
+        table = predict(np.ones((3, 256)), model=model, device="cpu", physics=False)
     assert np.all(np.isfinite(table["log_g_err"])) and np.all(table["log_g_err"] > 0)
     assert np.all(np.isnan(table["snr"])), "no error given: snr is NaN"
 
@@ -261,8 +266,99 @@ def test_model_object_keeps_its_device_and_mode(predictor, data):
     model = predictor.model
     model.train()
     try:
-        table = Predictor(model).predict(data[0])
+        table = Predictor(model, physics=False).predict(data[0])
         assert model.training, "predicting must not leave the caller's model in eval mode"
     finally:
         model.eval()
     np.testing.assert_allclose(labels(table), labels(predictor.predict(data[0])), atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- issue 26
+def test_flux_densities_per_wavelength_and_photon_fluxes_are_converted_to_f_nu(predictor):
+    # The model reads f_ν (PFS nJy): f_λ or photon fluxes differ from it by a power of λ, a
+    # tilt that the median normalisation does not remove.
+    wave = np.linspace(7490.0, 7950.0, 1500)
+    fnu = spectrum(wave, np.array([1.0, 4.0])) * 1e3
+    err = np.full_like(fnu, SIGMA * 1e3)
+    ref = predictor.predict(fnu, err, wavelength=wave)
+    density = u.spectral_density(wave * u.AA)
+    for unit in (u.erg / u.s / u.cm**2 / u.AA, u.photon / u.s / u.cm**2 / u.AA):
+        flux, error = ((a * u.nJy).to(unit, density) for a in (fnu, err))
+        table = predictor.predict(flux, error, wavelength=wave)
+        np.testing.assert_allclose(labels(table), labels(ref), atol=1e-5)
+        np.testing.assert_allclose(table["snr"], ref["snr"], rtol=1e-6)
+        down = predictor.predict(flux[:, ::-1], error[:, ::-1], wavelength=wave[::-1])
+        np.testing.assert_allclose(labels(down), labels(ref), atol=1e-5)
+        per_row = predictor.predict(flux, error, wavelength=np.stack([wave, wave]) * u.AA)
+        np.testing.assert_allclose(labels(per_row), labels(ref), atol=1e-5)
+        var = predictor.predict(flux, error**2, wavelength=wave, uncertainty="var")
+        np.testing.assert_allclose(var["snr"], ref["snr"], rtol=1e-6)
+    mixed = predictor.predict(flux, err * u.nJy, wavelength=wave)  # σ in f_ν beside f_λ
+    np.testing.assert_allclose(mixed["snr"], ref["snr"], rtol=1e-6)
+    on_grid = spectrum(predictor.wavelength, np.array([2.0])) * u.erg / u.s / u.cm**2 / u.AA
+    with pytest.raises(ValueError, match=r"f_ν.*wavelength="):
+        predictor.predict(on_grid, on_grid * SIGMA)
+
+
+def test_masked_arrays_mask_their_pixels(predictor, data):
+    from astropy.table import MaskedColumn
+    from astropy.utils.masked import Masked
+
+    flux, error, _ = data
+    bad = np.zeros(flux.shape, bool)
+    bad[:, :40] = True
+    bad[0, 500:520] = True
+    ref = predictor.predict(flux, error, mask=bad)
+    cases = {
+        "numpy masked flux": (np.ma.MaskedArray(flux, bad), error),
+        "numpy masked error": (flux, np.ma.MaskedArray(error, bad)),
+        "astropy Masked Quantity": (Masked(flux * u.nJy, bad), error * u.nJy),
+        "MaskedColumn": (MaskedColumn(flux, mask=bad, unit="nJy"), error * u.nJy),
+    }
+    for name, (f, e) in cases.items():
+        table = predictor.predict(f, e)
+        assert list(table["n_valid"]) == list(ref["n_valid"]), name
+        np.testing.assert_allclose(labels(table), labels(ref), atol=1e-6, err_msg=name)
+    wave = np.ma.MaskedArray(predictor.wavelength, np.zeros(1024, bool))
+    wave[3] = np.ma.masked
+    with pytest.raises(ValueError, match="wavelength has masked entries"):
+        predictor.predict(flux, error, wavelength=wave)
+
+
+def test_a_unit_on_only_one_of_flux_and_error_is_refused(predictor, data):
+    flux, error, _ = data
+    with pytest.raises(ValueError, match=r"error has a unit \(mJy\) but flux has none"):
+        predictor.predict(flux, (error / 1e3) * u.mJy)
+    with pytest.raises(ValueError, match=r"flux has a unit \(nJy\) but error has none"):
+        predictor.predict(flux * u.nJy, error)
+
+
+def test_clear_messages_and_lenient_spellings(predictor, data):
+    flux, error, _ = data
+    ref = predictor.predict(flux, error)
+    half = torch.from_numpy(flux).bfloat16(), torch.from_numpy(error).bfloat16()
+    table = predictor.predict(*half)
+    assert np.all(table["flags"] == 0)
+    np.testing.assert_allclose(labels(table), labels(ref), atol=0.1)  # 8-bit mantissa
+    with pytest.raises(
+        ValueError, match=r"variance, in the flux unit squared \(nJy2\).*u\.Unit\('nJy'\)\*\*2"
+    ):
+        predictor.predict(flux * u.nJy, error**2 * u.nJy, uncertainty="var")
+    with pytest.raises(
+        ValueError, match=r"nJy2 is the flux unit squared, a variance: pass uncertainty='var'"
+    ):
+        predictor.predict(flux * u.nJy, error**2 * u.nJy**2)
+    wave = np.linspace(7480.0, 7960.0, 1500)
+    fine = spectrum(wave, np.array([1.0]))
+    air = predictor.predict(fine, wavelength=wave, medium="air")
+    np.testing.assert_array_equal(
+        labels(predictor.predict(fine, wavelength=wave, medium="AIR")), labels(air)
+    )
+    var = predictor.predict(flux, error**2, uncertainty="VAR")
+    np.testing.assert_allclose(labels(var), labels(ref), atol=1e-6)
+    table = predict(flux, error, model=predictor.model, batch_size=np.int64(2), physics=False)
+    np.testing.assert_allclose(labels(table), labels(ref), atol=1e-6)
+    assert Predictor(predictor.model, batch_size=np.int32(3), physics=False).batch_size == 3
+    for bad in (2.0, True, np.int64(0)):
+        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+            Predictor(predictor.model, batch_size=bad)

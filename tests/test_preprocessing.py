@@ -181,7 +181,6 @@ def test_the_row_threads_work_in_a_forked_child():
         torch.set_num_threads(before)
 
 
-@pytest.mark.filterwarnings("ignore:PFSNoiseModel.default")
 def test_each_snr_definition_is_its_own_function_and_says_where_it_is_stored():
     """expected_snr: noiseless flux over the noise model's σ, what crlb_ceilings reports;
     median_snr: a noisy observation over its estimated σ, what predict's ``snr`` column holds
@@ -191,7 +190,9 @@ def test_each_snr_definition_is_its_own_function_and_says_where_it_is_stored():
     from specvit.instrument import PFSNoiseModel
     from specvit.preprocessing import expected_snr
 
-    noise, emulator = PFSNoiseModel.default(), Emulator.load()
+    with pytest.warns(UserWarning, match="PFSNoiseModel.default"):
+        noise = PFSNoiseModel.default()
+    emulator = Emulator.load()
     labels = torch.tensor([[4200.0, 2.0, 0.0], [5600.0, 4.5, -1.5], [3900.0, 1.5, -2.0]])
     clean = noise.scale_to_magnitude(emulator(labels), 21.5)
     sigma = noise.expected_sigma(clean)

@@ -60,6 +60,14 @@ def test_overrides_parse_yaml_values():
         ("data.teacher_grid=[24, 24]", "teacher_grid must be 3 ints >= 2"),
         ("data.teacher_grid=[24, 24, 1]", "teacher_grid must be 3 ints >= 2"),
         ("data.teacher_grid=[24, 24, 2.5]", r"teacher_grid\[2\] must be int"),
+        ("data.prior.foo=1", r"unknown key\(s\) \['data.prior.foo'\]; data.prior takes"),
+        ("data.prior.T_eff=[4000]", "data.prior: cannot make a distribution"),
+        ("data.prior.T_eff=[3000, 4000]", "data.prior: .*beyond the emulator's grid"),
+        ("train.batch_size=-32", r"train.batch_size >= 1, got 200 and -32$"),
+        ("train.max_cpu_minutes=.nan", "train.max_cpu_minutes must be a finite number, got nan"),
+        ("optim.lr=.inf", "optim.lr must be a finite number, got inf"),
+        ("label_stats.log_g=[.nan, 1]", r"label_stats.log_g\[0\] must be a finite number"),
+        ("train.progress=sometimes", "train.progress must be bool or 'auto', got 'sometimes'"),
     ],
 )
 def test_bad_config_is_a_clear_error(override, message):
@@ -104,3 +112,42 @@ def test_a_checkpoint_from_before_a_new_key_resumes_with_its_default():
     trainer.config = load_config("tiny", ["train.loss=l1"])
     with pytest.raises(ValueError, match="different recipe"):
         trainer._check_resume(saved)
+
+
+def test_progress_bar_defaults_to_terminals_only():
+    assert load_config("tiny").train.progress == "auto"
+    assert load_config("tiny", ["train.progress=true"]).train.progress is True
+    assert load_config("tiny", ["train.progress=false"]).train.progress is False
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.effects={foo: true}", "unknown effect 'foo'"),
+        ("data.effects=5", "data.effects must be dict or str"),
+        ("data.effects={sky: {scale: [0, 1], x: 1}}", "effect 'sky'"),
+    ],
+)
+def test_bad_engine_effects_fail_before_training(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("tiny", [override])
+
+
+def test_engine_effects_reach_the_simulator(etc_dir):
+    from training.engine.sources import build_source
+
+    config = load_config("tiny", ["data.effects=default", f"data.etc_dir={etc_dir}"])
+    assert config.to_dict()["data"]["effects"] == "default"
+    source = build_source(config)
+    assert set(source.simulator.effects.effects) == {
+        "lsf",
+        "wavelength",
+        "extinction",
+        "sky",
+        "cosmic_rays",
+        "calibration",
+        "sigma_scale",
+    }
+    assert not build_source(
+        load_config("tiny", [f"data.etc_dir={etc_dir}"])
+    ).simulator.effects.enabled

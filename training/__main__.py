@@ -19,6 +19,7 @@ COMMANDS = {
     "learning-curve": ("learning_curve", "a run's validation learning curve (Markdown)"),
     "score-checkpoints": ("score_checkpoints", "score checkpoints on an evaluation set"),
     "evaluate": ("evaluate", "score every method against the Bayes-optimal ceiling"),
+    "realism": ("realism", "score a model on the realism test set (one effect at a time)"),
     "publish": ("publish", "calibrate, score and write (and push) a model folder"),
     "design-study": ("design_study", "train and compare the design-study candidates"),
     "build-emulator": ("build_emulator", "build the emulator artifact from the Doppler model"),

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from specvit.bounds.fisher import AMPLITUDE, fisher_information, marginal_crlb
@@ -32,8 +33,14 @@ from specvit.labels import LABEL_NAMES
 from specvit.preprocessing import expected_snr, masked_median
 
 __all__ = [
+    "MAG_RANGE",
     "REFERENCE_MAG",
     "Ceilings",
+    "check_labels",
+    "check_mag",
+    "check_n_stars",
+    "check_nuisance",
+    "check_snr",
     "crlb_ceilings",
     "default_nuisance",
     "sigma_from_relative_error",
@@ -47,6 +54,136 @@ def default_nuisance(target: str) -> tuple[str, ...]:
 
 #: Magnitude at which the noise spectrum's *shape* is taken when an SNR is asked for.
 REFERENCE_MAG = 21.5
+
+#: HSC-i magnitudes the bounds take (:func:`check_mag`), and the range
+#: :func:`specvit.bounds.magnitude_for_snr` searches: from far brighter than PFS targets to far
+#: below any usable S/N with 12 × 900 s.
+MAG_RANGE = (12.0, 28.0)
+
+
+def check_n_stars(n_stars: int) -> int:
+    """``n_stars`` checked: an integer ≥ 1.
+
+    Raises
+    ------
+    ValueError
+        Otherwise.
+    """
+    if isinstance(n_stars, bool) or not isinstance(n_stars, int | np.integer) or n_stars < 1:
+        raise ValueError(f"n_stars must be an integer >= 1, got {n_stars!r}")
+    return int(n_stars)
+
+
+def _values(value, name: str) -> torch.Tensor:
+    try:
+        return torch.as_tensor(value, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{name} must be a number or an array of numbers, got {value!r}") from err
+
+
+def _first_bad(values: torch.Tensor, bad: torch.Tensor) -> float:
+    return float(values.reshape(-1)[bad.reshape(-1)][0])
+
+
+def check_mag(mag: float | Sequence[float] | torch.Tensor) -> torch.Tensor:
+    """HSC-i magnitudes as float64, checked: finite and within :data:`MAG_RANGE`.
+
+    Raises
+    ------
+    ValueError
+        Naming the first magnitude that is not.
+    """
+    t = _values(mag, "mag")
+    low, high = MAG_RANGE
+    bad = ~(torch.isfinite(t) & (t >= low) & (t <= high))
+    if bool(bad.any()):
+        raise ValueError(
+            f"mag must be an HSC-i magnitude within {low:g}–{high:g}, got {_first_bad(t, bad):g}"
+        )
+    return t
+
+
+def check_snr(snr: float | Sequence[float] | torch.Tensor) -> torch.Tensor:
+    """S/N values as float64, checked: > 0 and finite.
+
+    Raises
+    ------
+    ValueError
+        Naming the first value that is not.
+    """
+    t = _values(snr, "snr")
+    bad = ~(torch.isfinite(t) & (t > 0))
+    if bool(bad.any()):
+        raise ValueError(f"snr must be > 0 and finite, got {_first_bad(t, bad):g}")
+    return t
+
+
+def check_labels(labels: torch.Tensor, emulator=None) -> torch.Tensor:
+    """Stars as a float64 ``(N, 3)`` tensor, checked: at least one, finite, in the emulator's grid.
+
+    Parameters
+    ----------
+    labels : torch.Tensor
+        ``(N, 3)`` as (T_eff, log_g, M_H).
+    emulator : optional
+        With an ``in_range`` method (as :class:`specvit.emulator.Emulator`), every star must lie
+        inside the grid the emulator was fitted to: beyond it the polynomial extrapolates into
+        spectra with negative or non-finite flux, and bounds computed from them mean nothing.
+
+    Raises
+    ------
+    ValueError
+        Naming the first star that fails.
+    """
+    t = _values(labels, "labels")
+    if t.dim() != 2 or t.shape[1] != len(LABEL_NAMES):
+        raise ValueError(f"labels must have shape (N, 3) as {LABEL_NAMES}, got {tuple(t.shape)}")
+    if t.shape[0] == 0:
+        raise ValueError("labels hold no star")
+    finite = torch.isfinite(t).all(dim=1)
+    if not bool(finite.all()):
+        row = int((~finite).nonzero()[0])
+        raise ValueError(f"labels must be finite; star {row} is {t[row].tolist()}")
+    if emulator is not None and hasattr(emulator, "in_range"):
+        inside = emulator.in_range(t).cpu()
+        if not bool(inside.all()):
+            row = int((~inside).nonzero()[0])
+            values = zip(LABEL_NAMES, t[row].tolist(), strict=True)
+            star = ", ".join(f"{n} {v:g}" for n, v in values)
+            raise ValueError(
+                f"star {row} ({star}) lies outside the emulator's grid{_grid(emulator)}, where "
+                f"its spectra are extrapolated ({int((~inside).sum())} of {t.shape[0]} stars do)"
+            )
+    return t
+
+
+def _grid(emulator) -> str:
+    """`` (T_eff 3500…8000, …)``: the emulator's label box, when it tells it."""
+    low, high = getattr(emulator, "valid_low", None), getattr(emulator, "valid_high", None)
+    if low is None or high is None:
+        return ""
+    ranges = zip(LABEL_NAMES, low.tolist(), high.tolist(), strict=True)
+    return " (" + ", ".join(f"{n} {lo:g}…{hi:g}" for n, lo, hi in ranges) + ")"
+
+
+def check_nuisance(target: str, nuisance: Sequence[str] | None) -> tuple[str, ...]:
+    """The nuisance parameters of ``target``, checked (None: :func:`default_nuisance`).
+
+    Raises
+    ------
+    ValueError
+        For an unknown target, an unknown or repeated nuisance parameter.
+    """
+    if target not in LABEL_NAMES:
+        raise ValueError(f"unknown target {target!r}; labels are {LABEL_NAMES}")
+    nuisance = default_nuisance(target) if nuisance is None else tuple(nuisance)
+    allowed = (*(n for n in LABEL_NAMES if n != target), VELOCITY, AMPLITUDE)
+    for name in nuisance:
+        if name not in allowed:
+            raise ValueError(f"unknown nuisance parameter {name!r}; choose from {allowed}")
+    if len(set(nuisance)) != len(nuisance):
+        raise ValueError(f"nuisance parameters repeat: {nuisance}")
+    return nuisance
 
 
 def _flux_and_jacobian(emulator, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,8 +329,7 @@ class Ceilings:
         )
 
 
-def _per_star(value, n: int, name: str) -> torch.Tensor:
-    t = torch.as_tensor(value, dtype=torch.float64)
+def _per_star(t: torch.Tensor, n: int, name: str) -> torch.Tensor:
     if t.dim() == 0:
         return t.expand(n)
     if t.shape != (n,):
@@ -225,8 +361,8 @@ def crlb_ceilings(
     labels : torch.Tensor, optional
         ``(N, 3)`` stars as (T_eff, log_g, M_H). Default: ``n_stars`` drawn from ``prior``.
     mag : float or torch.Tensor, optional
-        HSC-i magnitude (scalar or ``(N,)``): noise from ``noise_model`` (PFS MR, its number of
-        exposures), flux in nJy.
+        HSC-i magnitude (scalar or ``(N,)``, within :data:`MAG_RANGE`): noise from
+        ``noise_model`` (PFS MR, its number of exposures), flux in nJy.
     snr : float or torch.Tensor, optional
         Target expected S/N (:func:`specvit.preprocessing.expected_snr`): each star's noise
         spectrum has the shape the noise model gives at i = :data:`REFERENCE_MAG`, rescaled to
@@ -259,39 +395,35 @@ def crlb_ceilings(
     Returns
     -------
     Ceilings
+
+    Raises
+    ------
+    ValueError
+        Before any work, for inputs that would give no or meaningless bounds: no star, labels
+        that are not finite or lie outside the emulator's grid (:func:`check_labels`), a
+        magnitude that is not finite or outside :data:`MAG_RANGE`, an S/N that is not finite
+        and > 0, an unknown nuisance parameter, or shapes that do not fit.
     """
     if sum(x is not None for x in (mag, snr, error)) != 1:
         raise ValueError("give exactly one of mag=, snr= or error=")
     prior = prior or LabelPrior.default()
-    if target not in LABEL_NAMES:
-        raise ValueError(f"unknown target {target!r}; labels are {LABEL_NAMES}")
-    nuisance = default_nuisance(target) if nuisance is None else tuple(nuisance)
-    allowed = (*(n for n in LABEL_NAMES if n != target), VELOCITY, AMPLITUDE)
-    for name in nuisance:
-        if name not in allowed:
-            raise ValueError(f"unknown nuisance parameter {name!r}; choose from {allowed}")
-    if len(set(nuisance)) != len(nuisance):
-        raise ValueError(f"nuisance parameters repeat: {nuisance}")
+    nuisance = check_nuisance(target, nuisance)
+    mag_t = None if mag is None else check_mag(mag)
+    snr_t = None if snr is None else check_snr(snr)
     variance = prior.variance(target)
+    emulator = emulator if emulator is not None else Emulator.load()
     if labels is None:
         if prior.names != LABEL_NAMES:
             raise ValueError(f"the prior must be over {LABEL_NAMES}, got {prior.names}")
         if generator is None:
             generator = torch.Generator().manual_seed(0)
-        labels = prior.sample(n_stars, generator)
-    labels = torch.as_tensor(labels, dtype=torch.float64)
-    if labels.dim() != 2 or labels.shape[1] != len(LABEL_NAMES):
-        raise ValueError(
-            f"labels must have shape (N, 3) as {LABEL_NAMES}, got {tuple(labels.shape)}"
-        )
+        labels = prior.sample(check_n_stars(n_stars), generator)
+    labels = check_labels(labels, emulator)
     n = labels.shape[0]
-    emulator = emulator if emulator is not None else Emulator.load()
+    mag_t = None if mag_t is None else _per_star(mag_t, n, "mag")
+    snr_t = None if snr_t is None else _per_star(snr_t, n, "snr")
     if mag is not None or snr is not None:
         noise_model = noise_model if noise_model is not None else PFSNoiseModel.default()
-    mag_t = None if mag is None else _per_star(mag, n, "mag")
-    snr_t = None if snr is None else _per_star(snr, n, "snr")
-    if snr_t is not None and not bool((snr_t > 0).all()):
-        raise ValueError("snr must be > 0")
     if error is not None:
         error = torch.as_tensor(error, dtype=torch.float64)
         if error.dim() == 2 and error.shape[0] != n:

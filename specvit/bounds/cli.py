@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
-from specvit.bounds.ceilings import default_nuisance
+from specvit.bounds.ceilings import (
+    MAG_RANGE,
+    check_mag,
+    check_n_stars,
+    check_nuisance,
+    check_snr,
+)
 from specvit.bounds.table import ceiling_table, format_table
 from specvit.instrument.noise import DEFAULT_N_EXPOSURES
 from specvit.labels import LABEL_NAMES
@@ -17,20 +26,76 @@ __all__ = ["PAPER_MAGS", "main"]
 PAPER_MAGS = (18.0, 20.0, 21.5, 22.0, 22.5, 23.0)
 
 
+#: Said (on stderr) when the noise model is the built-in approximation.
+_NO_ETC_NOTE = (
+    "note: without --etc-dir the noise is a smooth approximation of the PFS ETC (no sky lines); "
+    "for realistic noise give --etc-dir a folder with the ETC tables noise_mr.dat and snc_mr.dat"
+)
+
+
 def _noise_model(etc_dir: Path | None, n_exposures: int):
+    """The PFS noise model: from the ETC tables in ``etc_dir``, else the approximation (noted)."""
     from specvit.instrument.noise import PFSNoiseModel
 
     if etc_dir is None:
-        return PFSNoiseModel.default(n_exposures=n_exposures)
-    return PFSNoiseModel.from_etc(etc_dir, n_exposures=n_exposures)
+        # The library warns about the approximation; a command says it once, in its own words.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            noise = PFSNoiseModel.default(n_exposures=n_exposures)
+        click.echo(_NO_ETC_NOTE, err=True)
+        return noise
+    try:
+        return PFSNoiseModel.from_etc(etc_dir, n_exposures=n_exposures)
+    except (OSError, ValueError) as err:
+        raise click.BadParameter(str(err), param_hint="'--etc-dir'") from err
+
+
+def _checked(check: Callable[[Any], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback running the library's own ``check`` on the option's value(s)."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is None or value == ():
+            return value
+        try:
+            check(list(value) if isinstance(value, tuple) else value)
+        except (ImportError, ValueError) as err:
+            raise click.BadParameter(str(err)) from err
+        return value
+
+    return callback
+
+
+def _check_plot(path: Path) -> None:
+    from specvit.bounds.plot import check_figure_path
+
+    check_figure_path(path)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--snr", "snrs", type=float, multiple=True, help="Median SNR of a row (repeatable).")
 @click.option(
-    "--mag", "mags", type=float, multiple=True, help="HSC-i magnitude of a row (repeatable)."
+    "--snr",
+    "snrs",
+    type=float,
+    multiple=True,
+    callback=_checked(check_snr),
+    help="Median SNR of a row (repeatable).",
 )
-@click.option("--n-stars", default=2000, show_default=True, help="Stars drawn from the prior.")
+@click.option(
+    "--mag",
+    "mags",
+    type=float,
+    multiple=True,
+    callback=_checked(check_mag),
+    help=f"HSC-i magnitude of a row (repeatable; {MAG_RANGE[0]:g}–{MAG_RANGE[1]:g}).",
+)
+@click.option(
+    "--n-stars",
+    type=int,
+    default=2000,
+    show_default=True,
+    callback=_checked(check_n_stars),
+    help="Stars drawn from the prior.",
+)
 @click.option("--seed", default=0, show_default=True, help="Seed of the draw.")
 @click.option(
     "--target",
@@ -63,8 +128,11 @@ def _noise_model(etc_dir: Path | None, n_exposures: int):
     "--plot",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Also save the R²_max-vs-SNR figure here (needs matplotlib).",
+    callback=_checked(_check_plot),
+    help="Also save the R²_max-vs-SNR figure here, in the format its suffix names "
+    "(needs matplotlib).",
 )
+@click.version_option(package_name="specvit", prog_name="specvit-bounds")
 def main(snrs, mags, n_stars, seed, target, nuisance, etc_dir, n_exposures, fmt, plot) -> None:
     """Print the R² ceilings on TARGET for PFS-MR spectra at given SNRs and/or magnitudes.
 
@@ -72,10 +140,12 @@ def main(snrs, mags, n_stars, seed, target, nuisance, etc_dir, n_exposures, fmt,
     HSC-i magnitude; a row asked for by --snr sits at the magnitude where the population's
     median SNR equals it. Without --snr/--mag the paper's magnitudes are used.
     """
-    if nuisance is None:
-        names = default_nuisance(target)
-    else:
-        names = tuple(n.strip() for n in nuisance.split(",") if n.strip())
+    if nuisance is not None:
+        nuisance = tuple(n.strip() for n in nuisance.split(",") if n.strip())
+    try:
+        names = check_nuisance(target, nuisance)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="'--nuisance'") from err
     if not snrs and not mags:
         mags = PAPER_MAGS
     noise = _noise_model(etc_dir, n_exposures)

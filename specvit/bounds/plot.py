@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from specvit.bounds.table import CeilingRow
 
-__all__ = ["plot_ceilings", "plot_r2_vs_snr", "require_matplotlib"]
+__all__ = ["check_figure_path", "plot_ceilings", "plot_r2_vs_snr", "require_matplotlib"]
 
 #: How each label is written on an axis.
 _AXIS_NAMES = {"log_g": "log g", "T_eff": "T_eff", "M_H": "[M/H]"}
@@ -24,6 +26,49 @@ def require_matplotlib():
             "specvit.bounds.plot needs matplotlib: pip install 'specvit[plot]'"
         ) from err
     return plt
+
+
+def check_figure_path(path: str | Path) -> Path:
+    """Check, before drawing, that a figure can be saved at ``path``.
+
+    Parameters
+    ----------
+    path : str or Path
+        Where the figure goes; its suffix names the format (``.png``, ``.pdf``, ``.svg`` …).
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    ImportError
+        Without matplotlib.
+    ValueError
+        If the suffix is not a format matplotlib writes, the path is a folder, or its folder
+        does not exist or cannot be written to.
+    """
+    require_matplotlib()
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    path = Path(path)
+    formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in formats:
+        what = "its suffix is none" if suffix else "it has no suffix naming one"
+        raise ValueError(
+            f"cannot save a figure as {str(path)!r}: {what} of the formats matplotlib writes "
+            f"({', '.join(formats)})"
+        )
+    folder = path.parent
+    if path.is_dir():
+        raise ValueError(f"cannot save a figure as {str(path)!r}: it is a folder")
+    if not folder.is_dir():
+        raise ValueError(f"cannot save a figure as {str(path)!r}: no folder {str(folder)!r}")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"cannot save a figure as {str(path)!r}: {str(folder)!r} is read-only")
+    return path
 
 
 def plot_r2_vs_snr(

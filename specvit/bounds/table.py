@@ -11,7 +11,15 @@ from dataclasses import dataclass
 
 import torch
 
-from specvit.bounds.ceilings import crlb_ceilings
+from specvit.bounds.ceilings import (
+    MAG_RANGE,
+    check_labels,
+    check_mag,
+    check_n_stars,
+    check_nuisance,
+    check_snr,
+    crlb_ceilings,
+)
 from specvit.bounds.prior import LabelPrior
 from specvit.emulator import Emulator
 from specvit.instrument.noise import PFSNoiseModel
@@ -49,8 +57,8 @@ def magnitude_for_snr(
     labels: torch.Tensor,
     emulator=None,
     noise_model=None,
-    low: float = 12.0,
-    high: float = 28.0,
+    low: float = MAG_RANGE[0],
+    high: float = MAG_RANGE[1],
     tol: float = 1e-3,
 ) -> float:
     """The HSC-i magnitude at which the population's median expected S/N equals ``snr``.
@@ -67,7 +75,7 @@ def magnitude_for_snr(
     emulator, noise_model : optional
         Default ``Emulator.load()`` and ``PFSNoiseModel.default()``.
     low, high : float
-        Magnitude range searched.
+        Magnitude range searched (default :data:`~specvit.bounds.ceilings.MAG_RANGE`).
     tol : float
         Width (mag) at which the bisection stops.
 
@@ -79,8 +87,9 @@ def magnitude_for_snr(
     Raises
     ------
     ValueError
-        If ``snr`` is not reached within ``low``–``high``.
+        If ``snr`` is not finite and > 0, or not reached within ``low``–``high``.
     """
+    snr = float(check_snr(snr))
     emulator = emulator if emulator is not None else Emulator.load()
     noise_model = noise_model if noise_model is not None else PFSNoiseModel.default()
     flux = emulator(torch.as_tensor(labels).to(emulator.dtype))
@@ -112,12 +121,27 @@ def ceiling_table(
     """Ceilings of one population (``n_stars`` drawn with ``seed``) at several magnitudes.
 
     A row asked for by SNR is computed at the magnitude where the population's median SNR
-    equals it (:func:`magnitude_for_snr`). Rows are sorted by magnitude.
+    equals it (:func:`magnitude_for_snr`). Rows are sorted by magnitude. The other arguments
+    are those of :func:`specvit.bounds.crlb_ceilings`.
+
+    Raises
+    ------
+    ValueError
+        Before any work, for no rows, ``n_stars`` < 1, a magnitude that is not finite or outside
+        :data:`~specvit.bounds.ceilings.MAG_RANGE`, an S/N that is not finite and > 0, an
+        unknown target or nuisance parameter, or a prior reaching beyond the emulator's grid;
+        and for an S/N no magnitude in that range gives.
     """
+    if not len(mags) and not len(snrs):
+        raise ValueError("give at least one magnitude or SNR")
+    check_nuisance(target, nuisance)
+    mags = check_mag(list(mags)).tolist()
+    check_snr(list(snrs))
     prior = prior or LabelPrior.default()
     emulator = emulator if emulator is not None else Emulator.load()
     noise_model = noise_model if noise_model is not None else PFSNoiseModel.default()
-    labels = prior.sample(n_stars, torch.Generator().manual_seed(seed))
+    labels = prior.sample(check_n_stars(n_stars), torch.Generator().manual_seed(seed))
+    check_labels(labels, emulator)
     all_mags = [float(m) for m in mags] + [
         magnitude_for_snr(s, labels, emulator, noise_model) for s in snrs
     ]

@@ -4,35 +4,45 @@ Without ``--model`` the bundled default model (:data:`~specvit.inference.DEFAULT
 offline.
 
 Exit codes: 0 success; 1 unexpected error (a bug: please report it); 2 usage error (bad option,
-unknown output suffix, a device this torch cannot use); 3 an input file cannot be read or holds
-invalid spectra; 4 the output exists and ``--overwrite`` was not given; 5 the model cannot be
-loaded; 6 the output cannot be written (no such folder, not writable, or the same file as an
-input); 130 interrupted (SIGINT); 143
-terminated (SIGTERM). Every failure is one ``Error: …`` line on stderr naming the file, and no
-output (not even a partial hidden one) is left behind.
+unknown output suffix, a device this torch cannot use, an option a file would ignore); 3 an
+input file cannot be read or holds invalid spectra; 4 the output exists and ``--overwrite`` was
+not given; 5 the model cannot be loaded; 6 the output cannot be written (no such folder, not
+writable, a dangling symbolic link, a name too long, or the same file as an input); 130
+interrupted (SIGINT); 143 terminated (SIGTERM). Every failure is one ``Error: …`` line on stderr
+naming the file, and no output (not even a partial hidden one) is left behind; every warning is
+one ``Warning: …`` line.
 """
 
 from __future__ import annotations
 
 import signal
 import sys
+import warnings
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
 from astropy.table import Table, hstack, vstack
 
+from specvit._hub import list_pretrained, load
+from specvit.inference.exact import ExactModeError
 from specvit.inference.flags import PredictFlag
 from specvit.inference.predictor import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_DEVICE,
+    DEFAULT_EXACT,
+    DEFAULT_EXACT_SAMPLES,
+    DEFAULT_MODEL,
     DEFAULT_PHYSICS,
+    DEFAULT_PRECISION,
+    PRECISIONS,
     Predictor,
     resolve_device,
 )
-from specvit.io.columns import ColumnChoice
+from specvit.io.columns import UNCERTAINTY_TEXT, ColumnChoice
 from specvit.io.readers import open_spectra
 from specvit.io.spectra import SpectrumSet, stack_sets
 from specvit.io.tables import OutputError, check_output, write_table
@@ -67,6 +77,19 @@ class _Failure(click.ClickException):
 
 class _Terminated(BaseException):
     """SIGTERM arrived (Slurm's time limit or preemption): stop like Ctrl-C."""
+
+
+@contextmanager
+def _warnings_as_lines():
+    """Show each warning once as one ``Warning: …`` line on stderr (no source line)."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        click.echo(f"Warning: {message}", err=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", UserWarning)
+        warnings.showwarning = show
+        yield
 
 
 @contextmanager
@@ -116,6 +139,25 @@ def _check_device(ctx: click.Context, param: click.Parameter, value: str):
     return value
 
 
+def _list_models(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """``--list-models``: print the bundled trained models, one a line, and exit."""
+    if not value or ctx.resilient_parsing:
+        return
+    for name in list_pretrained():
+        config = load(name).config
+        default = " (default)" if name == DEFAULT_MODEL.name else ""
+        click.echo(
+            f"{name}{default}: {', '.join(config.label_names)}; {config.input_length} pixels, "
+            f"{config.wave_start:g}–{config.wave_stop:g} Å ({config.wave_medium}), "
+            f"{config.head} head"
+        )
+    click.echo(
+        "--model also takes a model folder (save_pretrained, python -m training publish) or a "
+        "Hub repo id 'owner/name' with --revision."
+    )
+    ctx.exit(0)
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument(
     "inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -134,6 +176,14 @@ def _check_device(ctx: click.Context, param: click.Parameter, value: str):
 )
 @click.option("--revision", default=None, help="Hub revision of --model (pin a commit hash).")
 @click.option(
+    "--list-models",
+    is_flag=True,
+    is_eager=True,
+    expose_value=False,
+    callback=_list_models,
+    help="List the bundled trained models (names for --model) and exit.",
+)
+@click.option(
     "--device",
     default=DEFAULT_DEVICE,
     show_default=True,
@@ -146,6 +196,13 @@ def _check_device(ctx: click.Context, param: click.Parameter, value: str):
     default=DEFAULT_BATCH_SIZE,
     show_default=True,
     help="Spectra per forward pass.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default=DEFAULT_PRECISION,
+    show_default=True,
+    help="Autocast of the forward pass; auto: fp32 on CPU, bf16 on CUDA.",
 )
 @click.option(
     "--shard",
@@ -161,7 +218,8 @@ def _check_device(ctx: click.Context, param: click.Parameter, value: str):
     "--error-kind",
     type=click.Choice(["std", "var", "ivar"]),
     default=None,
-    help="What --error-col holds: 1σ, σ² or 1/σ² (default: from its name, else 1σ).",
+    help="What --error-col holds: 1σ, σ² or 1/σ² (default: from its name, else 1σ). "
+    "Refused for files whose uncertainty it would not change (PFS files: COVAR is σ²).",
 )
 @click.option(
     "--wave-col",
@@ -181,6 +239,20 @@ def _check_device(ctx: click.Context, param: click.Parameter, value: str):
     show_default=True,
     help="Per-star CRLB, emulator fit (v_rad, chi2) and domain flags (models on the PFS MR grid).",
 )
+@click.option(
+    "--exact/--no-exact",
+    default=DEFAULT_EXACT,
+    show_default=True,
+    help="Labels and σ from the exact posterior under the emulator (importance sampling from the "
+    "network's answer); adds ess, cov_<a>_<b> and the LOW_ESS flag.",
+)
+@click.option(
+    "--exact-samples",
+    type=click.IntRange(min=2),
+    default=DEFAULT_EXACT_SAMPLES,
+    show_default=True,
+    help="Importance samples per spectrum in exact mode.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.version_option(package_name="specvit", prog_name="specvit-predict")
 def main(
@@ -190,6 +262,7 @@ def main(
     revision: str | None,
     device: str,
     batch_size: int,
+    precision: str,
     shard: tuple[int, int] | None,
     flux_col: str | None,
     error_col: str | None,
@@ -197,6 +270,8 @@ def main(
     wave_col: str | None,
     mask_bits: tuple[str, ...] | None,
     physics: bool,
+    exact: bool,
+    exact_samples: int,
     overwrite: bool,
 ) -> None:
     """Predict stellar labels for the spectra in INPUT... and write one table to OUTPUT.
@@ -206,6 +281,11 @@ def main(
     spectrum, in input order: ``input`` (the file), ``index`` (the spectrum's row in it), the
     file's identifiers, then the predictions. A one-line summary goes to stderr at the end.
     """
+    if error_kind is not None and error_col is not None and error_col.lower() == "none":
+        raise click.UsageError(
+            f"--error-kind {error_kind} describes the uncertainty column, and --error-col none "
+            "says there is none: drop one of them"
+        )
     try:
         check_output(output, inputs, overwrite=overwrite)
     except ValueError as exc:
@@ -216,15 +296,24 @@ def main(
         raise _Failure(str(exc), "output") from exc
     columns = ColumnChoice(flux_col, error_col, wave_col, error_kind)
     try:
-        with _sigterm_raises():
+        with _sigterm_raises(), _warnings_as_lines():
             counts = [_count(path, columns, mask_bits) for path in inputs]
             lo, hi = 0, sum(counts)
             if shard is not None:
                 lo, hi = shard[0] * hi // shard[1], (shard[0] + 1) * hi // shard[1]
             try:
                 predictor = Predictor(
-                    model, revision=revision, device=device, batch_size=batch_size, physics=physics
+                    model,
+                    revision=revision,
+                    device=device,
+                    batch_size=batch_size,
+                    precision=precision,
+                    physics=physics,
+                    exact=exact,
+                    exact_samples=exact_samples,
                 )
+            except ExactModeError as exc:
+                raise click.UsageError(f"--exact: {exc}") from None
             except (OSError, ValueError, RuntimeError) as exc:
                 raise _Failure(
                     f"cannot load model {model or '(the bundled default)'!r}: {exc}", "model"
@@ -246,11 +335,34 @@ def main(
 
 
 def _count(path: Path, columns: ColumnChoice, mask_bits) -> int:
+    """The number of spectra in ``path``; checks that every chosen option applies to it."""
     try:
         with open_spectra(path, columns, mask_bits) as spectra:
-            return len(spectra)
+            ignored = _ignored_error_kind(spectra, columns.uncertainty)
+            n = len(spectra)
     except (OSError, ValueError, TypeError, KeyError, EOFError) as exc:
         raise _Failure(_read_error(path, exc), "input") from exc
+    if ignored:
+        raise _Failure(
+            f"{path}: --error-kind {columns.uncertainty} would be ignored: {ignored}; "
+            "--error-kind describes a column chosen with --error-col NAME",
+            "usage",
+        )
+    return n
+
+
+def _ignored_error_kind(spectra: Any, kind: str | None) -> str | None:
+    """Why ``--error-kind kind`` would not apply to an opened file, or None when it does."""
+    if kind is None:
+        return None
+    if getattr(spectra, "error", "shard") is None:
+        return "the file has no uncertainty"
+    read_as = getattr(spectra, "uncertainty", "std")
+    if read_as == kind:
+        return None
+    where = getattr(spectra, "source", {}).get("error")
+    what = "the file's uncertainty" + (f", {where}," if where else "")
+    return f"{what} is read as {UNCERTAINTY_TEXT[read_as]}"
 
 
 def _read_error(path: Path, exc: BaseException) -> str:
@@ -338,21 +450,29 @@ def _prefixed(ids: Table, taken) -> Table:
 
 def _summary(table: Table, n_files: int, sources: list[dict[str, str]], output: Path) -> str:
     """One line: spectra read, columns used, count per flag."""
-    flags = np.asarray(table["flags"], dtype=np.int64) if len(table) else np.zeros(0, np.int64)
-    counts = Counter()
-    for flag in PredictFlag:
-        hit = int(np.count_nonzero(flags & int(flag)))
-        if hit:
-            counts[flag.name] = hit
-    flagged = ", ".join(f"{name} {n}" for name, n in counts.items()) or "none"
     used = "; ".join(
         ", ".join(f"{role}={name}" for role, name in source.items()) for source in sources
     )
     return (
         f"specvit-predict: {len(table)} spectra from {n_files} file(s) -> {output}; "
-        f"columns: {used or 'none read'}; flags: {int(np.count_nonzero(flags == 0))} clean, "
-        f"{flagged}"
+        f"columns: {used or 'none read'}; flags: {_flag_counts(table)}"
     )
+
+
+def _flag_counts(table: Table) -> str:
+    """``none set (N clean)``, or ``C clean, F flagged (NAME n, …)`` (a spectrum may count
+    under several names)."""
+    flags = np.asarray(table["flags"], dtype=np.int64) if len(table) else np.zeros(0, np.int64)
+    clean = int(np.count_nonzero(flags == 0))
+    if clean == len(flags):
+        return f"none set ({clean} clean)"
+    counts = Counter()
+    for flag in PredictFlag:
+        hit = int(np.count_nonzero(flags & int(flag)))
+        if hit:
+            counts[flag.name] = hit
+    named = ", ".join(f"{name} {n}" for name, n in counts.items())
+    return f"{clean} clean, {len(flags) - clean} flagged ({named})"
 
 
 if __name__ == "__main__":

@@ -43,6 +43,12 @@ class PredictFlag(IntFlag):
     #: (``config.domain.rv``) by more than
     #: :data:`~specvit.inference.physics.RV_TOLERANCE_KMS`.
     RV_OUTSIDE_TRAINING = 256
+    #: Exact mode only (``predict(exact=True)``): the effective sample size ``ess`` of the
+    #: importance samples is below :attr:`specvit.inference.exact.ImportancePosterior.min_ess`,
+    #: so the correction cannot be trusted (the labels are its estimate where ``ess`` > 0, else
+    #: the network's). Fall-backs: more samples (``exact_samples``) or the grid posterior,
+    #: :class:`specvit.bounds.PosteriorMean`.
+    LOW_ESS = 512
 
     @classmethod
     def no_result(cls) -> PredictFlag:
@@ -54,3 +60,23 @@ class PredictFlag(IntFlag):
     def describe(cls) -> dict[str, int]:
         """Flag names and their values, e.g. for a table's metadata."""
         return {flag.name: int(flag) for flag in cls}
+
+    @property
+    def meaning(self) -> str:
+        """What one flag says, in a few words (the docs page Outputs and flags says more)."""
+        return _MEANING[self.name]
+
+
+#: Each flag's meaning in a few words, for summaries (one home: :attr:`PredictFlag.meaning`).
+_MEANING = {
+    "TOO_FEW_PIXELS": "too few valid pixels: no labels",
+    "BAD_NORMALISATION": "median flux <= 0 or not finite: no labels",
+    "BAD_WAVELENGTH": "its wavelengths are not finite and monotonic: no labels",
+    "NONFINITE_OUTPUT": "the model returned NaN or inf: no labels",
+    "PARTIAL_COVERAGE": "part of the model's wavelength range is missing",
+    "OUT_OF_DOMAIN": "the emulator at the predicted labels does not fit the spectrum",
+    "OUTSIDE_PRIOR": "a label lies outside the training prior",
+    "LOW_SNR": "low S/N: log g is mostly the model's prior",
+    "RV_OUTSIDE_TRAINING": "v_rad beyond the radial velocities of the training set",
+    "LOW_ESS": "exact mode: too few effective importance samples to trust the correction",
+}

@@ -10,7 +10,9 @@ memory stays bounded by ``batch_size`` whatever the number of spectra.
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import itertools
 import math
 import warnings
 from collections.abc import Callable
@@ -22,7 +24,9 @@ import numpy as np
 import torch
 from astropy.table import Column, Table
 
+from specvit._hub import PRETRAINED_DIR, load
 from specvit._version import __version__
+from specvit.inference.exact import ExactCorrection
 from specvit.inference.flags import PredictFlag
 from specvit.inference.physics import PhysicalContext
 from specvit.inference.resample import Resampler
@@ -37,16 +41,20 @@ from specvit.inference.validate import (
     is_specutils_spectrum,
 )
 from specvit.labels import LABEL_UNITS
-from specvit.models.specvit import SpecViT
+from specvit.models.specvit import SpecViT, UntrainedModelWarning
 from specvit.preprocessing import median_snr, model_input, valid_pixels
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_DEVICE",
+    "DEFAULT_EXACT",
+    "DEFAULT_EXACT_SAMPLES",
     "DEFAULT_MIN_VALID",
     "DEFAULT_MODEL",
     "DEFAULT_PHYSICS",
     "DEFAULT_PRECISION",
+    "DEVICE_TYPES",
+    "PRECISIONS",
     "Predictor",
     "predict",
     "resolve_device",
@@ -55,9 +63,13 @@ __all__ = [
 #: The model :func:`predict` and ``specvit-predict`` use when none is given: the folder bundled
 #: inside the package (``config.json`` + ``model.safetensors``), loaded from disk with no network
 #: call. Its model card (``README.md`` there) holds its test-set scores.
-DEFAULT_MODEL: Path = Path(__file__).resolve().parents[1] / "pretrained" / "specvit-tiny-pfs"
+DEFAULT_MODEL: Path = PRETRAINED_DIR / "specvit-tiny-pfs"
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+#: The accepted ``precision`` values (``auto``: fp32 on CPU, bf16 on CUDA).
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
+#: The torch device types predict runs on (``cuda`` and ``mps`` where this torch has them).
+DEVICE_TYPES: tuple[str, ...] = ("cpu", "cuda", "mps")
 
 # The defaults of :class:`Predictor`, :func:`predict` and ``specvit-predict`` (one home: the
 # three read them from here).
@@ -71,11 +83,21 @@ DEFAULT_PRECISION: Precision = "auto"
 DEFAULT_MIN_VALID = 0.5
 #: Whether the physical context (CRLB, emulator fit, domain flags) is computed.
 DEFAULT_PHYSICS = True
+#: Whether the labels are the exact posterior (:mod:`specvit.inference.exact`).
+DEFAULT_EXACT = False
+#: Importance samples per spectrum in exact mode.
+DEFAULT_EXACT_SAMPLES = 256
 
 #: What the ``snr`` column holds (its description in the output table).
 _SNR_DESCRIPTION = (
     "observed S/N, specvit.median_snr: median flux/sigma over the valid model-grid pixels"
 )
+
+
+def _product_unit(a: str, b: str) -> str | None:
+    """The unit of the covariance of labels ``a`` and ``b`` (None when either has none)."""
+    ua, ub = LABEL_UNITS.get(a), LABEL_UNITS.get(b)
+    return None if not (ua and ub) else f"{ua} {ub}"
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -84,15 +106,21 @@ def resolve_device(device: str | torch.device) -> torch.device:
     Raises
     ------
     ValueError
-        For a device this torch cannot use: ``"cuda"`` on a CPU-only build or without a
-        visible GPU, a GPU index beyond those present, MPS where it is not available.
+        For a device this torch cannot use: a type not in :data:`DEVICE_TYPES` (``meta``,
+        ``xla`` …), ``"cuda"`` on a CPU-only build or without a visible GPU, a GPU index
+        beyond those present, MPS where it is not available.
     """
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError) as exc:
         raise ValueError(f"unknown device {str(device)!r} ({exc})") from exc
+    if dev.type not in DEVICE_TYPES:
+        raise ValueError(
+            f"device {str(device)!r}: specvit predicts on {', '.join(DEVICE_TYPES)} (or "
+            "'auto'), not on a torch device of type " + repr(dev.type)
+        )
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             build = "a CPU-only build" if torch.version.cuda is None else "no visible GPU"
@@ -113,10 +141,12 @@ class Predictor:
     Parameters
     ----------
     model : SpecViT, str or pathlib.Path, optional
-        A model, or a local folder / Hub repo id for :func:`specvit.load`; None: the bundled
-        default model (:data:`DEFAULT_MODEL`, read from disk). A model object is
-        used as it is, not copied: it is moved to ``device`` if that differs from where it
-        is, and switched to eval mode only while predicting (its mode is restored after).
+        A model, or a local folder, bundled model name (:func:`specvit.list_pretrained`) or
+        Hub repo id for :func:`specvit.load`; None: the bundled default model
+        (:data:`DEFAULT_MODEL`, read from disk). A model object is used as it is, not copied:
+        it is moved to ``device`` if that differs from where it is, and its mode is never
+        changed: a model in train mode predicts through an eval-mode view sharing its weights
+        (dropout off), so the labels are the same in any mode and concurrent calls are safe.
     revision : str, optional
         Hub revision (pin a commit hash); ignored for local folders and model objects.
     device : str or torch.device
@@ -137,6 +167,21 @@ class Predictor:
         For a model the emulator cannot describe (another grid, other labels) a warning says
         why and those columns are absent; the flags that need no emulator are still set.
         False: none of it.
+    exact : bool
+        Replace the network's labels and σ by the exact posterior under the emulator, the
+        model's training prior and the noise model (:mod:`specvit.inference.exact`: importance
+        sampling with the network's answer as proposal), and add ``ess`` (the effective sample
+        size), ``cov_<a>_<b>`` (the labels' covariances; the variances are the ``_err`` columns
+        squared) and the ``LOW_ESS`` flag. Needs a model the
+        emulator describes, with a Gaussian head and a rest-frame training prior.
+    exact_samples : int
+        Importance samples per spectrum in exact mode.
+
+    Notes
+    -----
+    One Predictor may serve several threads at once: :meth:`predict` changes no shared state
+    (threads then share the CPU cores torch uses). Worker *processes* must be started with
+    ``spawn``, not ``fork``: see the predict docs page.
 
     Examples
     --------
@@ -154,13 +199,17 @@ class Predictor:
         precision: Precision = DEFAULT_PRECISION,
         min_valid: float = DEFAULT_MIN_VALID,
         physics: bool = DEFAULT_PHYSICS,
+        exact: bool = DEFAULT_EXACT,
+        exact_samples: int = DEFAULT_EXACT_SAMPLES,
     ) -> None:
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        integer = isinstance(batch_size, (int, np.integer)) and not isinstance(batch_size, bool)
+        if not integer or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if not 0.0 < min_valid <= 1.0:
             raise ValueError(f"min_valid must be a fraction in (0, 1], got {min_valid}")
-        if precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self._owned = not isinstance(model, SpecViT)  # loaded here: its weights never change
         if isinstance(model, SpecViT):
             if str(device) == "auto":
                 device = next(model.parameters()).device
@@ -170,12 +219,11 @@ class Predictor:
         else:
             model = DEFAULT_MODEL if model is None else model
             self.device = resolve_device(device)
-            from specvit._hub import load
-
             self.model = load(model, revision=revision, device=self.device)
             self.source = str(model) if revision is None else f"{model}@{revision}"
+        self._provenance = self._weights_provenance() if self._owned else None
         self.config = self.model.config
-        self.batch_size = batch_size
+        self.batch_size = int(batch_size)
         self.min_valid = min_valid
         if precision == "auto":
             precision = "bf16" if self.device.type == "cuda" else "fp32"
@@ -183,6 +231,7 @@ class Predictor:
         self.wavelength = self.model.wavelength
         self._resamplers: dict[tuple, Resampler] = {}
         self.physics = PhysicalContext(self.config, self.device) if physics else None
+        self.exact = ExactCorrection(self.config, exact_samples) if exact else None
         if self.physics is not None and not self.physics.fits:
             warnings.warn(
                 f"no per-star CRLB or emulator fit for {self.source}: {self.physics.reason}; "
@@ -227,7 +276,11 @@ class Predictor:
                 raise TypeError("Spectrum objects carry their own error, wavelength and mask")
             from astropy.table import vstack
 
-            rows = [self.predict(s, medium=medium, progress=progress) for s in flux]
+            provenance = self._current_provenance()  # once: hashing the weights costs time
+            rows = [
+                self._predict_spectra(as_spectra(s, medium=medium), progress, provenance)
+                for s in flux
+            ]
             return vstack(rows, metadata_conflicts="silent")
         spectra = as_spectra(
             flux, error, wavelength=wavelength, mask=mask, medium=medium, uncertainty=uncertainty
@@ -252,6 +305,16 @@ class Predictor:
         -------
         astropy.table.Table
         """
+        return self._predict_spectra(spectra, progress, self._current_provenance())
+
+    # ------------------------------------------------------------------ internals
+    def _predict_spectra(
+        self,
+        spectra: Spectra,
+        progress: Callable[[int], object] | None,
+        provenance: dict[str, Any],
+    ) -> Table:
+        """:meth:`predict_spectra` with the weights' provenance already known."""
         n, n_labels = len(spectra), self.config.num_labels
         if spectra.wavelength is None and spectra.length != self.config.input_length:
             raise ValueError(
@@ -259,29 +322,71 @@ class Predictor:
                 f"{self.config.input_length} ({self.config.wave_start}–{self.config.wave_stop} Å, "
                 f"{self.config.wave_medium}); pass wavelength= to resample them onto it"
             )
+        if self.exact is not None and spectra.error is None:
+            raise ValueError("exact mode needs the spectra's error (the likelihood is built on it)")
         if spectra.wavelength is not None and spectra.wavelength.ndim == 1:
             self._check_overlap(spectra.wavelength, spectra.medium)
-        mean = np.full((n, n_labels), np.nan)
-        sigma = np.full((n, n_labels), np.nan)
-        snr = np.full(n, np.nan)
+        # float32, the precision the model computes in (no float64 digits that mean nothing)
+        mean = np.full((n, n_labels), np.nan, dtype=np.float32)
+        sigma = np.full((n, n_labels), np.nan, dtype=np.float32)
+        snr = np.full(n, np.nan, dtype=np.float32)
         n_valid = np.zeros(n, dtype=np.int32)
         flags = np.zeros(n, dtype=np.int32)
         names = [] if self.physics is None else self.physics.columns()
         context = {name: np.full(n, np.nan) for name in names}
+        if self.exact is not None:
+            context["ess"] = np.zeros(n, dtype=np.float32)
+            context["cov"] = np.full((n, n_labels, n_labels), np.nan, dtype=np.float32)
+        model = self._eval_model()
         # on the model's grid already: read as the float32 the model takes (no float64 copy)
         dtype = np.float32 if spectra.wavelength is None else np.float64
         for start in range(0, n, self.batch_size):
             stop = min(start + self.batch_size, n)
-            out = self._predict_chunk(spectra.chunk(start, stop, dtype), spectra.medium)
+            chunk = spectra.chunk(start, stop, dtype)
+            out = self._predict_chunk(chunk, spectra.medium, model, start)
             mean[start:stop], sigma[start:stop], snr[start:stop] = out[:3]
             n_valid[start:stop], flags[start:stop] = out[3:5]
-            for name in names:
+            for name in context:
                 context[name][start:stop] = out[5][name]
             if progress is not None:
                 progress(stop - start)
-        return self._table(mean, sigma, snr, n_valid, flags, context)
+        return self._table(mean, sigma, snr, n_valid, flags, context, provenance)
 
-    # ------------------------------------------------------------------ internals
+    def _current_provenance(self) -> dict[str, Any]:
+        """The provenance of the weights predicting now (a model object's may have changed
+        since the last call); warns when they are untrained."""
+        provenance = self._provenance or self._weights_provenance()
+        if provenance["untrained"]:
+            warnings.warn(
+                f"{self.source} has untrained weights (the random initialisation of "
+                "create_model, or a folder saved from it): its labels are random numbers. "
+                "Train it (python -m training train) or use a trained model "
+                "(specvit.list_pretrained())",
+                UntrainedModelWarning,
+                stacklevel=4,
+            )
+        return provenance
+
+    def _weights_provenance(self) -> dict[str, Any]:
+        """Which weights predict: name and revision (:attr:`SpecViT.origin`), SHA-256 and
+        whether they are untrained."""
+        origin = self.model.origin or {"name": "", "revision": ""}
+        return {
+            "model_name": origin["name"],
+            "model_revision": origin["revision"],
+            "weights_sha256": self.model.weights_sha256(),
+            "untrained": self.model.untrained,
+        }
+
+    def _eval_model(self) -> SpecViT:
+        """The model in eval mode without changing the caller's: the model itself when every
+        module is in eval mode, else a view of it (a copy of the modules sharing every weight
+        and buffer) in eval mode. Nothing shared is toggled, so threads may predict at once."""
+        if not any(m.training for m in self.model.modules()):
+            return self.model
+        tensors = itertools.chain(self.model.parameters(), self.model.buffers())
+        return copy.deepcopy(self.model, memo={id(t): t for t in tensors}).eval()
+
     def _model_grid_wave(self, wave: np.ndarray, medium: str) -> np.ndarray:
         """Wavelengths (Å) converted into the medium of the model's grid."""
         if medium == self.config.wave_medium:
@@ -342,7 +447,9 @@ class Predictor:
         return torch.autocast(self.device.type, dtype=dtype)
 
     @torch.inference_mode()
-    def _predict_chunk(self, chunk: Chunk, medium: str) -> tuple[np.ndarray, ...]:
+    def _predict_chunk(
+        self, chunk: Chunk, medium: str, model: SpecViT, start: int
+    ) -> tuple[np.ndarray, ...]:
         flux, error, valid, partial = self._to_model_grid(chunk, medium)
         dev = self.device
         # float32 (out-of-range values become inf: masked below), the caller's own array when
@@ -364,14 +471,9 @@ class Predictor:
             snr = torch.full_like(scale, torch.nan)
         else:
             snr = median_snr(flux_t, error_t, valid_t)
-        training = self.model.training
-        try:
-            self.model.eval()
-            with self._autocast():
-                out = self.model(x)
-        finally:
-            self.model.train(training)
-        mean, sigma = self.model.to_physical(out.float(), snr)
+        with self._autocast():
+            out = model(x)
+        mean, sigma = model.to_physical(out.float(), snr)
         flags = torch.zeros_like(n_valid, dtype=torch.int32)
         need = max(1, math.ceil(self.min_valid * self.config.input_length))
         flags |= torch.where(n_valid < need, int(PredictFlag.TOO_FEW_PIXELS), 0).int()
@@ -390,11 +492,27 @@ class Predictor:
         sigma = torch.full_like(mean, torch.nan) if sigma is None else sigma
         sigma = torch.where(drop, torch.nan, sigma)
         context: dict[str, torch.Tensor] = {}
+        if self.exact is not None:
+            mean, sigma, context["cov"], context["ess"] = self._exact(
+                mean, sigma, flux_t, error_t, valid_t, start
+            )
+            low = context["ess"] < self.exact.sampler.min_ess
+            flags |= torch.where(low.to(dev), int(PredictFlag.LOW_ESS), 0).int()
         if self.physics is not None:
-            bits, context = self.physics(mean, flux_t, error_t, valid_t, scale, snr)
+            bits, physical = self.physics(mean, flux_t, error_t, valid_t, scale, snr)
+            context.update(physical)
             flags |= bits
         out = tuple(t.cpu().numpy() for t in (mean, sigma, snr, n_valid, flags))
         return (*out, {name: t.cpu().numpy() for name, t in context.items()})
+
+    def _exact(self, mean, sigma, flux, error, valid, start):
+        """The exact posterior where it has samples with weight; the network's answer (and
+        ``LOW_ESS``) where it has none."""
+        post_mean, post_sigma, cov, ess = self.exact(mean, sigma, flux, error, valid, start)
+        kept = (ess > 0).to(mean.device)[:, None]
+        mean = torch.where(kept, post_mean.to(mean), mean)
+        sigma = torch.where(kept, post_sigma.to(sigma), sigma)
+        return mean, sigma, cov, ess
 
     def _table(
         self,
@@ -404,6 +522,7 @@ class Predictor:
         n_valid: np.ndarray,
         flags: np.ndarray,
         context: dict[str, np.ndarray],
+        provenance: dict[str, Any],
     ) -> Table:
         columns = []
         for k, name in enumerate(self.label_names):
@@ -416,16 +535,29 @@ class Predictor:
             Column(flags, name="flags"),
         ]
         for name, values in context.items():
+            if name == "cov":  # the off-diagonal terms: σ² are the _err columns squared
+                labels = self.label_names
+                for i, j in itertools.combinations(range(len(labels)), 2):
+                    unit = _product_unit(labels[i], labels[j])
+                    cov = Column(values[:, i, j], name=f"cov_{labels[i]}_{labels[j]}", unit=unit)
+                    columns.append(cov)
+                continue
             unit = LABEL_UNITS.get(name.removeprefix("crlb_")) if name.startswith("crlb_") else None
             columns.append(Column(values, name=name, unit="km / s" if name == "v_rad" else unit))
         meta = {
             "model": self.source,
+            **provenance,
             "specvit_version": __version__,
             "head": self.config.head,
             "flags": PredictFlag.describe(),
         }
         if self.physics is not None:
             meta["physics"] = self.physics.metadata()
+        if self.exact is not None:
+            meta["exact"] = {
+                "samples": self.exact.sampler.n_samples,
+                "min_ess": self.exact.sampler.min_ess,
+            }
         return Table(columns, meta=meta)
 
 
@@ -444,14 +576,17 @@ def predict(
     precision: Precision = DEFAULT_PRECISION,
     min_valid: float = DEFAULT_MIN_VALID,
     physics: bool = DEFAULT_PHYSICS,
+    exact: bool = DEFAULT_EXACT,
+    exact_samples: int = DEFAULT_EXACT_SAMPLES,
 ) -> Table:
     """Predict stellar labels, their σ and quality flags for one spectrum or a batch.
 
     Parameters
     ----------
     flux : array-like, torch.Tensor, astropy.units.Quantity or specutils.Spectrum
-        (L,) one spectrum or (N, L) a batch, in any flux unit (the model input is divided by
-        each spectrum's median flux). A list of specutils ``Spectrum`` objects is also accepted.
+        (L,) one spectrum or (N, L) a batch: f_ν in any scale (the model input is divided by
+        each spectrum's median flux); a Quantity per unit wavelength or in photons is converted
+        to f_ν. A list of specutils ``Spectrum`` objects is also accepted.
     error : array-like, optional
         1σ, same shape and unit as ``flux`` (or σ² / 1/σ², see ``uncertainty``). Pixels with
         σ ≤ 0, NaN or inf (inverse variance 0) are masked. Needed for the ``snr`` column and
@@ -466,12 +601,13 @@ def predict(
     uncertainty : {"std", "var", "ivar"}
         What ``error`` holds: 1σ, variance or inverse variance.
     model : Predictor, SpecViT, str or pathlib.Path, optional
-        The model, a local folder or a Hub repo id; None: the bundled default model
-        (:data:`DEFAULT_MODEL`, offline). A :class:`Predictor` is used as it is (its own
-        device, batch size, precision and ``min_valid``).
+        The model, a local folder, a bundled model's name (:func:`specvit.list_pretrained`) or
+        a Hub repo id; None: the bundled default model (:data:`DEFAULT_MODEL`, offline). A
+        :class:`Predictor` is used as it is (its own device, batch size, precision and
+        ``min_valid``).
     revision : str, optional
         Hub revision; pin a commit hash.
-    device, batch_size, precision, min_valid, physics
+    device, batch_size, precision, min_valid, physics, exact, exact_samples
         As for :class:`Predictor`.
 
     Returns
@@ -487,7 +623,19 @@ def predict(
         emulator's PFS MR grid with its three labels, also ``crlb_<label>`` (σ_min = √CRLB: the
         best σ any unbiased method could reach on this spectrum, label unit), ``v_rad`` (km/s),
         ``chi2_red``, ``chi2_pvalue`` and ``line_ratio`` (see :mod:`specvit.inference.physics`);
-        NaN where the labels are NaN or no ``error`` was given.
+        NaN where the labels are NaN or no ``error`` was given. Labels, σ and ``snr`` are
+        float32, the precision the model computes in. ``meta`` records the model
+        (``model``, ``model_name``, ``model_revision``: the Hub commit), the SHA-256 of its
+        weights (``weights_sha256``, :meth:`SpecViT.weights_sha256`), ``untrained``, the
+        specvit version, the head and the flags. With ``exact``, the labels and σ are the exact
+        posterior's (:mod:`specvit.inference.exact`), and ``ess`` (effective sample size) and
+        ``cov_<a>_<b>`` (each pair's covariance, units the product of theirs) are added.
+
+    Warns
+    -----
+    UntrainedModelWarning
+        For a model whose weights are still its random initialisation
+        (:attr:`SpecViT.untrained`): its labels are random numbers.
 
     Raises
     ------
@@ -508,6 +656,8 @@ def predict(
             precision=precision,
             min_valid=min_valid,
             physics=physics,
+            exact=exact,
+            exact_samples=exact_samples,
         )
     return model.predict(
         flux, error, wavelength=wavelength, mask=mask, medium=medium, uncertainty=uncertainty

@@ -2,9 +2,17 @@
 
 :func:`as_spectra` accepts numpy arrays (one spectrum or a batch; memory-mapped arrays stay
 on disk), torch tensors, astropy Quantities and specutils ``Spectrum`` / ``Spectrum1D``
-objects. It checks shapes, dtypes and the wavelength axis up front, without reading the flux,
-and returns a :class:`Spectra` whose :meth:`Spectra.chunk` reads a slice of rows as float64 (or
-float32).
+objects. It checks shapes, dtypes, units and the wavelength axis up front, without reading the
+flux, and returns a :class:`Spectra` whose :meth:`Spectra.chunk` reads a slice of rows as
+float64 (or float32).
+
+Units: the models read f_ν (the data engine's PFS nJy; only the spectral shape matters, as the
+input is divided by each spectrum's median). A flux Quantity in f_ν (Jy, erg/(s cm² Hz) …), in
+another unit that is no spectral flux density (counts, dimensionless) or plain numbers is used
+as it is; one per unit wavelength (f_λ) or a photon flux is converted to nJy pixel by pixel with
+:func:`astropy.units.spectral_density`, and σ with it. Flux and error carry a unit both or
+neither. Masked arrays (numpy ``MaskedArray``, astropy ``Masked`` and ``MaskedColumn``) mask
+their masked pixels, as ``mask=`` does.
 """
 
 from __future__ import annotations
@@ -13,6 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+
+from specvit.io.columns import UNCERTAINTY_POWER
 
 __all__ = [
     "DEFAULT_MEDIUM",
@@ -25,6 +35,7 @@ __all__ = [
 
 ErrorKind = Literal["std", "var", "ivar"]
 Medium = Literal["vacuum", "air"]
+_KIND_TEXT = {"std": "1σ", "var": "a variance", "ivar": "an inverse variance"}
 
 #: Medium of user wavelengths when none is given (:func:`as_spectra`, :func:`specvit.predict`).
 DEFAULT_MEDIUM: Medium = "vacuum"
@@ -75,13 +86,16 @@ class Spectra:
     flux: np.ndarray
     error: np.ndarray | None
     error_kind: ErrorKind
-    error_factor: float
     wavelength: np.ndarray | None
     wave_factor: float
     reverse: bool
     mask: np.ndarray | None
     medium: Medium
     single: bool
+    #: Units of the flux and of 1σ (None: plain numbers) and the unit both are read in.
+    flux_unit: Any = None
+    sigma_unit: Any = None
+    unit: Any = None
 
     def __len__(self) -> int:
         return self.flux.shape[0]
@@ -101,7 +115,8 @@ class Spectra:
         dtype : numpy float type
             float64 (for resampling) or float32 (spectra already on the model's grid: what
             the model reads, so a value beyond the float32 range is inf there, hence invalid).
-            A variance, an inverse variance or σ in another unit is converted in float64.
+            A variance, an inverse variance or σ in another unit is converted in float64; a
+            flux per unit wavelength or a photon flux is converted to f_ν (nJy) in float64.
 
         Returns
         -------
@@ -112,17 +127,17 @@ class Spectra:
         valid = np.isfinite(flux)
         error = None
         if self.error is not None:
-            convert = self.error_kind != "std" or self.error_factor != 1.0
+            convert = self.error_kind != "std" or self.sigma_unit != self.unit
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 raw = np.asarray(self.error[start:stop], dtype=np.float64 if convert else dtype)
-                if convert:
-                    raw = raw * self.error_factor
                 if self.error_kind == "var":
                     error = np.where(raw > 0, np.sqrt(np.abs(raw)), raw)
                 elif self.error_kind == "ivar":
                     error = np.where(raw > 0, 1.0 / np.sqrt(np.abs(raw)), np.nan)
                 else:
                     error = raw
+                if convert and not _needs_wavelength(self.sigma_unit, self.unit):
+                    error = error * _unit_scale(self.sigma_unit, self.unit, None)
                 error = error.astype(dtype, copy=False)
             valid &= np.isfinite(error) & (error > 0)
         if self.mask is not None:
@@ -145,6 +160,12 @@ class Spectra:
         elif self.reverse:
             flux, valid = flux[:, ::-1], valid[:, ::-1]
             error = None if error is None else error[:, ::-1]
+        if wave is not None:  # per-pixel conversions to f_ν, on the ascending wavelengths
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                if _needs_wavelength(self.flux_unit, self.unit):
+                    flux = flux * _unit_scale(self.flux_unit, self.unit, wave)
+                if error is not None and _needs_wavelength(self.sigma_unit, self.unit):
+                    error = error * _unit_scale(self.sigma_unit, self.unit, wave)
         return Chunk(flux, error, valid, wave, bad_wave)
 
 
@@ -162,13 +183,17 @@ def as_spectra(
     Parameters
     ----------
     flux : array-like, torch.Tensor, astropy.units.Quantity or specutils.Spectrum
-        (L,) one spectrum or (N, L) a batch, any flux unit. Integer dtypes are read as float;
-        boolean, complex, string and object arrays are refused. A specutils ``Spectrum`` (or
+        (L,) one spectrum or (N, L) a batch. A Quantity per unit wavelength (f_λ) or in photons
+        is converted to f_ν (see the module docstring; it needs ``wavelength``). Integer
+        dtypes are read as float, torch's bfloat16 as float32; boolean, complex, string and
+        object arrays are refused. Masked entries of a masked array (numpy, astropy
+        ``Masked``, ``MaskedColumn``) are bad pixels. A specutils ``Spectrum`` (or
         ``Spectrum1D``) carries its own wavelength, uncertainty (StdDev, Variance or
         InverseVariance) and mask; do not pass them again.
     error : array-like, torch.Tensor or astropy.units.Quantity, optional
-        Uncertainty of ``flux``, same shape (and, for Quantities, a unit convertible to the
-        flux unit, squared for a variance). What it holds is set by ``uncertainty``.
+        Uncertainty of ``flux``, same shape, masked entries masked. A Quantity exactly when
+        ``flux`` is one, in a unit convertible to the flux unit (squared for a variance,
+        inverse squared for an inverse variance). What it holds is set by ``uncertainty``.
     wavelength : array-like or astropy.units.Quantity, optional
         (L,) shared or (N, L) per-spectrum pixel-centre wavelengths, ascending or descending.
         Plain arrays are in Å; pass a Quantity for nm or µm. None: the spectra are already on
@@ -176,9 +201,10 @@ def as_spectra(
     mask : array-like, optional
         (L,) or (N, L); True (or any non-zero integer, e.g. a PFS mask bit) marks a bad pixel.
     medium : {"vacuum", "air"}
-        Medium of ``wavelength``.
+        Medium of ``wavelength`` (any case).
     uncertainty : {"std", "var", "ivar"}
-        ``error`` holds 1σ, the variance σ², or the inverse variance 1/σ² (0 = no data).
+        ``error`` holds 1σ, the variance σ², or the inverse variance 1/σ² (0 = no data); any
+        case.
 
     Returns
     -------
@@ -189,10 +215,14 @@ def as_spectra(
     TypeError
         For an unsupported type or dtype, or arguments given twice with a ``Spectrum``.
     ValueError
-        For inconsistent shapes, an empty spectrum, or an unusable shared wavelength axis.
+        For inconsistent shapes, an empty spectrum, an unusable shared wavelength axis, or
+        units that do not fit (a unit on only one of flux and error, an error unit that does
+        not match ``uncertainty``, f_λ without a wavelength).
     """
+    medium = medium.lower() if isinstance(medium, str) else medium
     if medium not in ("vacuum", "air"):
         raise ValueError(f"medium must be 'vacuum' or 'air', got {medium!r}")
+    uncertainty = uncertainty.lower() if isinstance(uncertainty, str) else uncertainty
     if uncertainty not in ("std", "var", "ivar"):
         raise ValueError(f"uncertainty must be 'std', 'var' or 'ivar', got {uncertainty!r}")
     error_kind: ErrorKind = uncertainty
@@ -203,12 +233,11 @@ def as_spectra(
                 "do not pass error=, wavelength= or mask= with it"
             )
         flux, error, error_kind, wavelength, mask = _unpack_spectrum(flux)
-    flux_arr, flux_unit = _as_array(flux, "flux")
-    error_factor = 1.0
-    error_arr = None
+    flux_arr, flux_unit, flux_mask = _as_array(flux, "flux")
+    error_arr, sigma_unit, error_mask = None, None, None
     if error is not None:
-        error_arr, error_unit = _as_array(error, "error")
-        error_factor = _unit_factor(error_unit, flux_unit, error_kind)
+        error_arr, error_unit, error_mask = _as_array(error, "error")
+        sigma_unit = _sigma_unit(error_unit, flux_unit, error_kind)
         if error_arr.shape != flux_arr.shape:
             raise ValueError(
                 f"error shape {error_arr.shape} does not match flux shape {flux_arr.shape}"
@@ -225,20 +254,33 @@ def as_spectra(
     if flux_arr.shape[1] == 0:
         raise ValueError("flux has zero pixels per spectrum: nothing to predict from")
     mask_arr = None if mask is None else _as_mask(mask, flux_arr.shape, single)
+    mask_arr = _merge_masks(mask_arr, flux_mask, error_mask, shape=flux_arr.shape)
     wave_arr, wave_factor, reverse = None, 1.0, False
     if wavelength is not None:
         wave_arr, wave_factor, reverse = _as_wavelength(wavelength, flux_arr.shape, single)
+    unit = _working_unit(flux_unit)
+    if wave_arr is None and (
+        _needs_wavelength(flux_unit, unit) or _needs_wavelength(sigma_unit, unit)
+    ):
+        units = f"flux in {flux_unit}" + ("" if error is None else f", 1σ in {sigma_unit}")
+        raise ValueError(
+            f"{units}: a flux per unit wavelength or in photons is converted pixel by pixel to "
+            "f_ν, which the model reads, and that needs the wavelengths: pass wavelength= (for "
+            "spectra on the model's grid, Predictor.wavelength)"
+        )
     return Spectra(
         flux=flux_arr,
         error=error_arr,
         error_kind=error_kind,
-        error_factor=error_factor,
         wavelength=wave_arr,
         wave_factor=wave_factor,
         reverse=reverse,
         mask=mask_arr,
         medium=medium,
         single=single,
+        flux_unit=flux_unit,
+        sigma_unit=sigma_unit,
+        unit=unit,
     )
 
 
@@ -262,7 +304,10 @@ def _unpack_spectrum(spec: Any) -> tuple[Any, Any, ErrorKind, Any, Any]:
                 f"unsupported Spectrum uncertainty {type(unc).__name__}: use "
                 "StdDevUncertainty, VarianceUncertainty or InverseVariance"
             )
-        error = unc.quantity if unc.unit is not None else np.asarray(unc.array)
+        if unc.unit is not None:
+            error = unc.quantity
+        else:  # an uncertainty without a unit is in the flux's (NDData's convention)
+            error = np.asarray(unc.array) * spec.flux.unit ** UNCERTAINTY_POWER[kind]
     wave = spec.spectral_axis.to(u.AA, equivalencies=u.spectral())
     return spec.flux, error, kind, wave, spec.mask
 
@@ -276,33 +321,127 @@ def _is_lazy_2d(obj: Any) -> bool:
     )
 
 
-def _as_array(obj: Any, name: str) -> tuple[Any, Any]:
-    """A numpy view of ``obj`` (no copy for numpy arrays, memory maps and HDF5 datasets)
-    and its astropy unit."""
-    unit = None
-    if hasattr(obj, "unit") and hasattr(obj, "value"):  # astropy Quantity
+def _as_array(obj: Any, name: str) -> tuple[Any, Any, np.ndarray | None]:
+    """A numpy view of ``obj`` (no copy for numpy arrays, memory maps and HDF5 datasets), its
+    astropy unit and its mask (True = masked) when it is a masked array."""
+    unit, mask = None, None
+    if hasattr(obj, "unmasked") and hasattr(obj, "mask"):  # astropy Masked (Quantity or array)
+        mask, obj = np.asarray(obj.mask), obj.unmasked
+    if hasattr(obj, "unit") and hasattr(obj, "value"):  # astropy Quantity or Column
         unit, obj = obj.unit, obj.value
     elif type(obj).__module__.startswith("torch"):
-        obj = obj.detach().cpu().numpy()
+        obj = _tensor_to_numpy(obj)
+    if isinstance(obj, np.ma.MaskedArray):  # also a MaskedColumn's value
+        if obj.mask is not np.ma.nomask:
+            mask = np.ma.getmaskarray(obj)
+        obj = obj.data
     arr = obj if isinstance(obj, np.ndarray) or _is_lazy_2d(obj) else np.asarray(obj)
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name} must hold real numbers (float or integer), got dtype {arr.dtype}")
-    return arr, unit
+    return arr, unit, mask
 
 
-def _unit_factor(error_unit: Any, flux_unit: Any, kind: ErrorKind) -> float:
-    """Factor that brings the uncertainty into the flux unit (squared for variances)."""
-    if error_unit is None or flux_unit is None:
-        return 1.0
+def _tensor_to_numpy(tensor: Any) -> np.ndarray:
+    """A torch tensor as a numpy array (bfloat16 and float8, which numpy lacks, as float32)."""
+    import torch
+
+    tensor = tensor.detach().cpu()
+    if tensor.is_floating_point() and tensor.dtype not in (
+        torch.float16,
+        torch.float32,
+        torch.float64,
+    ):
+        tensor = tensor.float()
+    return tensor.numpy()
+
+
+def _merge_masks(
+    mask: np.ndarray | None, *masks: np.ndarray | None, shape: tuple[int, int]
+) -> np.ndarray | None:
+    """The user's mask with the masked entries of a masked flux or error, (N, L) boolean."""
+    extra = [m for m in masks if m is not None and m.any()]
+    if not extra:
+        return mask
+    merged = np.zeros(shape, dtype=bool)
+    for m in extra:
+        merged |= m.reshape(shape)
+    if mask is not None:
+        merged |= np.asarray(mask, dtype=bool)
+    return merged
+
+
+def _working_unit(flux_unit: Any) -> Any:
+    """The unit flux and σ are read in: nJy for a flux per unit wavelength or a photon flux
+    (the model reads f_ν), else the flux's own unit (or None for plain numbers)."""
+    if flux_unit is None:
+        return None
     from astropy import units as u
 
-    power = {"std": 1, "var": 2, "ivar": -2}[kind]
-    try:
-        return float(error_unit.to(flux_unit**power))
-    except u.UnitConversionError as exc:
+    if not flux_unit.is_equivalent(u.nJy) and flux_unit.is_equivalent(
+        u.nJy, u.spectral_density(1.0 * u.AA)
+    ):
+        return u.nJy
+    return flux_unit
+
+
+def _needs_wavelength(unit: Any, target: Any) -> bool:
+    """Whether converting ``unit`` into ``target`` depends on the wavelength (f_λ ↔ f_ν)."""
+    return unit is not None and target is not None and not unit.is_equivalent(target)
+
+
+def _unit_scale(unit: Any, target: Any, wave: np.ndarray | None) -> Any:
+    """Factor that brings values in ``unit`` into ``target``: a number, or one per pixel of
+    ``wave`` (Å, (L,) or (B, L)) through the spectral density."""
+    if unit is None or unit == target:
+        return 1.0
+    if not _needs_wavelength(unit, target):
+        return float(unit.to(target))
+    from astropy import units as u
+
+    return (1.0 * unit).to_value(target, u.spectral_density(wave * u.AA))
+
+
+def _sigma_unit(error_unit: Any, flux_unit: Any, kind: ErrorKind) -> Any:
+    """The unit of 1σ for an error of ``kind`` in ``error_unit``; a ``ValueError`` saying
+    what to pass when the units do not fit each other or ``kind``."""
+    if error_unit is None and flux_unit is None:
+        return None
+    if error_unit is None or flux_unit is None:
+        has, lacks, unit = ("flux", "error", flux_unit)
+        if flux_unit is None:
+            has, lacks, unit = ("error", "flux", error_unit)
         raise ValueError(
-            f"error unit {error_unit} cannot be converted to the flux unit {flux_unit}"
-        ) from exc
+            f"{has} has a unit ({unit}) but {lacks} has none: give both as "
+            "astropy Quantities (in convertible units), or both as plain numbers"
+        )
+    from astropy import units as u
+
+    power = UNCERTAINTY_POWER[kind]
+    sigma_unit = error_unit ** (1 / power) if power != 1 else error_unit
+    target = _working_unit(flux_unit)
+    if sigma_unit.is_equivalent(target, u.spectral_density(1.0 * u.AA)):
+        return sigma_unit
+    matches = [k for k, p in UNCERTAINTY_POWER.items() if error_unit.is_equivalent(flux_unit**p)]
+    if matches:
+        holds = matches[0]
+        wanted = flux_unit**power
+        if kind == "std":
+            what = "squared" if holds == "var" else "inverse squared"
+            raise ValueError(
+                f"error unit {error_unit} is the flux unit {what}, {_KIND_TEXT[holds]}: pass "
+                f"uncertainty={holds!r}, or 1σ in {flux_unit}"
+            )
+        name = "squared" if kind == "var" else "inverse squared"
+        raise ValueError(
+            f"uncertainty={kind!r} says error holds {_KIND_TEXT[kind]}, in the flux unit "
+            f"{name} ({wanted}), but its unit is {error_unit}, that of {_KIND_TEXT[holds]}: "
+            f"give it in {wanted} (e.g. error.value * u.Unit('{flux_unit}')**{power}), or "
+            f"pass uncertainty={holds!r}"
+        )
+    expected = "" if power == 1 else f" ({_KIND_TEXT[kind]}: {flux_unit**power})"
+    raise ValueError(
+        f"error unit {error_unit} cannot be converted to the flux unit {flux_unit}{expected}"
+    )
 
 
 def _as_mask(mask: Any, shape: tuple[int, int], single: bool) -> np.ndarray:
@@ -332,7 +471,12 @@ def _as_wavelength(
             )
         factor = float(unit.to(u.AA))
         wavelength = wavelength.value
-    arr, _ = _as_array(wavelength, "wavelength")
+    arr, _, masked = _as_array(wavelength, "wavelength")
+    if masked is not None and masked.any():
+        raise ValueError(
+            f"wavelength has masked entries (first at index {int(np.argmax(masked.ravel()))}): "
+            "every pixel needs a wavelength; mask the pixels with mask= instead"
+        )
     if shape[1] < 2:
         raise ValueError("a spectrum on its own wavelength grid needs at least 2 pixels")
     if single and arr.ndim == 2 and arr.shape[0] == 1:

@@ -24,10 +24,19 @@ spectrum departs from its mean (deep lines, the red end of cool stars) the sourc
 mis-estimated; it is ≈ 4–20 % of the median pixel's variance at i = 22.5–20.5, and at i = 20.5 σ
 is off by a median < 1 % and up to ≈ 9 % in the deepest features (``tests/test_noise.py``).
 
+The ETC's variance ``N_i`` already holds a *random* sky-subtraction floor: the ETC adds
+``(0.01 √n_ETC · sky)²`` per pixel and exposure (``sysfrac`` of its ``gsetc.c``, 1 % of the
+brightest sky of the pixel and its two neighbours, scaled so it does not average down over its
+``n_ETC = 8`` exposures) and a diffuse stray light of 2 % of the mean sky; so at the OH lines ``N``
+is up to 13 × the sky counts. The sky itself (the ETC's ``sky`` column, e⁻ per pixel and exposure)
+is kept as :attr:`PFSNoiseModel.sky_njy` in nJy, for the data engine's sky-subtraction residuals
+(``training/engine/effects.py``).
+
 Defaults: 12 exposures of 900 s (the paper's setup; the shared ETC run used 8 × 900 s, seeing
 0.8″, zenith angle 45°, new moon — per-exposure numbers do not depend on the count). What the
-model omits: variations of seeing, moon and airmass between targets; sky-subtraction residuals;
-flux-calibration errors; cosmic rays and bad pixels; correlations between neighbouring pixels.
+model omits: variations of seeing, moon and airmass between targets; sky-subtraction residuals
+beyond the ETC's random floor; flux-calibration errors; cosmic rays and bad pixels; correlations
+between neighbouring pixels (the data engine's optional effects add several of these).
 """
 
 from __future__ import annotations
@@ -55,6 +64,8 @@ _MR_ARM = 3
 #: excluding pixels > 3 % below it, i.e. telluric bands; tests/test_noise.py checks both).
 _DEFAULT_SIGNAL18_POLY = (569.447, -73.186, -60.335)
 _DEFAULT_BACKGROUND_VARIANCE = 221.49
+#: The default model's sky: the median of the ETC's sky column, e⁻ per pixel and exposure.
+_DEFAULT_SKY = 118.27
 
 
 def read_etc(etc_dir: str | Path) -> dict[str, np.ndarray]:
@@ -70,7 +81,8 @@ def read_etc(etc_dir: str | Path) -> dict[str, np.ndarray]:
     dict
         ``wavelength`` (Å, vacuum, from ``noise_mr.dat``), ``background_variance`` (e⁻² per pixel
         and exposure), ``signal_ab18`` (e⁻ per pixel and exposure of an AB = 18 flat source),
-        ``snr_ab18`` (the ETC's S/N of that source over all its exposures), each ``(4096,)``.
+        ``snr_ab18`` (the ETC's S/N of that source over all its exposures), ``sky`` (e⁻ per pixel
+        and exposure of the sky alone, ``noise_mr.dat`` column 5), each ``(4096,)``.
 
     Raises
     ------
@@ -96,6 +108,7 @@ def read_etc(etc_dir: str | Path) -> dict[str, np.ndarray]:
         "background_variance": noise[:, 3],
         "signal_ab18": snc[:, 4],
         "snr_ab18": snc[:, 3],
+        "sky": noise[:, 4],
     }
 
 
@@ -117,6 +130,9 @@ class PFSNoiseModel(torch.nn.Module):
         divide the number of pixels; default: the whole spectrum, see the module docstring).
     description : str
         Where the tables came from (for reports).
+    sky : array_like, optional
+        ``(L,)`` sky counts, e⁻ per pixel and exposure (the ETC's ``sky`` column); kept in nJy as
+        :attr:`sky_njy` (None without it).
 
     Notes
     -----
@@ -132,6 +148,7 @@ class PFSNoiseModel(torch.nn.Module):
         grid: WavelengthGrid = PFS_MR,
         variance_block: int | None = None,
         description: str = "",
+        sky: np.ndarray | None = None,
     ) -> None:
         super().__init__()
         sig = np.asarray(signal_ab18, dtype=np.float64)
@@ -161,6 +178,13 @@ class PFSNoiseModel(torch.nn.Module):
         self.register_buffer("var_background", torch.from_numpy(var / (n * gain**2)))  # nJy²
         self.register_buffer("var_per_njy", torch.from_numpy(1.0 / (n * gain)))  # nJy
         self.register_buffer("band_weights", torch.from_numpy(band_weights(grid.wavelength())))
+        if sky is not None:
+            sky = np.asarray(sky, dtype=np.float64)
+            if sky.shape != (grid.num,) or np.any(sky < 0) or not np.all(np.isfinite(sky)):
+                raise ValueError(f"sky must be finite, ≥ 0 and of shape ({grid.num},)")
+            sky = torch.from_numpy(sky / gain)  # nJy: the same gain as the source's counts
+        #: Sky flux density per pixel (nJy), or None: what the pipeline subtracts.
+        self.register_buffer("sky_njy", sky)
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -188,6 +212,7 @@ class PFSNoiseModel(torch.nn.Module):
             etc["background_variance"],
             n_exposures=n_exposures,
             description=f"PFS ETC tables in {Path(etc_dir)}",
+            sky=etc["sky"],
             **kwargs,
         )
 
@@ -200,7 +225,7 @@ class PFSNoiseModel(torch.nn.Module):
         **no sky emission lines and no telluric absorption**: the ETC's variance exceeds
         3 400 e⁻² in 5 % of the pixels (OH lines) and its signal drops in the O₂ A band and the
         H₂O bands, so it overestimates S/N there (the median S/N of a flat source comes out ≈ 7 %
-        high at i = 21.5). Use
+        high at i = 21.5). Its sky is flat, the median of the ETC's (118.3 e⁻). Use
         :meth:`from_etc` for anything quantitative.
 
         Parameters
@@ -229,6 +254,7 @@ class PFSNoiseModel(torch.nn.Module):
             background,
             n_exposures=n_exposures,
             description="smooth approximation of the PFS ETC (no sky lines)",
+            sky=np.full(PFS_MR.num, _DEFAULT_SKY),
             **kwargs,
         )
 
@@ -270,13 +296,18 @@ class PFSNoiseModel(torch.nn.Module):
         return flux * (magnitude_to_njy(mag) / mean).unsqueeze(-1)
 
     # ------------------------------------------------------------------ noise
-    def expected_sigma(self, flux_njy: torch.Tensor) -> torch.Tensor:
+    def expected_sigma(
+        self, flux_njy: torch.Tensor, background: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Noise-free per-pixel 1σ (nJy) of an observation of ``flux_njy`` (the true σ).
 
         Parameters
         ----------
         flux_njy : torch.Tensor
             ``(..., L)`` noiseless flux density in nJy.
+        background : torch.Tensor, optional
+            ``(..., L)`` sky + detector variance in nJy² to use instead of the model's
+            ``var_background`` (e.g. its pattern moved by a wavelength-solution error).
 
         Returns
         -------
@@ -284,16 +315,20 @@ class PFSNoiseModel(torch.nn.Module):
             ``(..., L)`` σ in nJy: ``√(a + b·max(f, 0))`` (see the module docstring).
         """
         self._check_length(flux_njy)
-        a, b = self._coefficients(flux_njy)
+        a, b = self._coefficients(flux_njy, background)
         return torch.addcmul(a, b, flux_njy.clamp_min(0.0)).sqrt_()
 
-    def estimate_sigma(self, observed_njy: torch.Tensor) -> torch.Tensor:
+    def estimate_sigma(
+        self, observed_njy: torch.Tensor, background: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """σ (nJy) estimated from an observed (noisy) spectrum only, as a pipeline would.
 
         Parameters
         ----------
         observed_njy : torch.Tensor
             ``(..., L)`` noisy flux density in nJy.
+        background : torch.Tensor, optional
+            ``(..., L)`` sky + detector variance (nJy²) instead of the model's.
 
         Returns
         -------
@@ -302,13 +337,14 @@ class PFSNoiseModel(torch.nn.Module):
             averaged over blocks of ``variance_block`` pixels (clipped at 0).
         """
         self._check_length(observed_njy)
-        return self._estimate_into(observed_njy, torch.empty_like(observed_njy))
+        return self._estimate_into(observed_njy, torch.empty_like(observed_njy), background)
 
     def observe(
         self,
         flux_njy: torch.Tensor,
         generator: torch.Generator | None = None,
         out: tuple[torch.Tensor, torch.Tensor] | None = None,
+        background: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One noisy observation of noiseless spectra, and its estimated σ.
 
@@ -321,6 +357,9 @@ class PFSNoiseModel(torch.nn.Module):
         out : tuple of torch.Tensor, optional
             Contiguous ``(flux, sigma)`` tensors of ``flux_njy``'s shape to write into (saves
             two copies in the data engine's hot loop).
+        background : torch.Tensor, optional
+            ``(..., L)`` sky + detector variance (nJy²) of each spectrum instead of the model's
+            ``var_background``, for the draw and for σ; the Gaussian draws are the same.
 
         Returns
         -------
@@ -335,8 +374,8 @@ class PFSNoiseModel(torch.nn.Module):
         if noisy.shape != shape or sigma.shape != shape:
             raise ValueError(f"out tensors must have shape {tuple(shape)}")
         torch.randn(shape, generator=generator, dtype=dtype, device=device, out=noisy)
-        torch.addcmul(flux_njy, noisy, self.expected_sigma(flux_njy), out=noisy)
-        return noisy, self._estimate_into(noisy, sigma)
+        torch.addcmul(flux_njy, noisy, self.expected_sigma(flux_njy, background), out=noisy)
+        return noisy, self._estimate_into(noisy, sigma, background)
 
     def snr_flat(self, mag: torch.Tensor | float) -> torch.Tensor:
         """Per-pixel S/N ``(..., L)`` of a flat-f_ν source of AB magnitude ``mag``.
@@ -363,18 +402,25 @@ class PFSNoiseModel(torch.nn.Module):
         return f / self.expected_sigma(f)
 
     # ------------------------------------------------------------------ internals
-    def _estimate_into(self, observed: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        a, b = self._coefficients(observed)
+    def _estimate_into(
+        self, observed: torch.Tensor, sigma: torch.Tensor, background: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        a, b = self._coefficients(observed, background)
         k = self.variance_block
         level = observed.unflatten(-1, (-1, k)).mean(-1, keepdim=True).clamp_min_(0.0)
         blocks = sigma.view(*observed.shape[:-1], -1, k)
-        torch.addcmul(a.view(-1, k), b.view(-1, k), level, out=blocks)
+        torch.addcmul(a.unflatten(-1, (-1, k)), b.view(-1, k), level, out=blocks)
         blocks.sqrt_()
         return sigma
 
-    def _coefficients(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _coefficients(
+        self, like: torch.Tensor, background: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        a = self.var_background if background is None else background
+        if a.shape[-1] != self.grid.num:
+            raise ValueError(f"background has {a.shape[-1]} pixels, the grid {self.grid.num}")
         return (
-            self.var_background.to(dtype=like.dtype, device=like.device),
+            a.to(dtype=like.dtype, device=like.device),
             self.var_per_njy.to(dtype=like.dtype, device=like.device),
         )
 

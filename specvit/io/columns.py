@@ -12,24 +12,35 @@ none (the wavelength: the spectra are on the model's grid).
 - **error, 1/σ²**: `ivar`, `invvar`, `inv_var`, `flux_ivar`
 - **wavelength**: `wavelength`, `wave`, `wav`, `wl`, `lambda`, `lam`, `loglam` (log10 Å)
 - **mask**: `mask`, `pixel_mask`, `pixmask`, `and_mask`
+
+Units (FITS ``BUNIT`` / ``TUNIT``) are read with :func:`parse_unit`; wavelengths are brought
+to Å by :func:`wavelength_in_angstrom` (``loglam`` holds log10 Å).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+import numpy as np
+from astropy import units as u
 
 __all__ = [
     "ERROR_NAMES",
     "FLUX_NAMES",
     "MASK_NAMES",
+    "UNCERTAINTY_POWER",
     "UNCERTAINTY_TEXT",
     "WAVE_NAMES",
     "ColumnChoice",
     "choose_name",
     "find_name",
     "missing_message",
+    "parse_unit",
+    "wavelength_in_angstrom",
+    "wavelength_unit_text",
 ]
 
 Uncertainty = Literal["std", "var", "ivar"]
@@ -59,6 +70,8 @@ ERROR_NAMES: dict[str, Uncertainty] = {
 }
 #: How each kind of uncertainty is written in messages and the CLI's summary.
 UNCERTAINTY_TEXT = {"std": "1σ", "var": "σ²", "ivar": "1/σ²"}
+#: The power of the flux unit each kind of uncertainty is in (σ, σ², 1/σ²).
+UNCERTAINTY_POWER = {"std": 1, "var": 2, "ivar": -2}
 WAVE_NAMES = ("WAVELENGTH", "WAVE", "WAV", "WL", "LAMBDA", "LAM", "LOGLAM")
 MASK_NAMES = ("MASK", "PIXEL_MASK", "PIXMASK", "AND_MASK")
 
@@ -129,3 +142,74 @@ def missing_message(role: str, option: str, found: Iterable[str], known: Iterabl
         f"no {role} among {sorted(found)} (known names: {', '.join(n.lower() for n in known)}); "
         f"name it with {option} NAME"
     )
+
+
+def parse_unit(text: Any) -> u.UnitBase | None:
+    """The astropy unit of a ``BUNIT`` / ``TUNIT`` card, or None.
+
+    Parameters
+    ----------
+    text : str or None
+        The card's value.
+
+    Returns
+    -------
+    astropy.units.UnitBase or None
+        None when the card is absent, blank or not understood (``ADU``, ``counts``): the
+        values are then plain numbers. ``A`` in a unit string is read as Ångström (as in
+        ``erg/s/cm2/A``), not as ampere.
+    """
+    if text is None or not str(text).strip():
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", u.UnitsWarning)
+        unit = u.Unit(str(text).strip(), parse_strict="silent")
+    if isinstance(unit, u.UnrecognizedUnit):
+        return None
+    bases = getattr(unit, "bases", [unit])
+    if u.A in bases:
+        unit = u.CompositeUnit(
+            getattr(unit, "scale", 1.0),
+            [u.AA if b == u.A else b for b in bases],
+            getattr(unit, "powers", [1]),
+        )
+    return unit
+
+
+def wavelength_in_angstrom(values: Any, unit: str | None, name: str = "") -> np.ndarray:
+    """Wavelengths in Å from a column, HDU or array.
+
+    Parameters
+    ----------
+    values : array-like
+        The stored values.
+    unit : str or None
+        Their unit (``TUNIT``, ``BUNIT``); None: Å.
+    name : str
+        The column's name: ``loglam`` (any case) holds log10 of the wavelength in Å.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 wavelengths in Å.
+
+    Raises
+    ------
+    ValueError
+        For a unit that is not understood or not a length.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if name.upper() == "LOGLAM":
+        return 10.0**values
+    parsed = parse_unit(unit)
+    if parsed is None and unit is not None and str(unit).strip():
+        raise ValueError(f"wavelength unit {unit!r} is not understood; Å, nm or µm are")
+    parsed = parsed or u.AA
+    if not parsed.is_equivalent(u.AA):
+        raise ValueError(f"wavelength unit {unit!r} is not a length")
+    return values * parsed.to(u.AA)
+
+
+def wavelength_unit_text(name: str, unit: str | None) -> str:
+    """How a wavelength column's unit is shown in the CLI's summary."""
+    return "log10 Angstrom" if name.upper() == "LOGLAM" else unit or "Angstrom"

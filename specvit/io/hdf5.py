@@ -133,6 +133,8 @@ def _check(f: h5py.File, source: Any) -> None:
     absent = [k for k in REQUIRED_FIELDS if k not in names]
     if absent:
         raise ValueError(f"{source}: labels table lacks fields {absent}")
+    if f["flux"].ndim != 2:
+        raise ValueError(f"{source}: flux has shape {f['flux'].shape}; a shard's is (N, L)")
     n, length = f["flux"].shape
     if f["error"].shape != (n, length) or f["wavelength"].shape != (length,):
         raise ValueError(f"{source}: flux, error and wavelength shapes disagree")

@@ -2,8 +2,9 @@
 
 Keys (any case; the names of each role are those of :mod:`specvit.io.columns`): the flux, e.g.
 ``flux`` (N, L) or (L,) (required); the uncertainty, e.g. ``error`` or ``sigma`` (1σ),
-``variance`` (σ²) or ``ivar`` (1/σ²); the wavelength, e.g. ``wavelength`` or ``wave``, in Å,
-(L,) or (N, L); ``mask`` (non-zero = bad); ``medium`` (``"vacuum"``, the default, or ``"air"``).
+``variance`` (σ²) or ``ivar`` (1/σ²); the wavelength, e.g. ``wavelength`` or ``wave``, in Å
+(``loglam``: log10 Å), (L,) or (N, L); ``mask`` (non-zero = bad); ``medium`` (``"vacuum"``, the
+default, or ``"air"``, any case).
 Any other 1-D array with one entry per spectrum (e.g. ``id``, ``objid``) is kept as an
 identifier. NPZ members are compressed or not, but never memory-mapped: each array is read
 whole. Archives are opened with ``allow_pickle=False``: object arrays are refused.
@@ -30,6 +31,8 @@ from specvit.io.columns import (
     choose_name,
     find_name,
     missing_message,
+    wavelength_in_angstrom,
+    wavelength_unit_text,
 )
 from specvit.io.spectra import SpectrumSet
 
@@ -95,11 +98,13 @@ def _read(path: str | Path, columns: ColumnChoice) -> SpectrumSet:
     if err_key is not None:
         kind = columns.uncertainty or ERROR_NAMES.get(err_key.upper(), "std")
         source["error"] = f"{err_key} ({UNCERTAINTY_TEXT[kind]})"
+    wave = None
     if wave_key is not None:
-        source["wavelength"] = f"{wave_key} [Angstrom]"
+        wave = wavelength_in_angstrom(arrays[wave_key], None, wave_key)
+        source["wavelength"] = f"{wave_key} [{wavelength_unit_text(wave_key, None)}]"
     if mask_key is not None:
         source["mask"] = f"{mask_key} (non-zero)"
-    medium = str(arrays["medium"]) if "medium" in arrays else "vacuum"
+    medium = str(arrays["medium"]).lower() if "medium" in arrays else "vacuum"
     used = {flux_key, "medium", mask_key, err_key, wave_key}
     pixel_sized = [k for k in keys if k not in used and arrays[k].shape[-1:] == flux.shape[-1:]]
     if wave_key is None and columns.wavelength is None and pixel_sized:
@@ -118,7 +123,7 @@ def _read(path: str | Path, columns: ColumnChoice) -> SpectrumSet:
         flux=flux,
         error=rows(err_key),
         uncertainty=kind,
-        wavelength=None if wave_key is None else arrays[wave_key],
+        wavelength=wave,
         mask=rows(mask_key),
         medium=medium,
         ids=ids,

@@ -94,11 +94,14 @@ def open_spectra(
     Raises
     ------
     ValueError
-        For an unknown suffix, and (from the readers, naming the file) for a file that is not
-        readable or holds no spectra in a known layout.
+        For an unknown suffix, a path that is not a regular file (a device such as
+        ``/dev/zero``, a FIFO, a folder), and (from the readers, naming the file) for a file
+        that is not readable or holds no spectra in a known layout.
     OSError
         When the file cannot be opened.
     """
+    if Path(path).exists() and not Path(path).is_file():
+        raise ValueError(f"{path}: not a regular file (a device, a FIFO or a folder)")
     name = Path(path).name.lower()
     if name.endswith((".fits", ".fit", ".fits.gz")):
         return open_fits(path, columns, mask_bits)

@@ -14,6 +14,8 @@ from typing import Any, Literal
 import numpy as np
 from astropy.table import Table
 
+from specvit.io.columns import UNCERTAINTY_POWER
+
 __all__ = ["RaggedSpectrumSet", "SpectrumSet", "stack_sets"]
 
 Uncertainty = Literal["std", "var", "ivar"]
@@ -45,6 +47,11 @@ class SpectrumSet:
     source : dict
         Where each array came from (``{"flux": "FLUX", "error": "IVAR (1/σ²)", …}``), for
         the CLI's summary.
+    unit : astropy.units.UnitBase or None
+        Unit of ``flux`` (e.g. from ``BUNIT``); None: plain numbers.
+    error_unit : astropy.units.UnitBase or None
+        Unit of ``error`` as stored; None: ``unit`` to the power its kind implies (σ, σ²,
+        1/σ²). Ignored when ``unit`` is None.
     """
 
     flux: Any
@@ -56,6 +63,8 @@ class SpectrumSet:
     ids: Table = field(default_factory=Table)
     mask_bits: Any = None
     source: dict[str, str] = field(default_factory=dict)
+    unit: Any = None
+    error_unit: Any = None
 
     def __post_init__(self) -> None:
         shape = tuple(self.flux.shape)
@@ -109,10 +118,20 @@ class SpectrumSet:
         yield start, self.rows(start, stop)
 
     def predict_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`specvit.predict` / :meth:`specvit.Predictor.predict`."""
+        """Keyword arguments for :func:`specvit.predict` / :meth:`specvit.Predictor.predict`
+        (flux and error as astropy Quantities when the file gives the flux unit)."""
+        flux, error = self.flux, self.error
+        if self.unit is not None:
+            from astropy import units as u
+
+            flux = u.Quantity(flux, self.unit, copy=False)
+            if error is not None:
+                power = UNCERTAINTY_POWER[self.uncertainty]
+                unit = self.unit**power if self.error_unit is None else self.error_unit
+                error = u.Quantity(error, unit, copy=False)
         return {
-            "flux": self.flux,
-            "error": self.error,
+            "flux": flux,
+            "error": error,
             "wavelength": self.wavelength,
             "mask": self.mask,
             "medium": self.medium,
@@ -128,7 +147,7 @@ class RaggedSpectrumSet:
     ----------
     flux, error, wavelength, mask : list of numpy.ndarray (or None for error and mask)
         One (L_i,) array per spectrum; wavelengths in Å.
-    uncertainty, medium, ids, mask_bits, source
+    uncertainty, medium, ids, mask_bits, source, unit, error_unit
         As in :class:`SpectrumSet`.
     """
 
@@ -141,6 +160,8 @@ class RaggedSpectrumSet:
     ids: Table = field(default_factory=Table)
     mask_bits: Any = None
     source: dict[str, str] = field(default_factory=dict)
+    unit: Any = None
+    error_unit: Any = None
 
     def __len__(self) -> int:
         return len(self.flux)
@@ -171,6 +192,8 @@ class RaggedSpectrumSet:
             ids=self.ids[start:stop] if self.ids.colnames else Table(),
             mask_bits=_row_bits(self.mask_bits, start, stop),
             source=self.source,
+            unit=self.unit,
+            error_unit=self.error_unit,
         ).rows(0, stop - start)
 
 
@@ -190,15 +213,17 @@ def _compatible(a: SpectrumSet, b: SpectrumSet) -> bool:
         and (a.wavelength is None) == (b.wavelength is None)
         and (a.mask is None) == (b.mask is None)
         and a.medium == b.medium
+        and a.unit == b.unit
+        and a.error_unit == b.error_unit
     )
 
 
 def stack_sets(sets: list[SpectrumSet]) -> list[SpectrumSet]:
     """Concatenate consecutive in-memory sets that can share one batch.
 
-    Sets are joined when they have the same number of pixels, the same uncertainty kind and
-    the same medium; their wavelengths become one (N, L) per-spectrum array unless all are
-    equal. Order is preserved.
+    Sets are joined when they have the same number of pixels, the same uncertainty kind, the
+    same medium and the same units; their wavelengths become one (N, L) per-spectrum array
+    unless all are equal. Order is preserved.
 
     Parameters
     ----------

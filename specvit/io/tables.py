@@ -71,8 +71,8 @@ def check_output(
     ValueError
         For a suffix not in :data:`TABLE_FORMATS`.
     OutputError
-        If the folder does not exist, is not writable, ``path`` is a folder, or ``path`` is
-        one of ``inputs``.
+        If the folder does not exist, is not writable, ``path`` is a folder, a dangling
+        symbolic link, a name longer than the file system allows, or one of ``inputs``.
     FileExistsError
         If ``path`` exists and ``overwrite`` is False.
     """
@@ -81,18 +81,51 @@ def check_output(
     folder = path.parent
     if not folder.is_dir():
         raise OutputError(f"cannot write {path}: no such folder {str(folder)!r}")
+    name_max = _name_max(folder)
+    if len(os.fsencode(path.name)) > name_max:
+        raise OutputError(
+            f"cannot write {path}: file name too long ({len(os.fsencode(path.name))} bytes; "
+            f"this file system allows {name_max})"
+        )
     if path.is_dir():
         raise OutputError(f"cannot write {path}: it is a folder")
+    if path.is_symlink() and not path.exists():
+        raise OutputError(
+            f"cannot write {path}: it is a dangling symbolic link to {os.readlink(path)!r}; "
+            "remove it or name another output"
+        )
     for source in inputs:
         if _same_file(path, Path(source)):
             raise OutputError(f"cannot write {path}: it is the input file {source}")
-    try:
-        with tempfile.TemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".tmp"):
-            pass
+    try:  # the very temporary file write_table makes
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temp_prefix(path), suffix=_TMP_SUFFIX)
+        os.close(fd)
+        os.unlink(tmp)
     except OSError as exc:
         raise OutputError(f"cannot write {path}: folder {str(folder)!r} is not writable") from exc
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+
+
+#: Suffix of the hidden temporary file a table is written to before it is renamed into place.
+_TMP_SUFFIX = ".tmp"
+#: Characters ``tempfile.mkstemp`` adds between the prefix and the suffix.
+_TMP_RANDOM = 8
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name (bytes) the file system of ``folder`` allows."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows) or no answer
+        return 255
+
+
+def _temp_prefix(path: Path) -> str:
+    """``.<name>.``, the name cut so that the whole temporary name fits the file system."""
+    room = _name_max(path.parent) - len(".") - len(".") - _TMP_RANDOM - len(_TMP_SUFFIX)
+    name = os.fsencode(path.name)[:room].decode(errors="ignore")
+    return f".{name}."
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -107,15 +140,18 @@ def write_table(table: Table, path: str | Path, *, overwrite: bool = False) -> N
 
     The table goes to a temporary file in the same folder, which is then renamed onto
     ``path``, so a reader never sees a partial file and an interrupted run leaves ``path``
-    as it was (a killed process may leave the hidden ``.<name>.*.tmp`` file behind).
+    as it was (a killed process may leave the hidden ``.<name>.*.tmp`` file behind; for a
+    name near the file system's limit, ``<name>`` is cut so that the whole name fits).
 
     Parameters
     ----------
     table : astropy.table.Table
-        The table. For FITS, nested metadata (dicts) is written as ``KEY_SUBKEY`` cards, a
-        unit FITS cannot store (``dex``) as a ``UNIT_<COLUMN>`` card instead of ``TUNIT``,
-        text columns with non-ASCII characters as UTF-8 bytes, and non-ASCII characters in
-        metadata as ``\\uXXXX`` escapes (FITS holds only ASCII text).
+        The table. float32 columns are written in text with the digits of a float32 (the
+        shortest text that reads back as the same value). For FITS, nested metadata (dicts)
+        is written as ``KEY_SUBKEY`` cards, a unit FITS cannot store (``dex``) as a
+        ``UNIT_<COLUMN>`` card instead of ``TUNIT``, text columns with non-ASCII characters
+        as UTF-8 bytes, and non-ASCII characters in metadata as ``\\uXXXX`` escapes (FITS
+        holds only ASCII text).
     path : str or pathlib.Path
         Output file; its suffix selects the format (:func:`table_format`).
     overwrite : bool
@@ -142,9 +178,14 @@ def write_table(table: Table, path: str | Path, *, overwrite: bool = False) -> N
         for name in out.colnames:
             if out[name].dtype.kind == "U" and not _ascii(out[name]):
                 out[name] = np.char.encode(np.asarray(out[name]), "utf-8")
+    elif fmt == "ascii.csv":  # ECSV writes float32 with its own digits already
+        out = table.copy(copy_data=False)
+        for col in out.itercols():
+            if col.dtype == np.float32 and col.info.format is None:
+                col.info.format = _float32_text  # not the 17 digits of a float64
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=_TMP_SUFFIX)
         os.close(fd)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a table is an ordinary file
         with warnings.catch_warnings():
@@ -160,6 +201,11 @@ def write_table(table: Table, path: str | Path, *, overwrite: bool = False) -> N
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         raise
+
+
+def _float32_text(value: float) -> str:
+    """The shortest text that reads back as the same float32 (``1.0977033``)."""
+    return str(np.float32(value))
 
 
 def _umask() -> int:

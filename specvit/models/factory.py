@@ -40,7 +40,10 @@ _PRESETS: dict[str, dict[str, Any]] = {
 
 
 def list_models() -> list[str]:
-    """Names accepted by :func:`create_model`."""
+    """Names of the architecture presets :func:`create_model` builds (untrained weights).
+
+    The trained models shipped with specvit are listed by :func:`specvit.list_pretrained`.
+    """
     return sorted(_PRESETS)
 
 
@@ -58,7 +61,11 @@ def get_preset(name: str, **overrides: Any) -> SpecViTConfig:
 
 
 def create_model(name: str = "specvit_l6_h256", **overrides: Any) -> SpecViT:
-    """Build a freshly initialised SpecViT from a preset.
+    """Build a freshly initialised SpecViT from a preset: random weights, to be trained.
+
+    The model is :attr:`~specvit.SpecViT.untrained` until its weights change: predicting
+    with it warns (:class:`~specvit.UntrainedModelWarning`). Trained models:
+    :func:`specvit.list_pretrained`, :func:`specvit.load`.
 
     Parameters
     ----------

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import safetensors
 import safetensors.torch
 import torch
 from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download
@@ -21,7 +23,36 @@ from specvit.layers import (
     build_patch_embed,
 )
 
-__all__ = ["SpecViT", "WeightsMismatchError"]
+__all__ = [
+    "MAX_BUFFER_BYTES",
+    "SpecViT",
+    "UntrainedModelWarning",
+    "WeightsMismatchError",
+    "read_weights_header",
+]
+
+#: The most memory (bytes) a config may ask for beyond its weights: fixed buffers such as a
+#: sinusoidal positional code, which no tensor in ``model.safetensors`` bounds (1 GiB; the
+#: paper's model needs 0.3 MB).
+MAX_BUFFER_BYTES = 2**30
+
+#: How safetensors names each torch dtype (the ``dtype`` field of a file's header).
+_SAFETENSORS_DTYPES = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
+
+#: The ``model.safetensors`` metadata that marks weights saved before any training (a fresh
+#: :func:`~specvit.create_model`), so that the model loaded from them says so too.
+_UNTRAINED_METADATA = {"specvit_weights": "random initialisation, untrained"}
 
 #: The model card of every saved model. ``heading`` and ``training`` (Markdown sections on how
 #: the model was trained) are filled in by ``training/publish.py``.
@@ -40,14 +71,54 @@ model = specvit.load("<this repo or folder>", revision="<commit>")
 table = specvit.predict(flux, error, model=model)
 ```
 
+{% if untrained -%}
+**Untrained.** These weights are a random initialisation (`specvit.create_model`), saved before
+any training: predictions with them are random numbers, and `specvit.predict` warns
+(`UntrainedModelWarning`). `config.json` holds the wavelength grid, the input normalisation and
+the label normalisation the architecture was configured with, not statistics of a training set.
+{% else -%}
 `config.json` holds what prediction needs: the wavelength grid, the input normalisation and the
 label statistics the model was trained with. How it was trained is in `training_args.json`
 (when the folder has one) and below.
+{%- endif %}
 {{ training | default("") }}"""
 
 
 class WeightsMismatchError(ValueError):
     """The weights on disk do not match the model that the config describes."""
+
+
+class UntrainedModelWarning(UserWarning):
+    """A model predicts with the random weights of a fresh initialisation (never trained)."""
+
+
+def read_weights_header(path: str | Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Name, shape and dtype of every tensor in a safetensors file, from its header only.
+
+    Nothing but the header is read, so a config can be checked against the weights before any
+    model is built.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A ``model.safetensors`` file.
+
+    Returns
+    -------
+    dict
+        ``{name: (shape, dtype)}`` with safetensors' dtype names (``"F32"``, ``"I8"`` …).
+
+    Raises
+    ------
+    ValueError
+        If the file is not a valid safetensors file (truncated, corrupted, a pickle).
+    """
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as f:
+            slices = {name: f.get_slice(name) for name in f.keys()}
+            return {k: (tuple(v.get_shape()), v.get_dtype()) for k, v in slices.items()}
+    except (safetensors.SafetensorError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not a valid safetensors file ({exc})") from exc
 
 
 class SpecViT(
@@ -112,6 +183,11 @@ class SpecViT(
         self.register_buffer(
             "_label_scale", torch.tensor(c.label_scale, dtype=torch.float32), persistent=False
         )
+        #: Where the weights came from, set by :func:`specvit.load`: ``{"name": …, "revision":
+        #: …}`` (the folder, bundled name or Hub repo id, and the Hub commit, "" for a folder);
+        #: None for a model built here.
+        self.origin: dict[str, str] | None = None
+        self._initial_weights = self._fingerprint()
 
     # ------------------------------------------------------------------ geometry
     def _patch_positions(self) -> torch.Tensor:
@@ -217,13 +293,60 @@ class SpecViT(
         """Number of parameters (trainable ones only when asked)."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
+    # ------------------------------------------------------------------ provenance
+    def _fingerprint(self) -> bytes | None:
+        """A digest of every parameter's bytes: any training step or loaded state changes it
+        (None for a model on the ``meta`` device, which has no values)."""
+        params = list(self.parameters())
+        if any(p.is_meta for p in params):
+            return None
+        digest = hashlib.blake2b(digest_size=16)
+        for p in params:
+            digest.update(p.detach().reshape(-1).cpu().contiguous().view(torch.uint8).numpy())
+        return digest.digest()
+
+    @property
+    def untrained(self) -> bool:
+        """Whether the weights are still the random initialisation.
+
+        True for a model fresh from :func:`~specvit.create_model` (or ``SpecViT(config)``), and
+        for one loaded from a folder its ``save_pretrained`` wrote, until its weights change (an
+        optimiser step, ``load_state_dict``). :func:`specvit.predict` warns
+        (:class:`UntrainedModelWarning`) for such a model and its model card says so.
+        """
+        return self._initial_weights is not None and self._fingerprint() == self._initial_weights
+
+    def _weights_metadata(self) -> dict[str, str] | None:
+        """The metadata :meth:`save_pretrained` writes into ``model.safetensors``."""
+        return dict(_UNTRAINED_METADATA) if self.untrained else None
+
+    def weights_sha256(self) -> str:
+        """SHA-256 (hex) of the weights as :meth:`save_pretrained` writes ``model.safetensors``.
+
+        For a folder ``save_pretrained`` (or ``python -m training publish``) wrote, it equals
+        ``sha256sum model.safetensors``; :func:`specvit.predict` records it in the table's
+        metadata (``weights_sha256``).
+        """
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        data = safetensors.torch.save(state, metadata=self._weights_metadata())
+        return hashlib.sha256(data).hexdigest()
+
+    def generate_model_card(self, *args: Any, **kwargs: Any) -> Any:
+        """The model card (``README.md``); an :attr:`untrained` model's card says so."""
+        kwargs.setdefault("untrained", self.untrained)
+        return super().generate_model_card(*args, **kwargs)
+
     # ------------------------------------------------------------------ Hub format
     # ``_save_pretrained`` / ``_from_pretrained`` are the hooks ModelHubMixin subclasses
     # implement (huggingface_hub's integration guide); the tested version range is bounded in
     # pyproject.toml.
     def _save_pretrained(self, save_directory: Path) -> None:
-        """Write ``model.safetensors`` and ``config.json`` (strict JSON, :meth:`to_json`)."""
-        super()._save_pretrained(save_directory)
+        """Write ``model.safetensors`` and ``config.json`` (strict JSON, :meth:`to_json`).
+
+        The weights of an :attr:`untrained` model carry a metadata entry saying so.
+        """
+        path = Path(save_directory) / constants.SAFETENSORS_SINGLE_FILE
+        safetensors.torch.save_model(self, str(path), metadata=self._weights_metadata())
         self.config.to_json(Path(save_directory) / constants.CONFIG_NAME)
 
     @classmethod
@@ -243,6 +366,9 @@ class SpecViT(
 
         The mixin hands over ``config.json`` as a dict (the ``config`` annotation is a string
         here, so it does not decode it); :meth:`SpecViTConfig.from_dict` reads it strictly.
+        The config is checked against the weights' header (every name, shape and dtype) on a
+        model without memory (the ``meta`` device) before the model is built, so a config that
+        does not match its weights never allocates anything.
         """
         hub_kwargs = {
             "revision": revision,
@@ -259,7 +385,6 @@ class SpecViT(
         config = model_kwargs.pop("config")
         if not isinstance(config, SpecViTConfig):
             config = SpecViTConfig.from_dict(config)
-        model = cls(config, **model_kwargs)
         filename = constants.SAFETENSORS_SINGLE_FILE
         if os.path.isdir(model_id):
             weights = os.path.join(model_id, filename)
@@ -267,44 +392,95 @@ class SpecViT(
                 raise FileNotFoundError(f"no {filename} in {model_id}")
         else:
             weights = hf_hub_download(repo_id=model_id, filename=filename, **hub_kwargs)
+        cls._check_against_weights(config, read_weights_header(weights), weights)
+        model = cls(config, **model_kwargs)
         model.load_weights(weights, map_location=map_location)
         return model.eval()
 
+    @classmethod
+    def _check_against_weights(
+        cls, config: SpecViTConfig, header: dict[str, tuple[tuple[int, ...], str]], path: Any
+    ) -> None:
+        """Raise :class:`WeightsMismatchError` unless ``config`` builds the model in ``header``.
+
+        A depth beyond the file's blocks is refused first (it alone sets how many modules get
+        built), then every tensor is compared on a model without memory, then the memory of
+        the fixed buffers is bounded (:data:`MAX_BUFFER_BYTES`).
+        """
+        blocks = {k.split(".")[1] for k in header if k.startswith("blocks.")}
+        if config.depth > len(blocks):
+            raise WeightsMismatchError(
+                f"weights in {path} do not match the model its config describes: config depth "
+                f"{config.depth} (the file holds {len(blocks)} encoder blocks)"
+            )
+        with torch.device("meta"):
+            skeleton = cls(config)
+        _compare(skeleton.state_dict(), header, path)
+        persistent = set(skeleton.state_dict())
+        extra = sum(
+            b.numel() * b.element_size()
+            for name, b in skeleton.named_buffers()
+            if name not in persistent
+        )
+        if extra > MAX_BUFFER_BYTES:
+            raise WeightsMismatchError(
+                f"weights in {path}: its config asks for {extra / 2**30:.3g} GiB of fixed "
+                f"buffers (input_length {config.input_length}), beyond the "
+                f"{MAX_BUFFER_BYTES / 2**30:.3g} GiB any real model needs"
+            )
+
     def load_weights(self, path: str | Path, map_location: str | torch.device = "cpu") -> None:
-        """Load a safetensors state dict strictly (every key present, every shape equal).
+        """Load a safetensors state dict strictly: every name, shape and dtype as the model's.
+
+        The file's header is checked before any tensor is read.
 
         Raises
         ------
         WeightsMismatchError
-            Listing missing keys, unexpected keys and shape mismatches.
+            Listing missing keys, unexpected keys, shape mismatches and dtype mismatches
+            (e.g. integer weights, which would load silently as integers cast to float).
         ValueError
             If the file is not a valid safetensors file (truncated, corrupted, a pickle).
         """
+        _compare(self.state_dict(), read_weights_header(path), path)
         try:
             state = safetensors.torch.load_file(str(path), device=str(map_location))
+            with safetensors.safe_open(str(path), framework="pt") as f:
+                untrained = (f.metadata() or {}).items() >= _UNTRAINED_METADATA.items()
         except safetensors.SafetensorError as exc:
             raise ValueError(f"{path} is not a valid safetensors file ({exc})") from exc
-        expected = self.state_dict()
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        shapes = [
-            f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-            for k in sorted(set(state) & set(expected))
-            if state[k].shape != expected[k].shape
-        ]
-        if missing or unexpected or shapes:
-            problems = []
-            if missing:
-                problems.append(f"missing keys {missing}")
-            if unexpected:
-                problems.append(f"unexpected keys {unexpected}")
-            if shapes:
-                problems.append(f"shape mismatches {shapes}")
-            raise WeightsMismatchError(
-                f"weights in {path} do not match the model its config describes: "
-                + "; ".join(problems)
-            )
         self.load_state_dict(state, strict=True)
+        self._initial_weights = self._fingerprint() if untrained else None
+
+
+def _compare(
+    expected: dict[str, torch.Tensor], header: dict[str, tuple[tuple[int, ...], str]], path: Any
+) -> None:
+    """Raise :class:`WeightsMismatchError` listing every name, shape and dtype that differ."""
+    missing = sorted(set(expected) - set(header))
+    unexpected = sorted(set(header) - set(expected))
+    shapes, dtypes = [], []
+    for k in sorted(set(header) & set(expected)):
+        (shape, dtype), want = header[k], expected[k]
+        if shape != tuple(want.shape):
+            shapes.append(f"{k}: file {shape} vs model {tuple(want.shape)}")
+        want_dtype = _SAFETENSORS_DTYPES.get(want.dtype, str(want.dtype))
+        if dtype != want_dtype:
+            dtypes.append(f"{k}: file {dtype} vs model {want_dtype}")
+    problems = []
+    if missing:
+        problems.append(f"missing keys {missing}")
+    if unexpected:
+        problems.append(f"unexpected keys {unexpected}")
+    if shapes:
+        problems.append(f"shape mismatches {shapes}")
+    if dtypes:
+        shown = dtypes[:3] + ([f"… {len(dtypes) - 3} more"] if len(dtypes) > 3 else [])
+        problems.append(f"dtype mismatches {shown}")
+    if problems:
+        raise WeightsMismatchError(
+            f"weights in {path} do not match the model its config describes: " + "; ".join(problems)
+        )
 
 
 def _init_weights(module: nn.Module) -> None:

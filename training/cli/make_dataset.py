@@ -2,9 +2,12 @@
 
 Usage::
 
-    python -m training make-dataset --out data/engine --n-train 1000000
+    python -m training make-dataset --out data/engine --n-train 1000000 [--effects]
 
-The layout and the seeds: :mod:`training.engine.datasets`.
+The layout and the seeds: :mod:`training.engine.datasets`. ``--effects`` turns on every real-data
+effect with its default prior (:meth:`training.engine.effects.Effects.default`);
+``--effects FILE`` reads the effects' settings from a YAML or JSON file
+(:meth:`training.engine.effects.Effects.from_dict`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 
 from specvit.instrument import DEFAULT_N_EXPOSURES, PFSNoiseModel
 from training.engine.datasets import write_dataset
+from training.engine.effects import Effects
 from training.engine.seeding import DRAW_BLOCK
 from training.engine.simulate import Prior, Simulator
 from training.paths import DEFAULT_ETC_DIR
@@ -34,6 +38,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-exposures", type=int, default=DEFAULT_N_EXPOSURES)
     parser.add_argument("--rv", type=float, default=0.0, help="uniform RV in ±this km/s")
     parser.add_argument("--batch", type=int, default=DRAW_BLOCK, help="spectra drawn at a time")
+    parser.add_argument(
+        "--effects",
+        nargs="?",
+        const="default",
+        default=None,
+        metavar="FILE",
+        help="real-data effects: every one at its default prior, or the settings in FILE "
+        "(YAML/JSON, the form of Effects.to_dict)",
+    )
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
     if args.etc_dir.is_dir():
@@ -44,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         write_dataset(
             args.out,
-            Simulator(noise=noise, prior=prior),
+            Simulator(noise=noise, prior=prior, effects=_effects(args.effects)),
             n_train=args.n_train,
             shard_size=args.shard_size,
             n_val=args.n_val,
@@ -55,6 +68,18 @@ def main(argv: list[str] | None = None) -> None:
         )
     except FileExistsError as err:
         raise SystemExit(str(err)) from err
+
+
+def _effects(spec: str | None) -> Effects:
+    """``--effects``: None (off), ``"default"``, or a YAML/JSON file of settings."""
+    if spec is None or spec == "default":
+        return Effects.from_dict(spec)
+    import yaml  # JSON is YAML
+
+    path = Path(spec)
+    if not path.is_file():
+        raise SystemExit(f"--effects {spec}: no such file (or pass --effects alone)")
+    return Effects.from_dict(yaml.safe_load(path.read_text()))
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ overrides use dotted paths and YAML values. ``--resume`` takes a checkpoint file
 (its ``checkpoints/`` is searched for the newest) and continues exactly where it stopped; the
 recipe comes from the checkpoint, and only keys that do not change the computation
 (``train.max_steps``, ``train.max_cpu_minutes``, ``train.progress``, ``train.log_every``,
-``train.checkpoint_every``) may be overridden. Exit status 2 means a bad config, 3 a non-finite
-loss.
+``train.checkpoint_every``) may be overridden. Exit status 2 means a bad config (an unknown key, a
+bad value, an ``out_dir`` that cannot be written, or a checkpoint to resume that is unreadable or
+damaged), found before training starts; 3 a non-finite loss.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import sys
 from pathlib import Path
 
 from training.engine.sources import build_source
-from training.trainer.checkpoint import latest_checkpoint, load_checkpoint
+from training.trainer.checkpoint import STATE_KEYS, latest_checkpoint, load_checkpoint
 from training.trainer.config import ConfigError, RunConfig, apply_overrides, load_config
 from training.trainer.distributed import shutdown_distributed
 from training.trainer.loop import NonFiniteLossError, Trainer
@@ -52,7 +53,7 @@ def resolve_run(
         path = found
     if config is not None:
         return load_config(config, overrides), path
-    saved = load_checkpoint(path)["run_config"]
+    saved = load_checkpoint(path, STATE_KEYS)["run_config"]
     return RunConfig.from_dict(apply_overrides(saved, overrides)), path
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "DRAW_BLOCK",
     "DROPOUT_STREAM",
     "LABEL_STATS_STREAM",
+    "REALISM_SEED",
     "TEST_SEED",
     "VALIDATION_SEED",
     "step_generator",
@@ -29,6 +30,8 @@ VALIDATION_SEED, TEST_SEED = 20_240_001, 20_240_002
 #: Fixed seed of the spectra ``training/publish.py`` calibrates σ on (the evaluation sets' posterior
 #: samples use 20_240_003 and 20_240_004).
 CALIBRATION_SEED = 20_240_005
+#: Fixed seed of the realism test set's stars (:mod:`training.evaluation.realism`).
+REALISM_SEED = 20_240_006
 #: Spectra drawn per seeded generator (``step_generator(seed, b)`` for block ``b``) when a fixed
 #: set is drawn block by block: the data sets of ``make-dataset``, the evaluation sets, the
 #: baselines' training spectra and the calibration spectra. Changing it changes all of them.

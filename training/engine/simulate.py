@@ -4,7 +4,9 @@ A draw: labels ``(T_eff, log g, [M/H])`` and an HSC-i magnitude from :class:`Pri
 asked, a radial velocity); the :class:`specvit.emulator.Emulator` spectrum on the MR grid, Doppler
 shifted if there is an RV; scaled to the magnitude in nJy per pixel; observed with the PFS noise
 model (:meth:`specvit.instrument.PFSNoiseModel.observe`), whose σ is estimated from the noisy
-observation. See ``docs/data_engine.md``.
+observation. Optional real-data effects (:mod:`training.engine.effects`: LSF spread, wavelength
+offset, extinction, sky residuals, cosmic rays, flux calibration, σ scale) act at their stages
+of the same draw. See ``docs/data_engine.md``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from specvit.inference.physics import RV_SEARCH_KMS
 from specvit.instrument import PFSNoiseModel
 from specvit.labels import LABEL_NAMES
 from specvit.preprocessing import median_snr
+from training.engine.effects import Effects, state_seed
 
 __all__ = ["DEFAULT_MAG", "Prior", "Simulator"]
 
@@ -150,6 +153,10 @@ class Simulator:
         Label/magnitude/RV distributions (default :class:`Prior`).
     chunk_size : int
         Spectra processed at a time inside :meth:`sample` (keeps the working set in cache).
+    effects : Effects or mapping, optional
+        Real-data effects (:class:`training.engine.effects.Effects`, or what
+        :meth:`Effects.from_dict` reads); default none, and then the draws are those of the
+        engine without effects, bit for bit.
     """
 
     def __init__(
@@ -158,6 +165,7 @@ class Simulator:
         noise: PFSNoiseModel | None = None,
         prior: Prior | None = None,
         chunk_size: int = 512,
+        effects: Effects | Any = None,
     ) -> None:
         self.emulator = emulator if emulator is not None else Emulator.load()
         noise = noise if noise is not None else PFSNoiseModel.default()
@@ -170,9 +178,45 @@ class Simulator:
         if self.emulator.num_pixels != self.noise.grid.num:
             raise ValueError("emulator and noise model have different grids")
         self._doppler = None
+        max_rv = None
         if self.prior.rv is not None:
             max_rv = max(abs(self.prior.rv.low), abs(self.prior.rv.high))
             self._doppler = DopplerShift(self.emulator, max_rv)
+        self.effects = Effects.from_dict(effects)
+        self._prepare_effects(max_rv)
+
+    def _prepare_effects(self, max_rv: float | None) -> None:
+        """What the effects need once: an emulator (and Doppler shift) per R of the LSF spread,
+        the extinction curve on the grid; the sky effects need the noise model's sky."""
+        device = self.emulator.weights.device
+        self._emulators: dict[float, Emulator] = {}
+        self._dopplers: dict[float, DopplerShift] = {}
+        lsf = self.effects.get("lsf")
+        for value in lsf.values if lsf is not None else ():
+            if value == self.emulator.resolution:
+                em, doppler = self.emulator, self._doppler
+            else:
+                em = Emulator.load(value, self.emulator.grid, device, self.emulator.dtype)
+                doppler = None if max_rv is None else DopplerShift(em, max_rv)
+            self._emulators[value], self._dopplers[value] = em, doppler
+        self._extinction_curve = None
+        if self.effects.get("extinction") is not None:
+            curve = self.effects.get("extinction").curve(self.wavelength)
+            self._extinction_curve = torch.as_tensor(curve, device=device)
+        needs_sky = (
+            self.effects.get("sky") is not None or self.effects.get("wavelength") is not None
+        )
+        if needs_sky and self.noise.sky_njy is None:
+            raise ValueError("the sky and wavelength effects need a noise model with a sky")
+
+    def with_effects(self, effects: Effects | Any) -> Simulator:
+        """This simulator's emulator, noise model and prior with other ``effects``.
+
+        The same generator then draws the same labels, magnitudes and noise: e.g. the same stars
+        with one effect at graded strengths, ``sim.with_effects(Effects.only("extinction",
+        ebv=0.3))``.
+        """
+        return Simulator(self.emulator, self.noise, self.prior, self.chunk_size, effects)
 
     @property
     def wavelength(self) -> np.ndarray:
@@ -180,17 +224,41 @@ class Simulator:
         return self.emulator.wavelength
 
     def noiseless(
-        self, labels: torch.Tensor, mag: torch.Tensor, rv: torch.Tensor | None = None
+        self,
+        labels: torch.Tensor,
+        mag: torch.Tensor,
+        rv: torch.Tensor | None = None,
+        effects: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Noiseless flux (nJy per pixel) of labels ``(n, 3)`` at magnitudes ``(n,)``."""
+        """Noiseless flux (nJy per pixel) of labels ``(n, 3)`` at magnitudes ``(n,)``.
+
+        ``effects``: per-star parameters of this simulator's effects (as :meth:`sample` returns
+        them); their spectrum stage (LSF, wavelength offset, extinction) is applied before the
+        scaling to the magnitude. None: none.
+        """
         dev, dt = self.emulator.weights.device, self.emulator.dtype
         labels = torch.as_tensor(labels, device=dev)
-        if rv is None:
+        if rv is not None and self._doppler is None:
+            raise ValueError("this simulator's prior has no RV: build it with Prior(rv=...)")
+        params = None
+        if effects is not None:
+            params = {k: torch.as_tensor(v, device=dev) for k, v in effects.items()}
+        lsf = self.effects.get("lsf") if params is not None else None
+        if lsf is not None:
+            rv_dev = None if rv is None else torch.as_tensor(rv, device=dev)
+
+            def emulate(value: float, rows: torch.Tensor) -> torch.Tensor:
+                if rv_dev is None:
+                    return self._emulators[value](labels[rows])
+                return self._dopplers[value](labels[rows], rv_dev[rows])
+
+            flux = lsf.apply(params, emulate)
+        elif rv is None:
             flux = self.emulator(labels)
         else:
-            if self._doppler is None:
-                raise ValueError("this simulator's prior has no RV: build it with Prior(rv=...)")
             flux = self._doppler(labels, rv)
+        if params is not None:
+            flux = self.effects.spectrum(flux, params, self._extinction_curve)
         return self.noise.scale_to_magnitude(flux, torch.as_tensor(mag, device=dev, dtype=dt))
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
@@ -209,12 +277,19 @@ class Simulator:
         dict
             ``flux`` and ``error`` (n, 4096) in nJy per pixel (emulator dtype), ``labels``
             (n, 3) float32 in :data:`~specvit.labels.LABEL_NAMES` order, ``mag`` (n,), ``snr``
-            (n,) (the observed S/N, :func:`specvit.median_snr` of ``flux`` and ``error``), and
-            ``rv`` (n,) km/s when the prior has one.
+            (n,) (the observed S/N, :func:`specvit.median_snr` of ``flux`` and ``error``),
+            ``rv`` (n,) km/s when the prior has one, and each effect's per-star parameters
+            (float32, e.g. ``ebv``, ``calib_coeffs`` (n, 3), ``resolving_power``).
+
+        Notes
+        -----
+        The effects never draw from ``generator`` (:mod:`training.engine.effects`): with the same
+        generator, any set of effects gives the same labels, magnitudes and noise draw.
         """
         if n < 0:
             raise ValueError(f"n must be ≥ 0, got {n}")
         generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        effects_seed = state_seed(generator) if self.effects.enabled else None
         draw = self.prior.sample(n, generator)
         dev, dt = self.emulator.weights.device, self.emulator.dtype
         noise_gen = generator
@@ -227,10 +302,22 @@ class Simulator:
         mag = draw["mag"].to(device=dev, dtype=dt)
         rv = draw.get("rv")
         snr = torch.empty(n, dtype=dt, device=dev)
+        params: dict[str, torch.Tensor] = {}
+        if effects_seed is not None:
+            params = self.effects.sample(n, effects_seed, self.noise.n_exposures)
+            streams = self.effects.generators(effects_seed, dev)
         for start in range(0, n, self.chunk_size):
             sl = slice(start, min(start + self.chunk_size, n))
-            clean = self.noiseless(labels[sl], mag[sl], None if rv is None else rv[sl])
-            self.noise.observe(clean, noise_gen, out=(flux[sl], error[sl]))
+            rv_sl = None if rv is None else rv[sl]
+            if effects_seed is None:
+                clean = self.noiseless(labels[sl], mag[sl], rv_sl)
+                self.noise.observe(clean, noise_gen, out=(flux[sl], error[sl]))
+            else:
+                p = {k: v[sl].to(dev) for k, v in params.items()}
+                clean = self.noiseless(labels[sl], mag[sl], rv_sl, p)
+                background = self.effects.background(self.noise.var_background, p)
+                self.noise.observe(clean, noise_gen, (flux[sl], error[sl]), background)
+                self.effects.observed(flux[sl], error[sl], p, self.noise.sky_njy, streams)
             snr[sl] = median_snr(flux[sl], error[sl])  # while the chunk is in cache
         out = {
             "flux": flux,
@@ -241,4 +328,5 @@ class Simulator:
         }
         if rv is not None:
             out["rv"] = rv.to(torch.float32)
+        out.update({k: v.to(torch.float32) for k, v in params.items()})
         return out

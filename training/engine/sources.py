@@ -21,6 +21,7 @@ import torch
 from specvit.instrument import PFSNoiseModel
 from specvit.io.hdf5 import iter_shard, read_shard_info
 from specvit.labels import LABEL_NAMES
+from training.engine.effects import Effects
 from training.engine.seeding import LABEL_STATS_STREAM, VALIDATION_SEED, step_generator
 from training.engine.simulate import Prior, Simulator
 from training.paths import resolve_path
@@ -38,7 +39,9 @@ class EngineSource:
     Parameters
     ----------
     config : RunConfig
-        Uses ``seed`` and ``data.{n_train, n_val, etc_dir, n_exposures, prior}``.
+        Uses ``seed`` and ``data.{n_train, n_val, etc_dir, n_exposures, prior, effects}``
+        (``effects``: :meth:`training.engine.effects.Effects.from_dict`; none when the config
+        has no such key).
 
     Notes
     -----
@@ -60,7 +63,8 @@ class EngineSource:
                 "model"
             )
         self.seed, self.n_train, self.n_val = config.seed, d.n_train, d.n_val
-        self.simulator = Simulator(noise=noise, prior=Prior(**d.prior))
+        effects = Effects.from_dict(getattr(d, "effects", None))
+        self.simulator = Simulator(noise=noise, prior=Prior(**d.prior), effects=effects)
         self.prior = self.simulator.prior
         self.wavelength = self.simulator.wavelength
 

@@ -11,7 +11,8 @@ settings are options here too); (2) the training spectra (:mod:`training.evaluat
 one fixed stream, nested in ``n``); (3) each baseline of ``--baselines`` fitted on the first
 ``--n-train`` training spectra (hyper-parameters on the validation set) and its predictions on the
 test set saved under ``--work`` (reused by later runs unless ``--refit``); (4) each SpecViT model
-folder of ``--model`` predicted through :func:`specvit.predict`, and each saved prediction file of
+folder of ``--model`` predicted through :func:`specvit.predict` (and in its exact mode too with
+``--exact``), and each saved prediction file of
 ``--predictions`` (``.npz`` with ``mean`` and optionally ``sigma`` (N, 3), the order of the test
 file); (5) the scaling curve: every method of ``--scaling-methods`` at every ``--scaling`` size
 (``specvit``: ``python -m training train`` with ``--specvit-preset`` for ``--specvit-steps``
@@ -141,14 +142,16 @@ def _train_specvit(args, n: int, shard: Path, val_path: Path, out: Path) -> Path
     return publish(out / "checkpoints", out / "model")
 
 
-def _predict_model(folder: str | Path, data: dict[str, np.ndarray]) -> tuple[np.ndarray, Any]:
+def _predict_model(
+    folder: str | Path, data: dict[str, np.ndarray], exact: bool = False
+) -> tuple[np.ndarray, Any]:
     import specvit
 
     model = specvit.load(str(folder))
     if tuple(model.config.label_names) != LABELS:
         names = model.config.label_names
         raise ValueError(f"{folder} predicts {names}; the report scores models of {LABELS}")
-    return predict_eval_set(model, data)
+    return predict_eval_set(model, data, exact=exact)
 
 
 # ---------------------------------------------------------------------------------- main
@@ -169,6 +172,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--n-train", type=int, default=50_000, help="training spectra of baselines")
     p.add_argument("--epochs", type=int, default=10, help="epochs of the mlp and cnn")
     p.add_argument("--model", action="append", default=[], help="a SpecViT model folder")
+    p.add_argument(
+        "--exact", action="store_true", help="also score each --model in exact mode (predict)"
+    )
     p.add_argument("--predictions", action="append", default=[], help="a saved .npz")
     p.add_argument("--scaling", type=int, nargs="*", default=[], help="training-set sizes")
     p.add_argument("--scaling-methods", default="ridge,lightgbm,specvit")
@@ -258,12 +264,14 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         methods[name] = load_predictions(path, args.n_test)
         print(f"{name}: {methods[name]['meta']}", flush=True)
     for folder in args.model:
-        mean, sigma = _predict_model(folder, test)
-        methods[f"SpecViT ({Path(folder).name})"] = {
-            "mean": mean,
-            "sigma": sigma,
-            "meta": {"method": "specvit", "model": str(folder)},
-        }
+        for exact in (False, True) if args.exact else (False,):
+            mean, sigma = _predict_model(folder, test, exact)
+            mode = ", exact" if exact else ""
+            methods[f"SpecViT ({Path(folder).name}{mode})"] = {
+                "mean": mean,
+                "sigma": sigma,
+                "meta": {"method": "specvit", "model": str(folder), "exact": exact},
+            }
     for file in args.predictions:
         pred = load_predictions(file, args.n_test)
         methods[pred["meta"].get("method", Path(file).stem)] = pred

@@ -35,7 +35,7 @@ __all__ = [
 
 
 def predict_eval_set(
-    model: specvit.SpecViT, bench: dict[str, Any]
+    model: specvit.SpecViT, bench: dict[str, Any], *, exact: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Predicted means and σ of ``model`` for the spectra of an evaluation set.
 
@@ -45,6 +45,9 @@ def predict_eval_set(
         A model predicting some of the evaluation sets' labels (T_eff, log_g, M_H).
     bench : dict
         :func:`training.evaluation.eval_sets.read_eval_set` with the spectra.
+    exact : bool
+        Predict in exact mode (``specvit.predict(exact=True)``: the posterior under the
+        emulator, with the network's answer as proposal).
 
     Returns
     -------
@@ -64,7 +67,12 @@ def predict_eval_set(
         raise ValueError(f"the evaluation sets hold {LABEL_NAMES}, not {unknown}")
     # labels only: the per-star physical context is not scored
     table = specvit.predict(
-        bench["flux"], bench["error"], model=model.eval(), device="cpu", physics=False
+        bench["flux"],
+        bench["error"],
+        model=model.eval(),
+        device="cpu",
+        physics=False,
+        exact=exact,
     )
     mean = np.column_stack([np.asarray(table[n], dtype=np.float64) for n in labels])
     if model.config.head != "gaussian":

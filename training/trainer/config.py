@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
+import math
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -93,6 +96,11 @@ class DataConfig:
         Number of 900 s exposures the engine simulates (the paper: 12).
     prior : dict
         Keyword overrides of the engine's label prior (``source="engine"`` only).
+    effects : dict or str
+        Real-data effects of the engine (``source="engine"`` only): ``{}`` none, ``"default"``
+        every effect at its default prior, or ``{name: true | settings}`` with names ``lsf``,
+        ``wavelength``, ``extinction``, ``sky``, ``cosmic_rays``, ``calibration``,
+        ``sigma_scale`` (:meth:`training.engine.effects.Effects.from_dict`).
     num_workers : int
         ``DataLoader`` worker processes building batches (0 = in the training process).
     val_set : str or None
@@ -117,6 +125,7 @@ class DataConfig:
     etc_dir: str | None = "../shared/data/pfs_etc"
     n_exposures: int = DEFAULT_N_EXPOSURES
     prior: dict[str, Any] = field(default_factory=dict)
+    effects: dict[str, Any] | str = field(default_factory=dict)
     num_workers: int = 0
     val_set: str | None = None
     teacher_grid: list[int] | None = None
@@ -184,8 +193,9 @@ class TrainConfig:
         Also checkpoint every this many steps (0 = only at the end of each epoch).
     log_every : int
         Write a training-metrics line every this many steps.
-    progress : bool
-        Show a tqdm progress bar (rank 0).
+    progress : bool or "auto"
+        Show a tqdm progress bar on rank 0: always (True), never (False), or only when
+        standard error is a terminal (``"auto"``), so that logs written to a file hold no bar.
     max_steps : int
         Stop after this many steps in total (0 = run all epochs); the schedule is unchanged,
         so a run cut short resumes as if it had not been.
@@ -219,7 +229,7 @@ class TrainConfig:
     device: str = "auto"
     checkpoint_every: int = 0
     log_every: int = 50
-    progress: bool = True
+    progress: bool | Literal["auto"] = "auto"
     max_steps: int = 0
     keep_checkpoints: int = 2
     max_cpu_minutes: float = 0.0
@@ -292,6 +302,10 @@ class RunConfig:
                 "data.noise_level applies to hdf5 shards; the engine's spectra carry their own "
                 "noise (set its depth with data.n_exposures)"
             )
+        if d.prior:
+            self._validate_prior()
+        if d.effects:
+            self._validate_effects()
         if d.teacher_grid is not None:
             self._validate_teacher()
         if d.num_workers < 0:
@@ -308,7 +322,10 @@ class RunConfig:
         if o.clip_grad_norm is not None and not o.clip_grad_norm > 0:
             raise ConfigError(f"optim.clip_grad_norm must be > 0 or null, got {o.clip_grad_norm}")
         if t.epochs < 1 or t.batch_size < 1:
-            raise ConfigError(f"need train.epochs >= 1, batch_size >= 1, got {t.epochs}, {t}")
+            raise ConfigError(
+                f"need train.epochs >= 1 and train.batch_size >= 1, got {t.epochs} and "
+                f"{t.batch_size}"
+            )
         if (
             t.log_every < 1
             or t.checkpoint_every < 0
@@ -332,6 +349,40 @@ class RunConfig:
                 f"train.loss={t.loss!r} does not fit model head {head!r}: {GAUSSIAN_LOSSES} "
                 "train a gaussian head (set model.overrides.head=gaussian), mse / l1 a point head"
             )
+
+    def _validate_effects(self) -> None:
+        """``data.effects``: what :meth:`training.engine.effects.Effects.from_dict` reads."""
+        from training.engine.effects import Effects
+
+        d = self.data
+        if d.source != "engine":
+            raise ConfigError(
+                "data.effects are the engine's (data.source=engine); shards carry theirs"
+            )
+        if d.teacher_grid is not None:
+            raise ConfigError("data.teacher_grid's posterior is of ideal spectra: no data.effects")
+        try:
+            Effects.from_dict(d.effects)
+        except (TypeError, ValueError, ImportError) as err:
+            raise ConfigError(f"data.effects: {err}") from err
+
+    def _validate_prior(self) -> None:
+        """``data.prior``: keys and values that the engine's :class:`Prior` takes."""
+        from training.engine.simulate import Prior
+
+        prior = self.data.prior
+        allowed = [k for k in inspect.signature(Prior).parameters if k != "self"]
+        unknown = sorted(set(prior) - set(allowed))
+        if unknown:
+            raise ConfigError(
+                f"unknown key(s) {[f'data.prior.{k}' for k in unknown]}; data.prior takes {allowed}"
+            )
+        try:
+            with warnings.catch_warnings():  # the engine says it again when it builds the prior
+                warnings.simplefilter("ignore", UserWarning)
+                Prior(**prior)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"data.prior: {err}") from err
 
     def _validate_teacher(self) -> None:
         d, loss = self.data, self.train.loss
@@ -412,6 +463,13 @@ def _build(cls: type, data: Any, where: str) -> Any:
         raise ConfigError(f"{where or 'config'}: {err}") from err
 
 
+def _describe(hint: Any) -> str:
+    """How an error message names type ``hint``: ``bool``, ``'auto'`` …"""
+    if typing.get_origin(hint) is Literal:
+        return " or ".join(repr(v) for v in typing.get_args(hint))
+    return getattr(hint, "__name__", str(hint))
+
+
 def _coerce(hint: Any, value: Any, where: str) -> Any:
     """Check ``value`` against type ``hint`` (ints are accepted for floats)."""
     if dataclasses.is_dataclass(hint):
@@ -421,13 +479,17 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        candidates = [a for a in args if a is not type(None)]
         errors = []
-        for arg in (a for a in args if a is not type(None)):
+        for arg in candidates:
             try:
                 return _coerce(arg, value, where)
             except ConfigError as err:
                 errors.append(str(err))
-        raise ConfigError(errors[0])
+        if len(errors) == 1:
+            raise ConfigError(errors[0])
+        kinds = " or ".join(_describe(a) for a in candidates)
+        raise ConfigError(f"{where} must be {kinds}, got {value!r}")
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{where} must be one of {list(args)}, got {value!r}")
@@ -442,14 +504,15 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         return {k: _coerce(args[1], v, f"{where}.{k}") for k, v in value.items()}
     if hint is Any:
         return value
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint is float and isinstance(value, str):
+    if hint is float and not isinstance(value, bool) and isinstance(value, int | float | str):
         # YAML 1.1 reads exponents without a dot (``1e-3``) as strings.
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             raise ConfigError(f"{where} must be a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{where} must be a finite number, got {value!r}")
+        return number
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
         raise ConfigError(f"{where} must be {hint.__name__}, got {value!r}")
     return value

@@ -24,8 +24,15 @@ from training.engine.batches import SpectraSource, StepBatches, label_columns, t
 from training.engine.seeding import DROPOUT_STREAM, step_seed
 from training.evaluation.eval_sets import read_eval_set
 from training.evaluation.scoring import score
-from training.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from training.trainer.config import RunConfig
+from training.trainer.checkpoint import (
+    STATE_KEYS,
+    CheckpointError,
+    check_weights,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from training.trainer.config import ConfigError, RunConfig
 from training.trainer.distributed import DistInfo, all_mean, barrier, init_distributed
 from training.trainer.ema import EMA
 from training.trainer.losses import regression_loss
@@ -81,6 +88,18 @@ def label_statistics(
     return tuple(shifts), tuple(scales)
 
 
+#: What a warm start reads from a checkpoint (``ema`` when it kept one).
+_WEIGHT_KEYS = ("step", "run_config", "model_config", "model")
+
+
+def _model_config(state: dict[str, Any], path: str | Path) -> SpecViTConfig:
+    """The model config a checkpoint holds (a :class:`CheckpointError` when it is not one)."""
+    try:
+        return SpecViTConfig.from_dict(state["model_config"])
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path} is damaged: its model_config does not load ({err})") from err
+
+
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in data.items():
@@ -103,6 +122,14 @@ class Trainer:
         Training batches, the validation set and training labels.
     resume : str, pathlib.Path or None
         A checkpoint file or a folder holding checkpoints (the newest is used).
+
+    Raises
+    ------
+    ValueError
+        Before training: ``out_dir`` cannot be written (:meth:`RunDir.check_writable`), a
+        resumed or warm-start checkpoint is unreadable or damaged
+        (:class:`~training.trainer.checkpoint.CheckpointError`: no training state, weights of
+        another model, a step outside the run's schedule), or the recipe does not fit it.
     """
 
     def __init__(
@@ -113,6 +140,11 @@ class Trainer:
     ) -> None:
         self.config, self.source = config, source
         t = config.train
+        self.run_dir = RunDir(config.out_dir)
+        try:
+            self.run_dir.check_writable()
+        except ValueError as err:
+            raise ConfigError(f"out_dir={config.out_dir}: {err}") from err
         kind = (
             "cuda"
             if t.device == "cuda" or (t.device == "auto" and torch.cuda.is_available())
@@ -132,13 +164,17 @@ class Trainer:
         self.steps_per_epoch = source.steps_per_epoch(self.rank_batch, self.dist.world_size)
         self.total_steps = t.epochs * self.steps_per_epoch
         self.amp_dtype = self._amp_dtype()
-        self.run_dir = RunDir(config.out_dir)
 
-        state = load_checkpoint(resume) if resume is not None else None
-        init = load_checkpoint(t.init_from) if state is None and t.init_from else None
+        state = load_checkpoint(resume, STATE_KEYS) if resume is not None else None
+        init = load_checkpoint(t.init_from, _WEIGHT_KEYS) if state is None and t.init_from else None
         if state is not None:
             self._check_resume(state["run_config"])
-            model_config = SpecViTConfig.from_dict(state["model_config"])
+            if state["step"] > self.total_steps:
+                raise CheckpointError(
+                    f"{resume} is damaged or from another run: its step {state['step']} lies "
+                    f"beyond the run's {self.total_steps} steps"
+                )
+            model_config = _model_config(state, resume)
         elif init is not None:
             model_config = self._init_model_config(init)
         else:
@@ -146,9 +182,9 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.model: SpecViT = SpecViT(model_config).to(self.device)
         if init is not None:
-            self.model.load_state_dict(
-                init["ema"] if init.get("ema") is not None else init["model"]
-            )
+            part = "ema" if init.get("ema") is not None else "model"
+            check_weights(self.model, init[part], f"train.init_from={t.init_from}: {part!r}")
+            self.model.load_state_dict(init[part])
             self._note(f"warm start from {t.init_from} (step {init['step']})")
         self.optimizer, self.scheduler = build_optimizer(self.model, config.optim, self.total_steps)
         self.scaler = torch.amp.GradScaler(kind, enabled=self.amp_dtype == torch.float16)
@@ -158,7 +194,7 @@ class Trainer:
         self.last_checkpoint: Path | None = None
         self.val_metrics: dict[str, Any] = {}
         if state is not None:
-            self._restore(state)
+            self._restore(state, resume)
             self.last_checkpoint = (
                 Path(resume) if Path(resume).is_file() else latest_checkpoint(resume)
             )
@@ -224,7 +260,7 @@ class Trainer:
         with the same label normalisation settings; else a ``ValueError`` names the fields.
         """
         c = self.config
-        source = SpecViTConfig.from_dict(init["model_config"])
+        source = _model_config(init, c.train.init_from)
         recipe = self._new_model_config((source.label_shift, source.label_scale))
         own = {
             "domain": None,
@@ -258,13 +294,20 @@ class Trainer:
             details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in forbidden)
             raise ValueError(f"cannot resume with a different recipe ({details})")
 
-    def _restore(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+    def _restore(self, state: dict[str, Any], path: str | Path) -> None:
+        check_weights(self.model, state["model"], f"{path}: 'model'")
         if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
+            check_weights(self.model, state["ema"], f"{path}: 'ema'")
+        parts = [(self.model, "model"), (self.optimizer, "optimizer")]
+        parts += [(self.scheduler, "scheduler"), (self.scaler, "scaler")]
+        parts += [(self.ema, "ema")] if self.ema is not None else []
+        for owner, part in parts:
+            try:
+                owner.load_state_dict(state[part])
+            except (KeyError, TypeError, ValueError, RuntimeError) as err:
+                raise CheckpointError(
+                    f"{path} is damaged: its {part!r} state does not load ({err})"
+                ) from err
         self.step = int(state["step"])
         self.cpu_seconds = float(state.get("cpu_seconds", 0.0))
         self.val_metrics = state.get("val_metrics", {})
@@ -285,6 +328,8 @@ class Trainer:
                 f"rank(s) on {self.device.type}, {self.steps_per_epoch} steps/epoch, steps "
                 f"{self.step} -> {stop} of {self.total_steps}"
             )
+            if self.step >= stop:
+                self._note(f"nothing to train: the run is at step {self.step} already")
         loader = DataLoader(
             StepBatches(
                 self.source,
@@ -299,10 +344,12 @@ class Trainer:
             num_workers=self.config.data.num_workers,
             pin_memory=self.device.type == "cuda",
         )
+        # train.progress "auto" leaves it to tqdm (disable=None): a bar only on a terminal
+        disable = None if t.progress == "auto" else not t.progress
         bar = tqdm(
             total=stop,
             initial=self.step,
-            disable=not (t.progress and self.dist.is_main),
+            disable=disable if self.dist.is_main else True,
             unit="step",
         )
         window_loss, window_n, window_start = 0.0, 0, time.perf_counter()

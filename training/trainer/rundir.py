@@ -14,6 +14,7 @@ curve, the design study and ``--resume`` read it through the same class.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,31 @@ class RunDir:
         return self.path / self.CHECKPOINTS
 
     # ------------------------------------------------------------------ writing
+    def check_writable(self) -> None:
+        """Check, before a run starts, that the folder can be created or written to.
+
+        Raises
+        ------
+        ValueError
+            If the folder, or one of its parts (``config.yaml``, ``metrics.jsonl``,
+            ``checkpoints/``) or of its parent folders, is a file where a folder belongs (or
+            the other way round), or the nearest existing folder cannot be written to.
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise ValueError(f"run folder {self.path} is a file, not a folder")
+        for part in (self.config_path, self.metrics_path):
+            if part.is_dir():
+                raise ValueError(f"{part} in the run folder is a folder, not a file")
+        if self.checkpoint_dir.exists() and not self.checkpoint_dir.is_dir():
+            raise ValueError(f"{self.checkpoint_dir} in the run folder is a file, not a folder")
+        existing = self.path
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            raise ValueError(f"run folder {self.path} cannot be made: {existing} is a file")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise ValueError(f"run folder {self.path} cannot be written: {existing} is read-only")
+
     def write_config(self, config: dict[str, Any]) -> None:
         """Write the run config (a nested dict) as ``config.yaml``, creating the folder."""
         self.path.mkdir(parents=True, exist_ok=True)

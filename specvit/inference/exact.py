@@ -1,0 +1,416 @@
+"""Exact posteriors: the network's answer corrected by the emulator likelihood.
+
+Neural importance sampling (as DINGO-IS does for gravitational waves, Dax et al. 2023): for each
+spectrum, ``n_samples`` labels are drawn from a heavy-tailed proposal built from the network's
+output — a Student-t with ``nu`` degrees of freedom centred on the predicted means, with scale
+``inflate`` × the predicted σ of each label — and weighted by
+
+    w ∝ prior(θ) × L(y | θ) / q(θ),
+
+the likelihood being the emulator's, ``y ~ N(A f(θ), σ²)``, with the flux amplitude ``A``
+marginalised analytically (:func:`specvit.bounds.bayes.amplitude_marginal_loglike`, so the flux unit
+and scale do not matter; computed about a reference spectrum by :func:`whitened_loglike`, which
+keeps float32 model fluxes accurate). The self-normalised weights give the posterior mean, σ and the
+covariance of the labels under the emulator, the prior and the noise model — the Bayes answer
+where the weights are well spread — and the effective sample size
+``ESS = (Σw)² / Σw²``, a per-star measure of how far the network's answer is from the
+likelihood's.
+
+Where the ESS is small the correction cannot be trusted: too few samples carry the weight. The
+result then says so (:attr:`ImportancePosterior.min_ess`; ``predict``'s ``LOW_ESS`` flag) and the
+documented fall-backs are more samples or the grid posterior,
+:class:`specvit.bounds.PosteriorMean`. The ESS measures only the disagreement between network and
+likelihood; a spectrum the emulator cannot describe at all (data against model) is the χ² test's
+to flag (:mod:`specvit.inference.physics`).
+
+Known traps, designed around: the ESS comes from all samples of a spectrum, never from a pilot
+batch (which overstates it); samples outside the prior's support get weight zero (never NaN),
+and a spectrum whose samples all fall outside gets ESS 0 and NaN estimates, not an error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from specvit.bounds.prior import LabelPrior
+from specvit.config import SpecViTConfig
+from specvit.inference.physics import emulator_mismatch
+from specvit.labels import LABEL_NAMES
+
+__all__ = [
+    "ExactCorrection",
+    "ExactModeError",
+    "ExactPosterior",
+    "ImportancePosterior",
+    "exact_mismatch",
+    "whitened_loglike",
+]
+
+Model = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ExactPosterior:
+    """Posterior summaries per spectrum from :class:`ImportancePosterior`.
+
+    Attributes
+    ----------
+    mean, std : torch.Tensor
+        ``(N, P)`` posterior mean and standard deviation of each label (NaN where the ESS is 0).
+    cov : torch.Tensor
+        ``(N, P, P)`` posterior covariance.
+    ess : torch.Tensor
+        ``(N,)`` effective sample size, between 0 and the number of samples.
+    samples, log_weights : torch.Tensor or None
+        ``(N, K, P)`` the labels drawn and ``(N, K)`` their normalised log weights (``-inf``
+        outside the prior), when asked for.
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    cov: torch.Tensor
+    ess: torch.Tensor
+    samples: torch.Tensor | None = None
+    log_weights: torch.Tensor | None = None
+
+
+class ImportancePosterior:
+    """The posterior of the labels under a spectral model, with a network's answer as proposal.
+
+    Parameters
+    ----------
+    model : callable
+        Row-wise ``(M, P) -> (M, L)`` noiseless flux on the spectra's pixels (any
+        normalisation), e.g. :class:`specvit.emulator.Emulator`.
+    prior : LabelPrior
+        Prior over the model's ``P`` labels, in the model's label order.
+    n_samples : int
+        Importance samples per spectrum.
+    nu : float
+        Degrees of freedom of the Student-t proposal (heavy tails cover a network that is off).
+    inflate : float
+        Proposal scale over the network's σ.
+    min_ess : float
+        ESS below which a result is not trusted (:meth:`low_ess`).
+    chunk : int
+        Spectra processed together (memory ≈ ``chunk × n_samples × L × 12`` bytes).
+
+    Raises
+    ------
+    ValueError
+        For ``n_samples < 2``, ``nu ≤ 0``, ``inflate ≤ 0``, ``min_ess < 0`` or ``chunk < 1``.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        prior: LabelPrior,
+        *,
+        n_samples: int = 256,
+        nu: float = 4.0,
+        inflate: float = 1.5,
+        min_ess: float = 10.0,
+        chunk: int = 8,
+    ) -> None:
+        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
+            raise ValueError(f"n_samples must be an integer ≥ 2, got {n_samples!r}")
+        for name, value in (("nu", nu), ("inflate", inflate)):
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if not (math.isfinite(min_ess) and min_ess >= 0):
+            raise ValueError(f"min_ess must be a finite number ≥ 0, got {min_ess!r}")
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+            raise ValueError(f"chunk must be an integer ≥ 1, got {chunk!r}")
+        self.model, self.prior = model, prior
+        self.n_samples, self.nu, self.inflate = n_samples, float(nu), float(inflate)
+        self.min_ess, self.chunk = float(min_ess), chunk
+
+    def low_ess(self, posterior: ExactPosterior) -> torch.Tensor:
+        """``(N,)`` bool: the spectra whose ESS is below :attr:`min_ess`."""
+        return posterior.ess < self.min_ess
+
+    def __call__(
+        self,
+        flux: torch.Tensor,
+        sigma: torch.Tensor,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        return_samples: bool = False,
+    ) -> ExactPosterior:
+        """The posterior of each spectrum, from the network's ``mean`` and ``std``.
+
+        Parameters
+        ----------
+        flux, sigma : torch.Tensor
+            ``(N, L)`` observed flux and its 1σ on the model's pixels (``inf`` or ``nan`` σ, or
+            a non-finite flux, masks a pixel).
+        mean, std : torch.Tensor
+            ``(N, P)`` the network's predicted means and σ (the proposal), in the model's label
+            order and units.
+        generator : torch.Generator, optional
+            Source of the samples (CPU); the same seed gives the same result.
+        return_samples : bool
+            Also return the samples and their log weights.
+
+        Returns
+        -------
+        ExactPosterior
+
+        Raises
+        ------
+        ValueError
+            If the shapes disagree, or a proposal mean or σ is not finite, or a σ is ≤ 0.
+        """
+        p = len(self.prior.names)
+        if flux.dim() != 2 or flux.shape != sigma.shape:
+            raise ValueError(
+                f"flux and sigma must both be (N, L); got {tuple(flux.shape)}, {tuple(sigma.shape)}"
+            )
+        if mean.shape != (flux.shape[0], p) or std.shape != mean.shape:
+            raise ValueError(
+                f"mean and std must both be (N, {p}) for {flux.shape[0]} spectra and the labels "
+                f"{self.prior.names}; got {tuple(mean.shape)}, {tuple(std.shape)}"
+            )
+        if not (torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
+            raise ValueError("the proposal's means and σ must be finite, and σ > 0")
+        parts = [
+            self._chunk(*args, generator, return_samples)
+            for args in zip(
+                flux.split(self.chunk),
+                sigma.split(self.chunk),
+                mean.split(self.chunk),
+                std.split(self.chunk),
+                strict=True,
+            )
+        ]
+        fields = [torch.cat(t) if t[0] is not None else None for t in zip(*parts, strict=True)]
+        return ExactPosterior(*fields)
+
+    def _chunk(self, y, sigma, mean, std, generator, return_samples):
+        n, k, p = y.shape[0], self.n_samples, mean.shape[1]
+        y = y.to(torch.float64)
+        w = sigma.to(torch.float64).reciprocal().square()
+        bad = ~(torch.isfinite(y) & torch.isfinite(w))
+        y, w = y.masked_fill(bad, 0.0), w.masked_fill(bad, 0.0)
+        mean, scale = mean.to(torch.float64), self.inflate * std.to(torch.float64)
+        # Student-t draws: a normal over the square root of a scaled chi-square (ν may be real)
+        z = torch.randn(n, k, p, generator=generator, dtype=torch.float64)
+        chi2 = _chi2(n, k, self.nu, generator)
+        theta = mean[:, None] + scale[:, None] * z * torch.sqrt(self.nu / chi2)
+        log_q = _student_t_diag_logpdf(theta, mean, scale, self.nu)
+        log_prior = self.prior.log_density(theta)
+        inside = torch.isfinite(log_prior)
+        bounds = self.prior.bounds().to(torch.float64)
+        reference = torch.minimum(torch.maximum(mean, bounds[:, 0]), bounds[:, 1])
+        with torch.no_grad():
+            model_dtype = getattr(self.model, "dtype", torch.float64)
+            safe = torch.where(inside[..., None], theta, mean[:, None])  # no extrapolation
+            f = self.model(safe.reshape(-1, p).to(model_dtype)).reshape(n, k, -1)
+            f0 = self.model(reference.to(model_dtype)).to(torch.float64)
+        log_like = whitened_loglike(y, w, f, f0)
+        log_w = log_like + log_prior - log_q
+        log_w = torch.where(inside & torch.isfinite(log_w), log_w, -math.inf)
+        total = torch.logsumexp(log_w, dim=1, keepdim=True)
+        log_w = torch.where(torch.isfinite(total), log_w - total, -math.inf)
+        weights = log_w.exp()  # rows of zeros where every sample fell outside
+        ess = weights.sum(1).square() / weights.square().sum(1).clamp_min(1e-300)
+        post_mean = (weights[..., None] * theta).sum(1)
+        centred = theta - post_mean[:, None]
+        cov = (weights[..., None] * centred).mT @ centred
+        empty = ess == 0
+        post_mean = post_mean.masked_fill(empty[:, None], math.nan)
+        cov = cov.masked_fill(empty[:, None, None], math.nan)
+        std_out = torch.diagonal(cov, dim1=-2, dim2=-1).clamp_min(0.0).sqrt()
+        extra = (theta, log_w) if return_samples else (None, None)
+        return post_mean, std_out, cov, ess, *extra
+
+
+def whitened_loglike(
+    y: torch.Tensor, w: torch.Tensor, f: torch.Tensor, f0: torch.Tensor
+) -> torch.Tensor:
+    """:func:`specvit.bounds.bayes.amplitude_marginal_loglike` of many model spectra.
+
+    The flux amplitude is marginalised as there; the sums are taken about a reference spectrum
+    ``f0`` so that float32 model fluxes keep the likelihood's differences between samples
+    accurate (the sums ``Σ y²/σ²`` and ``Σ y f/σ²`` are large and nearly cancel; their
+    differences from the reference's are not). With ``u = f0/σ``, ``z = y/σ = a u + r``
+    (``r ⟂ u``) and ``g = f/σ = u + Δ``::
+
+        χ² = |z|² − (z·g)² / g·g
+           = |r|² + [a² (|u|² |Δ|² − (u·Δ)²) − 2 a (|u|² + u·Δ) (r·Δ) − (r·Δ)²] / g·g
+
+    ``tests/test_exact.py`` holds it against the direct float64 form.
+
+    Parameters
+    ----------
+    y, w : torch.Tensor
+        ``(n, L)`` observed flux and inverse variance (0 on masked pixels), float64.
+    f : torch.Tensor
+        ``(n, K, L)`` model fluxes (float32 or float64).
+    f0 : torch.Tensor
+        ``(n, L)`` a reference model flux per spectrum (e.g. at the proposal's centre), float64.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n, K)`` float64 log likelihood up to a constant per spectrum; ``-inf`` where the
+        fitted amplitude is ≤ 0.
+    """
+    sw = w.sqrt()
+    z, u = y * sw, f0 * sw
+    big_u = u.square().sum(-1, keepdim=True)
+    a = (z * u).sum(-1, keepdim=True) / big_u
+    r = z - a * u
+    dt = f.dtype
+    delta = f * sw.to(dt)[:, None] - u.to(dt)[:, None]
+    p_ = (delta @ u.to(dt).unsqueeze(-1)).squeeze(-1).to(torch.float64)
+    q_ = (delta @ r.to(dt).unsqueeze(-1)).squeeze(-1).to(torch.float64)
+    c_ = delta.square().sum(-1).to(torch.float64)
+    s_ff = big_u + 2.0 * p_ + c_
+    s_yf = a * (big_u + p_) + q_
+    excess = a.square() * (big_u * c_ - p_.square()) - 2.0 * a * (big_u + p_) * q_ - q_.square()
+    chi2 = (r.square().sum(-1, keepdim=True) + excess / s_ff).clamp_min(0.0)
+    a_hat = s_yf / s_ff
+    out = -0.5 * chi2 - 0.5 * torch.log(s_ff) - torch.log(a_hat.clamp_min(1e-300))
+    return torch.where(a_hat > 0, out, torch.full_like(out, -math.inf))
+
+
+def _chi2(n: int, k: int, nu: float, generator: torch.Generator | None) -> torch.Tensor:
+    """``(n, k, 1)`` chi-square draws with ``nu`` degrees of freedom from ``generator``.
+
+    ``torch.distributions.Gamma`` takes no generator; for a reproducible stream the draws are
+    the inverse CDF of uniforms from ``generator`` (``scipy.special.gammaincinv``, float64).
+    """
+    from scipy.special import gammaincinv
+
+    u = torch.rand(n, k, 1, generator=generator, dtype=torch.float64).clamp(1e-12, 1 - 1e-12)
+    return torch.from_numpy(2.0 * gammaincinv(nu / 2, u.numpy()))
+
+
+def _student_t_diag_logpdf(
+    x: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor, nu: float
+) -> torch.Tensor:
+    """Log density of a multivariate Student-t with diagonal scale; ``x`` (n, K, P)."""
+    p = x.shape[-1]
+    maha = ((x - mean[:, None]) / scale[:, None]).square().sum(-1)
+    const = math.lgamma((nu + p) / 2) - math.lgamma(nu / 2) - p / 2 * math.log(nu * math.pi)
+    return const - torch.log(scale).sum(-1, keepdim=True) - (nu + p) / 2 * torch.log1p(maha / nu)
+
+
+def exact_mismatch(config: SpecViTConfig) -> str | None:
+    """Why ``predict``'s exact mode cannot serve a model (None: it can).
+
+    It needs a Gaussian head (its σ shapes the proposal) predicting every label the emulator
+    has, a model the emulator describes (:func:`specvit.inference.physics.emulator_mismatch`)
+    and a training prior (``config.domain``, a rest-frame one: velocities are not sampled yet).
+    """
+    if config.head != "gaussian":
+        return f"the model has a {config.head!r} head, no σ to build the proposal from"
+    if sorted(config.label_names) != sorted(LABEL_NAMES):
+        return f"the model predicts {list(config.label_names)}, the emulator {list(LABEL_NAMES)}"
+    reason = emulator_mismatch(config)
+    if reason is not None:
+        return reason
+    if config.domain is None:
+        return "the model's config has no training prior (domain)"
+    if config.domain.frame != "rest":
+        return "the model was trained on observed-frame spectra; exact mode is rest-frame only"
+    return None
+
+
+class ExactModeError(ValueError):
+    """A model that ``predict``'s exact mode cannot serve (:func:`exact_mismatch` says why)."""
+
+
+class ExactCorrection:
+    """``predict``'s exact mode: :class:`ImportancePosterior` for one model.
+
+    The prior is uniform over the model's training box (``config.domain.labels``), the
+    likelihood the emulator's on the model's grid, the proposal the network's labels and σ.
+
+    Parameters
+    ----------
+    config : SpecViTConfig
+        The model's config (:func:`exact_mismatch` must be None).
+    n_samples : int
+        Importance samples per spectrum.
+    seed : int
+        Seed of the samples: a batch starting at spectrum ``i`` draws from ``seed`` and ``i``,
+        so the same inputs and batch size give the same answers.
+
+    Raises
+    ------
+    ExactModeError
+        If :func:`exact_mismatch` says why the model cannot be served.
+    """
+
+    def __init__(self, config: SpecViTConfig, n_samples: int = 256, seed: int = 0) -> None:
+        reason = exact_mismatch(config)
+        if reason is not None:
+            raise ExactModeError(f"exact mode needs a model the emulator describes: {reason}")
+        from specvit.bounds.prior import Uniform
+        from specvit.emulator import Emulator
+
+        box = config.domain.labels
+        prior = LabelPrior({name: Uniform(*box[name]) for name in LABEL_NAMES})
+        self.sampler = ImportancePosterior(Emulator.load(), prior, n_samples=n_samples)
+        self.seed = int(seed)
+        self._to_emulator = [config.label_names.index(name) for name in LABEL_NAMES]
+        self._to_model = [LABEL_NAMES.index(name) for name in config.label_names]
+
+    def __call__(
+        self,
+        mean: torch.Tensor,
+        sigma: torch.Tensor,
+        flux: torch.Tensor,
+        error: torch.Tensor,
+        valid: torch.Tensor,
+        start: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The exact posterior of one batch, in the model's label order.
+
+        Parameters
+        ----------
+        mean, sigma : torch.Tensor
+            ``(n, P)`` the network's labels and σ (NaN where it gave none: skipped).
+        flux, error : torch.Tensor
+            ``(n, L)`` the spectra on the model's grid and their 1σ.
+        valid : torch.Tensor
+            ``(n, L)`` bool, the pixels to use.
+        start : int
+            Index of the batch's first spectrum (seeds its samples).
+
+        Returns
+        -------
+        mean, sigma, cov, ess : torch.Tensor
+            ``(n, P)``, ``(n, P)``, ``(n, P, P)`` and ``(n,)``, float64 on the CPU; NaN and ESS 0
+            where the network gave no labels.
+        """
+        n, p = mean.shape
+        out_mean = torch.full((n, p), math.nan, dtype=torch.float64)
+        out_sigma = torch.full((n, p), math.nan, dtype=torch.float64)
+        out_cov = torch.full((n, p, p), math.nan, dtype=torch.float64)
+        ess = torch.zeros(n, dtype=torch.float64)
+        rows = torch.isfinite(mean).all(1) & torch.isfinite(sigma).all(1) & (sigma > 0).all(1)
+        rows = rows.cpu()
+        if rows.any():
+            err = torch.where(valid, error, torch.inf).cpu()[rows]
+            post = self.sampler(
+                flux.cpu()[rows].to(torch.float64),
+                err.to(torch.float64),
+                mean.cpu()[rows][:, self._to_emulator].to(torch.float64),
+                sigma.cpu()[rows][:, self._to_emulator].to(torch.float64),
+                torch.Generator().manual_seed(self.seed * 1_000_003 + start),
+            )
+            order = self._to_model
+            out_mean[rows] = post.mean[:, order]
+            out_sigma[rows] = post.std[:, order]
+            out_cov[rows] = post.cov[:, order][:, :, order]
+            ess[rows] = post.ess
+        return out_mean, out_sigma, out_cov, ess

@@ -1,0 +1,231 @@
+"""Exact posteriors (specvit.inference.exact): importance sampling from the network's answer."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from specvit.bounds.prior import LabelPrior, Uniform
+from specvit.inference.exact import ImportancePosterior
+
+PIXELS = np.linspace(-4.0, 4.0, 64)
+
+
+def line_model(theta: torch.Tensor) -> torch.Tensor:
+    """A continuum of 1 with an absorption line centred at label 0 and depth label 1."""
+    x = torch.as_tensor(PIXELS, dtype=theta.dtype)
+    return 1.0 - theta[:, 1:2] * torch.exp(-0.5 * (x - theta[:, 0:1]).square() / 0.3**2)
+
+
+PRIOR = LabelPrior({"centre": Uniform(-2.0, 2.0), "depth": Uniform(0.1, 0.9)})
+
+
+def observed(seed: int = 1, sigma: float = 0.08) -> tuple[torch.Tensor, torch.Tensor]:
+    truth = torch.tensor([[0.4, 0.5]], dtype=torch.float64)
+    gen = torch.Generator().manual_seed(seed)
+    clean = 3.0 * line_model(truth)  # an amplitude the posterior is not told
+    flux = clean + sigma * torch.randn(clean.shape, generator=gen, dtype=torch.float64)
+    return flux, torch.full_like(flux, sigma)
+
+
+def quadrature_posterior(flux: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and σ by brute force on a fine grid: for every grid point the amplitude is fitted
+    by least squares and integrated out as a Gaussian around it, with a 1/A prior."""
+    centres, depths = np.linspace(-2, 2, 801), np.linspace(0.1, 0.9, 321)
+    c, d = np.meshgrid(centres, depths, indexing="ij")
+    theta = torch.as_tensor(np.stack([c.ravel(), d.ravel()], 1))
+    f = line_model(theta).numpy() / sigma  # whitened template per grid point
+    y = flux / sigma
+    amp = f @ y / np.einsum("gl,gl->g", f, f)
+    chi2 = ((y[None] - amp[:, None] * f) ** 2).sum(1)
+    log_post = -0.5 * chi2 - 0.5 * np.log(np.einsum("gl,gl->g", f, f)) - np.log(amp)
+    p = np.exp(log_post - log_post.max())
+    p /= p.sum()
+    mean = p @ theta.numpy()
+    std = np.sqrt(p @ (theta.numpy() - mean) ** 2)
+    return mean, std
+
+
+def test_matches_a_posterior_known_by_quadrature():
+    flux, sigma = observed()
+    mean, std = quadrature_posterior(flux[0].numpy(), sigma[0].numpy())
+    # a network that is off by a σ and overconfident by 2: the weights must correct it
+    proposal_mean = torch.as_tensor(mean + std)[None]
+    proposal_std = torch.as_tensor(std / 2)[None]
+    sampler = ImportancePosterior(line_model, PRIOR, n_samples=20_000)
+    post = sampler(flux, sigma, proposal_mean, proposal_std, torch.Generator().manual_seed(0))
+    assert post.ess.item() > 1000
+    np.testing.assert_allclose(post.mean[0].numpy(), mean, atol=0.05 * std.max())
+    np.testing.assert_allclose(post.std[0].numpy(), std, rtol=0.05)
+    assert torch.allclose(post.cov[0].diagonal(), post.std[0].square())
+
+
+def test_is_reproducible_by_seed():
+    flux, sigma = observed()
+    sampler = ImportancePosterior(line_model, PRIOR, n_samples=64)
+    args = (flux, sigma, torch.tensor([[0.4, 0.5]]), torch.tensor([[0.1, 0.1]]))
+    a = sampler(*args, torch.Generator().manual_seed(3), return_samples=True)
+    b = sampler(*args, torch.Generator().manual_seed(3), return_samples=True)
+    c = sampler(*args, torch.Generator().manual_seed(4))
+    assert torch.equal(a.mean, b.mean) and torch.equal(a.samples, b.samples)
+    assert not torch.equal(a.mean, c.mean)
+    assert a.samples.shape == (1, 64, 2) and a.log_weights.shape == (1, 64)
+    assert math.isclose(a.log_weights.exp().sum().item(), 1.0, rel_tol=1e-9)
+
+
+def test_a_proposal_outside_the_prior_gives_zero_weight_not_nan():
+    flux, sigma = observed()
+    sampler = ImportancePosterior(line_model, PRIOR, n_samples=2048, min_ess=5)
+    means = torch.tensor([[40.0, 0.5], [0.4, 0.5]])  # wholly, then partly outside the prior
+    stds = torch.tensor([[0.01, 0.01], [0.05, 0.4]])
+    post = sampler(flux.expand(2, -1), sigma.expand(2, -1), means, stds, return_samples=True)
+    assert post.ess[0] == 0 and torch.isnan(post.mean[0]).all()
+    assert sampler.low_ess(post).tolist() == [True, False]
+    outside = (post.samples[1, :, 1] < 0.1) | (post.samples[1, :, 1] > 0.9)
+    assert outside.sum() > 100 and torch.isneginf(post.log_weights[1, outside]).all()
+    assert torch.isfinite(post.mean[1]).all() and torch.isfinite(post.cov[1]).all()
+
+
+def test_masked_pixels_are_left_out():
+    flux, sigma = observed()
+    spoiled, masked = flux.clone(), sigma.clone()
+    spoiled[0, 10:20] = 1e6  # a cosmic ray masked by an infinite σ,
+    masked[0, 10:20] = math.inf
+    spoiled[0, 30:33] = math.nan  # no data,
+    masked[0, 40:42] = math.nan  # no error
+    sampler = ImportancePosterior(line_model, PRIOR, n_samples=128)
+    args = (torch.tensor([[0.4, 0.5]]), torch.tensor([[0.1, 0.1]]))
+    a = sampler(spoiled, masked, *args, torch.Generator().manual_seed(0))
+    kept = torch.ones(64, dtype=torch.bool)
+    kept[10:20] = kept[30:33] = kept[40:42] = False
+    # the same samples, weighted on the same pixels
+    cut = ImportancePosterior(lambda t: line_model(t)[:, kept], PRIOR, n_samples=128)
+    b = cut(flux[:, kept], sigma[:, kept], *args, torch.Generator().manual_seed(0))
+    assert torch.allclose(a.mean, b.mean, rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_samples": 1}, "n_samples must be an integer ≥ 2"),
+        ({"n_samples": 0}, "n_samples must be an integer ≥ 2"),
+        ({"nu": math.nan}, "nu must be a finite number > 0"),
+        ({"inflate": -1.0}, "inflate must be a finite number > 0"),
+        ({"min_ess": -1.0}, "min_ess must be a finite number ≥ 0"),
+        ({"chunk": 0}, "chunk must be an integer ≥ 1"),
+    ],
+)
+def test_bad_settings_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ImportancePosterior(line_model, PRIOR, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("mean", "std", "message"),
+    [
+        ([[math.nan, 0.5]], [[0.1, 0.1]], "must be finite, and σ > 0"),
+        ([[0.4, 0.5]], [[0.0, 0.1]], "must be finite, and σ > 0"),
+        ([[0.4, 0.5]], [[math.inf, 0.1]], "must be finite, and σ > 0"),
+        ([[0.4, 0.5, 1.0]], [[0.1, 0.1, 0.1]], r"must both be \(N, 2\)"),
+    ],
+)
+def test_bad_proposals_are_refused(mean, std, message):
+    flux, sigma = observed()
+    sampler = ImportancePosterior(line_model, PRIOR, n_samples=8)
+    with pytest.raises(ValueError, match=message):
+        sampler(flux, sigma, torch.tensor(mean), torch.tensor(std))
+
+
+@pytest.mark.parametrize("snr", [3.0, 40.0, 200.0])
+def test_the_float32_likelihood_about_a_reference_matches_the_direct_float64_form(snr):
+    from specvit.bounds.bayes import amplitude_marginal_loglike
+    from specvit.emulator import Emulator
+    from specvit.inference.exact import whitened_loglike
+
+    emulator = Emulator.load()
+    gen = torch.Generator().manual_seed(0)
+    truth = torch.tensor([[4800.0, 2.5, -1.2]])
+    clean = 7.0 * emulator(truth).to(torch.float64)
+    sigma = clean.median() / snr * torch.ones_like(clean)
+    y = clean + sigma * torch.randn(clean.shape, generator=gen, dtype=torch.float64)
+    w = sigma.reciprocal().square()
+    scale = torch.tensor([150.0, 0.4, 0.3]) * (10.0 / snr)
+    theta = truth + scale * torch.randn(1, 256, 3, generator=gen)
+    f32 = emulator(theta)  # (1, 256, L) float32, as the sampler evaluates it
+    f0 = emulator(truth).to(torch.float64)
+    exact = amplitude_marginal_loglike(
+        (y.square() * w).sum(-1, keepdim=True),
+        (f32.to(torch.float64) @ (y * w).unsqueeze(-1)).squeeze(-1),
+        (f32.to(torch.float64).square() @ w.unsqueeze(-1)).squeeze(-1),
+    )
+    fast = whitened_loglike(y, w, f32, f0)
+    below = exact.max() - exact
+    near = below < 20  # the samples that can carry weight
+    assert near.sum() > 100 and below.max() > 50  # their likelihoods differ: a real test
+    # within 0.01 in ln L where it matters (float32 sums taken directly are off by 0.03 at S/N 3,
+    # 6 at S/N 40 and 100 at S/N 200), and no sample far below comes back up
+    np.testing.assert_allclose(fast[near].numpy(), exact[near].numpy(), rtol=0, atol=1e-2)
+    assert (fast[~near] < exact.max() - 19).all()
+
+
+@pytest.fixture(scope="module")
+def engine_spectra(etc_dir):
+    from specvit.instrument import PFSNoiseModel
+    from training.engine.simulate import Simulator
+
+    sim = Simulator(noise=PFSNoiseModel.from_etc(etc_dir))
+    return sim.sample(24, torch.Generator().manual_seed(5))
+
+
+def test_predict_exact_gives_the_posterior_its_covariance_and_ess(engine_spectra):
+    import specvit
+    from specvit.inference import PredictFlag
+
+    flux, error = engine_spectra["flux"].numpy(), engine_spectra["error"].numpy()
+    net = specvit.predict(flux, error)
+    exact = specvit.predict(flux, error, exact=True, exact_samples=128)
+    again = specvit.predict(flux, error, exact=True, exact_samples=128)
+    pairs = {"cov_T_eff_log_g", "cov_T_eff_M_H", "cov_log_g_M_H"}
+    assert "ess" not in net.colnames and {"ess", *pairs} <= set(exact.colnames)
+    assert exact["cov_T_eff_log_g"].unit == "K dex" and exact.meta["exact"]["samples"] == 128
+    np.testing.assert_array_equal(exact["log_g"], again["log_g"])  # reproducible
+    assert not np.array_equal(exact["log_g"], net["log_g"])
+    corr = np.asarray(exact["cov_log_g_M_H"]) / (exact["log_g_err"] * exact["M_H_err"])
+    assert (np.abs(corr) <= 1).all() and np.abs(corr).max() > 0.05  # a real correlation
+    low = (np.asarray(exact["flags"]) & int(PredictFlag.LOW_ESS)) != 0
+    np.testing.assert_array_equal(low, np.asarray(exact["ess"]) < 10)
+    assert (np.asarray(exact["ess"]) > 0).all() and (np.asarray(exact["ess"]) <= 128).all()
+
+
+def test_exact_mode_refuses_what_it_cannot_serve(engine_spectra):
+    import specvit
+
+    flux = engine_spectra["flux"].numpy()[:2]
+    with pytest.raises(ValueError, match="exact mode needs the spectra's error"):
+        specvit.predict(flux, exact=True)
+    point = specvit.create_model("specvit_tiny", head="point")
+    with pytest.raises(ValueError, match="has a 'point' head"):
+        specvit.Predictor(point, exact=True)
+
+
+def test_the_command_line_exact_mode(tmp_path):
+    from astropy.table import Table
+    from click.testing import CliRunner
+
+    from specvit.inference.cli import main
+
+    data = Path(__file__).resolve().parents[1] / "examples" / "data"
+    out = tmp_path / "labels.ecsv"
+    args = [str(data / "pfsCoadd-engine-example.fits"), "-o", str(out), "--exact"]
+    result = CliRunner().invoke(main, [*args, "--exact-samples", "64"])
+    assert result.exit_code == 0, result.output
+    table = Table.read(out)
+    assert len(table) == 48 and "ess" in table.colnames and "cov_T_eff_M_H" in table.colnames
+    point = tmp_path / "point"
+    import specvit
+
+    specvit.create_model("specvit_tiny", head="point").save_pretrained(point)
+    refused = CliRunner().invoke(main, [*args, "--overwrite", "--model", str(point)])
+    assert refused.exit_code == 2 and "--exact: exact mode needs" in refused.output
