@@ -62,6 +62,20 @@ def test_matches_a_posterior_known_by_quadrature():
     assert torch.allclose(post.cov[0].diagonal(), post.std[0].square())
 
 
+def test_later_rounds_recover_from_a_poor_proposal():
+    flux, sigma = observed()
+    mean, std = quadrature_posterior(flux[0].numpy(), sigma[0].numpy())
+    off = (torch.as_tensor(mean + 3 * std)[None], torch.as_tensor(std / 3)[None])
+    ess = {}
+    for rounds in (1, 3):
+        sampler = ImportancePosterior(line_model, PRIOR, n_samples=512, rounds=rounds)
+        post = sampler(flux, sigma, *off, torch.Generator().manual_seed(0))
+        ess[rounds] = post.ess.item()
+        if rounds == 3:
+            np.testing.assert_allclose(post.mean[0].numpy(), mean, atol=0.2 * std.max())
+    assert ess[3] > 5 * ess[1]
+
+
 def test_is_reproducible_by_seed():
     flux, sigma = observed()
     sampler = ImportancePosterior(line_model, PRIOR, n_samples=64)
@@ -115,6 +129,8 @@ def test_masked_pixels_are_left_out():
         ({"inflate": -1.0}, "inflate must be a finite number > 0"),
         ({"min_ess": -1.0}, "min_ess must be a finite number ≥ 0"),
         ({"chunk": 0}, "chunk must be an integer ≥ 1"),
+        ({"rounds": 0}, r"rounds must be an integer in \[1, n_samples\]"),
+        ({"n_samples": 8, "rounds": 9}, r"rounds must be an integer in \[1, n_samples\]"),
     ],
 )
 def test_bad_settings_are_refused(kwargs, message):

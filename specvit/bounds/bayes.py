@@ -22,7 +22,7 @@ from specvit.bounds.fisher import equilibrate
 from specvit.bounds.jacobian import autograd_jacobian
 from specvit.bounds.prior import LabelPrior
 
-__all__ = ["Posterior", "PosteriorMean", "amplitude_marginal_loglike"]
+__all__ = ["Posterior", "PosteriorMean", "amplitude_marginal_loglike", "student_t_logpdf"]
 
 Model = Callable[[torch.Tensor], torch.Tensor]
 
@@ -84,8 +84,27 @@ def _box_dilate(p: torch.Tensor) -> torch.Tensor:
     return p
 
 
-def _student_t_logpdf(x: torch.Tensor, mean: torch.Tensor, chol: torch.Tensor, nu: float):
-    """Multivariate Student-t log density; ``x`` (n, K, P), ``mean`` (n, P), ``chol`` (n, P, P)."""
+def student_t_logpdf(
+    x: torch.Tensor, mean: torch.Tensor, chol: torch.Tensor, nu: float
+) -> torch.Tensor:
+    """Multivariate Student-t log density, one distribution per row.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        ``(n, K, P)`` points, ``K`` per distribution.
+    mean : torch.Tensor
+        ``(n, P)`` locations.
+    chol : torch.Tensor
+        ``(n, P, P)`` lower Cholesky factors of the scale matrices.
+    nu : float
+        Degrees of freedom.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n, K)`` log densities.
+    """
     p = x.shape[-1]
     z = torch.linalg.solve_triangular(chol, (x - mean[:, None]).mT, upper=False).mT
     maha = z.square().sum(-1)
@@ -356,7 +375,7 @@ class PosteriorMean:
 
     def _log_q(self, theta, log_cells, proposal):
         grid = self._grid_logq(theta, log_cells)
-        t = _student_t_logpdf(theta, *proposal, nu=self.NU)
+        t = student_t_logpdf(theta, *proposal, nu=self.NU)
         mix = torch.stack(
             [grid + math.log(self.defensive), t + math.log1p(-self.defensive)]
             if self.defensive < 1

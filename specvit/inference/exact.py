@@ -1,11 +1,14 @@
 """Exact posteriors: the network's answer corrected by the emulator likelihood.
 
 Neural importance sampling (as DINGO-IS does for gravitational waves, Dax et al. 2023): for each
-spectrum, ``n_samples`` labels are drawn from a heavy-tailed proposal built from the network's
-output — a Student-t with ``nu`` degrees of freedom centred on the predicted means, with scale
-``inflate`` × the predicted σ of each label — and weighted by
+spectrum, ``n_samples`` labels are drawn in ``rounds`` rounds, the first from a heavy-tailed
+proposal built from the network's output — a Student-t with ``nu`` degrees of freedom centred on
+the predicted means, with scale ``inflate`` × the predicted σ of each label — and each later one
+from a Student-t fitted to the weighted samples so far; all are weighted by
 
     w ∝ prior(θ) × L(y | θ) / q(θ),
+
+``q`` the mixture of the rounds' proposals (each in proportion to its samples),
 
 the likelihood being the emulator's, ``y ~ N(A f(θ), σ²)``, with the flux amplitude ``A``
 marginalised analytically (:func:`specvit.bounds.bayes.amplitude_marginal_loglike`, so the flux unit
@@ -36,6 +39,7 @@ from dataclasses import dataclass
 
 import torch
 
+from specvit.bounds.bayes import student_t_logpdf
 from specvit.bounds.prior import LabelPrior
 from specvit.config import SpecViTConfig
 from specvit.inference.physics import emulator_mismatch
@@ -96,6 +100,10 @@ class ImportancePosterior:
         Proposal scale over the network's σ.
     min_ess : float
         ESS below which a result is not trusted (:meth:`low_ess`).
+    rounds : int
+        Rounds the samples are drawn in: the first from the network's proposal, each later one
+        from a Student-t fitted to the weighted samples so far (mean and ``inflate`` × their
+        covariance), all weighted in the end against the mixture of the rounds' proposals.
     chunk : int
         Spectra processed together (memory ≈ ``chunk × n_samples × L × 12`` bytes).
 
@@ -114,6 +122,7 @@ class ImportancePosterior:
         nu: float = 4.0,
         inflate: float = 1.5,
         min_ess: float = 10.0,
+        rounds: int = 3,
         chunk: int = 8,
     ) -> None:
         if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
@@ -123,11 +132,13 @@ class ImportancePosterior:
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
         if not (math.isfinite(min_ess) and min_ess >= 0):
             raise ValueError(f"min_ess must be a finite number ≥ 0, got {min_ess!r}")
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= n_samples:
+            raise ValueError(f"rounds must be an integer in [1, n_samples], got {rounds!r}")
         if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
             raise ValueError(f"chunk must be an integer ≥ 1, got {chunk!r}")
         self.model, self.prior = model, prior
         self.n_samples, self.nu, self.inflate = n_samples, float(nu), float(inflate)
-        self.min_ess, self.chunk = float(min_ess), chunk
+        self.min_ess, self.rounds, self.chunk = float(min_ess), rounds, chunk
 
     def low_ess(self, posterior: ExactPosterior) -> torch.Tensor:
         """``(N,)`` bool: the spectra whose ESS is below :attr:`min_ess`."""
@@ -193,31 +204,35 @@ class ImportancePosterior:
         return ExactPosterior(*fields)
 
     def _chunk(self, y, sigma, mean, std, generator, return_samples):
-        n, k, p = y.shape[0], self.n_samples, mean.shape[1]
+        n, p = mean.shape
         y = y.to(torch.float64)
         w = sigma.to(torch.float64).reciprocal().square()
         bad = ~(torch.isfinite(y) & torch.isfinite(w))
         y, w = y.masked_fill(bad, 0.0), w.masked_fill(bad, 0.0)
-        mean, scale = mean.to(torch.float64), self.inflate * std.to(torch.float64)
-        # Student-t draws: a normal over the square root of a scaled chi-square (ν may be real)
-        z = torch.randn(n, k, p, generator=generator, dtype=torch.float64)
-        chi2 = _chi2(n, k, self.nu, generator)
-        theta = mean[:, None] + scale[:, None] * z * torch.sqrt(self.nu / chi2)
-        log_q = _student_t_diag_logpdf(theta, mean, scale, self.nu)
-        log_prior = self.prior.log_density(theta)
-        inside = torch.isfinite(log_prior)
+        mean = mean.to(torch.float64)
         bounds = self.prior.bounds().to(torch.float64)
+        floor = torch.diag((1e-3 * (bounds[:, 1] - bounds[:, 0])).square())
         reference = torch.minimum(torch.maximum(mean, bounds[:, 0]), bounds[:, 1])
         with torch.no_grad():
-            model_dtype = getattr(self.model, "dtype", torch.float64)
-            safe = torch.where(inside[..., None], theta, mean[:, None])  # no extrapolation
-            f = self.model(safe.reshape(-1, p).to(model_dtype)).reshape(n, k, -1)
-            f0 = self.model(reference.to(model_dtype)).to(torch.float64)
-        log_like = whitened_loglike(y, w, f, f0)
-        log_w = log_like + log_prior - log_q
-        log_w = torch.where(inside & torch.isfinite(log_w), log_w, -math.inf)
-        total = torch.logsumexp(log_w, dim=1, keepdim=True)
-        log_w = torch.where(torch.isfinite(total), log_w - total, -math.inf)
+            f0 = self.model(reference.to(self._model_dtype)).to(torch.float64)
+        proposals = [(mean, torch.diag_embed(self.inflate * std.to(torch.float64)))]
+        thetas, log_targets, counts = [], [], []
+        for r, k in enumerate(self._round_sizes()):
+            if r > 0:  # a Student-t fitted to the weighted samples so far
+                log_w = self._log_weights(thetas, log_targets, proposals, counts)
+                proposals.append(self._fit(torch.cat(thetas, 1), log_w, proposals[0], floor))
+            theta = self._draw(*proposals[-1], k, generator)
+            log_prior = self.prior.log_density(theta)
+            inside = torch.isfinite(log_prior)
+            with torch.no_grad():
+                safe = torch.where(inside[..., None], theta, reference[:, None])  # no extrapolation
+                f = self.model(safe.reshape(-1, p).to(self._model_dtype)).reshape(n, k, -1)
+            log_target = whitened_loglike(y, w, f, f0) + log_prior
+            thetas.append(theta)
+            log_targets.append(torch.where(inside, log_target, -math.inf))
+            counts.append(k)
+        theta = torch.cat(thetas, 1)
+        log_w = self._log_weights(thetas, log_targets, proposals, counts)
         weights = log_w.exp()  # rows of zeros where every sample fell outside
         ess = weights.sum(1).square() / weights.square().sum(1).clamp_min(1e-300)
         post_mean = (weights[..., None] * theta).sum(1)
@@ -229,6 +244,56 @@ class ImportancePosterior:
         std_out = torch.diagonal(cov, dim1=-2, dim2=-1).clamp_min(0.0).sqrt()
         extra = (theta, log_w) if return_samples else (None, None)
         return post_mean, std_out, cov, ess, *extra
+
+    @property
+    def _model_dtype(self) -> torch.dtype:
+        return getattr(self.model, "dtype", torch.float64)
+
+    def _round_sizes(self) -> list[int]:
+        """Samples per round: ``n_samples`` split as evenly as possible (the first the most)."""
+        base, extra = divmod(self.n_samples, self.rounds)
+        return [base + (r < extra) for r in range(self.rounds)]
+
+    def _draw(self, mean, chol, k, generator):
+        """``k`` Student-t draws per row (a normal over the root of a scaled chi-square)."""
+        n, p = mean.shape
+        z = torch.randn(n, k, p, generator=generator, dtype=torch.float64)
+        return mean[:, None] + (z @ chol.mT) * torch.sqrt(self.nu / _chi2(n, k, self.nu, generator))
+
+    def _log_weights(self, thetas, log_targets, proposals, counts):
+        """Normalised log weights of all samples so far against the mixture of every round's
+        proposal, each in proportion to its samples (deterministic mixture weights)."""
+        theta, log_target = torch.cat(thetas, 1), torch.cat(log_targets, 1)
+        total = sum(counts)
+        log_q = torch.logsumexp(
+            torch.stack(
+                [
+                    student_t_logpdf(theta, m, c, self.nu) + math.log(k / total)
+                    for (m, c), k in zip(
+                        proposals, counts + [0] * (len(proposals) - len(counts)), strict=True
+                    )
+                    if k > 0
+                ]
+            ),
+            dim=0,
+        )
+        log_w = log_target - log_q
+        log_w = torch.where(torch.isfinite(log_w), log_w, -math.inf)
+        norm = torch.logsumexp(log_w, dim=1, keepdim=True)
+        return torch.where(torch.isfinite(norm), log_w - norm, -math.inf)
+
+    def _fit(self, theta, log_w, first, floor):
+        """A Student-t proposal from weighted samples (mean, ``inflate`` × their covariance);
+        the first proposal where the samples carry no weight or the fit is degenerate."""
+        weights = log_w.exp()[..., None]
+        mean = (weights * theta).sum(1)
+        centred = theta - mean[:, None]
+        cov = self.inflate**2 * ((weights * centred).mT @ centred) + floor
+        chol, info = torch.linalg.cholesky_ex(cov)
+        ok = (info == 0) & torch.isfinite(mean).all(1) & (weights.sum((1, 2)) > 0)
+        mean = torch.where(ok[:, None], mean, first[0])
+        chol = torch.where(ok[:, None, None], torch.nan_to_num(chol), first[1])
+        return mean, chol
 
 
 def whitened_loglike(
@@ -291,16 +356,6 @@ def _chi2(n: int, k: int, nu: float, generator: torch.Generator | None) -> torch
 
     u = torch.rand(n, k, 1, generator=generator, dtype=torch.float64).clamp(1e-12, 1 - 1e-12)
     return torch.from_numpy(2.0 * gammaincinv(nu / 2, u.numpy()))
-
-
-def _student_t_diag_logpdf(
-    x: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor, nu: float
-) -> torch.Tensor:
-    """Log density of a multivariate Student-t with diagonal scale; ``x`` (n, K, P)."""
-    p = x.shape[-1]
-    maha = ((x - mean[:, None]) / scale[:, None]).square().sum(-1)
-    const = math.lgamma((nu + p) / 2) - math.lgamma(nu / 2) - p / 2 * math.log(nu * math.pi)
-    return const - torch.log(scale).sum(-1, keepdim=True) - (nu + p) / 2 * torch.log1p(maha / nu)
 
 
 def exact_mismatch(config: SpecViTConfig) -> str | None:
