@@ -33,13 +33,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--etc-dir", type=Path, default=DEFAULT_ETC_DIR)
     parser.add_argument("--out", type=Path, help="also write the scores here (.json)")
     parser.add_argument("--report", type=Path, help="write realism.md and its figure here")
+    parser.add_argument(
+        "--exact", action="store_true", help="predict in exact mode (realism_exact.md)"
+    )
     args = parser.parse_args(argv)
     if args.n < 1:
         parser.error(f"--n must be ≥ 1, got {args.n}")
     if not args.etc_dir.is_dir():
         parser.error(f"--etc-dir {args.etc_dir} is not a folder of PFS ETC tables")
     model = specvit.load(args.model or DEFAULT_MODEL)
-    scores = realism_scores(model, PFSNoiseModel.from_etc(args.etc_dir), n=args.n)
+    noise = PFSNoiseModel.from_etc(args.etc_dir)
+    scores = realism_scores(model, noise, n=args.n, exact=args.exact)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(scores, indent=1, allow_nan=False), encoding="utf-8")
