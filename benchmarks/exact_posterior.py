@@ -5,8 +5,9 @@ default: the faint test set in ``runs/eval_sets``), in one run:
 
 * **network**: ``Predictor.predict(flux, error, physics=False)`` with the bundled default model
   (or ``--model``): labels and σ;
-* **exact**: :class:`specvit.inference.exact.ImportancePosterior` on the same spectra from the
-  network's labels and σ, ``--samples`` per spectrum;
+* **exact**: :class:`specvit.inference.exact.ImportancePosterior` with the emulator and prior
+  ``predict(exact=True)`` uses, on the same spectra from the network's labels and σ,
+  ``--samples`` per spectrum in each of the ``--rounds`` settings;
 * a 1024³ fp32 matmul before and after, for the machine's speed in the same run.
 
 Each is timed ``--repeat`` times (best time), after a warm-up call on 16 spectra.
@@ -29,10 +30,9 @@ import torch
 from timing import matmul_gflops
 
 import specvit
-from specvit.bounds.prior import LabelPrior
-from specvit.emulator import Emulator
 from specvit.inference import Predictor
-from specvit.inference.exact import ImportancePosterior
+from specvit.inference.exact import ExactCorrection, ImportancePosterior
+from specvit.labels import LABEL_NAMES
 from training.evaluation.eval_sets import DEFAULT_N, EvalSetSettings, eval_set_path, read_eval_set
 
 
@@ -54,6 +54,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=256, help="spectra timed")
     parser.add_argument("--samples", type=int, default=256, help="importance samples per star")
     parser.add_argument("--chunk", type=int, default=8, help="spectra sampled together")
+    parser.add_argument(
+        "--rounds", type=int, nargs="+", default=[3], help="sampling rounds (several: each timed)"
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
@@ -63,20 +66,31 @@ def main() -> None:
     flux, error = data["flux"][: args.n], data["error"][: args.n]
     predictor = Predictor(args.model, physics=False)
     table = predictor.predict(flux, error)
-    names = predictor.model.config.label_names
-    mean = torch.as_tensor(np.stack([table[n] for n in names], 1), dtype=torch.float64)
-    std = torch.as_tensor(np.stack([table[f"{n}_err"] for n in names], 1), dtype=torch.float64)
-    sampler = ImportancePosterior(
-        Emulator.load(), LabelPrior.default(), n_samples=args.samples, chunk=args.chunk
+    # the emulator's label order, and the prior and emulator that predict(exact=True) uses
+    mean = torch.as_tensor(np.stack([table[n] for n in LABEL_NAMES], 1), dtype=torch.float64)
+    std = torch.as_tensor(
+        np.stack([table[f"{n}_err"] for n in LABEL_NAMES], 1), dtype=torch.float64
     )
+    exact = ExactCorrection(predictor.config, n_samples=args.samples).sampler
     flux_t, error_t = torch.as_tensor(flux), torch.as_tensor(error)
+    samplers = {
+        r: ImportancePosterior(
+            exact.model, exact.prior, n_samples=args.samples, rounds=r, chunk=args.chunk
+        )
+        for r in args.rounds
+    }
 
     predictor.predict(flux[:16], error[:16])  # warm-up calls
-    sampler(flux_t[:16], error_t[:16], mean[:16], std[:16])
+    for sampler in samplers.values():
+        sampler(flux_t[:16], error_t[:16], mean[:16], std[:16])
     gflops_before = matmul_gflops(torch.device("cpu"), torch.float32, 1.0)
     t_net, _ = best_time(lambda: predictor.predict(flux, error), args.repeat)
-    generator = torch.Generator().manual_seed(0)
-    t_exact, post = best_time(lambda: sampler(flux_t, error_t, mean, std, generator), args.repeat)
+    results = {}
+    for r, sampler in samplers.items():
+        generator = torch.Generator().manual_seed(0)
+        results[r] = best_time(
+            lambda s=sampler, g=generator: s(flux_t, error_t, mean, std, g), args.repeat
+        )
     gflops_after = matmul_gflops(torch.device("cpu"), torch.float32, 1.0)
 
     print(
@@ -85,14 +99,14 @@ def main() -> None:
     )
     print(f"matmul 1024³ fp32: {gflops_before:.1f} / {gflops_after:.1f} GFLOP/s (before/after)")
     print(f"network (predict, physics=False): {args.n / t_net:8.1f} spectra/s")
-    print(
-        f"exact ({args.samples} samples):        {args.n / t_exact:8.1f} spectra/s "
-        f"= {t_exact / t_net:.1f}x the network's time"
-    )
-    print(
-        f"ESS: median {post.ess.median():.1f}, 5th percentile {post.ess.quantile(0.05):.1f}, "
-        f"below {sampler.min_ess:g}: {sampler.low_ess(post).float().mean():.3f}"
-    )
+    for r, (t_exact, post) in results.items():
+        low = samplers[r].low_ess(post).float().mean()
+        print(
+            f"exact ({args.samples} samples, {r} round(s)): {args.n / t_exact:8.1f} spectra/s "
+            f"= {t_exact / t_net:.1f}x the network's time; ESS median {post.ess.median():.1f}, "
+            f"5th percentile {post.ess.quantile(0.05):.1f}, "
+            f"below {samplers[r].min_ess:g}: {low:.3f}"
+        )
 
 
 if __name__ == "__main__":

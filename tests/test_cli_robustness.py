@@ -27,6 +27,7 @@ import specvit
 from specvit.inference import Predictor
 from specvit.inference.cli import EXIT_CODES, main
 from specvit.inference.flags import PredictFlag
+from specvit.io.columns import parse_unit, wavelength_in_angstrom
 from tests.predict_helpers import GRID, spectrum
 
 SIGMA = 0.02
@@ -702,3 +703,17 @@ def test_an_untrained_model_warns_in_one_line(tmp_path, model_dir, npz_input):
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if "untrained weights" in line]
     assert len(lines) == 1 and lines[0].startswith("Warning: "), result.output
+
+
+def test_wavelength_units_bad_and_good():
+    # A TUNIT / BUNIT that is no length, or that astropy cannot read, is refused, not taken as Å.
+    with pytest.raises(ValueError, match=r"'Jy' is not a length"):
+        wavelength_in_angstrom([7500.0], "Jy")
+    with pytest.raises(ValueError, match=r"'furlong-ish' is not understood"):
+        wavelength_in_angstrom([7500.0], "furlong-ish")
+    assert wavelength_in_angstrom([750.0], "nm") == pytest.approx([7500.0])
+    assert wavelength_in_angstrom([np.log10(7500.0)], "Jy", "LogLam") == pytest.approx([7500.0])
+    assert wavelength_in_angstrom([7500.0], "  ") == pytest.approx([7500.0])  # blank: Å
+    # "A" in a flux unit is Ångström (erg/s/cm2/A), not ampere; unknown units are plain numbers.
+    assert parse_unit("erg/s/cm2/A").is_equivalent(parse_unit("erg/(s cm2 Angstrom)"))
+    assert parse_unit("ADU") is None and parse_unit("") is None

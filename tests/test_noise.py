@@ -107,3 +107,15 @@ def test_sigma_from_mean_level_vs_true_sigma(etc_dir) -> None:
     )
     assert float(rel.median(-1).values.max()) < 0.01
     assert float(rel.max()) < 0.1
+
+
+@pytest.mark.parametrize(
+    "sky", [np.full(4096, -1.0), np.full(4096, np.nan), np.full(4096, np.inf), np.ones(10)]
+)
+def test_sky_that_is_negative_non_finite_or_misshapen_is_refused(sky):
+    model = PFSNoiseModel.default()
+    signal, background = np.ones(4096), np.full(4096, 200.0)
+    assert PFSNoiseModel(signal, background, sky=np.ones(4096)).sky_njy.shape == (4096,)
+    assert model.sky_njy is not None
+    with pytest.raises(ValueError, match=r"sky must be finite, ≥ 0 and of shape \(4096,\)"):
+        PFSNoiseModel(signal, background, sky=sky)

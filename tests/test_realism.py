@@ -67,3 +67,15 @@ def test_the_command_writes_the_table_and_figure(tmp_path, etc_dir):
     assert len(rows) == len(variants())
     assert "python -m training realism --n 4" in page
     assert (tmp_path / "realism_shifts.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--n", "0"], "--n must be ≥ 1"), (["--etc-dir", "/no/such/folder"], "is not a folder")],
+)
+def test_the_command_refuses_bad_options_before_any_work(args, message, capsys):
+    from training.cli.realism import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err

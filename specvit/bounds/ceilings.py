@@ -81,8 +81,12 @@ def _values(value, name: str) -> torch.Tensor:
         raise ValueError(f"{name} must be a number or an array of numbers, got {value!r}") from err
 
 
-def _first_bad(values: torch.Tensor, bad: torch.Tensor) -> float:
-    return float(values.reshape(-1)[bad.reshape(-1)][0])
+def _require(values: torch.Tensor, ok: torch.Tensor, message: str) -> torch.Tensor:
+    """``values``, or a ValueError with ``message`` and the first value where ``ok`` is False."""
+    bad = ~ok
+    if bool(bad.any()):
+        raise ValueError(f"{message}, got {float(values.reshape(-1)[bad.reshape(-1)][0]):g}")
+    return values
 
 
 def check_mag(mag: float | Sequence[float] | torch.Tensor) -> torch.Tensor:
@@ -95,12 +99,8 @@ def check_mag(mag: float | Sequence[float] | torch.Tensor) -> torch.Tensor:
     """
     t = _values(mag, "mag")
     low, high = MAG_RANGE
-    bad = ~(torch.isfinite(t) & (t >= low) & (t <= high))
-    if bool(bad.any()):
-        raise ValueError(
-            f"mag must be an HSC-i magnitude within {low:g}–{high:g}, got {_first_bad(t, bad):g}"
-        )
-    return t
+    ok = torch.isfinite(t) & (t >= low) & (t <= high)
+    return _require(t, ok, f"mag must be an HSC-i magnitude within {low:g}–{high:g}")
 
 
 def check_snr(snr: float | Sequence[float] | torch.Tensor) -> torch.Tensor:
@@ -112,10 +112,7 @@ def check_snr(snr: float | Sequence[float] | torch.Tensor) -> torch.Tensor:
         Naming the first value that is not.
     """
     t = _values(snr, "snr")
-    bad = ~(torch.isfinite(t) & (t > 0))
-    if bool(bad.any()):
-        raise ValueError(f"snr must be > 0 and finite, got {_first_bad(t, bad):g}")
-    return t
+    return _require(t, torch.isfinite(t) & (t > 0), "snr must be > 0 and finite")
 
 
 def check_labels(labels: torch.Tensor, emulator=None) -> torch.Tensor:

@@ -27,7 +27,8 @@ import click
 import numpy as np
 from astropy.table import Table, hstack, vstack
 
-from specvit._hub import list_pretrained, load
+from specvit._hub import PRETRAINED_DIR, list_pretrained
+from specvit.config import SpecViTConfig
 from specvit.inference.exact import ExactModeError
 from specvit.inference.flags import PredictFlag
 from specvit.inference.predictor import (
@@ -144,7 +145,7 @@ def _list_models(ctx: click.Context, param: click.Parameter, value: bool) -> Non
     if not value or ctx.resilient_parsing:
         return
     for name in list_pretrained():
-        config = load(name).config
+        config = SpecViTConfig.from_json(PRETRAINED_DIR / name / "config.json")  # no weights
         default = " (default)" if name == DEFAULT_MODEL.name else ""
         click.echo(
             f"{name}{default}: {', '.join(config.label_names)}; {config.input_length} pixels, "

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import torch
 
-from specvit.bounds.bayes import student_t_logpdf
+from specvit.bounds.bayes import amplitude_marginal_from_chi2, student_t_logpdf
 from specvit.bounds.prior import LabelPrior
 from specvit.config import SpecViTConfig
 from specvit.inference.physics import emulator_mismatch
@@ -341,9 +341,7 @@ def whitened_loglike(
     s_yf = a * (big_u + p_) + q_
     excess = a.square() * (big_u * c_ - p_.square()) - 2.0 * a * (big_u + p_) * q_ - q_.square()
     chi2 = (r.square().sum(-1, keepdim=True) + excess / s_ff).clamp_min(0.0)
-    a_hat = s_yf / s_ff
-    out = -0.5 * chi2 - 0.5 * torch.log(s_ff) - torch.log(a_hat.clamp_min(1e-300))
-    return torch.where(a_hat > 0, out, torch.full_like(out, -math.inf))
+    return amplitude_marginal_from_chi2(chi2, s_yf, s_ff)
 
 
 def _chi2(n: int, k: int, nu: float, generator: torch.Generator | None) -> torch.Tensor:

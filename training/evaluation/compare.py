@@ -142,16 +142,14 @@ def _train_specvit(args, n: int, shard: Path, val_path: Path, out: Path) -> Path
     return publish(out / "checkpoints", out / "model")
 
 
-def _predict_model(
-    folder: str | Path, data: dict[str, np.ndarray], exact: bool = False
-) -> tuple[np.ndarray, Any]:
+def _load_model(folder: str | Path) -> Any:
     import specvit
 
     model = specvit.load(str(folder))
     if tuple(model.config.label_names) != LABELS:
         names = model.config.label_names
         raise ValueError(f"{folder} predicts {names}; the report scores models of {LABELS}")
-    return predict_eval_set(model, data, exact=exact)
+    return model
 
 
 # ---------------------------------------------------------------------------------- main
@@ -264,8 +262,9 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         methods[name] = load_predictions(path, args.n_test)
         print(f"{name}: {methods[name]['meta']}", flush=True)
     for folder in args.model:
+        model = _load_model(folder)  # once, for both modes
         for exact in (False, True) if args.exact else (False,):
-            mean, sigma = _predict_model(folder, test, exact)
+            mean, sigma = predict_eval_set(model, test, exact=exact)
             mode = ", exact" if exact else ""
             methods[f"SpecViT ({Path(folder).name}{mode})"] = {
                 "mean": mean,
@@ -290,7 +289,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
                     folder = _train_specvit(
                         args, n, shard, paths["validation"], path.with_suffix("")
                     )
-                    mean, sigma = _predict_model(folder, test)
+                    mean, sigma = predict_eval_set(_load_model(folder), test)
                     meta = {
                         "method": name,
                         "n_train": n,

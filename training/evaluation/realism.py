@@ -136,12 +136,9 @@ def simulate(
     return {k: torch.cat([p[k] for p in parts]) for k in keys}
 
 
-def _predict(
-    model: specvit.SpecViT, data: dict[str, torch.Tensor], exact: bool = False
-) -> dict[str, np.ndarray]:
-    predictor = specvit.Predictor(model, exact=exact)
+def _predict(predictor: specvit.Predictor, data: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
     table = predictor.predict(data["flux"].numpy(), data["error"].numpy())
-    names = model.config.label_names
+    names = predictor.label_names
     return {
         "mean": np.stack([np.asarray(table[n], dtype=np.float64) for n in names], 1),
         "sigma": np.stack([np.asarray(table[f"{n}_err"], dtype=np.float64) for n in names], 1),
@@ -217,7 +214,8 @@ def realism_scores(
     columns = [specvit.LABEL_NAMES.index(name) for name in names]
     labels = reference_data["labels"].numpy()[:, columns].astype(np.float64)
     snr = reference_data["snr"].numpy().astype(np.float64)
-    reference = _predict(model, reference_data, exact)
+    predictor = specvit.Predictor(model, exact=exact)  # one, for every variant
+    reference = _predict(predictor, reference_data)
     out = {
         "n": n,
         "seed": seed,
@@ -228,7 +226,7 @@ def realism_scores(
     }
     for variant in variants():
         data = simulate(variant, n, noise, emulator, seed)
-        scored = score_variant(reference, _predict(model, data, exact), labels, snr, names)
+        scored = score_variant(reference, _predict(predictor, data), labels, snr, names)
         out["variants"][variant.name] = {"effect": variant.effect, **scored}
     return out
 
