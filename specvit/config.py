@@ -18,7 +18,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "tokenizer": ("c1d", "sw"),
     "pos_embed": ("learned", "sinusoidal", "wavelength"),
     "input_channels": ("flux", "flux+inverr", "flux+lnsnr"),
-    "input_norm": ("median", "none"),
+    "input_norm": ("median", "continuum", "none"),
     "head": ("point", "gaussian"),
     "pool": ("cls", "mean"),
     "wave_medium": ("vacuum", "air"),
@@ -65,12 +65,18 @@ class ModelDomain:
         frame first; ``rv`` is then ``[0, 0]`` or a small residual range) or ``"observed"``
         (trained on spectra moving within ``rv``). The wavelength medium is the config's
         ``wave_medium`` (one home for it).
+    sigma_scale : (float, float)
+        Range of the factor between the σ the training spectra reported and their true noise
+        (the data engine's σ-scale effect; ``[1, 1]``: σ always right). The emulator fit's χ²
+        test of :mod:`specvit.inference.physics` allows σ to be too small by the lower end: a
+        model trained on such spectra is not put at risk by it.
     """
 
     labels: dict[str, tuple[float, float]]
     mag: tuple[float, float] | None = None
     rv: tuple[float, float] = (0.0, 0.0)
     frame: Literal["rest", "observed"] = "rest"
+    sigma_scale: tuple[float, float] = (1.0, 1.0)
 
     def __post_init__(self) -> None:
         if not isinstance(self.labels, dict) or not self.labels:
@@ -79,6 +85,9 @@ class ModelDomain:
         object.__setattr__(self, "labels", boxes)
         object.__setattr__(self, "mag", None if self.mag is None else _range(self.mag, "mag"))
         object.__setattr__(self, "rv", _range(self.rv, "rv"))
+        object.__setattr__(self, "sigma_scale", _range(self.sigma_scale, "sigma_scale"))
+        if not self.sigma_scale[0] > 0:
+            raise ValueError(f"ModelDomain.sigma_scale must be > 0, got {self.sigma_scale!r}")
         if self.frame not in ("rest", "observed"):
             raise ValueError(f"ModelDomain.frame must be 'rest' or 'observed', got {self.frame!r}")
 
@@ -126,10 +135,19 @@ class SpecViTConfig:
         ``median_flux / σ`` (the S/N a unit-continuum pixel would have), 0 where masked.
         ``"flux+lnsnr"``: the second channel is ``ln(1 + median_flux / σ)``, the same
         information compressed to ≈ 0.7–4.6 over S/N 1–100, and 0 (σ = ∞) where masked.
-    input_norm : {"median", "none"}
+    input_norm : {"median", "continuum", "none"}
         ``"median"`` divides flux and σ by each spectrum's median valid flux and feeds
         ``flux/median − 1``, so the input does not depend on the flux unit or the star's
-        brightness. ``"none"`` feeds flux as is.
+        brightness. ``"continuum"`` divides them, pixel by pixel, by a weighted Legendre fit of
+        order ``continuum_order`` to the flux (:func:`specvit.continuum.fit_continuum`) and
+        feeds ``flux/continuum − 1``: nor does it depend on a smooth multiplicative curve
+        (flux calibration, extinction, f_ν or f_λ). ``"none"`` feeds flux as is.
+    continuum_order : int
+        Highest Legendre order of the ``"continuum"`` normalisation (unused by the others).
+    rest_frame : bool
+        Whether the model's input is shifted to each star's rest frame first
+        (:func:`specvit.preprocessing.prepare`: the velocity given, or measured by
+        :func:`specvit.velocity.measure_rv`); such a model takes observed-frame spectra.
     tokenizer : {"c1d", "sw"}
         ``"c1d"``: Conv1d patch embedding. ``"sw"``: unfold into windows + Linear.
     patch_size, patch_stride : int
@@ -171,7 +189,9 @@ class SpecViTConfig:
     label_shift: tuple[float, ...] = (0.0,)
     label_scale: tuple[float, ...] = (1.0,)
     input_channels: Literal["flux", "flux+inverr", "flux+lnsnr"] = "flux"
-    input_norm: Literal["median", "none"] = "median"
+    input_norm: Literal["median", "continuum", "none"] = "median"
+    continuum_order: int = 5
+    rest_frame: bool = False
     tokenizer: Literal["c1d", "sw"] = "c1d"
     patch_size: int = 16
     patch_stride: int = 16
@@ -227,6 +247,15 @@ class SpecViTConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"SpecViTConfig.{name} must be a positive integer, got {value!r}")
+        order = self.continuum_order
+        if not isinstance(order, int) or isinstance(order, bool) or not 0 <= order <= 20:
+            raise ValueError(
+                f"SpecViTConfig.continuum_order must be an integer in 0–20, got {order!r}"
+            )
+        if not isinstance(self.rest_frame, bool):
+            raise ValueError(
+                f"SpecViTConfig.rest_frame must be true or false, got {self.rest_frame!r}"
+            )
         if self.patch_size > self.input_length:
             raise ValueError(
                 f"patch_size={self.patch_size} exceeds input_length={self.input_length}"

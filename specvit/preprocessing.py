@@ -24,14 +24,24 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from specvit.config import SpecViTConfig
+from specvit.continuum import fit_continuum
+from specvit.velocity import measure_rv, to_rest_frame
 
-__all__ = ["expected_snr", "masked_median", "median_snr", "model_input", "valid_pixels"]
+__all__ = [
+    "Prepared",
+    "expected_snr",
+    "masked_median",
+    "median_snr",
+    "model_input",
+    "prepare",
+    "valid_pixels",
+]
 
 #: Fewest rows a thread takes (a median over 4096 pixels costs ≈ 25 µs per row).
 _ROWS_PER_THREAD = 32
@@ -222,10 +232,18 @@ def _snr_rows(flux: Any, error: Any, valid: Any, out: Any) -> None:
 
 
 def _input_rows(
-    flux: Any, error: Any, valid: Any, x: Any, scale: Any, *, config: SpecViTConfig
+    flux: Any,
+    error: Any,
+    valid: Any,
+    continuum: Any,
+    x: Any,
+    scale: Any,
+    *,
+    config: SpecViTConfig,
 ) -> None:
     """Rows of :func:`model_input` into ``x`` (R, C, L) and ``scale`` (R,), in place, for numpy
-    arrays or torch tensors."""
+    arrays or torch tensors; ``continuum`` (R, L) is the divisor of ``input_norm="continuum"``
+    (None for the others)."""
     xp = np if isinstance(flux, np.ndarray) else torch
     good = _valid(flux, error)
     if valid is not None:
@@ -233,16 +251,23 @@ def _input_rows(
     if config.input_norm == "median":
         _median_rows(flux, good, scale)
         scale[~(scale > 0)] = np.nan
+        divisor = scale[:, None]
+    elif config.input_norm == "continuum":
+        _median_rows(continuum, good, scale)
+        # a continuum ≤ 0 on a valid pixel (a fit to a spectrum that is not a star's) is unusable
+        scale[((continuum <= 0) & good).any(-1)] = np.nan
+        divisor = continuum
     else:
         scale[:] = 1.0
+        divisor = scale[:, None]
     usable = xp.isfinite(scale)[:, None]
-    safe_scale = xp.where(usable, scale[:, None], 1.0)
+    safe = xp.where(usable & (divisor > 0), divisor, 1.0)
     with np.errstate(divide="ignore"):  # σ = 0: masked below
-        xp.divide(flux, safe_scale, out=x[:, 0])
-        if config.input_norm == "median":
+        xp.divide(flux, safe, out=x[:, 0])
+        if config.input_norm != "none":
             x[:, 0] -= 1.0
         if config.in_chans == 2:
-            xp.divide(safe_scale, error, out=x[:, 1])
+            xp.divide(safe, error, out=x[:, 1])
     if config.input_channels == "flux+lnsnr":
         # torch's log1p on numpy's view too: numpy's can differ in the last bit, and training
         # runs resumed across versions must see the same input
@@ -301,7 +326,80 @@ def model_input(
     flux = flux.detach().float()
     error = None if error is None else error.detach().float()
     valid = None if valid is None else valid.to(flux.device)
+    continuum = None
+    if config.input_norm == "continuum":
+        if error is None:
+            raise ValueError("a model with input_norm='continuum' needs the error array")
+        good = valid_pixels(flux, error)
+        if valid is not None:
+            good &= valid
+        continuum = fit_continuum(flux, error, good, config.continuum_order)
     x = flux.new_empty((flux.shape[0], config.in_chans, flux.shape[1]))
     scale = flux.new_empty(flux.shape[0])
-    _run(functools.partial(_input_rows, config=config), flux, error, valid, x, scale)
+    _run(functools.partial(_input_rows, config=config), flux, error, valid, continuum, x, scale)
     return x, scale
+
+
+class Prepared(NamedTuple):
+    """What :func:`prepare` makes of a batch of spectra."""
+
+    #: (B, C, L) float32 model input.
+    x: torch.Tensor
+    #: (B,) the flux each spectrum was divided by (see :func:`model_input`); NaN: unusable.
+    scale: torch.Tensor
+    #: (B,) km/s, the velocity each spectrum was shifted by (given or measured); None for a
+    #: model without ``rest_frame``.
+    v_rad: torch.Tensor | None
+    #: (B,) km/s, the measured velocity's 1σ; NaN where the velocity was given; None as above.
+    v_rad_err: torch.Tensor | None
+    #: (B, L) the flux, σ and valid pixels the input was built from (in the rest frame for a
+    #: ``rest_frame`` model; ``valid`` combines :func:`valid_pixels` with the caller's mask).
+    flux: torch.Tensor
+    error: torch.Tensor | None
+    valid: torch.Tensor
+
+
+def prepare(
+    flux: torch.Tensor,
+    error: torch.Tensor | None,
+    config: SpecViTConfig,
+    valid: torch.Tensor | None = None,
+    rv: torch.Tensor | None = None,
+) -> Prepared:
+    """Spectra on the model's grid → model input: the path of training and inference alike.
+
+    For a model with ``config.rest_frame`` each spectrum is first shifted to its rest frame
+    (:func:`specvit.velocity.to_rest_frame`) by ``rv`` or, where that is None, by its velocity
+    measured with :func:`specvit.velocity.measure_rv`; then :func:`model_input` builds the input.
+
+    Parameters
+    ----------
+    flux, error, config, valid
+        As for :func:`model_input` (``error`` is required with ``rest_frame``).
+    rv : torch.Tensor, optional
+        (B,) known radial velocities (km/s); None to measure them (``rest_frame`` models only).
+
+    Returns
+    -------
+    Prepared
+    """
+    v_rad = v_rad_err = None
+    good = valid_pixels(flux, error)
+    if valid is not None:
+        good &= valid.to(good.device)
+    if config.rest_frame:
+        if error is None:
+            raise ValueError("a rest_frame model needs the error array")
+        grid = config.wavelength_grid
+        if rv is None:
+            v_rad, v_rad_err = measure_rv(flux, error, good, grid)
+        else:
+            v_rad = torch.as_tensor(rv, dtype=torch.float32, device=flux.device).expand(
+                flux.shape[0]
+            )
+            v_rad_err = torch.full_like(v_rad, torch.nan)
+        flux, error, good = to_rest_frame(flux, error, good, v_rad, grid)
+    elif rv is not None:
+        raise ValueError("this model takes rest-frame spectra: it cannot use a radial velocity")
+    x, scale = model_input(flux, error, config, good)
+    return Prepared(x, scale, v_rad, v_rad_err, flux, error, good)

@@ -16,13 +16,9 @@ from specvit.emulator.doppler import (
     rest_wavelength,
     velocity_from_pixel_shift,
 )
-from specvit.inference.physics import (
-    RV_SEARCH_KMS,
-    catmull_rom_shift,
-    pixel_derivatives,
-    taylor_shift,
-)
+from specvit.inference.physics import pixel_derivatives, taylor_shift
 from specvit.instrument import PFS_MR
+from specvit.velocity import RV_SEARCH_KMS, catmull_rom_shift
 
 #: A cool giant (the deepest lines), a cool dwarf and a hot metal-poor dwarf.
 LABELS = torch.tensor(

@@ -152,7 +152,7 @@ def test_the_torch_path_other_devices_take_equals_the_cpu_path():
     flux, error, mask = _spectra(40)
     x, scale = model_input(flux, error, config, valid=mask)
     x_t, scale_t = torch.empty_like(x), torch.empty_like(scale)
-    preprocessing._input_rows(flux, error, mask, x_t, scale_t, config=config)
+    preprocessing._input_rows(flux, error, mask, None, x_t, scale_t, config=config)
     assert torch.equal(x_t, x)
     assert torch.equal(scale_t.nan_to_num(), scale.nan_to_num())
 
@@ -220,3 +220,63 @@ def test_masked_median_is_torch_nanmedian_over_the_valid_entries():
     got = masked_median(values, valid)
     assert torch.isnan(got[0]) and torch.equal(got[1:], reference[1:])
     assert torch.equal(masked_median(values, None), values.median(dim=-1).values)
+
+
+# ---------------------------------------------------------------- continuum input, rest frame
+CONTINUUM = specvit.get_preset("specvit_tiny", input_channels="flux+lnsnr", input_norm="continuum")
+OBSERVED = specvit.get_preset(
+    "specvit_tiny", input_channels="flux+lnsnr", input_norm="continuum", rest_frame=True
+)
+
+
+def _emulator_spectra(n: int = 4, snr: float = 30.0, seed: int = 0):
+    from specvit.emulator import Emulator
+
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.tensor([[4200.0, 2.0, -0.5], [5000.0, 4.5, 0.0], [5600.0, 2.5, -2.0]])
+    flux = Emulator.load()(labels[torch.arange(n) % 3])
+    error = flux.median(-1, keepdim=True).values / snr * torch.ones_like(flux)
+    return flux + error * torch.randn(flux.shape, generator=gen), error
+
+
+def test_the_continuum_input_ignores_a_smooth_multiplicative_curve():
+    """f_λ for f_ν (× c/λ²), a calibration tilt, any scale: the input barely moves, far less
+    than the median-normalised input does."""
+    flux, error = _emulator_spectra()
+    wave = torch.as_tensor(CONTINUUM.wavelength_grid.wavelength(), dtype=torch.float32)
+    x = torch.linspace(-1.0, 1.0, flux.shape[1])
+    for curve in (3e18 / wave**2, 1e-3 * (1.0 + 0.15 * x - 0.05 * x**2)):
+        base, _ = model_input(flux, error, CONTINUUM)
+        moved, _ = model_input(flux * curve, error * curve, CONTINUUM)
+        assert (moved - base).abs().max() < 0.02
+        old = (
+            model_input(flux * curve, error * curve, CONFIG)[0]
+            - model_input(flux, error, CONFIG)[0]
+        )
+        assert old.abs().max() > 0.05  # the check can fail: a median-normalised input moves
+
+
+def test_prepare_shifts_a_rest_frame_models_input_and_measures_the_velocity():
+    from specvit.emulator import DopplerShift, Emulator
+    from specvit.preprocessing import prepare
+
+    emulator = Emulator.load()
+    labels = torch.tensor([[4300.0, 2.0, -0.7]] * 2)
+    rv = torch.tensor([-350.0, 420.0])
+    moving = DopplerShift(emulator, max_rv=600.0)(labels, rv)
+    error = 0.02 * moving
+    rest = prepare(emulator(labels), 0.02 * emulator(labels), CONTINUUM)
+    measured = prepare(moving, error, OBSERVED)
+    assert (measured.v_rad - rv).abs().max() < 3.0 and torch.isfinite(measured.v_rad_err).all()
+    inner = measured.valid.all(0)
+    assert (measured.x[:, 0, inner] - rest.x[:, 0, inner]).abs().max() < 0.05
+    given = prepare(moving, error, OBSERVED, rv=rv)
+    torch.testing.assert_close(given.v_rad, rv)
+    assert given.v_rad_err.isnan().all()
+    with pytest.raises(ValueError, match="takes rest-frame spectra"):
+        prepare(moving, error, CONTINUUM, rv=rv)
+    with pytest.raises(ValueError, match="needs the error array"):
+        prepare(moving, None, OBSERVED)
+    # a model without rest_frame: no velocity, the input of model_input
+    plain = prepare(moving, error, CONTINUUM)
+    assert plain.v_rad is None and torch.equal(plain.x, model_input(moving, error, CONTINUUM)[0])

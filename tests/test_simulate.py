@@ -169,8 +169,8 @@ def test_engine_constants_are_named_once(tmp_path, monkeypatch) -> None:
     default that uses one reads its one named constant."""
     import training.cli.make_dataset as make_dataset
     from specvit.bounds.cli import main as bounds_cli
-    from specvit.inference.physics import RV_SEARCH_KMS
     from specvit.instrument import DEFAULT_N_EXPOSURES
+    from specvit.velocity import RV_SEARCH_KMS
     from training.engine.seeding import DRAW_BLOCK
     from training.engine.simulate import DEFAULT_MAG
     from training.evaluation.eval_sets import EvalSetSettings

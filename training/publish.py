@@ -34,6 +34,7 @@ from specvit.config import SpecViTConfig
 from specvit.labels import LABEL_NAMES, LABEL_UNITS
 from specvit.models.specvit import SpecViT
 from specvit.preprocessing import median_snr
+from training.engine.effects import Effects
 from training.engine.seeding import CALIBRATION_SEED, DRAW_BLOCK, step_generator
 from training.engine.sources import EngineSource
 from training.evaluation.calibration import fit_sigma_snr_calibration
@@ -84,6 +85,17 @@ def _metrics_tables(metrics: dict[str, Any], labels: tuple[str, ...]) -> str:
     return "\n".join(lines) + f"\n\nMAE and RMSE: {units}.\n"
 
 
+def _setting(value: Any) -> str:
+    """An effect's setting as the model card shows it: a uniform prior as ``low–high``."""
+    if isinstance(value, dict) and value.get("kind") == "uniform":
+        return f"{value['low']:g}–{value['high']:g}"
+    if isinstance(value, dict) and value.get("kind") == "fixed":
+        return f"{value['value']:g}"
+    if isinstance(value, list | tuple):
+        return "/".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _data_description(run: dict[str, Any]) -> str:
     data, train = run["data"], run["train"]
     if data["source"] == "engine":
@@ -96,6 +108,16 @@ def _data_description(run: dict[str, Any]) -> str:
             f"Labels drawn from {prior}. Every training step drew fresh spectra and fresh noise; "
             f"an epoch was {data['n_train']} spectra."
         )
+        effects = Effects.from_dict(data.get("effects")).to_dict()
+        if effects:
+            listed = "; ".join(
+                f"`{name}` ({', '.join(f'{k} {_setting(v)}' for k, v in settings.items())})"
+                for name, settings in effects.items()
+            )
+            text += (
+                " Real-data effects drawn per star (`training.engine.effects`, sources in "
+                f"docs/data_engine.md): {listed}."
+            )
     else:
         text = (
             f"HDF5 shards `{data['train_path']}` (validation `{data['val_path']}`), with fresh "
@@ -221,13 +243,40 @@ def _snr_range(run: dict[str, Any], n: int = 2048) -> tuple[float, float] | None
 
 def _input_section(config: SpecViTConfig, record: dict[str, Any]) -> str:
     """What the model expects: grid, frame, labels, magnitudes and S/N it was trained on."""
-    lines = [
-        f"* PFS MR spectra on (or resampled to) {config.wave_start:g}–{config.wave_stop:g} Å, "
-        f"{config.input_length} pixels, {config.wave_medium} wavelengths, in the star's rest "
-        "frame (`specvit.predict` resamples other grids and converts air to vacuum; shift "
-        "observed spectra to the rest frame first), with their 1σ errors.",
-    ]
     domain = config.domain
+    grid = (
+        f"* PFS MR spectra on (or resampled to) {config.wave_start:g}–{config.wave_stop:g} Å, "
+        f"{config.input_length} pixels, {config.wave_medium} wavelengths"
+    )
+    if config.rest_frame:
+        moving = (
+            ""
+            if domain is None
+            else f" (trained on stars at {domain.rv[0]:g}…{domain.rv[1]:g} km/s)"
+        )
+        grid += (
+            f", in the observed frame{moving}: each spectrum's velocity is measured "
+            "(`v_rad`, `v_rad_err`) or taken from `rv=`, and the spectrum shifted to its rest "
+            "frame (`specvit.velocity`)"
+        )
+    else:
+        grid += ", in the star's rest frame (shift observed spectra to the rest frame first)"
+    lines = [
+        grid + "; `specvit.predict` resamples other grids and converts air to vacuum. With their "
+        "1σ errors."
+    ]
+    if config.input_norm == "continuum":
+        lines.append(
+            f"* Any flux unit or convention (f_ν, f_λ, photons, continuum-normalised): the input "
+            f"is the flux over a weighted Legendre fit of order {config.continuum_order} to it "
+            "(`specvit.continuum`), blind to a smooth multiplicative curve such as a flux "
+            "calibration error or reddening."
+        )
+    if domain is not None and domain.sigma_scale != (1.0, 1.0):
+        lines.append(
+            f"* Trained on reported σ off by a factor {domain.sigma_scale[0]:g}–"
+            f"{domain.sigma_scale[1]:g}; the χ² test allows σ too small by up to that."
+        )
     if domain is not None:
         box = ", ".join(
             f"{n} {domain.labels[n][0]:g}…{domain.labels[n][1]:g} {LABEL_UNITS[n]}"
@@ -397,7 +446,14 @@ def _load_source(source: str | Path, weights: str) -> tuple[SpecViT, dict[str, A
         record["run_config"] = rename_keys(record["run_config"])
         return specvit.load(folder), record
     state = load_checkpoint(folder)
-    model = SpecViT(SpecViTConfig.from_dict(state["model_config"]))
+    config = SpecViTConfig.from_dict(state["model_config"])
+    run = rename_keys(state["run_config"])
+    if run["data"]["source"] == "engine":  # the domain as the trainer builds it today
+        try:
+            config = config.replace(domain=EngineSource(RunConfig.from_dict(run)).domain())
+        except FileNotFoundError as exc:  # the run's ETC tables are not on this machine
+            print(f"the checkpoint's stored training domain is kept: {exc}", file=sys.stderr)
+    model = SpecViT(config)
     if weights == "ema" and state.get("ema") is None:
         weights = "model"  # the run kept no average
     model.load_state_dict(state[weights])

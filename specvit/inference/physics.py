@@ -19,18 +19,18 @@ fit: the emulator's flux (normalised flux × its continuum) is scaled by one amp
 else. A spectrum whose continuum the emulator cannot produce (detector counts with the
 throughput in, a flat or power-law source) fails the fit.
 
-The radial velocity is found coarse to fine. Coarse: the observed and the emulator spectrum's
-line structure (each minus its 65-pixel running mean) are cross-correlated by FFT over the red
-quarter of the arm (8412–8850 Å, the Ca II triplet; a velocity is nearly one pixel shift there)
-within ±:data:`RV_SEARCH_KMS`, the peak refined by a parabola through three lags. Fine: one
-Gauss–Newton step in ``(A, v)`` about the rest frame for every star, the emulator spectrum
-shifted to second order in its (fourth-order finite-difference) wavelength derivatives; where
-the cross-correlation peak lies beyond half a pixel and the rest-frame fit fails the line test
-(z < −:data:`LINE_Z`), three more steps about the peak, on the emulator spectrum shifted there
-by cubic (Catmull–Rom) interpolation, kept where they lower χ² on the same pixels by more than
-:data:`RV_DELTA_CHI2`. Pixels whose rest wavelength falls off the grid, and the two at each end,
-are left out of the fit. Stars are fitted in chunks of 64, whose working set stays in the CPU
-cache.
+The radial velocity is found coarse to fine. Coarse: the observed and the emulator spectrum's line
+structure (each minus its 65-pixel running mean) are cross-correlated by FFT over the red quarter
+of the arm (8412–8850 Å, the Ca II triplet; a velocity is nearly one pixel shift there) within
+±:data:`specvit.velocity.RV_SEARCH_KMS`, the peak refined by a parabola through three lags. Fine:
+one Gauss–Newton step in ``(A, v)`` about the rest frame for every star, the emulator spectrum
+shifted to second order in its (fourth-order finite-difference) wavelength derivatives; where the
+cross-correlation peak lies beyond half a pixel and the rest-frame fit fails the line test (z <
+−:data:`LINE_Z`), three more steps about the peak, on the emulator spectrum shifted there by cubic
+(Catmull–Rom) interpolation (:func:`specvit.velocity.catmull_rom_shift`), kept where they lower χ²
+on the same pixels by more than :data:`RV_DELTA_CHI2`. Pixels whose rest wavelength falls off the
+grid, and the two at each end, are left out of the fit. Stars are fitted in chunks of 64, whose
+working set stays in the CPU cache.
 
 The flags (:class:`~specvit.inference.flags.PredictFlag`) and their thresholds are documented
 on the predict docs page and below.
@@ -49,6 +49,7 @@ from scipy import stats
 from specvit.bounds.ceilings import sigma_from_relative_error
 from specvit.bounds.fisher import fisher_information, marginal_crlb
 from specvit.config import SpecViTConfig
+from specvit.continuum import legendre_basis
 from specvit.emulator.doppler import (
     kms_per_pixel,
     pixel_shift,
@@ -58,16 +59,15 @@ from specvit.emulator.doppler import (
 from specvit.inference.flags import PredictFlag
 from specvit.instrument.grid import PFS_MR
 from specvit.labels import LABEL_NAMES
+from specvit.velocity import RV_SEARCH_KMS, catmull_rom_shift
 
 __all__ = [
     "CHI2_PVALUE_THRESHOLD",
     "LINE_Z",
     "LOW_SNR",
     "RV_DELTA_CHI2",
-    "RV_SEARCH_KMS",
     "RV_TOLERANCE_KMS",
     "PhysicalContext",
-    "catmull_rom_shift",
     "emulator_mismatch",
     "pixel_derivatives",
     "taylor_shift",
@@ -87,9 +87,6 @@ LINE_Z = 3.0
 #: ``RV_OUTSIDE_TRAINING`` when the fitted v_rad lies more than this beyond the trained range
 #: (half the 60 km/s FWHM of the MR line-spread function, about two pixels).
 RV_TOLERANCE_KMS = 30.0
-#: The radial-velocity search range, ± km/s: the one home of specvit's velocity limit (the data
-#: engine, ``training.engine.simulate.Prior``, draws no velocity beyond it).
-RV_SEARCH_KMS = 1000.0
 #: A velocity from the cross-correlation replaces the rest-frame fit only where it lowers
 #: χ² (on the same pixels) by more than this (a 5σ preference), so noise peaks at low SNR do
 #: not make velocities.
@@ -146,35 +143,6 @@ def _cross_correlation_lag(obs: torch.Tensor, template: torch.Tensor, max_lag: i
     denom = y0 - 2.0 * y1 + y2
     offset = torch.where(denom < 0, 0.5 * (y0 - y2) / denom, 0.0).clamp(-0.5, 0.5)
     return peak.squeeze(1).to(obs.dtype) - (max_lag + 1) + offset
-
-
-def catmull_rom_shift(template: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """A spectrum shifted by cubic (Catmull–Rom) interpolation: ``template`` read at ``pos``.
-
-    The fit's fast approximation of :class:`specvit.emulator.DopplerShift`: with ``pos = i −``
-    :func:`specvit.emulator.doppler.pixel_shift` it approximates the emulator spectrum observed
-    at that velocity (``tests/test_doppler.py`` holds the two together).
-
-    Parameters
-    ----------
-    template : torch.Tensor
-        (R, L) pixel values.
-    pos : torch.Tensor
-        (R, L) (fractional) pixel positions to read ``template`` at, clamped to ``[1, L − 2.01]``.
-
-    Returns
-    -------
-    torch.Tensor
-        (R, L) the interpolated values.
-    """
-    n = template.shape[-1]
-    pos = pos.clamp(1.0, n - 2.01)
-    i = pos.floor().long()
-    t = pos - i
-    p0, p1, p2, p3 = (template.gather(-1, i + k) for k in (-1, 0, 1, 2))
-    a = 1.5 * (p1 - p2) + 0.5 * (p3 - p0)
-    b = p0 - 2.5 * p1 + 2.0 * p2 - 0.5 * p3
-    return ((a * t + b) * t + 0.5 * (p2 - p0)) * t + p1
 
 
 def pixel_derivatives(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -272,6 +240,13 @@ class PhysicalContext:
         self._ccf = slice(3 * config.input_length // 4, None)
         self._kms_per_px = kms_per_pixel(float(wave[self._ccf].mean()), self._step)
         self._max_lag = math.ceil(RV_SEARCH_KMS / self._kms_per_px)
+        #: the continuum polynomial's Legendre terms (K, L) for an ``input_norm="continuum"``
+        #: model, None for one that sees its flux over one number
+        self._poly = None
+        if config.input_norm == "continuum":
+            x = torch.linspace(-1.0, 1.0, config.input_length, dtype=torch.float64)
+            terms = legendre_basis(x, config.continuum_order)
+            self._poly = torch.cat([torch.ones_like(x)[None], terms]).float()
         if self.reason is None:
             self._order = [config.label_names.index(n) for n in LABEL_NAMES]
             self._crlb_index = [LABEL_NAMES.index(n) for n in config.label_names]
@@ -286,7 +261,9 @@ class PhysicalContext:
         if not self.fits:
             return []
         crlb = [f"crlb_{name}" for name in self.config.label_names]
-        return [*crlb, "v_rad", "chi2_red", "chi2_pvalue", "line_ratio"]
+        # a rest_frame model's velocity is the one its input was shifted by (predict's v_rad)
+        velocity = [] if self.config.rest_frame else ["v_rad"]
+        return [*crlb, *velocity, "chi2_red", "chi2_pvalue", "line_ratio"]
 
     @property
     def checked(self) -> PredictFlag:
@@ -330,6 +307,7 @@ class PhysicalContext:
         valid: torch.Tensor,
         scale: torch.Tensor,
         snr: torch.Tensor,
+        velocity: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Flags and columns of one chunk.
 
@@ -345,6 +323,11 @@ class PhysicalContext:
             (B,) each spectrum's median valid flux (from :func:`specvit.model_input`).
         snr : torch.Tensor
             (B,) median flux/σ.
+        velocity : torch.Tensor, optional
+            (B,) km/s: for a ``rest_frame`` model (required), the velocity its input was
+            shifted by, and ``flux``, ``error`` and ``valid`` are that rest-frame spectrum
+            (:class:`specvit.preprocessing.Prepared`); the fit then searches no velocity far
+            from rest.
 
         Returns
         -------
@@ -389,7 +372,7 @@ class PhysicalContext:
         flags |= torch.where(bad_fit, int(PredictFlag.OUT_OF_DOMAIN), 0).int()
         if self.domain is not None:
             lo, hi = self.domain.rv
-            v = columns["v_rad"]
+            v = velocity.to(torch.float64) if self.config.rest_frame else columns["v_rad"]
             off = (v < lo - RV_TOLERANCE_KMS) | (v > hi + RV_TOLERANCE_KMS)
             flags |= torch.where(off, int(PredictFlag.RV_OUTSIDE_TRAINING), 0).int()
         return flags, columns
@@ -418,12 +401,15 @@ class PhysicalContext:
         # Radial velocity, coarse: cross-correlate the line structure (flux minus its running
         # mean; masked pixels at the median level, weight 0) of the observed and the emulator
         # spectrum over the red quarter.
-        red = self._ccf
         lines = _high_pass(model)
         wf = w * f
-        obs = _high_pass(f[:, red] - keep[:, red] + 1.0) * w[:, red]
-        lag = _cross_correlation_lag(obs, lines[:, red].contiguous(), self._max_lag)
-        v_coarse = velocity_from_pixel_shift(lag, self._kms_per_px)
+        if self.config.rest_frame:  # shifted to rest already: no far velocity to search
+            v_coarse = torch.zeros(f.shape[0], dtype=f.dtype, device=f.device)
+        else:
+            red = self._ccf
+            obs = _high_pass(f[:, red] - keep[:, red] + 1.0) * w[:, red]
+            lag = _cross_correlation_lag(obs, lines[:, red].contiguous(), self._max_lag)
+            v_coarse = velocity_from_pixel_shift(lag, self._kms_per_px)
         px_per_kms = self._px_per_kms.to(f.device)
         # Fine: one Gauss–Newton step in v about the rest frame (every star) ...
         v, chi2, dof, ratio, line_z = self._refine(
@@ -450,22 +436,26 @@ class PhysicalContext:
             better = shifted[1] < rest[1] - RV_DELTA_CHI2
             for mine, theirs in zip((v, chi2, dof, ratio, line_z), shifted, strict=True):
                 mine[far] = torch.where(better, theirs.to(mine.dtype), mine[far])
-        out["v_rad"] = v
+        if not self.config.rest_frame:
+            out["v_rad"] = v
         out["chi2_red"] = chi2 / dof
         out["line_ratio"] = ratio
         out["_line_z"] = line_z
-        p = stats.chi2.sf(chi2.cpu().numpy(), dof.clamp_min(1.0).cpu().numpy())
+        # a model trained on σ up to a factor s_low too small is not at risk from it: the test
+        # takes the χ² that σ would give (ModelDomain.sigma_scale; 1 for most models)
+        low = 1.0 if self.domain is None else min(1.0, self.domain.sigma_scale[0])
+        p = stats.chi2.sf(chi2.cpu().numpy() * low**2, dof.clamp_min(1.0).cpu().numpy())
         out["chi2_pvalue"] = torch.from_numpy(np.asarray(p)).to(chi2.device)
         return out
 
-    @staticmethod
-    def _refine(base, lines, v0, f, w, wf, px_per_kms):
+    def _refine(self, base, lines, v0, f, w, wf, px_per_kms):
         """One Gauss–Newton step in (A, v) from ``base`` (the emulator spectrum at ``v0``).
 
         The spectrum at ``v0 + δ`` is ``base`` shifted by ``s = δ · px_per_kms`` pixels, to
-        second order: ``base − s base' + s² base''/2``; ``A`` is then fitted exactly. ``lines``
-        is ``base`` minus its running mean, for the line-strength test. ``w`` must be 0 on the
-        two pixels at each end.
+        second order: ``base − s base' + s² base''/2``; ``A`` is then fitted exactly (for a model
+        with ``input_norm="continuum"``, a Legendre polynomial of its ``continuum_order`` times
+        the spectrum, :meth:`_continuum_fit`). ``lines`` is ``base`` minus its running mean, for
+        the line-strength test. ``w`` must be 0 on the two pixels at each end.
 
         Returns
         -------
@@ -488,6 +478,9 @@ class PhysicalContext:
         delta = torch.where(torch.isfinite(delta) & (det > 0), delta, 0.0).clamp(-limit, limit)
         shift = delta.unsqueeze(-1) * px_per_kms
         spectrum = taylor_shift(base, d1, d2, shift)
+        if self._poly is not None:
+            chi2, dof, ratio, line_z = self._continuum_fit(spectrum, lines, f, w, inner)
+            return v0 + delta, chi2, dof, ratio, line_z
         ws = w * spectrum
         s_ss, s_fs = torch.linalg.vecdot(ws, spectrum), torch.linalg.vecdot(wf, spectrum)
         amp = s_fs / s_ss
@@ -502,3 +495,40 @@ class PhysicalContext:
         alpha, gamma = (s_ll * s_fs - s_sl * s_fl) / det, (s_ss * s_fl - s_sl * s_fs) / det
         line_z = gamma * torch.sign(alpha) / torch.sqrt(s_ss / det)
         return v0 + delta, chi2, dof, 1.0 + gamma / alpha, line_z
+
+    def _continuum_fit(self, spectrum, lines, f, w, inner):
+        """χ², dof, line ratio and line z of ``f ≈ P(x)·spectrum`` (+ ``γ·lines``), ``P`` a
+        Legendre polynomial of the model's ``continuum_order`` fitted by weighted least squares.
+
+        The line ratio is ``1 + γ/α₀`` (α₀: the polynomial's constant term).
+        """
+        basis = self._poly[:, inner].to(spectrum)  # (K, n)
+        columns = spectrum.unsqueeze(1) * basis  # (R, K, n)
+        wc = w.unsqueeze(1) * columns
+        normal = (wc @ columns.transpose(1, 2)).double()  # (R, K, K)
+        rhs = (wc @ f.unsqueeze(-1)).double()  # (R, K, 1)
+        k = basis.shape[0]
+        eye = torch.eye(k + 1, dtype=torch.float64, device=f.device)
+        coef = torch.linalg.solve(normal + 1e-12 * eye[:k, :k], rhs)
+        model = (coef.float().transpose(1, 2) @ columns).squeeze(1)
+        chi2 = torch.linalg.vecdot(w, (f - model).square()).double()
+        dof = torch.count_nonzero(w, dim=-1).double() - (k + 1.0)
+        # the line test: one more column, the emulator's line structure
+        wl = w * lines
+        cross = (wc @ lines.unsqueeze(-1)).double()  # (R, K, 1)
+        full = torch.cat(
+            [
+                torch.cat([normal, cross], dim=2),
+                torch.cat(
+                    [cross.transpose(1, 2), torch.linalg.vecdot(wl, lines).double()[:, None, None]],
+                    dim=2,
+                ),
+            ],
+            dim=1,
+        )
+        rhs_full = torch.cat([rhs, torch.linalg.vecdot(wl, f).double()[:, None, None]], dim=1)
+        inverse = torch.linalg.inv(full + 1e-12 * eye)
+        solution = (inverse @ rhs_full).squeeze(-1)
+        alpha, gamma = solution[:, 0], solution[:, -1]
+        line_z = gamma * torch.sign(alpha) / inverse[:, -1, -1].clamp_min(1e-300).sqrt()
+        return chi2, dof, 1.0 + gamma / alpha, line_z

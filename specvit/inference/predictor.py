@@ -4,7 +4,7 @@ A :class:`Predictor` holds one model on one device; each call validates the spec
 (:func:`~specvit.inference.validate.as_spectra`), reads them in chunks of ``batch_size`` rows,
 resamples each chunk onto the model's grid
 (:class:`~specvit.inference.resample.Resampler`), builds the model input exactly as in training
-(:func:`specvit.preprocessing.model_input`) and writes one output row per input spectrum, so
+(:func:`specvit.preprocessing.prepare`) and writes one output row per input spectrum, so
 memory stays bounded by ``batch_size`` whatever the number of spectra.
 """
 
@@ -42,7 +42,8 @@ from specvit.inference.validate import (
 )
 from specvit.labels import LABEL_UNITS
 from specvit.models.specvit import SpecViT, UntrainedModelWarning
-from specvit.preprocessing import median_snr, model_input, valid_pixels
+from specvit.preprocessing import median_snr, prepare, valid_pixels
+from specvit.velocity import RV_SEARCH_KMS
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -254,6 +255,7 @@ class Predictor:
         mask: Any = None,
         medium: Medium = DEFAULT_MEDIUM,
         uncertainty: ErrorKind = DEFAULT_UNCERTAINTY,
+        rv: Any = None,
         progress: Callable[[int], object] | None = None,
     ) -> Table:
         """Predict labels for one spectrum or a batch.
@@ -263,6 +265,11 @@ class Predictor:
         flux, error, wavelength, mask, medium, uncertainty
             As in :func:`specvit.inference.validate.as_spectra`. ``flux`` may also be a list of
             specutils ``Spectrum`` objects on different grids (one output row each).
+        rv : float or array-like, optional
+            Known radial velocities (km/s, receding > 0; heliocentric or not, as long as the
+            wavelengths are in the same frame): one for all spectra or one per spectrum. Only
+            for models that take observed-frame spectra (``config.rest_frame``); None: each
+            spectrum's velocity is measured (:func:`specvit.velocity.measure_rv`).
         progress : callable, optional
             Called with the number of spectra finished after each chunk (e.g. ``tqdm.update``).
 
@@ -277,20 +284,30 @@ class Predictor:
             from astropy.table import vstack
 
             provenance = self._current_provenance()  # once: hashing the weights costs time
+            velocities = self._velocities(rv, len(flux))
             rows = [
-                self._predict_spectra(as_spectra(s, medium=medium), progress, provenance)
-                for s in flux
+                self._predict_spectra(
+                    as_spectra(s, medium=medium),
+                    progress,
+                    provenance,
+                    None if velocities is None else velocities[i : i + 1],
+                )
+                for i, s in enumerate(flux)
             ]
             return vstack(rows, metadata_conflicts="silent")
         spectra = as_spectra(
             flux, error, wavelength=wavelength, mask=mask, medium=medium, uncertainty=uncertainty
         )
-        return self.predict_spectra(spectra, progress=progress)
+        return self.predict_spectra(spectra, rv=rv, progress=progress)
 
     __call__ = predict
 
     def predict_spectra(
-        self, spectra: Spectra, *, progress: Callable[[int], object] | None = None
+        self,
+        spectra: Spectra,
+        *,
+        rv: Any = None,
+        progress: Callable[[int], object] | None = None,
     ) -> Table:
         """Predict for already validated :class:`~specvit.inference.validate.Spectra`.
 
@@ -298,14 +315,43 @@ class Predictor:
         ----------
         spectra : Spectra
             From :func:`~specvit.inference.validate.as_spectra`.
-        progress : callable, optional
+        rv, progress
             As in :meth:`predict`.
 
         Returns
         -------
         astropy.table.Table
         """
-        return self._predict_spectra(spectra, progress, self._current_provenance())
+        velocities = self._velocities(rv, len(spectra))
+        return self._predict_spectra(spectra, progress, self._current_provenance(), velocities)
+
+    def _velocities(self, rv: Any, n: int) -> np.ndarray | None:
+        """``rv`` checked and broadcast to ``(n,)`` float32 km/s (None stays None)."""
+        if rv is None:
+            return None
+        if not self.config.rest_frame:
+            raise ValueError(
+                f"{self.source} takes rest-frame spectra: shift them to the rest frame instead "
+                "of passing rv="
+            )
+        try:
+            values = np.asarray(rv, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"rv must be a number or one number per spectrum, got {rv!r}"
+            ) from None
+        if values.ndim > 1 or (values.ndim == 1 and values.shape[0] != n):
+            raise ValueError(
+                f"rv must be one velocity or one per spectrum ({n}), got shape {values.shape}"
+            )
+        bad = ~np.isfinite(values) | (np.abs(values) > RV_SEARCH_KMS)
+        if bad.any():
+            first = np.flatnonzero(np.atleast_1d(bad))[0]
+            raise ValueError(
+                f"rv must be finite and within ±{RV_SEARCH_KMS:g} km/s; spectrum {first} has "
+                f"{float(np.atleast_1d(values)[first]):g}"
+            )
+        return np.broadcast_to(values, (n,)).astype(np.float32)
 
     # ------------------------------------------------------------------ internals
     def _predict_spectra(
@@ -313,6 +359,7 @@ class Predictor:
         spectra: Spectra,
         progress: Callable[[int], object] | None,
         provenance: dict[str, Any],
+        rv: np.ndarray | None = None,
     ) -> Table:
         """:meth:`predict_spectra` with the weights' provenance already known."""
         n, n_labels = len(spectra), self.config.num_labels
@@ -332,7 +379,8 @@ class Predictor:
         snr = np.full(n, np.nan, dtype=np.float32)
         n_valid = np.zeros(n, dtype=np.int32)
         flags = np.zeros(n, dtype=np.int32)
-        names = [] if self.physics is None else self.physics.columns()
+        names = ["v_rad", "v_rad_err"] if self.config.rest_frame else []
+        names += [] if self.physics is None else self.physics.columns()
         context = {name: np.full(n, np.nan) for name in names}
         if self.exact is not None:
             context["ess"] = np.zeros(n, dtype=np.float32)
@@ -343,7 +391,8 @@ class Predictor:
         for start in range(0, n, self.batch_size):
             stop = min(start + self.batch_size, n)
             chunk = spectra.chunk(start, stop, dtype)
-            out = self._predict_chunk(chunk, spectra.medium, model, start)
+            chunk_rv = None if rv is None else rv[start:stop]
+            out = self._predict_chunk(chunk, spectra.medium, model, start, chunk_rv)
             mean[start:stop], sigma[start:stop], snr[start:stop] = out[:3]
             n_valid[start:stop], flags[start:stop] = out[3:5]
             for name in context:
@@ -448,7 +497,7 @@ class Predictor:
 
     @torch.inference_mode()
     def _predict_chunk(
-        self, chunk: Chunk, medium: str, model: SpecViT, start: int
+        self, chunk: Chunk, medium: str, model: SpecViT, start: int, rv: np.ndarray | None
     ) -> tuple[np.ndarray, ...]:
         flux, error, valid, partial = self._to_model_grid(chunk, medium)
         dev = self.device
@@ -465,7 +514,9 @@ class Predictor:
         flux_t = flux_h.to(dev)
         error_t = None if error_h is None else error_h.to(dev)
         valid_t = torch.from_numpy(valid).to(dev)
-        x, scale = model_input(flux_t, error_t, self.config, valid=valid_t)
+        rv_t = None if rv is None else torch.from_numpy(rv).to(dev)
+        prepared = prepare(flux_t, error_t, self.config, valid=valid_t, rv=rv_t)
+        x, scale = prepared.x, prepared.scale
         n_valid = torch.from_numpy(np.count_nonzero(valid, axis=1)).to(dev)
         if error_t is None:
             snr = torch.full_like(scale, torch.nan)
@@ -492,6 +543,8 @@ class Predictor:
         sigma = torch.full_like(mean, torch.nan) if sigma is None else sigma
         sigma = torch.where(drop, torch.nan, sigma)
         context: dict[str, torch.Tensor] = {}
+        if self.config.rest_frame:
+            context["v_rad"], context["v_rad_err"] = prepared.v_rad, prepared.v_rad_err
         if self.exact is not None:
             mean, sigma, context["cov"], context["ess"] = self._exact(
                 mean, sigma, flux_t, error_t, valid_t, start
@@ -499,7 +552,9 @@ class Predictor:
             low = context["ess"] < self.exact.sampler.min_ess
             flags |= torch.where(low.to(dev), int(PredictFlag.LOW_ESS), 0).int()
         if self.physics is not None:
-            bits, physical = self.physics(mean, flux_t, error_t, valid_t, scale, snr)
+            bits, physical = self.physics(
+                mean, prepared.flux, prepared.error, prepared.valid, scale, snr, prepared.v_rad
+            )
             context.update(physical)
             flags |= bits
         out = tuple(t.cpu().numpy() for t in (mean, sigma, snr, n_valid, flags))
@@ -543,7 +598,8 @@ class Predictor:
                     columns.append(cov)
                 continue
             unit = LABEL_UNITS.get(name.removeprefix("crlb_")) if name.startswith("crlb_") else None
-            columns.append(Column(values, name=name, unit="km / s" if name == "v_rad" else unit))
+            unit = "km / s" if name in ("v_rad", "v_rad_err") else unit
+            columns.append(Column(values, name=name, unit=unit))
         meta = {
             "model": self.source,
             **provenance,
@@ -569,6 +625,7 @@ def predict(
     mask: Any = None,
     medium: Medium = DEFAULT_MEDIUM,
     uncertainty: ErrorKind = DEFAULT_UNCERTAINTY,
+    rv: Any = None,
     model: Predictor | SpecViT | str | Path | None = None,
     revision: str | None = None,
     device: str | torch.device = DEFAULT_DEVICE,
@@ -600,6 +657,10 @@ def predict(
         Medium of ``wavelength``; converted to the model's if they differ.
     uncertainty : {"std", "var", "ivar"}
         What ``error`` holds: 1σ, variance or inverse variance.
+    rv : float or array-like, optional
+        Known radial velocities (km/s), one or one per spectrum, for a model that takes
+        observed-frame spectra (``config.rest_frame``); None: measured (see
+        :meth:`Predictor.predict`). A rest-frame model refuses it.
     model : Predictor, SpecViT, str or pathlib.Path, optional
         The model, a local folder, a bundled model's name (:func:`specvit.list_pretrained`) or
         a Hub repo id; None: the bundled default model (:data:`DEFAULT_MODEL`, offline). A
@@ -623,8 +684,11 @@ def predict(
         emulator's PFS MR grid with its three labels, also ``crlb_<label>`` (σ_min = √CRLB: the
         best σ any unbiased method could reach on this spectrum, label unit), ``v_rad`` (km/s),
         ``chi2_red``, ``chi2_pvalue`` and ``line_ratio`` (see :mod:`specvit.inference.physics`);
-        NaN where the labels are NaN or no ``error`` was given. Labels, σ and ``snr`` are
-        float32, the precision the model computes in. ``meta`` records the model
+        NaN where the labels are NaN or no ``error`` was given. A model that takes
+        observed-frame spectra (``config.rest_frame``) gives ``v_rad`` and ``v_rad_err``
+        (km/s: the velocity the spectrum was shifted to its rest frame by, measured or the
+        given ``rv``; ``v_rad_err`` NaN where given) with or without ``physics``. Labels, σ
+        and ``snr`` are float32, the precision the model computes in. ``meta`` records the model
         (``model``, ``model_name``, ``model_revision``: the Hub commit), the SHA-256 of its
         weights (``weights_sha256``, :meth:`SpecViT.weights_sha256`), ``untrained``, the
         specvit version, the head and the flags. With ``exact``, the labels and σ are the exact
@@ -660,5 +724,11 @@ def predict(
             exact_samples=exact_samples,
         )
     return model.predict(
-        flux, error, wavelength=wavelength, mask=mask, medium=medium, uncertainty=uncertainty
+        flux,
+        error,
+        wavelength=wavelength,
+        mask=mask,
+        medium=medium,
+        uncertainty=uncertainty,
+        rv=rv,
     )

@@ -3,8 +3,9 @@
 A :class:`StepBatches` dataset is indexed by the global step: item ``s`` is rank ``r``'s batch of
 step ``s``, drawn from generators seeded by ``(seed, r, s)``. Any ``DataLoader`` worker can
 build any step, so loading runs in parallel, and a resumed run rebuilds exactly the batches it
-would have seen. Model input is built by :func:`specvit.preprocessing.model_input`, the same
-function inference uses; labels stay physical, and the trainer normalises them with
+would have seen. Model input is built by :func:`specvit.preprocessing.prepare`, the same
+function inference uses (a ``rest_frame`` model's velocities are measured, as in inference,
+never taken from the engine); labels stay physical, and the trainer normalises them with
 :meth:`specvit.SpecViT.normalize_labels`.
 """
 
@@ -19,7 +20,7 @@ from torch.utils.data import Dataset
 
 from specvit.config import SpecViTConfig
 from specvit.labels import LABEL_NAMES
-from specvit.preprocessing import model_input
+from specvit.preprocessing import prepare
 
 __all__ = ["SpectraSource", "StepBatches", "label_columns", "to_model_batch"]
 
@@ -29,8 +30,7 @@ class SpectraSource(Protocol):
 
     #: Pixel-centre wavelengths (Å) of the spectra; they must be the model's grid.
     wavelength: np.ndarray
-    #: The prior the spectra were drawn from (``training.engine.simulate.Prior``), None if unknown;
-    #: it becomes the model's ``config.domain``.
+    #: The prior the spectra were drawn from (``training.engine.simulate.Prior``), None if unknown.
     prior: Any
 
     def steps_per_epoch(self, size: int, world_size: int) -> int:
@@ -48,6 +48,10 @@ class SpectraSource(Protocol):
     def train_labels(self) -> torch.Tensor:
         """A sample of training labels (N, 3) for the label-normalisation statistics."""
 
+    def domain(self) -> Any:
+        """The ``specvit.config.ModelDomain`` of a model trained on these spectra (None if
+        unknown): it becomes the model's ``config.domain``."""
+
 
 def label_columns(names: list[str] | tuple[str, ...]) -> list[int]:
     """Column indices of ``names`` in a (N, 3) label array in ``LABEL_NAMES`` order."""
@@ -63,9 +67,8 @@ def to_model_batch(spectra: dict, config: SpecViTConfig) -> dict[str, torch.Tens
     whose input cannot be normalised (no valid pixel, or a median flux ≤ 0) are left out;
     ``kept`` (B,) marks the rows that remain.
     """
-    x, scale = model_input(
-        torch.as_tensor(spectra["flux"]), torch.as_tensor(spectra["error"]), config
-    )
+    prepared = prepare(torch.as_tensor(spectra["flux"]), torch.as_tensor(spectra["error"]), config)
+    x, scale = prepared.x, prepared.scale
     kept = torch.isfinite(scale)
     cols = label_columns(config.label_names)
     batch = {"x": x[kept], "kept": kept}

@@ -27,6 +27,7 @@ effects, and one effect's draws do not depend on which others are on or on its o
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections.abc import Callable, Mapping
@@ -37,6 +38,8 @@ import numpy as np
 import torch
 
 from specvit.bounds.prior import parse_distribution
+from specvit.config import ModelDomain
+from specvit.continuum import legendre_basis
 from specvit.instrument import DEFAULT_N_EXPOSURES
 from training.engine.seeding import step_seed
 
@@ -362,16 +365,6 @@ class Extinction(Effect):
 _X = torch.linspace(-1.0, 1.0, 1025, dtype=torch.float64)
 
 
-def legendre_basis(x: torch.Tensor, order: int) -> torch.Tensor:
-    """``(order, len(x))``: the Legendre polynomials P_1 … P_order at ``x``."""
-    p_prev, p = torch.ones_like(x), x.clone()
-    rows = [p]
-    for k in range(1, order):
-        p_prev, p = p, ((2 * k + 1) * x * p - k * p_prev) / (k + 1)
-        rows.append(p)
-    return torch.stack(rows)
-
-
 class FluxCalibration(Effect):
     """A smooth multiplicative error of the flux calibration across the arm.
 
@@ -648,6 +641,14 @@ class Effects:
     def off(cls) -> Effects:
         """No effect."""
         return cls()
+
+    def widen(self, domain: ModelDomain) -> ModelDomain:
+        """``domain`` of a model trained with these effects: the σ-scale effect's support
+        becomes its ``sigma_scale`` (what the emulator fit's χ² test then allows)."""
+        scale = self.get("sigma_scale")
+        if scale is None:
+            return domain
+        return dataclasses.replace(domain, sigma_scale=(scale.factor.low, scale.factor.high))
 
     @classmethod
     def default(cls) -> Effects:

@@ -21,10 +21,10 @@ import torch
 from specvit.bounds.prior import LabelPrior, parse_distribution
 from specvit.config import ModelDomain
 from specvit.emulator import DopplerShift, Emulator, NativeModel
-from specvit.inference.physics import RV_SEARCH_KMS
 from specvit.instrument import PFSNoiseModel
 from specvit.labels import LABEL_NAMES
 from specvit.preprocessing import median_snr
+from specvit.velocity import RV_SEARCH_KMS
 from training.engine.effects import Effects, state_seed
 
 __all__ = ["DEFAULT_MAG", "Prior", "Simulator"]
@@ -39,7 +39,7 @@ class Prior:
 
     Label defaults are :meth:`specvit.bounds.LabelPrior.default` (uniform T_eff 3750–6000 K,
     log g 1–5 dex, [M/H] −2.5…+0.5 dex); the magnitude is uniform in :data:`DEFAULT_MAG`
-    (i 20.5–22.5); no RV, and never one beyond ±:data:`specvit.inference.physics.RV_SEARCH_KMS`
+    (i 20.5–22.5); no RV, and never one beyond ±:data:`specvit.velocity.RV_SEARCH_KMS`
     (1000 km/s), the range in which ``specvit.predict`` measures radial velocities.
     Each argument takes a :class:`specvit.bounds.Uniform` or :class:`specvit.bounds.Beta`, a
     mapping (e.g. from YAML: ``{"kind": "beta", "low": -2.5, "high": 0.5, "a": 2, "b": 1.5}``)

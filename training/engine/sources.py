@@ -18,6 +18,7 @@ import h5py
 import numpy as np
 import torch
 
+from specvit.config import ModelDomain
 from specvit.instrument import PFSNoiseModel
 from specvit.io.hdf5 import iter_shard, read_shard_info
 from specvit.labels import LABEL_NAMES
@@ -66,7 +67,13 @@ class EngineSource:
         effects = Effects.from_dict(getattr(d, "effects", None))
         self.simulator = Simulator(noise=noise, prior=Prior(**d.prior), effects=effects)
         self.prior = self.simulator.prior
+        self.effects = effects
         self.wavelength = self.simulator.wavelength
+
+    def domain(self) -> ModelDomain:
+        """The domain of a model trained on these spectra: the prior's, with what the
+        effects widen (:meth:`training.engine.effects.Effects.widen`)."""
+        return self.effects.widen(self.prior.domain())
 
     def steps_per_epoch(self, size: int, world_size: int) -> int:
         """Steps of ``size`` spectra on each of ``world_size`` ranks that make ``n_train``."""
@@ -144,6 +151,10 @@ class ShardSource:
         prior = info.attrs.get("prior")
         self.prior = None if prior is None else Prior(**json.loads(prior))
         self._shards: ShardBlocks | None = None
+
+    def domain(self) -> ModelDomain | None:
+        """The domain of a model trained on these shards (their prior's), None if unknown."""
+        return None if self.prior is None else self.prior.domain()
 
     def _blocks(self, size: int) -> ShardBlocks:
         if self._shards is None or self._shards.batch_size != size:

@@ -250,14 +250,16 @@ class Trainer:
             label_names=tuple(c.labels),
             label_shift=shift,
             label_scale=scale,
-            domain=None if self.source.prior is None else self.source.prior.domain(),
+            domain=self.source.domain(),
         )
 
     def _init_model_config(self, init: dict[str, Any]) -> SpecViTConfig:
         """The model of a warm start: the recipe's, with the source model's label normalisation.
 
-        The source must be the same model (its dropout, domain and σ calibration aside), trained
-        with the same label normalisation settings; else a ``ValueError`` names the fields.
+        The source must be the same network (its dropout, domain and σ calibration aside, and
+        its input preparation: ``input_norm``, ``continuum_order`` and ``rest_frame`` may change,
+        a fine-tune to a new input), trained with the same label normalisation settings; else a
+        ``ValueError`` names the fields.
         """
         c = self.config
         source = _model_config(init, c.train.init_from)
@@ -269,6 +271,9 @@ class Trainer:
             "sigma_snr_factors": (),
             "dropout": 0.0,
             "attn_dropout": 0.0,
+            "input_norm": "median",
+            "continuum_order": 0,
+            "rest_frame": False,
         }
         mine, theirs = (m.replace(**own).to_dict() for m in (recipe, source))
         diff = [f"{k}: {theirs[k]!r} -> {mine[k]!r}" for k in mine if mine[k] != theirs[k]]

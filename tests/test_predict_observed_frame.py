@@ -1,0 +1,81 @@
+"""predict with a model that takes observed-frame spectra (``config.rest_frame``): the velocity
+measured or given, the v_rad columns, and the checks on ``rv``."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import specvit
+from specvit.emulator import DopplerShift, Emulator
+from specvit.models.specvit import UntrainedModelWarning
+
+
+@pytest.fixture(scope="module")
+def observed_model():
+    torch.manual_seed(0)
+    config = specvit.get_preset(
+        "specvit_tiny",
+        input_channels="flux+lnsnr",
+        input_norm="continuum",
+        rest_frame=True,
+        head="gaussian",
+        label_names=("T_eff", "log_g", "M_H"),
+        label_shift=(4900.0, 3.0, -1.0),
+        label_scale=(600.0, 1.0, 0.8),
+    )
+    return specvit.SpecViT(config).eval()
+
+
+@pytest.fixture(scope="module")
+def moving_stars():
+    emulator = Emulator.load()
+    labels = torch.tensor([[4300.0, 2.0, -0.7], [5100.0, 4.4, -0.2], [4700.0, 1.5, -1.5]])
+    rv = torch.tensor([-480.0, 25.0, 310.0])
+    flux = DopplerShift(emulator, max_rv=600.0)(labels, rv).numpy()
+    return flux, 0.03 * flux, rv.numpy()
+
+
+def _predict(*args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedModelWarning)
+        return specvit.predict(*args, **kwargs)
+
+
+def test_the_velocity_is_measured_and_reported(observed_model, moving_stars):
+    flux, error, rv = moving_stars
+    table = _predict(flux, error, model=observed_model)
+    assert table["v_rad"].unit == "km / s" and table["v_rad_err"].unit == "km / s"
+    assert np.abs(table["v_rad"] - rv).max() < 5.0
+    assert (table["v_rad_err"] > 0).all()
+    assert table.colnames.count("v_rad") == 1  # the emulator fit reports none of its own
+    # given the measured velocities, the same input and labels; v_rad_err is then NaN
+    given = _predict(flux, error, model=observed_model, rv=np.asarray(table["v_rad"]))
+    for name in ("T_eff", "log_g", "M_H", "flags"):
+        np.testing.assert_array_equal(given[name], table[name])
+    assert np.isnan(given["v_rad_err"]).all()
+    without = _predict(flux, error, model=observed_model, physics=False)
+    np.testing.assert_array_equal(without["v_rad"], table["v_rad"])
+
+
+def test_one_velocity_for_all_or_one_each_and_bad_ones_are_refused(observed_model, moving_stars):
+    flux, error, _ = moving_stars
+    one = _predict(flux, error, model=observed_model, rv=100.0)
+    assert (one["v_rad"] == 100.0).all()
+    with pytest.raises(ValueError, match="one per spectrum \\(3\\)"):
+        _predict(flux, error, model=observed_model, rv=[1.0, 2.0])
+    with pytest.raises(ValueError, match="spectrum 1 has nan"):
+        _predict(flux, error, model=observed_model, rv=[1.0, np.nan, 2.0])
+    with pytest.raises(ValueError, match="within ±1000 km/s"):
+        _predict(flux, error, model=observed_model, rv=1500.0)
+    with pytest.raises(ValueError, match="a number or one number per spectrum"):
+        _predict(flux, error, model=observed_model, rv="fast")
+
+
+def test_a_rest_frame_model_refuses_a_velocity(moving_stars):
+    flux, error, _ = moving_stars
+    with pytest.raises(ValueError, match="takes rest-frame spectra"):
+        specvit.predict(flux, error, rv=10.0)
