@@ -70,6 +70,11 @@ class ModelDomain:
         (the data engine's σ-scale effect; ``[1, 1]``: σ always right). The emulator fit's χ²
         test of :mod:`specvit.inference.physics` allows σ to be too small by the lower end: a
         model trained on such spectra is not put at risk by it.
+    effects : tuple of str
+        The real-data effects of the data engine in the training spectra (``training.engine
+        .effects`` names, e.g. ``"cosmic_rays"``); empty for ideal spectra. Where it holds
+        ``"cosmic_rays"`` or ``"sky"``, the emulator fit leaves out pixels more than 5σ above
+        the spectrum's continuum (spikes the model was trained to ignore).
     """
 
     labels: dict[str, tuple[float, float]]
@@ -77,6 +82,7 @@ class ModelDomain:
     rv: tuple[float, float] = (0.0, 0.0)
     frame: Literal["rest", "observed"] = "rest"
     sigma_scale: tuple[float, float] = (1.0, 1.0)
+    effects: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.labels, dict) or not self.labels:
@@ -88,6 +94,9 @@ class ModelDomain:
         object.__setattr__(self, "sigma_scale", _range(self.sigma_scale, "sigma_scale"))
         if not self.sigma_scale[0] > 0:
             raise ValueError(f"ModelDomain.sigma_scale must be > 0, got {self.sigma_scale!r}")
+        if isinstance(self.effects, str) or not all(isinstance(e, str) for e in self.effects):
+            raise ValueError(f"ModelDomain.effects must be a list of names, got {self.effects!r}")
+        object.__setattr__(self, "effects", tuple(self.effects))
         if self.frame not in ("rest", "observed"):
             raise ValueError(f"ModelDomain.frame must be 'rest' or 'observed', got {self.frame!r}")
 

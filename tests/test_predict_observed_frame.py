@@ -79,3 +79,38 @@ def test_a_rest_frame_model_refuses_a_velocity(moving_stars):
     flux, error, _ = moving_stars
     with pytest.raises(ValueError, match="takes rest-frame spectra"):
         specvit.predict(flux, error, rv=10.0)
+
+
+def test_the_fit_of_a_model_trained_on_spikes_and_wrong_sigma_leaves_them_out():
+    """Cosmic rays and a σ 30 % too small fail the χ² test of an ideal-trained model, and pass
+    that of a model whose domain says it was trained on them."""
+    from specvit.config import ModelDomain
+    from specvit.inference.physics import PhysicalContext
+
+    labels = torch.tensor([[4500.0, 2.0, -1.0], [5200.0, 4.0, -0.3]] * 8)
+    clean = Emulator.load()(labels)
+    sigma = clean.median(-1, keepdim=True).values / 20.0 * torch.ones_like(clean)
+    gen = torch.Generator().manual_seed(1)
+    flux = clean + sigma * torch.randn(clean.shape, generator=gen)
+    flux[:, 1000] += 30 * sigma[:, 1000]  # a cosmic ray in every spectrum
+    flux[:, 3000:3002] += 20 * sigma[:, 3000:3002]
+    reported = 0.75 * sigma
+    box = {"T_eff": (3750.0, 6000.0), "log_g": (1.0, 5.0), "M_H": (-2.5, 0.5)}
+    results = {}
+    for name, domain in {
+        "ideal": ModelDomain(labels=box),
+        "trained": ModelDomain(labels=box, sigma_scale=(0.7, 1.3), effects=("cosmic_rays",)),
+    }.items():
+        config = specvit.get_preset(
+            "specvit_tiny",
+            label_names=("T_eff", "log_g", "M_H"),
+            label_shift=(0.0, 0.0, 0.0),
+            label_scale=(1.0, 1.0, 1.0),
+            domain=domain,
+        )
+        context = PhysicalContext(config, torch.device("cpu"))
+        valid = torch.ones_like(flux, dtype=torch.bool)
+        scale = flux.median(-1).values
+        flags, columns = context(labels, flux, reported, valid, scale, torch.full((16,), 20.0))
+        results[name] = (flags & int(specvit.PredictFlag.OUT_OF_DOMAIN)) != 0
+    assert results["ideal"].all() and not results["trained"].any()

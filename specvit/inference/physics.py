@@ -32,6 +32,13 @@ on the same pixels by more than :data:`RV_DELTA_CHI2`. Pixels whose rest wavelen
 grid, and the two at each end, are left out of the fit. Stars are fitted in chunks of 64, whose
 working set stays in the CPU cache.
 
+For a model trained on real-data effects (its ``config.domain``): pixels more than
+:data:`specvit.continuum.CLIP_SIGMA` σ above the spectrum's continuum are left out of the fit
+when it was trained on cosmic rays or sky residuals, and the χ² test allows the σ to be too small
+by the lower end of its ``sigma_scale``; for an ``input_norm="continuum"`` model the amplitude is
+a Legendre polynomial of its ``continuum_order``; for a ``rest_frame`` model the fit takes the
+spectrum its input was built from, in the rest frame, and searches no far velocity.
+
 The flags (:class:`~specvit.inference.flags.PredictFlag`) and their thresholds are documented
 on the predict docs page and below.
 """
@@ -49,7 +56,7 @@ from scipy import stats
 from specvit.bounds.ceilings import sigma_from_relative_error
 from specvit.bounds.fisher import fisher_information, marginal_crlb
 from specvit.config import SpecViTConfig
-from specvit.continuum import legendre_basis
+from specvit.continuum import CLIP_SIGMA, fit_continuum, legendre_basis
 from specvit.emulator.doppler import (
     kms_per_pixel,
     pixel_shift,
@@ -59,7 +66,7 @@ from specvit.emulator.doppler import (
 from specvit.inference.flags import PredictFlag
 from specvit.instrument.grid import PFS_MR
 from specvit.labels import LABEL_NAMES
-from specvit.velocity import RV_SEARCH_KMS, catmull_rom_shift
+from specvit.velocity import CONTINUUM_ORDER, RV_SEARCH_KMS, catmull_rom_shift
 
 __all__ = [
     "CHI2_PVALUE_THRESHOLD",
@@ -240,6 +247,9 @@ class PhysicalContext:
         self._ccf = slice(3 * config.input_length // 4, None)
         self._kms_per_px = kms_per_pixel(float(wave[self._ccf].mean()), self._step)
         self._max_lag = math.ceil(RV_SEARCH_KMS / self._kms_per_px)
+        #: whether the fit leaves out emission spikes (a model trained on them, ModelDomain.effects)
+        effects = () if config.domain is None else config.domain.effects
+        self._ignore_spikes = bool({"cosmic_rays", "sky"} & set(effects))
         #: the continuum polynomial's Legendre terms (K, L) for an ``input_norm="continuum"``
         #: model, None for one that sees its flux over one number
         self._poly = None
@@ -386,6 +396,11 @@ class PhysicalContext:
         keep = valid.to(flux.dtype)
         f = torch.nan_to_num(flux * (keep / scale), nan=0.0, posinf=0.0, neginf=0.0)
         w = torch.nan_to_num((scale / error).square() * keep, nan=0.0, posinf=0.0)
+        if self._ignore_spikes:  # cosmic rays and sky residuals: the model learnt to ignore them
+            continuum = fit_continuum(f, w.rsqrt(), w > 0, CONTINUUM_ORDER)
+            spikes = (f - continuum) * w.sqrt() > CLIP_SIGMA
+            w = torch.where(spikes, 0.0, w)
+            keep = torch.where(spikes, 0.0, keep)
         out: dict[str, torch.Tensor] = {}
 
         # Cramér–Rao: Fisher over (T_eff, log g, [M/H], ln A) with σ from the star's own

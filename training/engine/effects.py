@@ -643,12 +643,15 @@ class Effects:
         return cls()
 
     def widen(self, domain: ModelDomain) -> ModelDomain:
-        """``domain`` of a model trained with these effects: the σ-scale effect's support
-        becomes its ``sigma_scale`` (what the emulator fit's χ² test then allows)."""
-        scale = self.get("sigma_scale")
-        if scale is None:
+        """``domain`` of a model trained with these effects: their names become its
+        ``effects`` and the σ-scale effect's support its ``sigma_scale`` (what the emulator
+        fit then allows)."""
+        names = tuple(self.effects)
+        if not names:
             return domain
-        return dataclasses.replace(domain, sigma_scale=(scale.factor.low, scale.factor.high))
+        scale = self.get("sigma_scale")
+        sigma_scale = domain.sigma_scale if scale is None else (scale.factor.low, scale.factor.high)
+        return dataclasses.replace(domain, sigma_scale=sigma_scale, effects=names)
 
     @classmethod
     def default(cls) -> Effects:
