@@ -4,10 +4,11 @@ Without ``--model`` the bundled default model (:data:`~specvit.inference.DEFAULT
 offline.
 
 Exit codes: 0 success; 1 unexpected error (a bug: please report it); 2 usage error (bad option,
-unknown output suffix, a device this torch cannot use, an option a file would ignore); 3 an
-input file cannot be read or holds invalid spectra; 4 the output exists and ``--overwrite`` was
-not given; 5 the model cannot be loaded; 6 the output cannot be written (no such folder, not
-writable, a dangling symbolic link, a name too long, or the same file as an input); 130
+unknown output suffix, a device this torch cannot use, an option a file would ignore, an input
+``--format pfsStar`` cannot name a file for); 3 an input file cannot be read or holds invalid
+spectra; 4 the output exists and ``--overwrite`` was not given; 5 the model cannot be loaded; 6
+the output cannot be written (no such folder, not writable, a dangling symbolic link, a name too
+long, or the same file as an input); 130
 interrupted (SIGINT); 143 terminated (SIGTERM). Every failure is one ``Error: …`` line on stderr
 naming the file, and no output (not even a partial hidden one) is left behind; every warning is
 one ``Warning: …`` line.
@@ -25,6 +26,7 @@ from typing import Any
 
 import click
 import numpy as np
+from astropy.io import fits
 from astropy.table import Table, hstack, vstack
 
 from specvit._hub import PRETRAINED_DIR, list_pretrained
@@ -44,9 +46,16 @@ from specvit.inference.predictor import (
     resolve_device,
 )
 from specvit.io.columns import UNCERTAINTY_TEXT, ColumnChoice
+from specvit.io.pfs_star import PfsStarError, pfs_star_identities, write_pfs_stars
 from specvit.io.readers import open_spectra
 from specvit.io.spectra import SpectrumSet, stack_sets
-from specvit.io.tables import OutputError, check_output, write_table
+from specvit.io.tables import (
+    OutputError,
+    check_folder,
+    check_output,
+    check_writable,
+    write_table,
+)
 
 __all__ = ["EXIT_CODES", "main"]
 
@@ -62,6 +71,11 @@ EXIT_CODES = {
     "interrupted": 130,
     "terminated": 143,
 }
+
+#: ``--format`` choices: one table (its format from OUTPUT's suffix) or one pfsStar file per star.
+OUTPUT_FORMATS = ("table", "pfsStar")
+#: Input suffixes ``--format pfsStar`` reads (PFS data-model files are FITS).
+_FITS_SUFFIXES = (".fits", ".fit", ".fits.gz")
 
 #: The CLI's own columns, first in every output table; identifier columns of the inputs with
 #: these names (or a prediction column's) are written as ``input_<name>``.
@@ -168,7 +182,16 @@ def _list_models(ctx: click.Context, param: click.Parameter, value: bool) -> Non
     "--output",
     required=True,
     type=click.Path(path_type=Path),
-    help="Output table: .fits, .fit, .fits.gz, .csv or .ecsv.",
+    help="Output table: .fits, .fit, .fits.gz, .csv or .ecsv; with --format pfsStar, a folder.",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(OUTPUT_FORMATS, case_sensitive=False),
+    default="table",
+    show_default=True,
+    help="table: one table, its format from OUTPUT's suffix. pfsStar: one PFS GA pfsStar file "
+    "per star (PFS inputs: pfsObject, pfsSingle, pfsCoadd, pfsCalibrated) in the folder OUTPUT.",
 )
 @click.option(
     "--model",
@@ -259,6 +282,7 @@ def _list_models(ctx: click.Context, param: click.Parameter, value: bool) -> Non
 def main(
     inputs: tuple[Path, ...],
     output: Path,
+    output_format: str,
     model: str | None,
     revision: str | None,
     device: str,
@@ -280,21 +304,27 @@ def main(
     Inputs are FITS (PFS pfsObject, pfsSingle, pfsCoadd, pfsCalibrated; image HDUs; binary
     tables with a flux column) or NPZ files, or specvit HDF5 shards. The output has one row per
     spectrum, in input order: ``input`` (the file), ``index`` (the spectrum's row in it), the
-    file's identifiers, then the predictions. A one-line summary goes to stderr at the end.
+    file's identifiers, then the predictions. With ``--format pfsStar`` OUTPUT is a folder that
+    gets one PFS ``pfsStar`` file per star instead (:mod:`specvit.io.pfs_star`). A one-line
+    summary goes to stderr at the end.
     """
+    pfs_star = output_format.lower() == "pfsstar"
     if error_kind is not None and error_col is not None and error_col.lower() == "none":
         raise click.UsageError(
             f"--error-kind {error_kind} describes the uncertainty column, and --error-col none "
             "says there is none: drop one of them"
         )
-    try:
-        check_output(output, inputs, overwrite=overwrite)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
-    except FileExistsError as exc:
-        raise _Failure(str(exc), "output_exists") from exc
-    except OutputError as exc:
-        raise _Failure(str(exc), "output") from exc
+    if pfs_star:
+        _check_pfs_star_options(output, flux_col, error_col, wave_col)
+    else:
+        try:
+            check_output(output, inputs, overwrite=overwrite)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        except FileExistsError as exc:
+            raise _Failure(str(exc), "output_exists") from exc
+        except OutputError as exc:
+            raise _Failure(str(exc), "output") from exc
     columns = ColumnChoice(flux_col, error_col, wave_col, error_kind)
     try:
         with _sigterm_raises(), _warnings_as_lines():
@@ -302,6 +332,8 @@ def main(
             lo, hi = 0, sum(counts)
             if shard is not None:
                 lo, hi = shard[0] * hi // shard[1], (shard[0] + 1) * hi // shard[1]
+            if pfs_star:
+                _plan_pfs_stars(inputs, counts, lo, hi, output, overwrite)
             try:
                 predictor = Predictor(
                     model,
@@ -320,8 +352,17 @@ def main(
                     f"cannot load model {model or '(the bundled default)'!r}: {exc}", "model"
                 ) from exc
             table, sources = _run(predictor, inputs, counts, lo, hi, columns, mask_bits)
+            destination = str(output)
             try:
-                write_table(table, output, overwrite=overwrite)
+                if pfs_star:
+                    written = write_pfs_stars(
+                        table, output, predictor.label_names, overwrite=overwrite
+                    )
+                    destination = f"{len(written)} pfsStar file(s) in {output}"
+                else:
+                    write_table(table, output, overwrite=overwrite)
+            except PfsStarError as exc:
+                raise _Failure(f"--format pfsStar: {exc}", "usage") from exc
             except FileExistsError as exc:
                 raise _Failure(str(exc), "output_exists") from exc
             except OSError as exc:
@@ -332,7 +373,82 @@ def main(
     except _Terminated:
         click.echo("terminated (SIGTERM): no output written", err=True)
         sys.exit(EXIT_CODES["terminated"])
-    click.echo(_summary(table, len(inputs), sources, output), err=True)
+    click.echo(_summary(table, len(inputs), sources, destination), err=True)
+
+
+def _check_pfs_star_options(
+    output: Path, flux_col: str | None, error_col: str | None, wave_col: str | None
+) -> None:
+    """``--format pfsStar``: the folder OUTPUT is writable and no column is chosen by hand (a
+    pfsStar file carries the PFS file's own FLUX, COVAR and wavelengths)."""
+    chosen = [
+        name
+        for name, value in (
+            ("--flux-col", flux_col),
+            ("--error-col", error_col),
+            ("--wave-col", wave_col),
+        )
+        if value is not None
+    ]
+    if chosen:
+        raise click.UsageError(
+            f"--format pfsStar reads PFS files by their data model (FLUX, COVAR, the "
+            f"wavelengths): drop {', '.join(chosen)}"
+        )
+    try:
+        check_folder(output)
+    except OutputError as exc:
+        raise _Failure(
+            f"--format pfsStar: {exc} (OUTPUT is the folder for the files)", "output"
+        ) from exc
+
+
+def _plan_pfs_stars(
+    inputs: tuple[Path, ...], counts: list[int], lo: int, hi: int, folder: Path, overwrite: bool
+) -> None:
+    """Before any work: every spectrum ``lo:hi`` names its pfsStar file (PFS inputs with their
+    identifiers), no two name the same file, and each can be written."""
+    seen: dict[Path, str] = {}
+    offset = 0
+    for path, n in zip(inputs, counts, strict=True):
+        start, stop = max(lo, offset) - offset, min(hi, offset + n) - offset
+        offset += n
+        if start >= stop:
+            continue
+        if not path.name.lower().endswith(_FITS_SUFFIXES):
+            raise _Failure(
+                f"--format pfsStar: {path} is not a PFS data-model file (pfsObject, pfsSingle, "
+                "pfsCoadd, pfsCalibrated): write a table instead (--format table)",
+                "usage",
+            )
+        try:
+            with fits.open(path) as hdul:
+                identities = pfs_star_identities(hdul, str(path))
+        except PfsStarError as exc:
+            raise _Failure(f"--format pfsStar: {exc}", "usage") from exc
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise _Failure(_read_error(path, exc), "input") from exc
+        if len(identities) != n:
+            raise _Failure(
+                f"--format pfsStar: {path} holds {n} spectra but {len(identities)} targets",
+                "usage",
+            )
+        for index in range(start, stop):
+            target = folder / identities[index].filename
+            here = f"{path} spectrum {index}"
+            if target in seen:
+                raise _Failure(
+                    f"--format pfsStar: {seen[target]} and {here} are the same star (catId, "
+                    f"tract, patch, objId and visits): both would be {target.name}",
+                    "usage",
+                )
+            seen[target] = here
+            try:
+                check_writable(target, inputs, overwrite=overwrite)
+            except FileExistsError as exc:
+                raise _Failure(str(exc), "output_exists") from exc
+            except OutputError as exc:
+                raise _Failure(str(exc), "output") from exc
 
 
 def _count(path: Path, columns: ColumnChoice, mask_bits) -> int:
@@ -449,8 +565,8 @@ def _prefixed(ids: Table, taken) -> Table:
     return ids
 
 
-def _summary(table: Table, n_files: int, sources: list[dict[str, str]], output: Path) -> str:
-    """One line: spectra read, columns used, count per flag."""
+def _summary(table: Table, n_files: int, sources: list[dict[str, str]], output: str) -> str:
+    """One line: spectra read, where they went, columns used, count per flag."""
     used = "; ".join(
         ", ".join(f"{role}={name}" for role, name in source.items()) for source in sources
     )

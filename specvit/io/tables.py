@@ -3,6 +3,11 @@
 :func:`check_output` tells, before any work, whether a table can be written to a path;
 :func:`write_table` writes it. Files are created with the permissions of any new file
 (``0666`` less the process umask, typically ``0644``), whatever the format.
+
+The same machinery serves other writers (:mod:`specvit.io.pfs_star`): :func:`check_writable`
+(the checks of :func:`check_output` but the suffix), :func:`check_folder`, and
+:func:`stage_file` / :func:`commit_file` (write a hidden temporary file beside the target, then
+rename it into place), so that a set of files can be written first and published last.
 """
 
 from __future__ import annotations
@@ -11,14 +16,24 @@ import contextlib
 import os
 import tempfile
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 from astropy.io.fits.verify import VerifyWarning
 from astropy.table import Table
 
-__all__ = ["TABLE_FORMATS", "OutputError", "check_output", "table_format", "write_table"]
+__all__ = [
+    "TABLE_FORMATS",
+    "OutputError",
+    "check_folder",
+    "check_output",
+    "check_writable",
+    "commit_file",
+    "stage_file",
+    "table_format",
+    "write_table",
+]
 
 
 class OutputError(OSError):
@@ -76,8 +91,34 @@ def check_output(
     FileExistsError
         If ``path`` exists and ``overwrite`` is False.
     """
-    path = Path(path)
     table_format(path)
+    check_writable(path, inputs, overwrite=overwrite)
+
+
+def check_writable(
+    path: str | Path, inputs: Iterable[str | Path] = (), *, overwrite: bool = False
+) -> None:
+    """Check that a file of any format can be written to ``path`` (as :func:`check_output`,
+    without the suffix check).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The output file.
+    inputs : iterable of path-like
+        Files the run reads: ``path`` must not be one of them, even with ``overwrite``.
+    overwrite : bool
+        Whether an existing ``path`` may be replaced.
+
+    Raises
+    ------
+    OutputError
+        If the folder does not exist, is not writable, ``path`` is a folder, a dangling
+        symbolic link, a name longer than the file system allows, or one of ``inputs``.
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is False.
+    """
+    path = Path(path)
     folder = path.parent
     if not folder.is_dir():
         raise OutputError(f"cannot write {path}: no such folder {str(folder)!r}")
@@ -97,14 +138,45 @@ def check_output(
     for source in inputs:
         if _same_file(path, Path(source)):
             raise OutputError(f"cannot write {path}: it is the input file {source}")
-    try:  # the very temporary file write_table makes
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temp_prefix(path), suffix=_TMP_SUFFIX)
+    _check_temp(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+
+
+def check_folder(folder: str | Path) -> None:
+    """Check that ``folder`` is an existing folder this process can create files in.
+
+    Parameters
+    ----------
+    folder : str or pathlib.Path
+        The output folder.
+
+    Raises
+    ------
+    OutputError
+        If ``folder`` does not exist, is not a folder, or is not writable.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        raise OutputError(f"cannot write to {folder}: no such folder")
+    if not folder.is_dir():
+        raise OutputError(f"cannot write to {folder}: not a folder")
+    try:
+        _check_temp(folder / "x")
+    except OutputError as exc:
+        raise OutputError(f"cannot write to {folder}: the folder is not writable") from exc
+
+
+def _check_temp(path: Path) -> None:
+    """Create and remove the very temporary file :func:`stage_file` would make for ``path``."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=_TMP_SUFFIX)
         os.close(fd)
         os.unlink(tmp)
     except OSError as exc:
-        raise OutputError(f"cannot write {path}: folder {str(folder)!r} is not writable") from exc
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+        raise OutputError(
+            f"cannot write {path}: folder {str(path.parent)!r} is not writable"
+        ) from exc
 
 
 #: Suffix of the hidden temporary file a table is written to before it is renamed into place.
@@ -183,23 +255,76 @@ def write_table(table: Table, path: str | Path, *, overwrite: bool = False) -> N
         for col in out.itercols():
             if col.dtype == np.float32 and col.info.format is None:
                 col.info.format = _float32_text  # not the 17 digits of a float64
+
+    def write(name: str) -> None:
+        with warnings.catch_warnings():
+            # Long metadata keys become HIERARCH cards; that is expected, not worth a warning.
+            warnings.simplefilter("ignore", VerifyWarning)
+            out.write(name, format=fmt, overwrite=True)
+
+    commit_file(stage_file(path, write), path, overwrite=overwrite)
+
+
+def stage_file(path: str | Path, write: Callable[[str], None]) -> str:
+    """Write a file for ``path`` to a hidden temporary file beside it; :func:`commit_file`
+    renames it into place.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        Where the file will go: the temporary file ``.<name>.*.tmp`` is made in its folder
+        (``<name>`` cut so that the whole name fits the file system).
+    write : callable
+        ``write(temporary_path)`` writes the file's content (it may replace the empty file).
+
+    Returns
+    -------
+    str
+        The temporary file, with the permissions of any new file (``0666`` less the umask).
+        It is removed if ``write`` fails or is interrupted.
+    """
+    path = Path(path)
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=_TMP_SUFFIX)
         os.close(fd)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a table is an ordinary file
-        with warnings.catch_warnings():
-            # Long metadata keys become HIERARCH cards; that is expected, not worth a warning.
-            warnings.simplefilter("ignore", VerifyWarning)
-            out.write(tmp, format=fmt, overwrite=True)
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            _link_no_clobber(tmp, path)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an output is an ordinary file
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # in case ``write`` made a new file
     except BaseException:
         if tmp is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+        raise
+    return tmp
+
+
+def commit_file(tmp: str | Path, path: str | Path, *, overwrite: bool = False) -> None:
+    """Rename a file :func:`stage_file` wrote onto ``path``; ``tmp`` is gone afterwards.
+
+    Parameters
+    ----------
+    tmp : str or pathlib.Path
+        The temporary file.
+    path : str or pathlib.Path
+        The destination.
+    overwrite : bool
+        Replace an existing ``path``. Without it an existing ``path`` is never touched, even
+        if it appeared after the checks (atomically where the file system has hard links).
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is False (``tmp`` is removed).
+    """
+    try:
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _link_no_clobber(str(tmp), Path(path))
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
 
 
