@@ -1,7 +1,9 @@
 """Physical ceilings on stellar-parameter inference: Fisher / Cramér–Rao, van Trees, Bayes-optimal.
 
 See ``docs/bounds.md`` for what each number means. The modules hold more (the Jacobian helpers,
-the velocity derivative, the amplitude-marginal likelihood) for those who build on them.
+the velocity derivative, the amplitude-marginal likelihood) for those who build on them. The
+nuisances are the other labels, ``v_rad``, ``ln_A`` and (``continuum_order=K``) a multiplicative
+Legendre continuum of order K.
 """
 
 from specvit.bounds.bayes import Posterior, PosteriorMean
@@ -11,7 +13,12 @@ from specvit.bounds.ceilings import (
     default_nuisance,
     sigma_from_relative_error,
 )
-from specvit.bounds.fisher import AMPLITUDE, fisher_information, marginal_crlb
+from specvit.bounds.fisher import (
+    AMPLITUDE,
+    continuum_parameters,
+    fisher_information,
+    marginal_crlb,
+)
 from specvit.bounds.jacobian import JacobianCheck, check_jacobian
 from specvit.bounds.prior import Beta, LabelPrior, Uniform
 from specvit.bounds.table import CeilingRow, ceiling_table, format_table, magnitude_for_snr
@@ -31,6 +38,7 @@ __all__ = [
     "Uniform",
     "ceiling_table",
     "check_jacobian",
+    "continuum_parameters",
     "crlb_ceilings",
     "default_nuisance",
     "fisher_information",

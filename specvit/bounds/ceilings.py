@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from specvit.bounds.fisher import AMPLITUDE, fisher_information, marginal_crlb
+from specvit.bounds.fisher import (
+    AMPLITUDE,
+    check_continuum_order,
+    continuum_parameters,
+    fisher_information,
+    marginal_crlb,
+)
 from specvit.bounds.prior import LabelPrior
 from specvit.bounds.van_trees import van_trees_bound
 from specvit.bounds.velocity import VELOCITY, velocity_jacobian
@@ -237,11 +243,15 @@ class Ceilings:
     target : str
         The bounded label.
     parameters : tuple of str
-        All parameters of the Fisher matrix (target first, then the nuisances).
+        All parameters of the Fisher matrix (target first, then the nuisances, then the
+        continuum's coefficients ``c_1 … c_K``).
     fisher : torch.Tensor
         ``(N, P, P)`` Fisher matrices over :attr:`parameters`.
     mag : torch.Tensor or None
         ``(N,)`` HSC-i magnitudes when the noise came from magnitudes.
+    continuum_order : int
+        Order K of the multiplicative continuum marginalised (its coefficients ``c_1 … c_K``
+        end :attr:`parameters`); 0 for none.
     """
 
     labels: torch.Tensor
@@ -252,6 +262,7 @@ class Ceilings:
     parameters: tuple[str, ...]
     fisher: torch.Tensor
     mag: torch.Tensor | None = field(default=None)
+    continuum_order: int = 0
 
     @property
     def sigma_min(self) -> torch.Tensor:
@@ -283,7 +294,12 @@ class Ceilings:
         """Median over stars of the per-star expected S/N (:attr:`snr`)."""
         return float(self.snr.median())
 
-    def van_trees_r2(self, prior: LabelPrior, amplitude_fisher: float | None = None) -> float:
+    def van_trees_r2(
+        self,
+        prior: LabelPrior,
+        amplitude_fisher: float | None = None,
+        continuum_fisher: float | None = None,
+    ) -> float:
         """``1 − VT/Var`` with ``VT`` the van Trees bound for stars drawn from ``prior``.
 
         Valid for every estimator, biased or not, when these stars are a draw from ``prior``;
@@ -296,13 +312,23 @@ class Ceilings:
             The prior the stars were drawn from.
         amplitude_fisher : float, optional
             Prior Fisher information of ``ln A`` (required when ``ln_A`` is a parameter).
+        continuum_fisher : float, optional
+            Prior Fisher information of each continuum coefficient ``c_k`` (required when the
+            continuum is a nuisance, ``continuum_order`` > 0).
         """
+        continuum = continuum_parameters(self.continuum_order)
         info = []
         for name in self.parameters:
             if name == AMPLITUDE:
                 if amplitude_fisher is None:
                     raise ValueError("ln_A is a parameter: pass its prior's amplitude_fisher")
                 info.append(float(amplitude_fisher))
+            elif name in continuum:
+                if continuum_fisher is None:
+                    raise ValueError(
+                        "the continuum is a nuisance: pass its coefficients' continuum_fisher"
+                    )
+                info.append(float(continuum_fisher))
             else:
                 info.append(prior[name].fisher_information())
         bound = van_trees_bound(self.fisher, torch.diag(torch.tensor(info)), 0)
@@ -323,6 +349,7 @@ class Ceilings:
             target=self.target,
             parameters=self.parameters,
             mag=None if self.mag is None else self.mag[mask],
+            continuum_order=self.continuum_order,
         )
 
 
@@ -345,6 +372,7 @@ def crlb_ceilings(
     generator: torch.Generator | None = None,
     target: str = "log_g",
     nuisance: Sequence[str] | None = None,
+    continuum_order: int = 0,
     emulator=None,
     noise_model=None,
     chunk: int = 64,
@@ -383,6 +411,14 @@ def crlb_ceilings(
         (radial velocity, km/s, see :mod:`specvit.bounds.velocity`; needs the specvit
         emulator) and ``"ln_A"`` (the unknown flux amplitude, ``∂flux/∂ln A = flux``). Without
         ``ln_A`` the flux scale is taken as known.
+    continuum_order : int
+        K ≥ 0: also marginalise a smooth multiplicative continuum, the flux times
+        ``1 + Σ_{k=1..K} c_k P_k(x)`` (Legendre P_k in the pixel coordinate x, −1 at the first
+        pixel and +1 at the last, :mod:`specvit.continuum`), at ``c = 0``. Its coefficients
+        ``c_1 … c_K`` follow the nuisances in :attr:`Ceilings.parameters`. With ``ln_A`` (the
+        constant term) this is any polynomial continuum of degree K: the information left to a
+        model that divides each spectrum by a fitted continuum of that order. 0 (default): the
+        continuum's shape is taken as known.
     emulator, noise_model : optional
         The spectral emulator and PFS noise model (default: ``Emulator.load()`` and
         ``PFSNoiseModel.default()``).
@@ -399,12 +435,15 @@ def crlb_ceilings(
         Before any work, for inputs that would give no or meaningless bounds: no star, labels
         that are not finite or lie outside the emulator's grid (:func:`check_labels`), a
         magnitude that is not finite or outside :data:`MAG_RANGE`, an S/N that is not finite
-        and > 0, an unknown nuisance parameter, or shapes that do not fit.
+        and > 0, an unknown nuisance parameter, a continuum order that is not an integer ≥ 0,
+        or shapes that do not fit.
     """
     if sum(x is not None for x in (mag, snr, error)) != 1:
         raise ValueError("give exactly one of mag=, snr= or error=")
     prior = prior or LabelPrior.default()
     nuisance = check_nuisance(target, nuisance)
+    continuum_order = check_continuum_order(continuum_order)
+    continuum = continuum_parameters(continuum_order)
     mag_t = None if mag is None else check_mag(mag)
     snr_t = None if snr is None else check_snr(snr)
     variance = prior.variance(target)
@@ -425,11 +464,16 @@ def crlb_ceilings(
         error = torch.as_tensor(error, dtype=torch.float64)
         if error.dim() == 2 and error.shape[0] != n:
             raise ValueError(f"error has {error.shape[0]} spectra for {n} stars")
-    amplitude, velocity = AMPLITUDE in nuisance, VELOCITY in nuisance
-    # Fisher over (T_eff, log_g, M_H[, v_rad][, ln_A]), then the rows of (target, *nuisance).
+    velocity = VELOCITY in nuisance
+    # The continuum's columns follow ln_A's (fisher_information), which is dropped again below
+    # when it is not a nuisance.
+    with_flux = AMPLITUDE in nuisance or bool(continuum)
+    # Fisher over (T_eff, log_g, M_H[, v_rad][, ln_A][, c_1 … c_K]), then the rows of
+    # (target, *nuisance, *continuum).
     columns = (*LABEL_NAMES, VELOCITY) if velocity else LABEL_NAMES
-    columns = (*columns, AMPLITUDE) if amplitude else columns
-    order = [columns.index(p) for p in (target, *nuisance)]
+    columns = (*columns, AMPLITUDE, *continuum) if with_flux else columns
+    parameters = (target, *nuisance, *continuum)
+    order = [columns.index(p) for p in parameters]
     crlbs, snrs, fishers = [], [], []
     for start in range(0, n, chunk):
         sl = slice(start, start + chunk)
@@ -457,12 +501,13 @@ def crlb_ceilings(
                 )
             sigma = sigma_from_relative_error(flux, rows)
             star_snr = expected_snr(flux, sigma.expand_as(flux))
-        fisher = fisher_information(jac, sigma, flux=flux if amplitude else None)
+        fisher = fisher_information(
+            jac, sigma, flux=flux if with_flux else None, continuum_order=continuum_order
+        )
         fisher = fisher[..., order, :][..., order]
         fishers.append(fisher)
         crlbs.append(marginal_crlb(fisher, 0))
         snrs.append(star_snr.to(torch.float64))
-    parameters = (target, *nuisance)
     return Ceilings(
         labels=labels,
         snr=torch.cat(snrs),
@@ -472,4 +517,5 @@ def crlb_ceilings(
         target=target,
         parameters=parameters,
         mag=mag_t,
+        continuum_order=continuum_order,
     )

@@ -16,6 +16,7 @@ from specvit.bounds.ceilings import (
     check_nuisance,
     check_snr,
 )
+from specvit.bounds.fisher import check_continuum_order, continuum_parameters
 from specvit.bounds.table import ceiling_table, format_table
 from specvit.instrument.noise import DEFAULT_N_EXPOSURES
 from specvit.labels import LABEL_NAMES
@@ -111,6 +112,16 @@ def _check_plot(path: Path) -> None:
     "'' for none. Default: the other labels and ln_A.",
 )
 @click.option(
+    "--continuum-order",
+    type=int,
+    default=0,
+    show_default=True,
+    callback=_checked(check_continuum_order),
+    help="Also marginalise a multiplicative continuum 1 + Σ c_k P_k(x) of this order "
+    "(Legendre P_1…P_K across the grid; with ln_A any polynomial continuum of that degree); "
+    "0: none.",
+)
+@click.option(
     "--etc-dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
@@ -133,7 +144,9 @@ def _check_plot(path: Path) -> None:
     "(needs matplotlib).",
 )
 @click.version_option(package_name="specvit", prog_name="specvit-bounds")
-def main(snrs, mags, n_stars, seed, target, nuisance, etc_dir, n_exposures, fmt, plot) -> None:
+def main(
+    snrs, mags, n_stars, seed, target, nuisance, continuum_order, etc_dir, n_exposures, fmt, plot
+) -> None:
     """Print the R² ceilings on TARGET for PFS-MR spectra at given SNRs and/or magnitudes.
 
     Each row is one population (N_STARS drawn from the default prior with SEED) observed at one
@@ -157,14 +170,17 @@ def main(snrs, mags, n_stars, seed, target, nuisance, etc_dir, n_exposures, fmt,
             seed=seed,
             target=target,
             nuisance=names,
+            continuum_order=continuum_order,
             noise_model=noise,
         )
     except ValueError as err:
         raise click.UsageError(str(err)) from err
+    continuum = continuum_parameters(continuum_order)
+    order = f" (continuum order {continuum_order})" if continuum_order else ""
     click.echo(
         f"# {target}: unbiased CRLB ceilings, {n_stars} stars (seed {seed}), "
-        f"nuisance {', '.join(names) or 'none'}; noise: {noise.description}, "
-        f"{noise.n_exposures} exposures"
+        f"nuisance {', '.join((*names, *continuum)) or 'none'}{order}; "
+        f"noise: {noise.description}, {noise.n_exposures} exposures"
     )
     click.echo(format_table(rows, fmt))
     if plot is not None:

@@ -5,18 +5,57 @@ the Fisher information is ``I = Jᵀ Σ⁻¹ J`` with ``J = ∂f/∂θ`` and ``�
 of any *unbiased* estimator of one parameter ``g``, with the others ``η`` unknown (nuisance), is
 at least ``[I⁻¹]_gg = (I_gg − I_gη I_ηη⁻¹ I_ηg)⁻¹`` (Schur complement).
 
+Two nuisances of the flux scale are built in, as columns proportional to the model flux: the
+amplitude ``ln A`` (``∂flux/∂ln A = flux``) and a smooth multiplicative continuum of order K,
+``flux × (1 + Σ_{k=1..K} c_k P_k(x))`` at ``c = 0`` (``∂flux/∂c_k = flux · P_k(x)``, Legendre
+``P_k`` in the normalised pixel coordinate x, −1 at the first pixel and +1 at the last, the basis
+of :mod:`specvit.continuum`). Together they marginalise any polynomial continuum of degree K:
+what a model that divides each spectrum by a fitted continuum of that order cannot use.
+
 Every function is batched over leading dimensions (one Fisher matrix per star) and works in
 float64 internally: Fisher matrices of (T_eff [K], log g [dex], …) span many decades.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-__all__ = ["AMPLITUDE", "equilibrate", "fisher_information", "marginal_crlb"]
+from specvit.continuum import legendre_basis
+
+__all__ = [
+    "AMPLITUDE",
+    "check_continuum_order",
+    "continuum_parameters",
+    "equilibrate",
+    "fisher_information",
+    "marginal_crlb",
+]
 
 #: Name of the overall flux-amplitude parameter ``ln A``: ``∂flux/∂ln A = flux``.
 AMPLITUDE = "ln_A"
+
+
+def check_continuum_order(order: int) -> int:
+    """``order`` of the continuum nuisance, checked: an integer ≥ 0 (0: no continuum).
+
+    Raises
+    ------
+    ValueError
+        Otherwise.
+    """
+    if isinstance(order, bool) or not isinstance(order, int | np.integer) or order < 0:
+        raise ValueError(f"continuum_order must be an integer >= 0, got {order!r}")
+    return int(order)
+
+
+def continuum_parameters(order: int) -> tuple[str, ...]:
+    """Names of the continuum coefficients of order ``order``: ``("c_1", …, "c_order")``.
+
+    ``c_k`` multiplies the Legendre polynomial P_k in the factor ``1 + Σ_k c_k P_k(x)`` on the
+    flux (dimensionless, a fraction of the flux); ``()`` for order 0.
+    """
+    return tuple(f"c_{k}" for k in range(1, check_continuum_order(order) + 1))
 
 
 def _check_sigma(sigma: torch.Tensor) -> None:
@@ -28,7 +67,10 @@ def _check_sigma(sigma: torch.Tensor) -> None:
 
 
 def fisher_information(
-    jacobian: torch.Tensor, sigma: torch.Tensor, flux: torch.Tensor | None = None
+    jacobian: torch.Tensor,
+    sigma: torch.Tensor,
+    flux: torch.Tensor | None = None,
+    continuum_order: int = 0,
 ) -> torch.Tensor:
     """Fisher information ``Jᵀ diag(σ⁻²) J`` for independent Gaussian pixel noise.
 
@@ -46,16 +88,24 @@ def fisher_information(
         last parameter, with ``∂flux/∂ln A = flux`` (without copying the Jacobian). An
         estimator that is not told the star's brightness (any scale-normalised input) has to
         treat it as unknown.
+    continuum_order : int
+        K ≥ 0 (needs ``flux``): after ``ln A``, the K coefficients ``c_1 … c_K`` of a
+        multiplicative continuum ``1 + Σ_k c_k P_k(x)`` at ``c = 0``, with
+        ``∂flux/∂c_k = flux · P_k(x)`` (:func:`continuum_parameters` names them). With ``ln A``
+        they marginalise any polynomial continuum of degree K. 0 (default): none.
 
     Returns
     -------
     torch.Tensor
-        ``(..., P, P)`` float64 Fisher matrix, in (parameter unit)⁻² (``P + 1`` with ``flux``).
+        ``(..., P', P')`` float64 Fisher matrix, in (parameter unit)⁻², over the Jacobian's
+        ``P`` columns, then ``ln A`` (with ``flux``), then ``c_1 … c_K``: ``P' = P`` without
+        ``flux``, ``P + 1 + K`` with it.
 
     Raises
     ------
     ValueError
-        If the shapes do not match or σ is NaN or not positive.
+        If the shapes do not match, σ is NaN or not positive, or ``continuum_order`` is not an
+        integer ≥ 0 or is given without ``flux``.
     """
     if jacobian.dim() < 2:
         raise ValueError(f"jacobian must have shape (..., L, P), got {tuple(jacobian.shape)}")
@@ -65,6 +115,9 @@ def fisher_information(
             f"{jacobian.shape[-2]} (jacobian {tuple(jacobian.shape)}, sigma {tuple(sigma.shape)})"
         )
     _check_sigma(sigma)
+    n_continuum = check_continuum_order(continuum_order)
+    if n_continuum and flux is None:
+        raise ValueError("continuum_order needs the model flux (flux=)")
     try:
         batch = torch.broadcast_shapes(jacobian.shape[:-2], sigma.shape[:-1])
     except RuntimeError as err:
@@ -81,11 +134,16 @@ def fisher_information(
     # Schur complement amplifies float32 *accumulation* errors to ~1e-3 of the CRLB.
     n_pix, p = jacobian.shape[-2:]
     inverse = sigma.to(jacobian.dtype).reciprocal()
-    rows = p + (flux is not None)
+    rows = p + (flux is not None) + n_continuum
     whitened = torch.empty((*batch, rows, n_pix), dtype=jacobian.dtype, device=jacobian.device)
     torch.mul(jacobian.mT, inverse.unsqueeze(-2), out=whitened[..., :p, :])
     if flux is not None:
         torch.mul(flux.to(jacobian.dtype), inverse, out=whitened[..., p, :])
+    if n_continuum:
+        # The basis in float64, rounded once to the Jacobian's dtype.
+        x = torch.linspace(-1.0, 1.0, n_pix, dtype=torch.float64, device=jacobian.device)
+        basis = legendre_basis(x, n_continuum).to(jacobian.dtype)
+        torch.mul(whitened[..., p : p + 1, :], basis, out=whitened[..., p + 1 :, :])
     whitened = whitened.to(torch.float64)
     return whitened @ whitened.mT
 

@@ -20,6 +20,7 @@ from specvit.bounds.ceilings import (
     check_snr,
     crlb_ceilings,
 )
+from specvit.bounds.fisher import check_continuum_order
 from specvit.bounds.prior import LabelPrior
 from specvit.emulator import Emulator
 from specvit.instrument.noise import PFSNoiseModel
@@ -115,6 +116,7 @@ def ceiling_table(
     seed: int = 0,
     target: str = "log_g",
     nuisance: Sequence[str] | None = None,
+    continuum_order: int = 0,
     emulator=None,
     noise_model=None,
 ) -> list[CeilingRow]:
@@ -129,12 +131,14 @@ def ceiling_table(
     ValueError
         Before any work, for no rows, ``n_stars`` < 1, a magnitude that is not finite or outside
         :data:`~specvit.bounds.ceilings.MAG_RANGE`, an S/N that is not finite and > 0, an
-        unknown target or nuisance parameter, or a prior reaching beyond the emulator's grid;
-        and for an S/N no magnitude in that range gives.
+        unknown target or nuisance parameter, a continuum order that is not an integer ≥ 0, or
+        a prior reaching beyond the emulator's grid; and for an S/N no magnitude in that range
+        gives.
     """
     if not len(mags) and not len(snrs):
         raise ValueError("give at least one magnitude or SNR")
     check_nuisance(target, nuisance)
+    check_continuum_order(continuum_order)
     mags = check_mag(list(mags)).tolist()
     check_snr(list(snrs))
     prior = prior or LabelPrior.default()
@@ -153,6 +157,7 @@ def ceiling_table(
             prior=prior,
             target=target,
             nuisance=nuisance,
+            continuum_order=continuum_order,
             emulator=emulator,
             noise_model=noise_model,
         )

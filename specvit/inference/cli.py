@@ -21,6 +21,7 @@ import sys
 import warnings
 from collections import Counter
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ from specvit.io.tables import (
     check_writable,
     write_table,
 )
+from specvit.velocity import RV_SEARCH_KMS
 
 __all__ = ["EXIT_CODES", "main"]
 
@@ -277,6 +279,18 @@ def _list_models(ctx: click.Context, param: click.Parameter, value: bool) -> Non
     show_default=True,
     help="Importance samples per spectrum in exact mode.",
 )
+@click.option(
+    "--rv",
+    type=click.FloatRange(-RV_SEARCH_KMS, RV_SEARCH_KMS),
+    default=None,
+    help="Radial velocity (km/s) of every spectrum, for a model that takes observed-frame "
+    "spectra [default: measured per spectrum].",
+)
+@click.option(
+    "--rv-col",
+    default=None,
+    help="Per-spectrum column (table or NPZ inputs) with each spectrum's radial velocity (km/s).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.version_option(package_name="specvit", prog_name="specvit-predict")
 def main(
@@ -297,6 +311,8 @@ def main(
     physics: bool,
     exact: bool,
     exact_samples: int,
+    rv: float | None,
+    rv_col: str | None,
     overwrite: bool,
 ) -> None:
     """Predict stellar labels for the spectra in INPUT... and write one table to OUTPUT.
@@ -309,6 +325,10 @@ def main(
     summary goes to stderr at the end.
     """
     pfs_star = output_format.lower() == "pfsstar"
+    if rv is not None and rv_col is not None:
+        raise click.UsageError(
+            "--rv gives every spectrum one velocity, --rv-col one each: drop one"
+        )
     if error_kind is not None and error_col is not None and error_col.lower() == "none":
         raise click.UsageError(
             f"--error-kind {error_kind} describes the uncertainty column, and --error-col none "
@@ -351,7 +371,13 @@ def main(
                 raise _Failure(
                     f"cannot load model {model or '(the bundled default)'!r}: {exc}", "model"
                 ) from exc
-            table, sources = _run(predictor, inputs, counts, lo, hi, columns, mask_bits)
+            if (rv is not None or rv_col is not None) and not predictor.config.rest_frame:
+                raise click.UsageError(
+                    f"--rv/--rv-col: {model or 'the bundled default model'} takes rest-frame "
+                    "spectra; shift them to the rest frame instead"
+                )
+            velocity = rv if rv_col is None else _VelocityColumn(rv_col)
+            table, sources = _run(predictor, inputs, counts, lo, hi, columns, mask_bits, velocity)
             destination = str(output)
             try:
                 if pfs_star:
@@ -487,10 +513,36 @@ def _read_error(path: Path, exc: BaseException) -> str:
     return text if text.startswith(str(path)) else f"cannot read {path}: {text}"
 
 
+@dataclass(frozen=True)
+class _VelocityColumn:
+    """``--rv-col``: the per-spectrum column holding each spectrum's velocity."""
+
+    name: str
+
+    def values(self, ids: Table, where: str) -> np.ndarray:
+        """The column of ``ids`` (any case) as float64 km/s, or a ``ValueError``."""
+        found = [n for n in ids.colnames if n.lower() == self.name.lower()]
+        if not found:
+            own = [n for n in ids.colnames if n not in ("input", "index")]
+            raise ValueError(
+                f"--rv-col {self.name}: no such per-spectrum column in {where} (its "
+                f"per-spectrum columns: {', '.join(own) or 'none'})"
+            )
+        return np.asarray(ids[found[0]], dtype=np.float64)
+
+
 def _run(
-    predictor: Predictor, inputs, counts, lo: int, hi: int, columns: ColumnChoice, mask_bits
+    predictor: Predictor,
+    inputs,
+    counts,
+    lo: int,
+    hi: int,
+    columns: ColumnChoice,
+    mask_bits,
+    velocity: float | _VelocityColumn | None = None,
 ) -> tuple[Table, list[dict[str, str]]]:
-    """Predict rows ``lo:hi`` of the concatenated inputs, batching across small files."""
+    """Predict rows ``lo:hi`` of the concatenated inputs, batching across small files
+    (``velocity``: ``--rv`` or ``--rv-col``)."""
     from tqdm import tqdm
 
     tables: list[Table] = []
@@ -501,13 +553,14 @@ def _run(
 
     def flush() -> None:
         for group in stack_sets(pending):
+            names = list(dict.fromkeys(group.ids["input"]))
+            where = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
             try:
-                result = predictor.predict(**group.predict_kwargs(), progress=bar.update)
+                rv = velocity
+                if isinstance(velocity, _VelocityColumn):
+                    rv = velocity.values(group.ids, where)
+                result = predictor.predict(**group.predict_kwargs(), rv=rv, progress=bar.update)
             except (ValueError, TypeError) as exc:
-                names = list(dict.fromkeys(group.ids["input"]))
-                where = ", ".join(names[:3]) + (
-                    f" and {len(names) - 3} more" if len(names) > 3 else ""
-                )
                 raise _Failure(f"invalid spectra in {where}: {exc}", "input") from exc
             tables.append(hstack([_prefixed(group.ids, result.colnames), result]))
         pending.clear()

@@ -4,7 +4,8 @@ For every predicted star, at its predicted labels and with its own error array o
 grid (after masking and resampling), :class:`PhysicalContext` computes
 
 * ``crlb_<label>``: the marginal Cramér–Rao bound σ_min = √CRLB of each label, with the other
-  labels and the flux amplitude ``ln A`` as nuisances, through
+  labels and the flux amplitude ``ln A`` (for an ``input_norm="continuum"`` model, the whole
+  continuum polynomial of its ``continuum_order``) as nuisances, through
   :func:`specvit.bounds.fisher_information` and :func:`specvit.bounds.marginal_crlb` — the best
   σ any unbiased method could reach on this spectrum;
 * ``v_rad``, ``chi2_red``, ``chi2_pvalue``: the emulator spectrum at the predicted labels, shifted
@@ -247,6 +248,8 @@ class PhysicalContext:
         self._ccf = slice(3 * config.input_length // 4, None)
         self._kms_per_px = kms_per_pixel(float(wave[self._ccf].mean()), self._step)
         self._max_lag = math.ceil(RV_SEARCH_KMS / self._kms_per_px)
+        #: the continuum a model with ``input_norm="continuum"`` cannot use: a nuisance of its CRLB
+        self._crlb_order = config.continuum_order if config.input_norm == "continuum" else 0
         #: whether the fit leaves out emission spikes (a model trained on them, ModelDomain.effects)
         effects = () if config.domain is None else config.domain.effects
         self._ignore_spikes = bool({"cosmic_rays", "sky"} & set(effects))
@@ -407,7 +410,7 @@ class PhysicalContext:
         # error array in units of its median flux (specvit.bounds' error= convention; σ = inf
         # at masked pixels).
         sigma = sigma_from_relative_error(model, w.rsqrt())
-        fisher = fisher_information(jac, sigma, flux=model)
+        fisher = fisher_information(jac, sigma, flux=model, continuum_order=self._crlb_order)
         w[:, :2] = 0.0
         w[:, -2:] = 0.0
         for name, k in zip(self.config.label_names, self._crlb_index, strict=True):
