@@ -150,7 +150,9 @@ class SpecViTConfig:
         brightness. ``"continuum"`` divides them, pixel by pixel, by a weighted Legendre fit of
         order ``continuum_order`` to the flux (:func:`specvit.continuum.fit_continuum`) and
         feeds ``flux/continuum − 1``: nor does it depend on a smooth multiplicative curve
-        (flux calibration, extinction, f_ν or f_λ). ``"none"`` feeds flux as is.
+        (flux calibration, extinction, f_ν or f_λ); its S/N channel keeps the per-pixel S/N's
+        level and structure but not its smooth trend (which follows the reddened continuum).
+        ``"none"`` feeds flux as is.
     continuum_order : int
         Highest Legendre order of the ``"continuum"`` normalisation (unused by the others).
     rest_frame : bool

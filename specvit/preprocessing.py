@@ -236,14 +236,16 @@ def _input_rows(
     error: Any,
     valid: Any,
     continuum: Any,
+    snr_reference: Any,
     x: Any,
     scale: Any,
     *,
     config: SpecViTConfig,
 ) -> None:
     """Rows of :func:`model_input` into ``x`` (R, C, L) and ``scale`` (R,), in place, for numpy
-    arrays or torch tensors; ``continuum`` (R, L) is the divisor of ``input_norm="continuum"``
-    (None for the others)."""
+    arrays or torch tensors; ``continuum`` (R, L) is the flux's divisor of
+    ``input_norm="continuum"`` and ``snr_reference`` (R, L) the σ channel's numerator (None for
+    the other normalisations)."""
     xp = np if isinstance(flux, np.ndarray) else torch
     good = _valid(flux, error)
     if valid is not None:
@@ -267,7 +269,8 @@ def _input_rows(
         if config.input_norm != "none":
             x[:, 0] -= 1.0
         if config.in_chans == 2:
-            xp.divide(safe, error, out=x[:, 1])
+            reference = safe if snr_reference is None else snr_reference
+            xp.divide(xp.where(usable & (reference > 0), reference, 1.0), error, out=x[:, 1])
     if config.input_channels == "flux+lnsnr":
         # torch's log1p on numpy's view too: numpy's can differ in the last bit, and training
         # runs resumed across versions must see the same input
@@ -326,18 +329,45 @@ def model_input(
     flux = flux.detach().float()
     error = None if error is None else error.detach().float()
     valid = None if valid is None else valid.to(flux.device)
-    continuum = None
+    continuum = snr_reference = None
     if config.input_norm == "continuum":
         if error is None:
             raise ValueError("a model with input_norm='continuum' needs the error array")
-        good = valid_pixels(flux, error)
-        if valid is not None:
-            good &= valid
-        continuum = fit_continuum(flux, error, good, config.continuum_order)
+        continuum, snr_reference = _continuum_and_snr_reference(flux, error, valid, config)
     x = flux.new_empty((flux.shape[0], config.in_chans, flux.shape[1]))
     scale = flux.new_empty(flux.shape[0])
-    _run(functools.partial(_input_rows, config=config), flux, error, valid, continuum, x, scale)
+    _run(
+        functools.partial(_input_rows, config=config),
+        flux,
+        error,
+        valid,
+        continuum,
+        snr_reference,
+        x,
+        scale,
+    )
     return x, scale
+
+
+def _continuum_and_snr_reference(
+    flux: torch.Tensor, error: torch.Tensor, valid: torch.Tensor | None, config: SpecViTConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``input_norm="continuum"``: the flux's divisor, the continuum fit, and the σ channel's
+    numerator, the continuum times ``median(S) / trend(S)``: the S/N per pixel ``S =
+    continuum/σ`` keeps its level and its pixel-to-pixel structure (sky lines) but loses its
+    smooth trend, which follows the star's observed continuum (through its photon noise) and
+    would tell the model the reddening the flux channel hides."""
+    good = valid_pixels(flux, error)
+    if valid is not None:
+        good &= valid
+    continuum = fit_continuum(flux, error, good, config.continuum_order)
+    usable = good & (continuum > 0)
+    snr = torch.where(usable, continuum / error, 0.0)
+    trend = fit_continuum(snr, torch.ones_like(snr), usable, config.continuum_order)
+    level = masked_median(snr, usable).unsqueeze(-1)
+    flat = trend > 0
+    reference = torch.where(flat, continuum * level / torch.where(flat, trend, 1.0), continuum)
+    return continuum, reference
 
 
 class Prepared(NamedTuple):

@@ -152,7 +152,7 @@ def test_the_torch_path_other_devices_take_equals_the_cpu_path():
     flux, error, mask = _spectra(40)
     x, scale = model_input(flux, error, config, valid=mask)
     x_t, scale_t = torch.empty_like(x), torch.empty_like(scale)
-    preprocessing._input_rows(flux, error, mask, None, x_t, scale_t, config=config)
+    preprocessing._input_rows(flux, error, mask, None, None, x_t, scale_t, config=config)
     assert torch.equal(x_t, x)
     assert torch.equal(scale_t.nan_to_num(), scale.nan_to_num())
 
@@ -280,3 +280,34 @@ def test_prepare_shifts_a_rest_frame_models_input_and_measures_the_velocity():
     # a model without rest_frame: no velocity, the input of model_input
     plain = prepare(moving, error, CONTINUUM)
     assert plain.v_rad is None and torch.equal(plain.x, model_input(moving, error, CONTINUUM)[0])
+
+
+def test_the_continuum_inputs_snr_channel_does_not_reveal_reddening():
+    """Reddening changes the S/N along the arm through the star's photon noise; the σ channel
+    of a continuum model keeps the S/N's level and sky lines but not that trend."""
+    import warnings
+
+    from specvit.continuum import fit_continuum
+    from specvit.preprocessing import valid_pixels
+    from training.engine.effects import Effects
+    from training.engine.simulate import Prior, Simulator
+
+    def blue_minus_red(channel: torch.Tensor) -> float:
+        return float(channel[:, :800].mean() - channel[:, -800:].mean())
+
+    trends = {}
+    for name, effects in (
+        ("ideal", Effects.off()),
+        ("E(B-V)=1", Effects.only("extinction", ebv=1.0)),
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the approximate noise model says so
+            sim = Simulator(prior=Prior(mag=(17.5, 18.0)), effects=effects)
+        draw = sim.sample(64, torch.Generator().manual_seed(2))
+        x, _ = model_input(draw["flux"], draw["error"], CONTINUUM)
+        valid = valid_pixels(draw["flux"], draw["error"])
+        raw = torch.log1p(fit_continuum(draw["flux"], draw["error"], valid, 5) / draw["error"])
+        trends[name] = (blue_minus_red(x[:, 1]), blue_minus_red(raw))
+    (flat_ideal, raw_ideal), (flat_red, raw_red) = trends.values()
+    assert abs(flat_red - flat_ideal) < 0.05
+    assert abs(raw_red - raw_ideal) > 0.2  # continuum/σ itself does: the check can fail
