@@ -81,12 +81,13 @@ def catmull_rom_weights(t: torch.Tensor) -> torch.Tensor:
     torch.Tensor
         ``(..., 4)`` the weights of pixels ``i − 1, i, i + 1, i + 2`` (they sum to 1).
     """
-    t2, t3 = t * t, t * t * t
+    t2 = t * t
+    t3 = t2 * t
     return torch.stack(
         (
-            0.5 * (-t3 + 2.0 * t2 - t),
-            0.5 * (3.0 * t3 - 5.0 * t2 + 2.0),
-            0.5 * (-3.0 * t3 + 4.0 * t2 + t),
+            t2 - 0.5 * (t3 + t),
+            1.5 * t3 - 2.5 * t2 + 1.0,
+            2.0 * t2 + 0.5 * t - 1.5 * t3,
             0.5 * (t3 - t2),
         ),
         dim=-1,
@@ -144,25 +145,32 @@ def to_rest_frame(
         observed pixels on the grid.
     """
     n = flux.shape[-1]
-    wave = torch.as_tensor(grid.wavelength(), dtype=torch.float64, device=flux.device)
+    wave = _wavelength(grid, str(flux.device))
     finite = torch.isfinite(rv)
     beta = torch.where(finite, rv.double(), 0.0)[:, None] / C_KMS
     pos = ((wave * (1.0 + beta) - grid.start) / grid.step).float()
-    inside = (pos >= 1.0) & (pos <= n - 2.01)
-    i = pos.clamp(1.0, n - 2.01).floor().long()
-    weights = catmull_rom_weights(pos.clamp(1.0, n - 2.01) - i)
-    variance = torch.where(valid, error.float().square(), 0.0)
+    inside = (pos >= 1.0) & (pos <= n - 2.01) & finite[:, None]
+    pos = pos.clamp_(1.0, n - 2.01)
+    i = pos.floor()
+    weights = catmull_rom_weights(pos.sub_(i)).unbind(-1)
+    i = i.long()
     values = torch.where(valid, flux.float(), 0.0)
-    out_flux = torch.zeros_like(values)
-    out_var = torch.zeros_like(values)
-    out_valid = inside & finite[:, None]
-    for k in range(4):
+    variance = torch.where(valid, error.float().square(), 0.0)
+    valid_f = valid.float()
+    out_flux, out_var, count = (torch.zeros_like(values) for _ in range(3))
+    for k, w in enumerate(weights):
         taps = i + (k - 1)
-        w = weights[..., k]
-        out_flux += w * values.gather(-1, taps)
-        out_var += w.square() * variance.gather(-1, taps)
-        out_valid &= valid.gather(-1, taps)
+        out_flux.addcmul_(w, values.gather(-1, taps))
+        out_var.addcmul_(w.square(), variance.gather(-1, taps))
+        count.add_(valid_f.gather(-1, taps))
+    out_valid = inside & (count > 3.5)
     return out_flux, out_var.sqrt(), out_valid
+
+
+@functools.lru_cache(maxsize=8)
+def _wavelength(grid: WavelengthGrid, device: str) -> torch.Tensor:
+    """The grid's pixel-centre wavelengths (Å), float64, on ``device``."""
+    return torch.as_tensor(grid.wavelength(), dtype=torch.float64, device=device)
 
 
 class _Bank(NamedTuple):
