@@ -31,7 +31,7 @@ import torch
 
 from specvit.config import SpecViTConfig
 from specvit.continuum import fit_continuum
-from specvit.velocity import measure_rv, to_rest_frame
+from specvit.velocity import Velocity, measure_rv, to_rest_frame
 
 __all__ = [
     "Prepared",
@@ -377,11 +377,10 @@ class Prepared(NamedTuple):
     x: torch.Tensor
     #: (B,) the flux each spectrum was divided by (see :func:`model_input`); NaN: unusable.
     scale: torch.Tensor
-    #: (B,) km/s, the velocity each spectrum was shifted by (given or measured); None for a
-    #: model without ``rest_frame``.
-    v_rad: torch.Tensor | None
-    #: (B,) km/s, the measured velocity's 1σ; NaN where the velocity was given; None as above.
-    v_rad_err: torch.Tensor | None
+    #: The velocity each spectrum was shifted by (:class:`specvit.velocity.Velocity`: measured,
+    #: or given with NaN ``v_rad_err`` and ``contrast``); None for a model without
+    #: ``rest_frame``.
+    velocity: Velocity | None
     #: (B, L) the flux, σ and valid pixels the input was built from (in the rest frame for a
     #: ``rest_frame`` model; ``valid`` combines :func:`valid_pixels` with the caller's mask).
     flux: torch.Tensor
@@ -413,7 +412,7 @@ def prepare(
     -------
     Prepared
     """
-    v_rad = v_rad_err = None
+    velocity = None
     good = valid_pixels(flux, error)
     if valid is not None:
         good &= valid.to(good.device)
@@ -422,14 +421,15 @@ def prepare(
             raise ValueError("a rest_frame model needs the error array")
         grid = config.wavelength_grid
         if rv is None:
-            v_rad, v_rad_err = measure_rv(flux, error, good, grid)
+            velocity = measure_rv(flux, error, good, grid)
         else:
             v_rad = torch.as_tensor(rv, dtype=torch.float32, device=flux.device).expand(
                 flux.shape[0]
             )
-            v_rad_err = torch.full_like(v_rad, torch.nan)
-        flux, error, good = to_rest_frame(flux, error, good, v_rad, grid)
+            unknown = torch.full_like(v_rad, torch.nan)
+            velocity = Velocity(v_rad, unknown, unknown)
+        flux, error, good = to_rest_frame(flux, error, good, velocity.v_rad, grid)
     elif rv is not None:
         raise ValueError("this model takes rest-frame spectra: it cannot use a radial velocity")
     x, scale = model_input(flux, error, config, good)
-    return Prepared(x, scale, v_rad, v_rad_err, flux, error, good)
+    return Prepared(x, scale, velocity, flux, error, good)

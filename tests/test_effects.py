@@ -4,6 +4,7 @@ the same seed gives the same bytes, and with no effect the engine is unchanged."
 from __future__ import annotations
 
 import json
+from importlib.util import find_spec
 
 import astropy.units as u
 import numpy as np
@@ -23,6 +24,7 @@ from training.engine.effects import (
     LSFSpread,
     SigmaScale,
     SkyResiduals,
+    TelluricResiduals,
     WavelengthOffset,
     legendre_basis,
     shift_pixels,
@@ -30,6 +32,12 @@ from training.engine.effects import (
 from training.engine.simulate import Prior, Simulator
 
 N = 64  # stars per draw in most tests
+#: The default effects include the telluric residuals, whose model is pwv_kpno's.
+needs_pwv_kpno = pytest.mark.skipif(
+    find_spec("pwv_kpno") is None,
+    reason="the default effects include the telluric residuals, which need pwv_kpno (GPL-3, an "
+    "optional dependency of the train extra): pip install 'specvit[train]'",
+)
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +101,7 @@ def test_no_effects_is_the_engine_bit_for_bit(sim, noise) -> None:
         assert torch.equal(got["snr"], snr) and torch.equal(got["labels"], draw["labels"].float())
 
 
+@needs_pwv_kpno
 def test_zero_strength_effects_change_nothing(sim) -> None:
     """Every effect on at zero strength: the same bytes as none (the same stars, magnitudes and
     noise draw: the effects draw from their own streams)."""
@@ -100,6 +109,7 @@ def test_zero_strength_effects_change_nothing(sim) -> None:
         lsf=LSFSpread([5000.0]),
         wavelength=WavelengthOffset(0.0),
         extinction=Extinction(ebv=0.0),
+        telluric=TelluricResiduals(fraction=0.0),
         sky=SkyResiduals(0.0, 0.0, 0.0),
         cosmic_rays=CosmicRays(rate=0.0),
         calibration=FluxCalibration(amplitude=0.0),
@@ -111,6 +121,7 @@ def test_zero_strength_effects_change_nothing(sim) -> None:
     assert torch.all(on["ebv"] == 0) and torch.all(on["n_cosmic"] == 0)
 
 
+@needs_pwv_kpno
 def test_effects_do_not_draw_from_the_generator_and_reproduce(sim) -> None:
     effects = Effects.default()
     fx = sim.with_effects(effects)
@@ -128,6 +139,7 @@ def test_effects_do_not_draw_from_the_generator_and_reproduce(sim) -> None:
     assert not torch.equal(first["wave_offset"], second["wave_offset"])
     keys = {"resolving_power", "wave_offset", "ebv", "calib_amplitude", "calib_coeffs"}
     keys |= {"sky_scale", "sky_pixel", "n_cosmic", "sigma_scale"}
+    keys |= {"telluric_fraction", "pwv", "airmass"}
     assert keys <= set(a) and a["calib_coeffs"].shape == (N, 3)
 
 
@@ -332,6 +344,7 @@ def test_sigma_scale_applied(sim) -> None:
 
 
 # ------------------------------------------------------------------ configs and wiring
+@needs_pwv_kpno
 def test_effects_from_and_to_dict() -> None:
     default = Effects.default()
     assert (
@@ -346,13 +359,14 @@ def test_effects_from_and_to_dict() -> None:
     assert one.column_names() == ("ebv", "calib_amplitude", "calib_c1", "calib_c2", "calib_c3")
     assert not Effects.off().enabled and Effects.from_dict(None).to_dict() == {}
     with pytest.raises(ValueError, match="unknown effect"):
-        Effects.from_dict({"telluric": True})
+        Effects.from_dict({"seeing": True})
     with pytest.raises(ValueError, match="calibration"):
         Effects.from_dict({"calibration": {"amplitud": 0.1}})
     with pytest.raises(ValueError, match="unknown extinction law"):
         Extinction(law="XX99")
 
 
+@needs_pwv_kpno
 def test_make_dataset_and_engine_source_turn_effects_on(tmp_path, etc_dir, monkeypatch) -> None:
     import training.cli.make_dataset as make_dataset
     from specvit.io import iter_shard, read_shard_info

@@ -111,6 +111,18 @@ def test_the_fit_of_a_model_trained_on_spikes_and_wrong_sigma_leaves_them_out():
         context = PhysicalContext(config, torch.device("cpu"))
         valid = torch.ones_like(flux, dtype=torch.bool)
         scale = flux.median(-1).values
-        flags, columns = context(labels, flux, reported, valid, scale, torch.full((16,), 20.0))
+        flags, _ = context(labels, flux, reported, valid, scale, torch.full((16,), 20.0))
         results[name] = (flags & int(specvit.PredictFlag.OUT_OF_DOMAIN)) != 0
     assert results["ideal"].all() and not results["trained"].any()
+
+
+def test_an_ambiguous_velocity_is_flagged_and_a_given_one_never(observed_model, moving_stars):
+    flux, error, _ = moving_stars
+    featureless = 1.0 + 0.05 * np.random.default_rng(0).standard_normal(flux.shape)
+    both = np.concatenate([flux, featureless])
+    sigma = np.concatenate([error, np.full_like(featureless, 0.05)])
+    table = _predict(both, sigma, model=observed_model, physics=False)
+    uncertain = (np.asarray(table["flags"]) & int(specvit.PredictFlag.RV_UNCERTAIN)) != 0
+    assert not uncertain[:3].any() and uncertain[3:].all()
+    given = _predict(both, sigma, model=observed_model, physics=False, rv=0.0)
+    assert not (np.asarray(given["flags"]) & int(specvit.PredictFlag.RV_UNCERTAIN)).any()

@@ -267,19 +267,21 @@ def test_prepare_shifts_a_rest_frame_models_input_and_measures_the_velocity():
     error = 0.02 * moving
     rest = prepare(emulator(labels), 0.02 * emulator(labels), CONTINUUM)
     measured = prepare(moving, error, OBSERVED)
-    assert (measured.v_rad - rv).abs().max() < 3.0 and torch.isfinite(measured.v_rad_err).all()
+    velocity = measured.velocity
+    assert (velocity.v_rad - rv).abs().max() < 3.0 and torch.isfinite(velocity.v_rad_err).all()
+    assert (velocity.contrast > 100).all()  # S/N 50: one clear peak
     inner = measured.valid.all(0)
     assert (measured.x[:, 0, inner] - rest.x[:, 0, inner]).abs().max() < 0.05
     given = prepare(moving, error, OBSERVED, rv=rv)
-    torch.testing.assert_close(given.v_rad, rv)
-    assert given.v_rad_err.isnan().all()
+    torch.testing.assert_close(given.velocity.v_rad, rv)
+    assert given.velocity.v_rad_err.isnan().all() and given.velocity.contrast.isnan().all()
     with pytest.raises(ValueError, match="takes rest-frame spectra"):
         prepare(moving, error, CONTINUUM, rv=rv)
     with pytest.raises(ValueError, match="needs the error array"):
         prepare(moving, None, OBSERVED)
     # a model without rest_frame: no velocity, the input of model_input
     plain = prepare(moving, error, CONTINUUM)
-    assert plain.v_rad is None and torch.equal(plain.x, model_input(moving, error, CONTINUUM)[0])
+    assert plain.velocity is None and torch.equal(plain.x, model_input(moving, error, CONTINUUM)[0])
 
 
 def test_the_continuum_inputs_snr_channel_does_not_reveal_reddening():

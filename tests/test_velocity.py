@@ -116,3 +116,15 @@ def test_masked_pixels_and_unknown_velocities_propagate(observed):
     assert not out_valid[1].any()
     still = int(np.flatnonzero(rv.numpy() == 0)[0])
     assert not out_valid[still, 1999:2002].any() and out_valid[still, 1990:1998].all()
+
+
+def test_a_spectrum_of_noise_has_an_ambiguous_velocity_and_a_star_a_clear_one(observed):
+    from specvit.velocity import MIN_PEAK_CONTRAST
+
+    _, flux, _ = observed
+    gen = torch.Generator().manual_seed(3)
+    noise = 1.0 + 0.05 * torch.randn(flux.shape, generator=gen)  # S/N 20, no lines
+    both = torch.cat([flux[:3], noise[:3]])
+    v = measure_rv(both, 0.05 * both.abs(), torch.ones_like(both, dtype=torch.bool), PFS_MR)
+    assert (v.contrast[:3] > 10 * MIN_PEAK_CONTRAST).all()
+    assert (v.contrast[3:] < MIN_PEAK_CONTRAST).all()

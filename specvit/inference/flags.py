@@ -49,6 +49,11 @@ class PredictFlag(IntFlag):
     #: the network's). Fall-backs: more samples (``exact_samples``) or the grid posterior,
     #: :class:`specvit.bounds.PosteriorMean`.
     LOW_ESS = 512
+    #: A model that takes observed-frame spectra measured the velocity (``v_rad``) from a
+    #: cross-correlation peak that is not clearly above another one (its χ² improvement by
+    #: less than :data:`specvit.velocity.MIN_PEAK_CONTRAST`): the spectrum may have been shifted
+    #: to a wrong rest frame, and its labels with it.
+    RV_UNCERTAIN = 1024
 
     @classmethod
     def no_result(cls) -> PredictFlag:
@@ -79,4 +84,5 @@ _MEANING = {
     "LOW_SNR": "low S/N: log g is mostly the model's prior",
     "RV_OUTSIDE_TRAINING": "v_rad beyond the radial velocities of the training set",
     "LOW_ESS": "exact mode: too few effective importance samples to trust the correction",
+    "RV_UNCERTAIN": "the measured v_rad is ambiguous: the spectrum may be in a wrong frame",
 }

@@ -43,7 +43,7 @@ from specvit.inference.validate import (
 from specvit.labels import LABEL_UNITS
 from specvit.models.specvit import SpecViT, UntrainedModelWarning
 from specvit.preprocessing import median_snr, prepare, valid_pixels
-from specvit.velocity import RV_SEARCH_KMS
+from specvit.velocity import MIN_PEAK_CONTRAST, RV_SEARCH_KMS
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -544,7 +544,10 @@ class Predictor:
         sigma = torch.where(drop, torch.nan, sigma)
         context: dict[str, torch.Tensor] = {}
         if self.config.rest_frame:
-            context["v_rad"], context["v_rad_err"] = prepared.v_rad, prepared.v_rad_err
+            velocity = prepared.velocity
+            context["v_rad"], context["v_rad_err"] = velocity.v_rad, velocity.v_rad_err
+            ambiguous = velocity.contrast < MIN_PEAK_CONTRAST  # NaN (given): not ambiguous
+            flags |= torch.where(ambiguous, int(PredictFlag.RV_UNCERTAIN), 0).int()
         if self.exact is not None:
             mean, sigma, context["cov"], context["ess"] = self._exact(
                 mean, sigma, flux_t, error_t, valid_t, start
@@ -553,7 +556,13 @@ class Predictor:
             flags |= torch.where(low.to(dev), int(PredictFlag.LOW_ESS), 0).int()
         if self.physics is not None:
             bits, physical = self.physics(
-                mean, prepared.flux, prepared.error, prepared.valid, scale, snr, prepared.v_rad
+                mean,
+                prepared.flux,
+                prepared.error,
+                prepared.valid,
+                scale,
+                snr,
+                None if prepared.velocity is None else prepared.velocity.v_rad,
             )
             context.update(physical)
             flags |= bits

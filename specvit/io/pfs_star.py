@@ -119,13 +119,14 @@ LABEL_FLAGS = (
     | PredictFlag.OUTSIDE_PRIOR
     | PredictFlag.RV_OUTSIDE_TRAINING
     | PredictFlag.LOW_ESS
+    | PredictFlag.RV_UNCERTAIN
 )
 #: Flags that make one label's row bad, on top of :data:`LABEL_FLAGS`.
 ONE_LABEL_FLAGS = {"log_g": PredictFlag.LOW_SNR}
 #: Flags that only inform (in ``status``, not ``flag``), unless :data:`ONE_LABEL_FLAGS` says so.
 INFORMATIONAL_FLAGS = PredictFlag.PARTIAL_COVERAGE | PredictFlag.LOW_SNR
 #: Flags that make the ``v_los`` row bad (besides the no-result bits).
-VELOCITY_FLAGS = PredictFlag.OUT_OF_DOMAIN
+VELOCITY_FLAGS = PredictFlag.OUT_OF_DOMAIN | PredictFlag.RV_UNCERTAIN
 #: Flags named in the ``v_los`` row's ``status``.
 _VELOCITY_STATUS = PredictFlag.no_result() | VELOCITY_FLAGS | PredictFlag.RV_OUTSIDE_TRAINING
 #: ``status`` of a row whose value is NaN with no flag to say why.

@@ -9,9 +9,9 @@ at its stage of a draw of :class:`training.engine.simulate.Simulator`:
   magnitude): :class:`LSFSpread` (which emulator), :class:`WavelengthOffset` (the star moved),
   :class:`Extinction`;
 - **noise** (the noise draw): :class:`WavelengthOffset` (the sky + detector variance moved);
-- **observed** (after the noise draw, before the S/N, in this order): :class:`SkyResiduals`,
-  :class:`WavelengthOffset` (the residual of subtracting an unshifted sky), :class:`CosmicRays`,
-  :class:`FluxCalibration` (flux and σ), :class:`SigmaScale` (σ).
+- **observed** (after the noise draw, before the S/N, in this order): :class:`TelluricResiduals`,
+  :class:`SkyResiduals`, :class:`WavelengthOffset` (the residual of subtracting an unshifted
+  sky), :class:`CosmicRays`, :class:`FluxCalibration` (flux and σ), :class:`SigmaScale` (σ).
 
 :class:`Effects` holds the ones switched on (``Effects.off()``, ``Effects.default()``,
 ``Effects.from_dict`` for configs and file attributes, ``Effects.only(name, ...)`` for one effect
@@ -28,23 +28,28 @@ effects, and one effect's draws do not depend on which others are on or on its o
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import importlib.util
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from specvit.bounds.prior import parse_distribution
+from specvit.bounds.prior import Beta, parse_distribution
 from specvit.config import ModelDomain
 from specvit.continuum import legendre_basis
-from specvit.instrument import DEFAULT_N_EXPOSURES
+from specvit.instrument import DEFAULT_N_EXPOSURES, PFS_MR, lsf_matrix
 from training.engine.seeding import step_seed
 
 __all__ = [
     "EFFECT_TYPES",
+    "MR_RESOLUTION",
+    "SUBARU_ALTITUDE_KM",
     "CosmicRays",
     "Effect",
     "Effects",
@@ -54,11 +59,16 @@ __all__ = [
     "LSFSpread",
     "SigmaScale",
     "SkyResiduals",
+    "TelluricResiduals",
     "WavelengthOffset",
     "legendre_basis",
+    "o2_column",
+    "o2_layer_weights",
     "parse_strength",
     "shift_pixels",
     "state_seed",
+    "telluric_model",
+    "us1976_pressure",
 ]
 
 
@@ -432,6 +442,417 @@ class FluxCalibration(Effect):
         return {"amplitude": self.amplitude.to_dict(), "order": self.order}
 
 
+# ---------------------------------------------------------------------------------- tellurics
+#: Subaru's altitude (km) on Maunakea, where PFS observes.
+SUBARU_ALTITUDE_KM = 4.139
+#: Resolving power the telluric residual is seen at when no LSF spread gives a star its own
+#: (the emulator's default, the design value of the MR arm).
+MR_RESOLUTION = 5000.0
+#: Mole fraction of O₂ in dry air (1976 US Standard Atmosphere).
+_O2_FRACTION = 0.209476
+#: Mean mass of a dry-air molecule (kg) and the standard gravity (m s⁻²).
+_AIR_MOLECULE_KG = 28.9644e-3 / 6.02214076e23
+_G0 = 9.80665
+#: The 1976 US Standard Atmosphere up to 86 km: base altitude (geopotential km), temperature
+#: (K), lapse rate (K/km) and pressure (Pa) of each layer.
+_US1976 = (
+    (0.0, 288.15, -6.5, 101325.0),
+    (11.0, 216.65, 0.0, 22632.06),
+    (20.0, 216.65, 1.0, 5474.889),
+    (32.0, 228.65, 2.8, 868.0187),
+    (47.0, 270.65, 0.0, 110.9063),
+    (51.0, 270.65, -2.8, 66.93887),
+    (71.0, 214.65, -2.0, 3.956420),
+)
+#: g₀M/R* of the standard atmosphere, K per km.
+_HYDROSTATIC = 34.1632
+#: Altitudes (km) of the columns of PhoSim's O₂ cross sections (``o2cs.txt``, shipped by
+#: pwv_kpno): 0, 7, …, 56 km, as PhoSim's ``Air::opacitySetup`` reads them.
+_O2_LAYERS_KM = 7.0 * np.arange(9)
+#: The fine model read from pwv_kpno: 7000–8950 Å at its 0.05 Å, the MR arm and the widest LSF.
+_TELLURIC_RANGE = (7000.0, 8950.0)
+#: Columns at which the LSF-convolved transmission is tabulated (Hermite-interpolated between):
+#: line-of-sight H₂O in mm of precipitable water, O₂ in airmasses (the site's vertical column).
+#: Nodes 1.25× apart: the interpolation is good to 2e-5 in ln T.
+_H2O_NODES = np.concatenate([[0.0], np.geomspace(1e-3, 100.0, 53)])
+_O2_NODES = np.concatenate([[0.0], np.geomspace(1e-3, 10.0, 43)])
+#: Default prior of the zenith precipitable water vapour (mm): 20/50/80 % at 0.93/1.80/2.98 mm,
+#: Maunakea's 1.0/1.6/3.0 mm (Gemini's water-vapour constraints, from CSO 225 GHz opacities).
+_MAUNAKEA_PWV = Beta(0.0, 10.0, 2.0, 8.0)
+
+
+def us1976_pressure(altitude_km: np.ndarray | float) -> np.ndarray:
+    """Pressure of the 1976 US Standard Atmosphere.
+
+    Parameters
+    ----------
+    altitude_km : float or numpy.ndarray
+        Geopotential altitude, 0–86 km (at Maunakea's 4.1 km, 3 m below the geometric one).
+
+    Returns
+    -------
+    numpy.ndarray
+        Pressure in Pa, shaped like ``altitude_km``.
+    """
+    h = np.asarray(altitude_km, dtype=np.float64)
+    if np.any(h < 0) or np.any(h > 86.0):
+        raise ValueError("the standard atmosphere is tabulated here for 0–86 km")
+    out = np.empty_like(h)
+    layer = np.searchsorted([row[0] for row in _US1976], h, side="right") - 1
+    for k, (base, temp, lapse, pressure) in enumerate(_US1976):
+        sel = layer == k
+        dh = h[sel] - base
+        if lapse == 0.0:
+            out[sel] = pressure * np.exp(-_HYDROSTATIC * dh / temp)
+        else:
+            out[sel] = pressure * (temp / (temp + lapse * dh)) ** (_HYDROSTATIC / lapse)
+    return out
+
+
+def o2_column(altitude_km: float = SUBARU_ALTITUDE_KM) -> float:
+    """Vertical O₂ column above a site in the standard atmosphere, ``x_O₂ P / (m̄ g₀)``.
+
+    Parameters
+    ----------
+    altitude_km : float
+        The site's altitude (default Subaru's, :data:`SUBARU_ALTITUDE_KM`).
+
+    Returns
+    -------
+    float
+        Molecules cm⁻² (2.69e24 at Subaru, 4.50e24 at sea level).
+    """
+    pressure = float(us1976_pressure(altitude_km))
+    return _O2_FRACTION * pressure / (_AIR_MOLECULE_KG * _G0) * 1e-4
+
+
+def o2_layer_weights(altitude_km: float = SUBARU_ALTITUDE_KM) -> np.ndarray:
+    """The share of the O₂ column above a site read at each altitude of PhoSim's cross sections.
+
+    The column above an altitude is ∝ the pressure there; each slice of it is read with the cross
+    section interpolated linearly between the two layers around it (0, 7, …, 56 km; the last
+    takes what lies above it), as PhoSim does.
+
+    Parameters
+    ----------
+    altitude_km : float
+        The site's altitude (default Subaru's).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(9,)`` weights of the layers at 0, 7, …, 56 km, summing to 1.
+    """
+    h = np.linspace(altitude_km, 86.0, 16001)
+    dp = -np.diff(us1976_pressure(h))  # the column of each slice, ∝ its pressure drop
+    mid = 0.5 * (h[1:] + h[:-1])
+    top = _O2_LAYERS_KM[-1]
+    width = _O2_LAYERS_KM[1] - _O2_LAYERS_KM[0]
+    hats = np.clip(1.0 - np.abs(mid[None, :] - _O2_LAYERS_KM[:, None]) / width, 0.0, None)
+    hats[-1, mid >= top] = 1.0
+    weights = hats @ dp
+    return weights / weights.sum()
+
+
+def _pwv_kpno_root() -> Path:
+    """Where the installed pwv_kpno package keeps its data (found, not imported)."""
+    spec = importlib.util.find_spec("pwv_kpno")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            "the telluric effect needs pwv_kpno (GPL-3, the train extra): "
+            "pip install 'specvit[train]'"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _read_uniform_rows(
+    path: Path, lo: float, hi: float, *, delimiter: str | None, header: int, to_angstrom: float
+) -> np.ndarray:
+    """The rows of a table sampled on a uniform wavelength grid (column 0, × ``to_angstrom``
+    in Å) that cover ``[lo, hi]`` Å, read without parsing the rest of the file."""
+    with open(path) as f:
+        for _ in range(header):
+            next(f)
+        first, second = (float(next(f).split(delimiter)[0]) * to_angstrom for _ in range(2))
+    step = second - first
+    start = max(int(np.floor((lo - first) / step + 1e-6)), 0)
+    count = int(np.ceil((hi - first) / step - 1e-6)) - start + 1
+    rows = np.loadtxt(path, delimiter=delimiter, skiprows=header + start, max_rows=count, ndmin=2)
+    wave = rows[:, 0] * to_angstrom
+    if (
+        rows.shape[0] != count
+        or wave[0] > lo + 1e-6
+        or wave[-1] < hi - 1e-6
+        or np.abs(np.diff(wave) - step).max() > 1e-6
+    ):
+        raise ValueError(f"{path} is not the uniform wavelength table expected")
+    rows[:, 0] = wave
+    return rows
+
+
+@functools.lru_cache(maxsize=1)
+def telluric_model() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The fine telluric model over 7000–8950 Å, read from the installed ``pwv_kpno`` 1.3.
+
+    Returns
+    -------
+    wavelength : numpy.ndarray
+        ``(S,)`` Å, vacuum, every 0.05 Å.
+    h2o : numpy.ndarray
+        ``(S,)`` H₂O optical depth per mm of precipitable water along the line of sight:
+        pwv_kpno's ``site_data/kitt_peak/atm_model.csv`` (column ``1/mm``), the model
+        ``pwv_kpno.pwv_atm.trans_for_pwv`` exponentiates.
+    o2 : numpy.ndarray
+        ``(S,)`` O₂ optical depth at airmass 1 above Subaru: PhoSim's O₂ cross sections
+        (``default_atmosphere/o2cs.txt``, cm² per molecule at 0, 7, …, 56 km) weighted by
+        :func:`o2_layer_weights`, times :func:`o2_column`.
+    """
+    root = _pwv_kpno_root()
+    h2o = _read_uniform_rows(
+        root / "site_data" / "kitt_peak" / "atm_model.csv",
+        *_TELLURIC_RANGE,
+        delimiter=",",
+        header=1,
+        to_angstrom=1.0,
+    )
+    o2 = _read_uniform_rows(
+        root / "default_atmosphere" / "o2cs.txt",
+        *_TELLURIC_RANGE,
+        delimiter=None,
+        header=0,
+        to_angstrom=1e4,
+    )
+    if h2o.shape[0] != o2.shape[0] or np.abs(h2o[:, 0] - o2[:, 0]).max() > 1e-6:
+        raise ValueError("pwv_kpno's H₂O and O₂ tables are not on the same wavelengths")
+    if o2.shape[1] != _O2_LAYERS_KM.size + 1:
+        raise ValueError(f"o2cs.txt has {o2.shape[1] - 1} layers, expected {_O2_LAYERS_KM.size}")
+    tau_o2 = o2_column() * (o2[:, 1:] @ o2_layer_weights())
+    return h2o[:, 0], h2o[:, 1], tau_o2
+
+
+@functools.lru_cache(maxsize=8)
+def _telluric_table(resolution: float) -> np.ndarray:
+    """``(2 U_H₂O + 2 U_O₂, 4096)`` float64: ln T and d ln T/du of the transmission on the MR
+    pixels at ``resolution``, at the nodes u of :data:`_H2O_NODES` then :data:`_O2_NODES`."""
+    wave, tau_h2o, tau_o2 = telluric_model()
+    centres = PFS_MR.wavelength()
+    edges = np.append(centres - 0.5 * PFS_MR.step, centres[-1] + 0.5 * PFS_MR.step)
+    lsf = lsf_matrix(wave, edges, resolution)
+    blocks = []
+    for tau, nodes in ((tau_h2o, _H2O_NODES), (tau_o2, _O2_NODES)):
+        fine = np.exp(-np.outer(tau, nodes))  # (S, U)
+        conv = lsf @ fine  # (P, U)
+        if not np.all(conv > 0):
+            raise ValueError("a telluric band is black on the grid: lower the tabulated column")
+        blocks += [np.log(conv).T, (-(lsf @ (tau[:, None] * fine)) / conv).T]
+    return np.concatenate(blocks)
+
+
+def _hermite_weights(
+    nodes: torch.Tensor, u: torch.Tensor, offset: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Columns ``(n, 4)`` and weights ``(n, 4)`` of the cubic Hermite interpolation at ``u`` of a
+    table block starting at row ``offset``: values at ``offset + j``, derivatives at
+    ``offset + U + j``."""
+    size = nodes.numel()
+    j = (torch.searchsorted(nodes, u, right=True) - 1).clamp(0, size - 2)
+    h = nodes[j + 1] - nodes[j]
+    t = (u - nodes[j]) / h
+    t2, t3 = t * t, t * t * t
+    weights = torch.stack(
+        [2 * t3 - 3 * t2 + 1, (t3 - 2 * t2 + t) * h, 3 * t2 - 2 * t3, (t3 - t2) * h], -1
+    )
+    cols = torch.stack([j, j + size, j + 1, j + 1 + size], -1) + offset
+    return cols, weights
+
+
+class TelluricResiduals(Effect):
+    """What an imperfect telluric correction leaves: the O₂ A band and the H₂O bands.
+
+    PFS observes from Maunakea through the O₂ A band (7594–7720 Å) and H₂O bands (7160–7340,
+    8120–8350 Å, and weak lines across the arm). The pipeline divides the spectrum by a model
+    transmission; when that model has ``(1 − ε)`` times the true absorbing column (e.g. a
+    precipitable water vapour misjudged by a fraction ε), the delivered flux is the true one
+    times ::
+
+        r(λ) = T(λ; c_H₂O, X) / T(λ; (1 − ε) c_H₂O, (1 − ε) X),
+
+    with ``T`` the transmission as the spectrograph sees it (the line-by-line model convolved
+    with the Gaussian LSF and integrated over the MR pixels, :func:`specvit.instrument.lsf_matrix`),
+    ``c_H₂O = pwv · X`` the line-of-sight water (mm) and ``X`` the airmass (the O₂ column is the
+    site's vertical one times X). ε > 0 under-corrects (absorption left), ε < 0 over-corrects.
+    To first order ``ln r = ε c ∂ln T/∂c``: ``ε ln T`` (the ``T^ε`` of an unsaturated band)
+    where the lines are weak, less where they are saturated (their cores are black in the data
+    and in the model alike); ``|ln r| ≤ |ε| |ln T|`` everywhere (ln T is convex in the column).
+    Observed stage, first: it multiplies the star's flux and its noise; σ is not changed (the
+    pipeline does not know the residual), as for the sky residuals.
+
+    The model (:func:`telluric_model`) comes from ``pwv_kpno`` (GPL-3, an optional dependency of the
+    ``train`` extra, read only here): its H₂O absorption per mm of water (``trans_for_pwv``'s
+    table, from PhoSim's ground-level cross sections) and PhoSim's O₂ cross sections, at the 1976 US
+    Standard Atmosphere's O₂ column above Subaru (4139 m). It is tabulated once per resolving
+    power at columns 1.25× apart and interpolated (cubic Hermite, exact derivatives) to 2e-5
+    in ln T.
+
+    Parameters
+    ----------
+    fraction : strength
+        Prior of ε (default uniform ±0.1: a correction 10 % off in the column either way).
+    pwv : strength
+        Prior of the zenith precipitable water vapour in mm (default beta(2, 8) on 0–10 mm:
+        20/50/80 % at 0.93/1.80/2.98 mm against Maunakea's 1.0/1.6/3.0 mm).
+    airmass : strength
+        Prior of the airmass X (default uniform 1.0–1.5, zenith angles up to 48°).
+    oxygen : bool
+        Whether the O₂ A band is in the model (default True; False: H₂O only).
+    resolution : float or None
+        Resolving power the residual is seen at; None (default): the star's own when the LSF
+        spread is on, else :data:`MR_RESOLUTION`.
+    """
+
+    name, stream, fields = "telluric", 8, ("telluric_fraction", "pwv", "airmass")
+
+    def __init__(
+        self,
+        fraction: Any = (-0.1, 0.1),
+        pwv: Any = _MAUNAKEA_PWV,
+        airmass: Any = (1.0, 1.5),
+        oxygen: bool = True,
+        resolution: float | None = None,
+    ) -> None:
+        self.fraction = parse_strength(fraction)
+        self.pwv = parse_strength(pwv)
+        self.airmass = parse_strength(airmass)
+        self.oxygen = bool(oxygen)
+        self.resolution = None if resolution is None else float(resolution)
+        if not -1.0 <= self.fraction.low <= self.fraction.high <= 1.0:
+            raise ValueError(f"the residual fraction must lie in [−1, 1], got {self.fraction}")
+        if self.pwv.low < 0 or self.airmass.low < 1.0:
+            raise ValueError("the telluric effect needs a PWV ≥ 0 mm and an airmass ≥ 1")
+        stretch = max(1.0, 1.0 - self.fraction.low)
+        if self.pwv.high * self.airmass.high * stretch > _H2O_NODES[-1]:
+            raise ValueError(f"line-of-sight water beyond the tabulated {_H2O_NODES[-1]:g} mm")
+        if self.airmass.high * stretch > _O2_NODES[-1]:
+            raise ValueError(f"airmass beyond the tabulated {_O2_NODES[-1]:g}")
+        if self.resolution is not None and not self.resolution > 0:
+            raise ValueError(f"the resolving power must be > 0, got {self.resolution}")
+        _pwv_kpno_root()  # fails here, not mid-run, without pwv_kpno
+        self._tables: dict[tuple[float, str, torch.dtype], torch.Tensor] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (e.g. for a ``DataLoader`` worker) without the cached tables."""
+        return {**self.__dict__, "_tables": {}}
+
+    def sample(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """``telluric_fraction`` (ε), ``pwv`` (mm, zenith) and ``airmass``, each (n,)."""
+        return {
+            "telluric_fraction": self.fraction.sample(n, generator),
+            "pwv": self.pwv.sample(n, generator),
+            "airmass": self.airmass.sample(n, generator),
+        }
+
+    # ------------------------------------------------------------------ the model on the grid
+    def table(
+        self,
+        resolution: float,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float64,
+    ) -> torch.Tensor:
+        """The tabulated ln T and its derivatives at ``resolution`` (cached per device, dtype)."""
+        key = (float(resolution), str(torch.device(device)), dtype)
+        if key not in self._tables:
+            table = torch.from_numpy(_telluric_table(float(resolution)))
+            self._tables[key] = table.to(device=device, dtype=dtype)
+        return self._tables[key]
+
+    def _weights(
+        self, terms: list[tuple[torch.Tensor, torch.Tensor, float]], device: torch.device
+    ) -> torch.Tensor:
+        """``(n, rows)`` weights of the table rows for ``Σ sign · ln T(u)`` over ``terms`` of
+        ``(H₂O column (mm), airmass, sign)``."""
+        h2o = torch.as_tensor(_H2O_NODES, device=device)
+        o2 = torch.as_tensor(_O2_NODES, device=device)
+        n = terms[0][0].shape[0]
+        out = torch.zeros((n, 2 * (h2o.numel() + o2.numel())), dtype=torch.float64, device=device)
+        for water, airmass, sign in terms:
+            blocks = [(h2o, water, 0)]
+            if self.oxygen:
+                blocks.append((o2, airmass, 2 * h2o.numel()))
+            for nodes, u, offset in blocks:
+                if torch.any(u < 0) or torch.any(u > nodes[-1]):
+                    raise ValueError(
+                        f"telluric column outside the tabulated 0–{float(nodes[-1]):g}"
+                    )
+                cols, w = _hermite_weights(nodes, u, offset)
+                out.scatter_add_(1, cols, sign * w)
+        return out
+
+    def _per_resolution(
+        self,
+        params: Mapping[str, torch.Tensor],
+        terms: Callable[[torch.Tensor], list[tuple[torch.Tensor, torch.Tensor, float]]],
+        dtype: torch.dtype,
+    ) -> torch.Tensor:
+        """``exp(Σ sign · ln T)`` ``(n, 4096)`` for each star at its resolving power."""
+        device = params["airmass"].device
+        n = params["airmass"].shape[0]
+        if self.resolution is not None or "resolving_power" not in params:
+            value = self.resolution if self.resolution is not None else MR_RESOLUTION
+            resolution = torch.full((n,), value, dtype=torch.float64, device=device)
+        else:
+            resolution = params["resolving_power"].to(device=device, dtype=torch.float64)
+        out = torch.empty((n, PFS_MR.num), dtype=dtype, device=device)
+        for value in resolution.unique().tolist():
+            rows = (resolution == value).nonzero()[:, 0]
+            weights = self._weights(terms(rows), device).to(dtype)
+            out[rows] = torch.exp(weights @ self.table(value, device, dtype))
+        return out
+
+    def _columns(self, params: Mapping[str, torch.Tensor], rows: torch.Tensor) -> tuple:
+        airmass = params["airmass"][rows].to(torch.float64)
+        water = params["pwv"][rows].to(torch.float64) * airmass
+        return water, airmass
+
+    def factor(
+        self, params: Mapping[str, torch.Tensor], dtype: torch.dtype = torch.float64
+    ) -> torch.Tensor:
+        """``(n, 4096)``: the residual r that multiplies each star's flux (1 where ε = 0)."""
+
+        def terms(rows: torch.Tensor) -> list:
+            water, airmass = self._columns(params, rows)
+            kept = 1.0 - params["telluric_fraction"][rows].to(torch.float64)
+            return [(water, airmass, 1.0), (kept * water, kept * airmass, -1.0)]
+
+        return self._per_resolution(params, terms, dtype)
+
+    def transmission(
+        self, params: Mapping[str, torch.Tensor], dtype: torch.dtype = torch.float64
+    ) -> torch.Tensor:
+        """``(n, 4096)``: the transmission T the stars were observed through (``pwv``,
+        ``airmass``, and ``resolving_power`` when given), as the spectrograph sees it."""
+
+        def terms(rows: torch.Tensor) -> list:
+            water, airmass = self._columns(params, rows)
+            return [(water, airmass, 1.0)]
+
+        return self._per_resolution(params, terms, dtype)
+
+    def apply(self, flux: torch.Tensor, params: Mapping[str, torch.Tensor]) -> None:
+        """Observed stage, in place: ``flux`` ``(n, L)`` times the residual (σ as it is)."""
+        if flux.shape[-1] != PFS_MR.num:
+            raise ValueError(f"the telluric effect is tabulated on the {PFS_MR.num} MR pixels")
+        flux.mul_(self.factor(params, flux.dtype))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fraction": self.fraction.to_dict(),
+            "pwv": self.pwv.to_dict(),
+            "airmass": self.airmass.to_dict(),
+            "oxygen": self.oxygen,
+            "resolution": self.resolution,
+        }
+
+
 class SkyResiduals(Effect):
     """What the sky subtraction leaves, built from the ETC's sky (:attr:`PFSNoiseModel.sky_njy`).
 
@@ -606,6 +1027,7 @@ EFFECT_TYPES: tuple[type[Effect], ...] = (
     LSFSpread,
     WavelengthOffset,
     Extinction,
+    TelluricResiduals,
     SkyResiduals,
     CosmicRays,
     FluxCalibration,
@@ -774,9 +1196,12 @@ class Effects:
         sky: torch.Tensor | None,
         generators: Mapping[str, torch.Generator],
     ) -> None:
-        """Observed stage, in place: sky residuals (of the subtraction and of the wavelength
-        offset), cosmic rays, then the calibration (flux and σ), then the σ scale."""
+        """Observed stage, in place: the telluric residual, sky residuals (of the subtraction
+        and of the wavelength offset), cosmic rays, then the calibration (flux and σ), then the
+        σ scale."""
         fx = self.effects
+        if "telluric" in fx:
+            fx["telluric"].apply(flux, params)
         if "sky" in fx:
             fx["sky"].apply(flux, params, sky, generators["sky"])
         if "wavelength" in fx and sky is not None:

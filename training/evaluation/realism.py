@@ -119,6 +119,7 @@ def variants() -> list[Variant]:
         ("cosmic_rays", "6 per spectrum", {"rate": 6.0}),
         ("sigma_scale", "σ × 0.7", {"factor": 0.7}),
         ("sigma_scale", "σ × 1.3", {"factor": 1.3}),
+        ("telluric", "10 % residual, 10 mm PWV", {"fraction": 0.1, "pwv": 10.0}),
     ]
     out += [Variant(effect, label, Effects.only(effect, **kw)) for effect, label, kw in grades]
     out.append(Variant("mixed", "every effect, ±300 km/s", Effects.default(), (-300.0, 300.0)))
