@@ -100,7 +100,9 @@ class DataConfig:
         Real-data effects of the engine (``source="engine"`` only): ``{}`` none, ``"default"``
         every effect at its default prior, or ``{name: true | settings}`` with names ``lsf``,
         ``wavelength``, ``extinction``, ``sky``, ``cosmic_rays``, ``calibration``,
-        ``sigma_scale`` (:meth:`training.engine.effects.Effects.from_dict`).
+        ``sigma_scale``, ``telluric`` (:meth:`training.engine.effects.Effects.from_dict`).
+        ``"default"`` (or ``true``) is written out as the mapping it means today, so a run's
+        ``config.yaml`` and checkpoints record exactly which effects it drew.
     num_workers : int
         ``DataLoader`` worker processes building batches (0 = in the training process).
     val_set : str or None
@@ -362,9 +364,11 @@ class RunConfig:
         if d.teacher_grid is not None:
             raise ConfigError("data.teacher_grid's posterior is of ideal spectra: no data.effects")
         try:
-            Effects.from_dict(d.effects)
+            effects = Effects.from_dict(d.effects)
         except (TypeError, ValueError, ImportError) as err:
             raise ConfigError(f"data.effects: {err}") from err
+        if not isinstance(d.effects, dict):  # "default": what it means in this version
+            d.effects = effects.to_dict()
 
     def _validate_prior(self) -> None:
         """``data.prior``: keys and values that the engine's :class:`Prior` takes."""
