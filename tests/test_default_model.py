@@ -52,7 +52,9 @@ def test_the_bundled_folder_is_inside_the_package_and_small():
     model = specvit.load(DEFAULT_MODEL)
     assert model.config.label_names == ("T_eff", "log_g", "M_H")
     assert model.config.head == "gaussian" and len(model.config.sigma_snr_factors) == 3
-    assert model.config.domain is not None and model.config.domain.frame == "rest"
+    # the default takes observed-frame spectra in any flux convention
+    assert model.config.domain is not None and model.config.domain.frame == "observed"
+    assert model.config.rest_frame and model.config.input_norm == "continuum"
     card = (DEFAULT_MODEL / "README.md").read_text()
     assert "## Test sets" in card and "## σ calibration" in card
     assert (DEFAULT_MODEL / "training_args.json").is_file()

@@ -199,9 +199,10 @@ def test_predict_exact_gives_the_posterior_its_covariance_and_ess(engine_spectra
     from specvit.inference import PredictFlag
 
     flux, error = engine_spectra["flux"].numpy(), engine_spectra["error"].numpy()
-    net = specvit.predict(flux, error)
-    exact = specvit.predict(flux, error, exact=True, exact_samples=128)
-    again = specvit.predict(flux, error, exact=True, exact_samples=128)
+    rest = "specvit-tiny-pfs"  # exact mode serves rest-frame models that read the continuum
+    net = specvit.predict(flux, error, model=rest)
+    exact = specvit.predict(flux, error, model=rest, exact=True, exact_samples=128)
+    again = specvit.predict(flux, error, model=rest, exact=True, exact_samples=128)
     pairs = {"cov_T_eff_log_g", "cov_T_eff_M_H", "cov_log_g_M_H"}
     assert "ess" not in net.colnames and {"ess", *pairs} <= set(exact.colnames)
     assert exact["cov_T_eff_log_g"].unit == "K dex" and exact.meta["exact"]["samples"] == 128
@@ -219,12 +220,14 @@ def test_exact_mode_refuses_what_it_cannot_serve(engine_spectra):
 
     flux = engine_spectra["flux"].numpy()[:2]
     with pytest.raises(ValueError, match="exact mode needs the spectra's error"):
-        specvit.predict(flux, exact=True)
+        specvit.predict(flux, model="specvit-tiny-pfs", exact=True)
     point = specvit.create_model("specvit_tiny", head="point")
     with pytest.raises(ValueError, match="has a 'point' head"):
         specvit.Predictor(point, exact=True)
     with pytest.raises(ValueError, match="n_samples must be an integer ≥ 2"):
-        specvit.Predictor(exact=True, exact_samples=1)
+        specvit.Predictor("specvit-tiny-pfs", exact=True, exact_samples=1)
+    with pytest.raises(ValueError, match="exact mode is rest-frame only"):
+        specvit.Predictor(exact=True)  # the default model takes observed-frame spectra
 
 
 def test_the_command_line_exact_mode(tmp_path):
@@ -236,6 +239,7 @@ def test_the_command_line_exact_mode(tmp_path):
     data = Path(__file__).resolve().parents[1] / "examples" / "data"
     out = tmp_path / "labels.ecsv"
     args = [str(data / "pfsCoadd-engine-example.fits"), "-o", str(out), "--exact"]
+    args += ["--model", "specvit-tiny-pfs"]
     result = CliRunner().invoke(main, [*args, "--exact-samples", "64"])
     assert result.exit_code == 0, result.output
     table = Table.read(out)
@@ -244,5 +248,5 @@ def test_the_command_line_exact_mode(tmp_path):
     import specvit
 
     specvit.create_model("specvit_tiny", head="point").save_pretrained(point)
-    refused = CliRunner().invoke(main, [*args, "--overwrite", "--model", str(point)])
+    refused = CliRunner().invoke(main, [*args[:-2], "--overwrite", "--model", str(point)])
     assert refused.exit_code == 2 and "--exact: exact mode needs" in refused.output

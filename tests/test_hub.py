@@ -281,7 +281,7 @@ def test_an_empty_model_name_is_refused_not_the_current_folder(tmp_path, monkeyp
 def test_list_pretrained_names_the_bundled_model_and_load_takes_the_name():
     from specvit.inference import DEFAULT_MODEL
 
-    assert specvit.list_pretrained() == [DEFAULT_MODEL.name]
+    assert specvit.list_pretrained() == ["specvit-tiny-pfs", DEFAULT_MODEL.name]
     assert not set(specvit.list_pretrained()) & set(specvit.list_models())
     model = specvit.load(DEFAULT_MODEL.name)
     assert _fingerprint(model) == _fingerprint(specvit.load(DEFAULT_MODEL))

@@ -356,15 +356,19 @@ def test_a_container_row_becomes_a_single_spectrum_file(tmp_path, layout):
 
 
 # ------------------------------------------------------------------ the command
+#: The bundled rest-frame model: exact mode (the covariances) serves it.
+REST = "specvit-tiny-pfs"
+
+
 def test_cli_writes_the_table_values_into_the_pfs_star_file(tmp_path):
     """End to end on the pfsObject fixture, exact mode (covariances) with the bundled model:
     the file is named and laid out as the reference, and holds the table's numbers."""
     table_path = tmp_path / "labels.ecsv"
-    assert run(OBJECT, "-o", table_path, "--exact").exit_code == 0
+    assert run(OBJECT, "-o", table_path, "--exact", "--model", REST).exit_code == 0
     table = Table.read(table_path)
     folder = tmp_path / "stars"
     folder.mkdir()
-    result = run(OBJECT, "--format", "pfsStar", "-o", folder, "--exact")
+    result = run(OBJECT, "--format", "pfsStar", "-o", folder, "--exact", "--model", REST)
     assert result.exit_code == 0, result.output
     assert "1 pfsStar file(s) in" in result.output and "Warning" not in result.output
     assert sorted(p.name for p in folder.iterdir()) == [NAME]

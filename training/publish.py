@@ -295,6 +295,32 @@ def _input_section(config: SpecViTConfig, record: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _use_section(config: SpecViTConfig) -> str:
+    """Which kind of model to use when: one that reads the continuum's shape or one blind to it."""
+    if config.input_norm == "continuum":
+        return (
+            "\n## When to use it\n\nFor spectra as surveys deliver them: in the observed frame, "
+            "in any flux convention, with flux-calibration errors of several per cent and "
+            "reddening. It is blind to the continuum's smooth shape, so a smooth multiplicative "
+            "error moves its labels little; the price is the information that shape carries "
+            "(at low S/N most of T_eff's and much of log g's: docs/research/observed_model.md). "
+            "For rest-frame f_ν spectra calibrated to well under a per cent and unreddened, a "
+            "model that reads the continuum (`input_norm` `median`, e.g. the bundled "
+            "`specvit-tiny-pfs`) is more precise.\n"
+        )
+    if config.input_norm == "median":
+        return (
+            "\n## When to use it\n\nFor rest-frame f_ν spectra whose flux calibration is good "
+            "to well under a per cent and that are not reddened: it reads the continuum's shape, "
+            "which carries most of T_eff's information at low S/N. A few per cent of calibration "
+            "error or an E(B−V) of a few tenths move its labels by hundreds of K "
+            "(docs/results/realism.md); for such spectra, and for observed-frame ones, use a "
+            "model blind to the continuum (`input_norm` `continuum`, e.g. the bundled default "
+            "`specvit-tiny-pfs-observed`).\n"
+        )
+    return ""
+
+
 def _calibration_section(record: dict[str, Any]) -> str:
     cal = record.get("calibration")
     if not cal:
@@ -370,7 +396,7 @@ def model_card(model: SpecViT, record: dict[str, Any]) -> ModelCard:
 {_input_section(config, record)}
 Input normalisation `{config.input_norm}`; label normalisation `physical = shift + scale · output`
 ({norm}).
-
+{_use_section(config)}
 ## Training data
 
 {_data_description(run)}

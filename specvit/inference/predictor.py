@@ -63,8 +63,10 @@ __all__ = [
 
 #: The model :func:`predict` and ``specvit-predict`` use when none is given: the folder bundled
 #: inside the package (``config.json`` + ``model.safetensors``), loaded from disk with no network
-#: call. Its model card (``README.md`` there) holds its test-set scores.
-DEFAULT_MODEL: Path = PRETRAINED_DIR / "specvit-tiny-pfs"
+#: call: ``specvit-tiny-pfs-observed``, for observed-frame spectra in any flux convention. Its
+#: model card (``README.md`` there) holds its test-set scores and says when the other bundled
+#: model, ``specvit-tiny-pfs`` (rest frame, reads the continuum), is the better choice.
+DEFAULT_MODEL: Path = PRETRAINED_DIR / "specvit-tiny-pfs-observed"
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 #: The accepted ``precision`` values (``auto``: fp32 on CPU, bf16 on CUDA).
