@@ -64,7 +64,8 @@ def test_the_command_writes_the_table_and_figure(tmp_path, etc_dir):
     )
     page = (tmp_path / "realism.md").read_text()
     rows = [line for line in page.splitlines() if line.startswith("| ") and ":" in line]
-    assert len(rows) == len(variants())
+    assert len(rows) == len(variants()) + 1  # and the unperturbed stars' own row
+    assert rows[0].startswith("| reference: unperturbed |")
     assert "python -m training realism --n 4" in page
     assert (tmp_path / "realism_shifts.png").stat().st_size > 1000
 

@@ -248,6 +248,9 @@ def realism_scores(
         "model": model.origin["name"] if model.origin else type(model).__name__,
         "variants": {},
     }
+    # the unperturbed stars themselves: their flag rates and σ coverage (no shift, by definition)
+    unperturbed = score_variant(reference, reference, labels, snr, names)
+    out["variants"]["reference: unperturbed"] = {"effect": "reference", **unperturbed}
     for variant in variants():
         data = simulate(variant, n, noise, emulator, seed)
         rv = data["rv"].numpy().astype(np.float64) if "rv" in data else None
@@ -322,7 +325,8 @@ def write_report(scores: dict[str, Any], folder: str | Path, command: str) -> Pa
         f"Written by\n\n```bash\n{command}\n```\n\n"
         f"{scores['n']} engine spectra (HSC-i {scores['mag'][0]:g}–{scores['mag'][1]:g}, the "
         "default label prior, 12 × 900 s, PFS ETC noise, seed "
-        f"{scores['seed']}), observed once as the engine does it (the reference) and again "
+        f"{scores['seed']}), observed once as the engine does it (the reference, whose own "
+        "flag rates and coverage are the first row) and again "
         "under each variant: the same stars, magnitudes and noise draw "
         "(`training.evaluation.realism`). Shift: the variant's prediction minus the "
         "reference's, among the stars the variant leaves unflagged (no flag but LOW_SNR), "
