@@ -70,6 +70,6 @@ def test_bad_velocity_options_are_refused(tmp_path, observed_model_dir, npz_inpu
     assert "no such per-spectrum column" in missing.output and "star" in missing.output
     fast = _run(*base, "--model", observed_model_dir, "--rv", "5000")
     assert fast.exit_code == EXIT_CODES["usage"]
-    rest = _run(*base, "--rv", "10")  # the bundled model takes rest-frame spectra
+    rest = _run(*base, "--model", "specvit-tiny-pfs", "--rv", "10")  # a rest-frame model
     assert rest.exit_code == EXIT_CODES["usage"] and "rest-frame" in rest.output
     assert not (tmp_path / "out.ecsv").exists()

@@ -518,17 +518,27 @@ class PhysicalContext:
         """χ², dof, line ratio and line z of ``f ≈ P(x)·spectrum`` (+ ``γ·lines``), ``P`` a
         Legendre polynomial of the model's ``continuum_order`` fitted by weighted least squares.
 
-        The line ratio is ``1 + γ/α₀`` (α₀: the polynomial's constant term).
+        The line ratio is ``1 + γ/α₀`` (α₀: the polynomial's constant term). For a model trained
+        on spikes (:attr:`_ignore_spikes`), pixels more than :data:`CLIP_SIGMA` σ off a first
+        fit, on either side (the residuals of a sky subtraction at a shifted wavelength are
+        both), are left out of the second.
         """
         basis = self._poly[:, inner].to(spectrum)  # (K, n)
         columns = spectrum.unsqueeze(1) * basis  # (R, K, n)
-        wc = w.unsqueeze(1) * columns
-        normal = (wc @ columns.transpose(1, 2)).double()  # (R, K, K)
-        rhs = (wc @ f.unsqueeze(-1)).double()  # (R, K, 1)
         k = basis.shape[0]
         eye = torch.eye(k + 1, dtype=torch.float64, device=f.device)
-        coef = torch.linalg.solve(normal + 1e-12 * eye[:k, :k], rhs)
-        model = (coef.float().transpose(1, 2) @ columns).squeeze(1)
+
+        def fit(w):
+            wc = w.unsqueeze(1) * columns
+            normal = (wc @ columns.transpose(1, 2)).double()  # (R, K, K)
+            rhs = (wc @ f.unsqueeze(-1)).double()  # (R, K, 1)
+            coef = torch.linalg.solve(normal + 1e-12 * eye[:k, :k], rhs)
+            return wc, normal, rhs, (coef.float().transpose(1, 2) @ columns).squeeze(1)
+
+        wc, normal, rhs, model = fit(w)
+        if self._ignore_spikes:
+            w = torch.where(w * (f - model).square() > CLIP_SIGMA**2, 0.0, w)
+            wc, normal, rhs, model = fit(w)
         chi2 = torch.linalg.vecdot(w, (f - model).square()).double()
         dof = torch.count_nonzero(w, dim=-1).double() - (k + 1.0)
         # the line test: one more column, the emulator's line structure
