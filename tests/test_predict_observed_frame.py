@@ -82,8 +82,9 @@ def test_a_rest_frame_model_refuses_a_velocity(moving_stars):
 
 
 def test_the_fit_of_a_model_trained_on_spikes_and_wrong_sigma_leaves_them_out():
-    """Cosmic rays, a sky residual and a σ 30 % too small fail the χ² test of an ideal-trained
-    model, and pass that of a continuum model whose domain says it was trained on them."""
+    """Cosmic rays, sky-subtraction residuals and a σ 30 % too small fail the χ² test of an
+    ideal-trained model, and pass that of a continuum model whose domain says it was trained on
+    them."""
     from specvit.config import ModelDomain
     from specvit.inference.physics import PhysicalContext
 
@@ -97,12 +98,19 @@ def test_the_fit_of_a_model_trained_on_spikes_and_wrong_sigma_leaves_them_out():
     # sky lines' subtraction residuals at a shifted wavelength: both signs
     flux[:, 2500:2540:4] -= 20 * sigma[:, 2500:2540:4]
     flux[:, 2501:2541:4] += 20 * sigma[:, 2501:2541:4]
+    # sky lines: σ three times the continuum's there, and residuals of 3 of their σ (below any
+    # spike clip) from subtracting the sky at a slightly wrong wavelength
+    sky = torch.zeros(clean.shape[1], dtype=torch.bool)
+    for start in range(200, 4000, 160):
+        sky[start : start + 6] = True
+    sigma = torch.where(sky, 3 * sigma, sigma)
+    flux = torch.where(sky, flux + 3 * sigma * torch.tensor([1.0, -1.0]).repeat(2048), flux)
     reported = 0.75 * sigma
     box = {"T_eff": (3750.0, 6000.0), "log_g": (1.0, 5.0), "M_H": (-2.5, 0.5)}
     results = {}
     for name, domain in {
         "ideal": ModelDomain(labels=box),
-        "trained": ModelDomain(labels=box, sigma_scale=(0.7, 1.3), effects=("cosmic_rays",)),
+        "trained": ModelDomain(labels=box, sigma_scale=(0.7, 1.3), effects=("cosmic_rays", "sky")),
     }.items():
         config = specvit.get_preset(
             "specvit_tiny",

@@ -35,7 +35,9 @@ working set stays in the CPU cache.
 
 For a model trained on real-data effects (its ``config.domain``): pixels more than
 :data:`specvit.continuum.CLIP_SIGMA` σ above the spectrum's continuum are left out of the fit
-when it was trained on cosmic rays or sky residuals, and the χ² test allows the σ to be too small
+when it was trained on cosmic rays or sky residuals, and the sky lines' pixels (σ above
+:data:`SKY_SIGMA_RATIO` times its trend) when it was trained on sky residuals or wavelength
+errors, and the χ² test allows the σ to be too small
 by the lower end of its ``sigma_scale``; for an ``input_norm="continuum"`` model the amplitude is
 a Legendre polynomial of its ``continuum_order``; for a ``rest_frame`` model the fit takes the
 spectrum its input was built from, in the rest frame, and searches no far velocity.
@@ -75,6 +77,7 @@ __all__ = [
     "LOW_SNR",
     "RV_DELTA_CHI2",
     "RV_TOLERANCE_KMS",
+    "SKY_SIGMA_RATIO",
     "PhysicalContext",
     "emulator_mismatch",
     "pixel_derivatives",
@@ -102,6 +105,9 @@ RV_DELTA_CHI2 = 25.0
 #: Gauss–Newton steps (each re-shifting the emulator spectrum) about a cross-correlation
 #: velocity: the peak of a mismatched template can be a pixel or two off.
 _FAR_STEPS = 3
+#: A model trained on sky-subtraction residuals has its emulator fit leave out the pixels whose σ
+#: exceeds this multiple of σ's smooth trend: the sky lines, where those residuals sit.
+SKY_SIGMA_RATIO = 1.5
 #: Stars fitted together (a chunk's working set stays in the CPU cache).
 _CHUNK = 64
 #: Half-width (pixels) of the running mean taken off before the cross-correlation.
@@ -253,6 +259,9 @@ class PhysicalContext:
         #: whether the fit leaves out emission spikes (a model trained on them, ModelDomain.effects)
         effects = () if config.domain is None else config.domain.effects
         self._ignore_spikes = bool({"cosmic_rays", "sky"} & set(effects))
+        #: whether the fit leaves out the sky lines' pixels (a model trained on their
+        #: subtraction residuals: the sky or a wavelength-solution error)
+        self._ignore_sky = bool({"sky", "wavelength"} & set(effects))
         #: the continuum polynomial's Legendre terms (K, L) for an ``input_norm="continuum"``
         #: model, None for one that sees its flux over one number
         self._poly = None
@@ -411,6 +420,10 @@ class PhysicalContext:
         # at masked pixels).
         sigma = sigma_from_relative_error(model, w.rsqrt())
         fisher = fisher_information(jac, sigma, flux=model, continuum_order=self._crlb_order)
+        if self._ignore_sky:  # sky lines: the model learnt their subtraction residuals
+            sigma_pix = torch.where(w > 0, w.clamp_min(1e-30).rsqrt(), 0.0)
+            trend = fit_continuum(sigma_pix, torch.ones_like(sigma_pix), w > 0, CONTINUUM_ORDER)
+            w = torch.where(sigma_pix > SKY_SIGMA_RATIO * trend, 0.0, w)
         w[:, :2] = 0.0
         w[:, -2:] = 0.0
         for name, k in zip(self.config.label_names, self._crlb_index, strict=True):
