@@ -72,13 +72,13 @@ def recipe_model(recipe: str) -> specvit.SpecViT:
 
 def resolve_model(spec: str) -> specvit.SpecViT:
     """The model ``--model`` names: a folder or Hub id, a preset, or a training recipe."""
-    from training.trainer.config import PRESETS_DIR
+    from training.trainer.config import CONFIGS_DIR
 
     if Path(spec).is_dir():
         return specvit.load(spec)
     if spec in specvit.list_models():
         return specvit.create_model(spec)
-    if (PRESETS_DIR / f"{spec}.yaml").is_file() or spec.endswith((".yaml", ".yml")):
+    if (CONFIGS_DIR / f"{spec}.yaml").is_file() or spec.endswith((".yaml", ".yml")):
         return recipe_model(spec)
     return specvit.load(spec)
 
