@@ -74,11 +74,14 @@ def test_predict_without_a_model_uses_the_bundled_one_offline(no_network, exampl
             np.testing.assert_array_equal(table[name], same[name])
     sigma = np.asarray(table["log_g_err"])
     assert np.isfinite(sigma).all() and (sigma > 0).all()
-    for name in ("T_eff", "M_H"):  # 48 faint stars: a sanity check, the test sets are the measure
+    # 48 faint stars (S/N 2–11): a sanity check, the test sets are the measure. The default is
+    # blind to the continuum's shape, which carries most of T_eff's information at these S/N
+    # (its Cramér–Rao R² ceiling with the continuum free is 0.35–0.64 there: docs/bounds.md)
+    for name, least in (("T_eff", 0.25), ("M_H", 0.7)):
         true = np.asarray(truth[name], dtype=float)
         pred = np.asarray(table[name], dtype=float)
         r2 = 1 - np.sum((pred - true) ** 2) / np.sum((true - true.mean()) ** 2)
-        assert r2 > 0.7, (name, r2)
+        assert r2 > least, (name, r2)
 
 
 def test_cli_without_model_uses_the_bundled_one_offline(no_network, tmp_path):

@@ -134,9 +134,8 @@ def test_bad_engine_effects_fail_before_training(override, message):
 
 
 def test_engine_effects_reach_the_simulator(etc_dir):
-    from training.engine.sources import build_source
-
     from training.engine.effects import Effects
+    from training.engine.sources import build_source
 
     config = load_config("tiny", ["data.effects=default", f"data.etc_dir={etc_dir}"])
     # "default" is recorded as what it means in this version, so a run says what it drew

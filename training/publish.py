@@ -163,8 +163,8 @@ def calibrate(model: SpecViT, benches: list[dict[str, Any]]) -> tuple[SpecViT, d
         A new model with the same weights and the fitted calibration.
     record : dict
         ``{"sets", "n", "n_without_labels", "sigma_snr_knots", "sigma_snr_factors",
-        "raw_coverage_1sigma", "raw_coverage_2sigma"}`` (``n``: the stars with labels) (the coverages of the head's own σ, per
-        label) for ``training_args.json``.
+        "raw_coverage_1sigma", "raw_coverage_2sigma"}`` (``n``: the stars with labels; the
+        coverages of the head's own σ, per label) for ``training_args.json``.
 
     Raises
     ------
