@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from specvit.continuum import legendre_basis
 from specvit.emulator import C_KMS, DopplerShift, Emulator
 from specvit.instrument import PFSNoiseModel, read_etc
 from specvit.instrument.photometry import magnitude_to_njy
@@ -26,7 +27,6 @@ from training.engine.effects import (
     SkyResiduals,
     TelluricResiduals,
     WavelengthOffset,
-    legendre_basis,
     shift_pixels,
 )
 from training.engine.simulate import Prior, Simulator

@@ -61,7 +61,6 @@ __all__ = [
     "SkyResiduals",
     "TelluricResiduals",
     "WavelengthOffset",
-    "legendre_basis",
     "o2_column",
     "o2_layer_weights",
     "parse_strength",
