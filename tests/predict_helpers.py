@@ -16,7 +16,14 @@ import torch
 import specvit
 from specvit.preprocessing import model_input
 
-__all__ = ["GRID", "LINE_WIDTH", "save_trained_model", "spectrum", "trained_state"]
+__all__ = [
+    "GRID",
+    "LINE_WIDTH",
+    "observed_frame_model",
+    "save_trained_model",
+    "spectrum",
+    "trained_state",
+]
 
 #: Gaussian σ of the absorption lines, Å (≈7 model pixels, so pixel sampling barely matters).
 LINE_WIDTH = 3.0
@@ -92,3 +99,20 @@ def save_trained_model(folder: Path) -> Path:
     model.load_state_dict(state)
     model.save_pretrained(folder)
     return folder
+
+
+def observed_frame_model(seed: int = 0) -> specvit.SpecViT:
+    """An untrained model that takes observed-frame spectra (``rest_frame``, continuum input,
+    Gaussian head, the three labels): the plumbing of the velocity, without training."""
+    torch.manual_seed(seed)
+    config = specvit.get_preset(
+        "specvit_tiny",
+        input_channels="flux+lnsnr",
+        input_norm="continuum",
+        rest_frame=True,
+        head="gaussian",
+        label_names=("T_eff", "log_g", "M_H"),
+        label_shift=(4900.0, 3.0, -1.0),
+        label_scale=(600.0, 1.0, 0.8),
+    )
+    return specvit.SpecViT(config).eval()

@@ -8,26 +8,15 @@ import torch
 from astropy.table import Table
 from click.testing import CliRunner
 
-import specvit
 from specvit.emulator import DopplerShift, Emulator
 from specvit.inference.cli import EXIT_CODES, main
+from tests.predict_helpers import observed_frame_model
 
 
 @pytest.fixture(scope="module")
 def observed_model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    config = specvit.get_preset(
-        "specvit_tiny",
-        input_channels="flux+lnsnr",
-        input_norm="continuum",
-        rest_frame=True,
-        head="gaussian",
-        label_names=("T_eff", "log_g", "M_H"),
-        label_shift=(4900.0, 3.0, -1.0),
-        label_scale=(600.0, 1.0, 0.8),
-    )
     folder = tmp_path_factory.mktemp("observed")
-    specvit.SpecViT(config).save_pretrained(folder)
+    observed_frame_model().save_pretrained(folder)
     return folder
 
 

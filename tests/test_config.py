@@ -157,3 +157,24 @@ def test_published_config_field_names_are_unchanged():
         data["wave_stop"],
     )
     assert {"input_length", "wave_start", "wave_stop", "wave_medium"} <= set(config.to_dict())
+
+
+def test_the_observed_frame_fields_are_checked():
+    from specvit.config import ModelDomain
+
+    box = {"T_eff": (3750.0, 6000.0), "log_g": (1.0, 5.0), "M_H": (-2.5, 0.5)}
+    for bad in (-1, 21, 2.5, True):
+        with pytest.raises(ValueError, match="continuum_order must be an integer in 0–20"):
+            get_preset("specvit_tiny", continuum_order=bad)
+    with pytest.raises(ValueError, match="rest_frame must be true or false"):
+        get_preset("specvit_tiny", rest_frame="yes")
+    with pytest.raises(ValueError, match="input_norm must be one of"):
+        get_preset("specvit_tiny", input_norm="polynomial")
+    with pytest.raises(ValueError, match="sigma_scale must be > 0"):
+        ModelDomain(labels=box, sigma_scale=(0.0, 1.3))
+    with pytest.raises(ValueError, match="sigma_scale needs finite low <= high"):
+        ModelDomain(labels=box, sigma_scale=(1.3, 0.7))
+    with pytest.raises(ValueError, match="effects must be a list of names"):
+        ModelDomain(labels=box, effects="sky")
+    domain = ModelDomain(labels=box, sigma_scale=[0.7, 1.3], effects=["sky"])
+    assert domain.sigma_scale == (0.7, 1.3) and domain.effects == ("sky",)

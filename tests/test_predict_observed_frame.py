@@ -12,22 +12,12 @@ import torch
 import specvit
 from specvit.emulator import DopplerShift, Emulator
 from specvit.models.specvit import UntrainedModelWarning
+from tests.predict_helpers import observed_frame_model
 
 
 @pytest.fixture(scope="module")
 def observed_model():
-    torch.manual_seed(0)
-    config = specvit.get_preset(
-        "specvit_tiny",
-        input_channels="flux+lnsnr",
-        input_norm="continuum",
-        rest_frame=True,
-        head="gaussian",
-        label_names=("T_eff", "log_g", "M_H"),
-        label_shift=(4900.0, 3.0, -1.0),
-        label_scale=(600.0, 1.0, 0.8),
-    )
-    return specvit.SpecViT(config).eval()
+    return observed_frame_model()
 
 
 @pytest.fixture(scope="module")

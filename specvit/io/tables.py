@@ -70,26 +70,15 @@ def table_format(path: str | Path) -> str:
 def check_output(
     path: str | Path, inputs: Iterable[str | Path] = (), *, overwrite: bool = False
 ) -> None:
-    """Check that a table can be written to ``path``, before any work is done.
-
-    Parameters
-    ----------
-    path : str or pathlib.Path
-        The output file.
-    inputs : iterable of path-like
-        Files the run reads: ``path`` must not be one of them, even with ``overwrite``.
-    overwrite : bool
-        Whether an existing ``path`` may be replaced.
+    """Check that a table can be written to ``path``, before any work is done: its suffix
+    names a table format, and :func:`check_writable` (same parameters) passes.
 
     Raises
     ------
     ValueError
         For a suffix not in :data:`TABLE_FORMATS`.
-    OutputError
-        If the folder does not exist, is not writable, ``path`` is a folder, a dangling
-        symbolic link, a name longer than the file system allows, or one of ``inputs``.
-    FileExistsError
-        If ``path`` exists and ``overwrite`` is False.
+    OutputError, FileExistsError
+        As :func:`check_writable` raises them.
     """
     table_format(path)
     check_writable(path, inputs, overwrite=overwrite)
