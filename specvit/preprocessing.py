@@ -12,23 +12,23 @@ flat-spectrum source (the exposure-time calculator's), is
 
 Every step is row by row, and on the CPU numpy does it on views of the tensors: its
 comparisons, ``where`` and partial sort are 5–20× faster than torch's CPU kernels on these
-(B, 4096) arrays, and blocks of rows run in ``torch.get_num_threads()`` threads (numpy releases
-the GIL). On other devices (and for tensors that need a gradient) the same code runs in torch.
+(B, 4096) arrays, and blocks of rows run in up to ``torch.get_num_threads()`` worker threads
+(:mod:`specvit._threads`; numpy releases the GIL). On other devices (and for tensors that need a
+gradient) the same code runs in torch.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
-import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
+from specvit._threads import cpu_workers, thread_pool
 from specvit.config import SpecViTConfig
 from specvit.continuum import fit_continuum
 from specvit.velocity import Velocity, measure_rv, to_rest_frame
@@ -63,22 +63,15 @@ def _arrays(*tensors: torch.Tensor | None) -> tuple[ModuleType, list[Any]]:
     return torch, list(tensors)
 
 
-@functools.cache
-def _thread_pool(pid: int) -> ThreadPoolExecutor:
-    """The threads of this process (``pid``: a forked child, whose copy of the parent's pool
-    has no threads, gets its own); they start as blocks come, up to the cores."""
-    return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="specvit-preprocessing")
-
-
 def _run(fn: Callable[..., None], *tensors: torch.Tensor | None) -> None:
     """``fn(*tensors)``, a row-by-row computation writing its output rows in place.
 
     CPU tensors (see :func:`_arrays`) go to ``fn`` as numpy views, in blocks of rows that run
-    in ``torch.get_num_threads()`` threads; others as they are, in one call.
+    in :func:`specvit._threads.cpu_workers` threads; others as they are, in one call.
     """
     xp, arrays = _arrays(*tensors)
     rows = arrays[0].shape[0]
-    workers = min(torch.get_num_threads(), rows // _ROWS_PER_THREAD) if xp is np else 1
+    workers = min(cpu_workers(), rows // _ROWS_PER_THREAD) if xp is np else 1
     if workers < 2:
         fn(*arrays)
         return
@@ -86,7 +79,7 @@ def _run(fn: Callable[..., None], *tensors: torch.Tensor | None) -> None:
     blocks = [
         [None if a is None else a[lo:hi] for a in arrays] for lo, hi in itertools.pairwise(edges)
     ]
-    for _ in _thread_pool(os.getpid()).map(lambda block: fn(*block), blocks):
+    for _ in thread_pool().map(lambda block: fn(*block), blocks):
         pass  # re-raises a worker's exception
 
 
@@ -317,6 +310,18 @@ def model_input(
         where a spectrum has no valid pixel or a non-positive median, in which case its input
         row is meaningless and the caller must flag it.
     """
+    x, scale, _ = _model_input(flux, error, config, valid)
+    return x, scale
+
+
+def _model_input(
+    flux: torch.Tensor,
+    error: torch.Tensor | None,
+    config: SpecViTConfig,
+    valid: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """:func:`model_input`, and the continuum fit the flux was divided by (None unless
+    ``input_norm="continuum"``)."""
     if flux.dim() != 2 or flux.shape[1] != config.input_length:
         raise ValueError(
             f"flux must have shape (B, {config.input_length}) on the model grid, "
@@ -346,7 +351,7 @@ def model_input(
         x,
         scale,
     )
-    return x, scale
+    return x, scale, continuum
 
 
 def _continuum_and_snr_reference(
@@ -386,6 +391,9 @@ class Prepared(NamedTuple):
     flux: torch.Tensor
     error: torch.Tensor | None
     valid: torch.Tensor
+    #: (B, L) the continuum fit the flux was divided by (:func:`specvit.continuum.fit_continuum`,
+    #: in the flux's unit), None unless ``input_norm="continuum"``.
+    continuum: torch.Tensor | None
 
 
 def prepare(
@@ -431,5 +439,5 @@ def prepare(
         flux, error, good = to_rest_frame(flux, error, good, velocity.v_rad, grid)
     elif rv is not None:
         raise ValueError("this model takes rest-frame spectra: it cannot use a radial velocity")
-    x, scale = model_input(flux, error, config, good)
-    return Prepared(x, scale, velocity, flux, error, good)
+    x, scale, continuum = _model_input(flux, error, config, good)
+    return Prepared(x, scale, velocity, flux, error, good, continuum)

@@ -108,3 +108,42 @@ def test_the_documented_spawn_recipe_runs(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "labels from 2 processes" in done.stdout, done.stdout
+
+
+@pytest.fixture
+def two_torch_threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_a_cpu_batch_is_cut_across_worker_threads_each_on_one_torch_thread(
+    dropout_model, two_torch_threads
+):
+    """With two torch threads a batch runs as two slices in two workers, each computing on one
+    torch thread; the rows come back in order, with the labels of a one-thread run, and the
+    caller's thread count is untouched."""
+    predictor = Predictor(dropout_model.eval(), device="cpu", physics=False, batch_size=100)
+    flux = spectrum(predictor.wavelength, np.linspace(0.5, 4.5, 164))
+    seen, done = [], []
+
+    def record(module, args):
+        seen.append((threading.current_thread().name, torch.get_num_threads(), len(args[0])))
+
+    handle = dropout_model.register_forward_pre_hook(record)
+    try:
+        table = predictor.predict(flux, progress=done.append)
+    finally:
+        handle.remove()
+    assert torch.get_num_threads() == 2
+    assert sorted(size for _, _, size in seen) == [32, 32, 50, 50], seen
+    assert {threads for _, threads, _ in seen} == {1}, seen
+    assert len({name for name, _, _ in seen}) == 2 and all(
+        n.startswith("specvit") for n, *_ in seen
+    )
+    assert done == [50, 50, 32, 32]
+    torch.set_num_threads(1)
+    single = predictor.predict(flux)
+    np.testing.assert_allclose(table["log_g"], single["log_g"], rtol=0, atol=1e-5)
+    assert np.all(np.diff(table["log_g"]) > 0), "rows out of input order"

@@ -264,11 +264,14 @@ class PhysicalContext:
         self._ignore_sky = bool({"sky", "wavelength"} & set(effects))
         #: the continuum polynomial's Legendre terms (K, L) for an ``input_norm="continuum"``
         #: model, None for one that sees its flux over one number
-        self._poly = None
+        self._poly = self._poly_pairs = None
         if config.input_norm == "continuum":
             x = torch.linspace(-1.0, 1.0, config.input_length, dtype=torch.float64)
             terms = legendre_basis(x, config.continuum_order)
-            self._poly = torch.cat([torch.ones_like(x)[None], terms]).float()
+            poly = torch.cat([torch.ones_like(x)[None], terms])
+            self._poly = poly.float()
+            #: (K², L) the products of each pair of those terms
+            self._poly_pairs = (poly[:, None, :] * poly[None, :, :]).flatten(0, 1).float()
         if self.reason is None:
             self._order = [config.label_names.index(n) for n in LABEL_NAMES]
             self._crlb_index = [LABEL_NAMES.index(n) for n in config.label_names]
@@ -330,6 +333,7 @@ class PhysicalContext:
         scale: torch.Tensor,
         snr: torch.Tensor,
         velocity: torch.Tensor | None = None,
+        continuum: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Flags and columns of one chunk.
 
@@ -350,6 +354,10 @@ class PhysicalContext:
             shifted by, and ``flux``, ``error`` and ``valid`` are that rest-frame spectrum
             (:class:`specvit.preprocessing.Prepared`); the fit then searches no velocity far
             from rest.
+        continuum : torch.Tensor, optional
+            (B, L) the continuum fit of ``flux`` in its unit
+            (:attr:`specvit.preprocessing.Prepared.continuum`), for the spikes a model trained
+            on cosmic rays or sky residuals leaves out; None: fitted here.
 
         Returns
         -------
@@ -385,7 +393,12 @@ class PhysicalContext:
         with _one_cpu_thread(flux.device):
             for sel in chunks:
                 fit = self._fit(
-                    labels[sel], flux[sel], error[sel], valid[sel], scale[sel].unsqueeze(-1)
+                    labels[sel],
+                    flux[sel],
+                    error[sel],
+                    valid[sel],
+                    scale[sel].unsqueeze(-1),
+                    None if continuum is None else continuum[sel],
                 )
                 line_z[sel] = fit.pop("_line_z").to(torch.float64)
                 for name, value in fit.items():
@@ -399,7 +412,7 @@ class PhysicalContext:
             flags |= torch.where(off, int(PredictFlag.RV_OUTSIDE_TRAINING), 0).int()
         return flags, columns
 
-    def _fit(self, labels, flux, error, valid, scale) -> dict[str, torch.Tensor]:
+    def _fit(self, labels, flux, error, valid, scale, continuum) -> dict[str, torch.Tensor]:
         model, jac = self._emulator().flux_and_jacobian(labels[:, self._order])
         # f and weights w = 1/σ² in units of the median valid flux, as the model input; w = 0
         # at masked pixels and, for the fit, at the two pixels at each end (no central
@@ -409,7 +422,10 @@ class PhysicalContext:
         f = torch.nan_to_num(flux * (keep / scale), nan=0.0, posinf=0.0, neginf=0.0)
         w = torch.nan_to_num((scale / error).square() * keep, nan=0.0, posinf=0.0)
         if self._ignore_spikes:  # cosmic rays and sky residuals: the model learnt to ignore them
-            continuum = fit_continuum(f, w.rsqrt(), w > 0, CONTINUUM_ORDER)
+            if continuum is None:
+                continuum = fit_continuum(f, w.rsqrt(), w > 0, CONTINUUM_ORDER)
+            else:  # the input's own, in units of the median valid flux as f
+                continuum = continuum / scale
             spikes = (f - continuum) * w.sqrt() > CLIP_SIGMA
             w = torch.where(spikes, 0.0, w)
             keep = torch.where(spikes, 0.0, keep)
@@ -534,29 +550,31 @@ class PhysicalContext:
         The line ratio is ``1 + γ/α₀`` (α₀: the polynomial's constant term). For a model trained
         on spikes (:attr:`_ignore_spikes`), pixels more than :data:`CLIP_SIGMA` σ off a first
         fit, on either side (the residuals of a sky subtraction at a shifted wavelength are
-        both), are left out of the second.
+        both), are left out of the second. Every sum over pixels is one matrix product with the
+        Legendre terms (or the products of each pair of them, for the normal matrix).
         """
-        basis = self._poly[:, inner].to(spectrum)  # (K, n)
-        columns = spectrum.unsqueeze(1) * basis  # (R, K, n)
+        basis, pairs = self._poly[:, inner].to(spectrum), self._poly_pairs[:, inner].to(spectrum)
         k = basis.shape[0]
         eye = torch.eye(k + 1, dtype=torch.float64, device=f.device)
+        wsf = w * spectrum * f
 
         def fit(w):
-            wc = w.unsqueeze(1) * columns
-            normal = (wc @ columns.transpose(1, 2)).double()  # (R, K, K)
-            rhs = (wc @ f.unsqueeze(-1)).double()  # (R, K, 1)
+            ws = w * spectrum
+            normal = ((ws * spectrum) @ pairs.T).double().view(-1, k, k)
+            rhs = (wsf @ basis.T).double().unsqueeze(-1)  # (R, K, 1)
             coef = torch.linalg.solve(normal + 1e-12 * eye[:k, :k], rhs)
-            return wc, normal, rhs, (coef.float().transpose(1, 2) @ columns).squeeze(1)
+            return ws, normal, rhs, spectrum * (coef.squeeze(-1).float() @ basis)
 
-        wc, normal, rhs, model = fit(w)
+        ws, normal, rhs, model = fit(w)
         if self._ignore_spikes:
             w = torch.where(w * (f - model).square() > CLIP_SIGMA**2, 0.0, w)
-            wc, normal, rhs, model = fit(w)
+            wsf = w * spectrum * f
+            ws, normal, rhs, model = fit(w)
         chi2 = torch.linalg.vecdot(w, (f - model).square()).double()
         dof = torch.count_nonzero(w, dim=-1).double() - (k + 1.0)
         # the line test: one more column, the emulator's line structure
         wl = w * lines
-        cross = (wc @ lines.unsqueeze(-1)).double()  # (R, K, 1)
+        cross = ((ws * lines) @ basis.T).double().unsqueeze(-1)  # (R, K, 1)
         full = torch.cat(
             [
                 torch.cat([normal, cross], dim=2),

@@ -15,7 +15,7 @@ import hashlib
 import itertools
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +25,7 @@ import torch
 from astropy.table import Column, Table
 
 from specvit._hub import PRETRAINED_DIR, load
+from specvit._threads import cpu_workers, thread_pool
 from specvit._version import __version__
 from specvit.inference.exact import ExactCorrection
 from specvit.inference.flags import PredictFlag
@@ -91,6 +92,8 @@ DEFAULT_EXACT = False
 #: Importance samples per spectrum in exact mode.
 DEFAULT_EXACT_SAMPLES = 256
 
+#: Fewest spectra a worker thread takes (below, a batch is not cut).
+_MIN_SLICE = 32
 #: What the ``snr`` column holds (its description in the output table).
 _SNR_DESCRIPTION = (
     "observed S/N, specvit.median_snr: median flux/sigma over the valid model-grid pixels"
@@ -390,11 +393,13 @@ class Predictor:
         model = self._eval_model()
         # on the model's grid already: read as the float32 the model takes (no float64 copy)
         dtype = np.float32 if spectra.wavelength is None else np.float64
-        for start in range(0, n, self.batch_size):
-            stop = min(start + self.batch_size, n)
+
+        def run(start: int, stop: int) -> tuple[np.ndarray, ...]:
             chunk = spectra.chunk(start, stop, dtype)
             chunk_rv = None if rv is None else rv[start:stop]
-            out = self._predict_chunk(chunk, spectra.medium, model, start, chunk_rv)
+            return self._predict_chunk(chunk, spectra.medium, model, start, chunk_rv)
+
+        for start, stop, out in self._slices(n, run):
             mean[start:stop], sigma[start:stop], snr[start:stop] = out[:3]
             n_valid[start:stop], flags[start:stop] = out[3:5]
             for name in context:
@@ -402,6 +407,27 @@ class Predictor:
             if progress is not None:
                 progress(stop - start)
         return self._table(mean, sigma, snr, n_valid, flags, context, provenance)
+
+    def _slices(
+        self, n: int, run: Callable[[int, int], tuple[np.ndarray, ...]]
+    ) -> Iterator[tuple[int, int, tuple[np.ndarray, ...]]]:
+        """``(start, stop, run(start, stop))`` over ``n`` spectra in input order, ``batch_size``
+        at a time: on the CPU a batch is cut into one slice per worker thread
+        (:func:`specvit._threads.cpu_workers`, each slice at least ``_MIN_SLICE`` spectra),
+        computed at once. Memory still grows with ``batch_size`` only, and a star's labels do
+        not depend on how its batch is cut (rows are independent)."""
+        workers = cpu_workers() if self.device.type == "cpu" else 1
+        for first in range(0, n, self.batch_size):
+            last = min(first + self.batch_size, n)
+            cuts = min(workers, (last - first) // _MIN_SLICE)
+            if cuts < 2:
+                yield first, last, run(first, last)
+                continue
+            edges = np.linspace(first, last, cuts + 1).round().astype(int).tolist()
+            bounds = list(itertools.pairwise(edges))
+            outputs = thread_pool().map(lambda b: run(*b), bounds)
+            for (start, stop), out in zip(bounds, outputs, strict=True):
+                yield start, stop, out
 
     def _current_provenance(self) -> dict[str, Any]:
         """The provenance of the weights predicting now (a model object's may have changed
@@ -565,6 +591,7 @@ class Predictor:
                 scale,
                 snr,
                 None if prepared.velocity is None else prepared.velocity.v_rad,
+                prepared.continuum,
             )
             context.update(physical)
             flags |= bits
