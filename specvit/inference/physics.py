@@ -38,7 +38,10 @@ For a model trained on real-data effects (its ``config.domain``): pixels more th
 when it was trained on cosmic rays or sky residuals, and the sky lines' pixels (σ above
 :data:`SKY_SIGMA_RATIO` times its trend) when it was trained on sky residuals or wavelength
 errors, and the χ² test allows the σ to be too small
-by the lower end of its ``sigma_scale``; for an ``input_norm="continuum"`` model the amplitude is
+by the lower end of its ``sigma_scale``; when it was trained across LSF widths (``lsf``), a star
+failing the χ² or line test is fitted again with the emulator at the broadest of them
+(:data:`specvit.instrument.MR_RESOLVING_POWERS`) and is out of domain only if that fit fails too;
+for an ``input_norm="continuum"`` model the amplitude is
 a Legendre polynomial of its ``continuum_order``; for a ``rest_frame`` model the fit takes the
 spectrum its input was built from, in the rest frame, and searches no far velocity.
 
@@ -68,6 +71,7 @@ from specvit.emulator.doppler import (
 )
 from specvit.inference.flags import PredictFlag
 from specvit.instrument.grid import PFS_MR
+from specvit.instrument.lsf import MR_RESOLVING_POWERS
 from specvit.labels import LABEL_NAMES
 from specvit.velocity import CONTINUUM_ORDER, RV_SEARCH_KMS, catmull_rom_shift
 
@@ -259,6 +263,10 @@ class PhysicalContext:
         #: whether the fit leaves out emission spikes (a model trained on them, ModelDomain.effects)
         effects = () if config.domain is None else config.domain.effects
         self._ignore_spikes = bool({"cosmic_rays", "sky"} & set(effects))
+        #: the broadest LSF (resolving power) the model was trained on, where its training
+        #: drew the LSF (the ``lsf`` effect): the χ² test's second try; None: one LSF
+        self._broad_lsf = min(MR_RESOLVING_POWERS) if "lsf" in effects else None
+        self._broad = None
         #: whether the fit leaves out the sky lines' pixels (a model trained on their
         #: subtraction residuals: the sky or a wavelength-solution error)
         self._ignore_sky = bool({"sky", "wavelength"} & set(effects))
@@ -316,10 +324,15 @@ class PhysicalContext:
             "rv_tolerance_kms": RV_TOLERANCE_KMS,
         }
 
-    def _emulator(self):
-        if self._model is None:
-            from specvit.emulator import Emulator
+    def _emulator(self, broad: bool = False):
+        """The emulator at the MR arm's design LSF, or (``broad``) at :attr:`_broad_lsf`."""
+        from specvit.emulator import Emulator
 
+        if broad:
+            if self._broad is None:
+                self._broad = Emulator.load(device=self.device, resolution=self._broad_lsf)
+            return self._broad
+        if self._model is None:
             self._model = Emulator.load(device=self.device)
         return self._model
 
@@ -404,6 +417,29 @@ class PhysicalContext:
                 for name, value in fit.items():
                     columns[name][sel] = value.to(torch.float64)
         bad_fit = (columns["chi2_pvalue"] < CHI2_PVALUE_THRESHOLD) | (line_z < -LINE_Z)
+        if self._broad_lsf is not None and bool(bad_fit.any()):
+            # a model trained across LSF widths: a star whose lines are broader than the design
+            # LSF's (its fibre's, or smoothed by the rest-frame shift) is not at risk from it
+            with _one_cpu_thread(flux.device):
+                for sel in torch.nonzero(bad_fit).squeeze(1).split(_CHUNK):
+                    fit = self._fit(
+                        labels[sel],
+                        flux[sel],
+                        error[sel],
+                        valid[sel],
+                        scale[sel].unsqueeze(-1),
+                        None if continuum is None else continuum[sel],
+                        broad=True,
+                    )
+                    z = fit.pop("_line_z").to(torch.float64)
+                    ok = (fit["chi2_pvalue"].to(torch.float64) >= CHI2_PVALUE_THRESHOLD) & (
+                        z >= -LINE_Z
+                    )
+                    kept = sel[ok]
+                    bad_fit[kept] = False
+                    for name, value in fit.items():
+                        if not name.startswith("crlb_"):
+                            columns[name][kept] = value[ok].to(torch.float64)
         flags |= torch.where(bad_fit, int(PredictFlag.OUT_OF_DOMAIN), 0).int()
         if self.domain is not None:
             lo, hi = self.domain.rv
@@ -412,8 +448,10 @@ class PhysicalContext:
             flags |= torch.where(off, int(PredictFlag.RV_OUTSIDE_TRAINING), 0).int()
         return flags, columns
 
-    def _fit(self, labels, flux, error, valid, scale, continuum) -> dict[str, torch.Tensor]:
-        model, jac = self._emulator().flux_and_jacobian(labels[:, self._order])
+    def _fit(
+        self, labels, flux, error, valid, scale, continuum, broad=False
+    ) -> dict[str, torch.Tensor]:
+        model, jac = self._emulator(broad).flux_and_jacobian(labels[:, self._order])
         # f and weights w = 1/σ² in units of the median valid flux, as the model input; w = 0
         # at masked pixels and, for the fit, at the two pixels at each end (no central
         # differences there).

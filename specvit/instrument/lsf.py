@@ -20,7 +20,13 @@ import numpy as np
 from scipy import sparse
 from scipy.special import ndtr
 
-__all__ = ["lsf_matrix", "lsf_sigma"]
+__all__ = ["MR_RESOLVING_POWERS", "lsf_matrix", "lsf_sigma"]
+
+#: The resolving powers (λ/FWHM) of the PFS MR arm that specvit models are trained across: the
+#: design value ≈ 5000, and an LSF that differs from fibre to fibre (the data engine's ``lsf``
+#: effect draws one of these per star; the emulator fit of a model trained on it allows the
+#: broadest, :mod:`specvit.inference.physics`).
+MR_RESOLVING_POWERS: tuple[float, ...] = (4000.0, 4500.0, 5000.0, 5500.0, 6000.0, 6500.0)
 
 _FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 

@@ -43,7 +43,7 @@ import torch
 from specvit.bounds.prior import Beta, parse_distribution
 from specvit.config import ModelDomain
 from specvit.continuum import legendre_basis
-from specvit.instrument import DEFAULT_N_EXPOSURES, PFS_MR, lsf_matrix
+from specvit.instrument import DEFAULT_N_EXPOSURES, MR_RESOLVING_POWERS, PFS_MR, lsf_matrix
 from training.engine.seeding import step_seed
 
 __all__ = [
@@ -221,13 +221,14 @@ class LSFSpread(Effect):
     Parameters
     ----------
     values : sequence of float
-        The resolving powers λ/FWHM (default 4000, 4500, …, 6500; the design value of the MR
-        arm is ≈ 5000).
+        The resolving powers λ/FWHM (default
+        :data:`specvit.instrument.lsf.MR_RESOLVING_POWERS`, 4000, 4500, …, 6500; the design value
+        of the MR arm is ≈ 5000).
     """
 
     name, stream, fields = "lsf", 1, ("resolving_power",)
 
-    def __init__(self, values: Any = (4000.0, 4500.0, 5000.0, 5500.0, 6000.0, 6500.0)) -> None:
+    def __init__(self, values: Any = MR_RESOLVING_POWERS) -> None:
         values = (values,) if isinstance(values, int | float) else values
         self.values = tuple(float(v) for v in values)
         if not self.values or min(self.values) <= 0 or len(set(self.values)) != len(self.values):
