@@ -173,3 +173,12 @@ def test_doppler_shift_and_its_velocity_derivative() -> None:
     assert float((fd - deriv).norm() / fd.norm()) < 1e-8  # the shift's own derivative
     with pytest.raises(ValueError, match="max_rv"):
         doppler(labels, torch.tensor([0.0, 301.0]))
+
+
+def test_flux_blocks_cover_the_grid_with_the_forward_flux():
+    emulator = Emulator.load()
+    labels = torch.tensor([[4200.0, 1.5, -2.0], [5600.0, 4.5, 0.2]])
+    whole = emulator(labels)
+    blocks = list(emulator.flux_blocks(labels, size=1000))
+    assert [b.stop - b.start for b, _ in blocks] == [1000, 1000, 1000, 1000, 96]
+    np.testing.assert_allclose(torch.cat([f for _, f in blocks], -1), whole, rtol=1e-6)

@@ -25,7 +25,6 @@ from specvit.bounds.prior import LabelPrior
 __all__ = [
     "Posterior",
     "PosteriorMean",
-    "amplitude_marginal_from_chi2",
     "amplitude_marginal_loglike",
     "student_t_logpdf",
 ]
@@ -54,28 +53,8 @@ def amplitude_marginal_loglike(
     torch.Tensor
         Log likelihood up to a constant per spectrum; ``-inf`` where ``Â ≤ 0``.
     """
-    return amplitude_marginal_from_chi2((s_yy - s_yf * (s_yf / s_ff)).clamp_min(0.0), s_yf, s_ff)
-
-
-def amplitude_marginal_from_chi2(
-    chi2: torch.Tensor, s_yf: torch.Tensor, s_ff: torch.Tensor
-) -> torch.Tensor:
-    """:func:`amplitude_marginal_loglike` from the χ² at the best amplitude, computed elsewhere.
-
-    For callers that form ``χ² = S_yy − S_yf²/S_ff`` without its cancellation
-    (:func:`specvit.inference.exact.whitened_loglike`).
-
-    Parameters
-    ----------
-    chi2, s_yf, s_ff : torch.Tensor
-        ``χ²`` at ``Â = S_yf/S_ff``, ``Σ y f/σ²`` and ``Σ f²/σ²`` (broadcastable).
-
-    Returns
-    -------
-    torch.Tensor
-        Log likelihood up to a constant per spectrum; ``-inf`` where ``Â ≤ 0``.
-    """
     a_hat = s_yf / s_ff
+    chi2 = (s_yy - s_yf * a_hat).clamp_min(0.0)
     out = -0.5 * chi2 - 0.5 * torch.log(s_ff) - torch.log(a_hat.clamp_min(1e-300))
     return torch.where(a_hat > 0, out, torch.full_like(out, -math.inf))
 

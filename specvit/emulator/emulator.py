@@ -34,6 +34,7 @@ that it extrapolates (``in_range`` tells). There is no α-enhancement label.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -50,6 +51,9 @@ from specvit.labels import LABEL_NAMES
 __all__ = ["Emulator", "NativeModel"]
 
 #: f_ν ∝ f_λ λ²: reference wavelength (Å) and overall factor of the output unit.
+#: Pixels per block of :meth:`Emulator.flux_blocks`: 512 spectra × 512 pixels × 2 (normalised
+#: flux and continuum) of float32 stay within a 2 MB cache.
+FLUX_BLOCK = 512
 _LAMBDA_REF = 8000.0
 _UNIT_FACTOR = 1e-5
 _LN10 = float(np.log(10.0))
@@ -283,6 +287,34 @@ class Emulator(torch.nn.Module):
         y = self.design(labels) @ self.weights
         n = self.num_pixels
         return y[..., :n] * torch.exp(y[..., n:])
+
+    def flux_blocks(
+        self, labels: torch.Tensor, size: int = FLUX_BLOCK
+    ) -> Iterator[tuple[slice, torch.Tensor]]:
+        """:meth:`forward` in blocks of ``size`` pixels, for sums over pixels that need not hold
+        whole spectra: each block is summed while it is still in the CPU cache (the exact
+        mode's likelihood, :mod:`specvit.inference.exact`).
+
+        Parameters
+        ----------
+        labels : torch.Tensor
+            ``(..., 3)`` labels.
+        size : int
+            Pixels per block.
+
+        Yields
+        ------
+        pixels : slice
+            The block's pixels.
+        flux : torch.Tensor
+            ``(..., len)`` the flux there, as :meth:`forward` gives it.
+        """
+        design = self.design(labels)
+        n = self.num_pixels
+        for lo in range(0, n, size):
+            hi = min(lo + size, n)
+            norm = design @ self.weights[:, lo:hi]
+            yield slice(lo, hi), norm * (design @ self.weights[:, n + lo : n + hi]).exp_()
 
     def jacobian(self, labels: torch.Tensor) -> torch.Tensor:
         """Analytic derivative of the flux w.r.t. the labels, ``(..., L, 3)`` (per K, per dex).

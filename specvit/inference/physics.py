@@ -448,6 +448,56 @@ class PhysicalContext:
             flags |= torch.where(off, int(PredictFlag.RV_OUTSIDE_TRAINING), 0).int()
         return flags, columns
 
+    def ignored(
+        self,
+        flux: torch.Tensor,
+        error: torch.Tensor,
+        valid: torch.Tensor,
+        continuum: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The valid pixels the emulator fit leaves out: for a model trained on them (its
+        ``config.domain.effects``), emission spikes (more than :data:`CLIP_SIGMA` σ above the
+        continuum) and sky lines (σ above :data:`SKY_SIGMA_RATIO` times its trend).
+
+        Parameters
+        ----------
+        flux, error : torch.Tensor
+            ``(B, L)`` flux and 1σ in one unit.
+        valid : torch.Tensor
+            ``(B, L)`` bool, the usable pixels.
+        continuum : torch.Tensor, optional
+            ``(B, L)`` the flux's continuum fit (:attr:`specvit.preprocessing.Prepared.continuum`);
+            None: fitted here.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B, L)`` bool, True at the valid pixels left out (none for a model trained on
+            neither effect).
+        """
+        keep = valid.to(flux.dtype)
+        f = torch.nan_to_num(flux * keep, nan=0.0, posinf=0.0, neginf=0.0)
+        w = torch.nan_to_num(error.reciprocal().square() * keep, nan=0.0, posinf=0.0)
+        out = torch.zeros_like(valid)
+        if self._ignore_spikes:
+            out |= self._spikes(f, w, continuum)
+            w = torch.where(out, 0.0, w)
+        if self._ignore_sky:
+            out |= self._sky_lines(w)
+        return out & valid
+
+    def _spikes(self, f, w, continuum):
+        """Pixels more than CLIP_SIGMA σ above the continuum (fitted when None)."""
+        if continuum is None:
+            continuum = fit_continuum(f, w.rsqrt(), w > 0, CONTINUUM_ORDER)
+        return (f - continuum) * w.sqrt() > CLIP_SIGMA
+
+    def _sky_lines(self, w):
+        """Pixels whose σ exceeds SKY_SIGMA_RATIO times its smooth trend (w = 1/σ², 0: masked)."""
+        sigma_pix = torch.where(w > 0, w.clamp_min(1e-30).rsqrt(), 0.0)
+        trend = fit_continuum(sigma_pix, torch.ones_like(sigma_pix), w > 0, CONTINUUM_ORDER)
+        return sigma_pix > SKY_SIGMA_RATIO * trend
+
     def _fit(
         self, labels, flux, error, valid, scale, continuum, broad=False
     ) -> dict[str, torch.Tensor]:
@@ -460,11 +510,8 @@ class PhysicalContext:
         f = torch.nan_to_num(flux * (keep / scale), nan=0.0, posinf=0.0, neginf=0.0)
         w = torch.nan_to_num((scale / error).square() * keep, nan=0.0, posinf=0.0)
         if self._ignore_spikes:  # cosmic rays and sky residuals: the model learnt to ignore them
-            if continuum is None:
-                continuum = fit_continuum(f, w.rsqrt(), w > 0, CONTINUUM_ORDER)
-            else:  # the input's own, in units of the median valid flux as f
-                continuum = continuum / scale
-            spikes = (f - continuum) * w.sqrt() > CLIP_SIGMA
+            # (the input's own continuum, in units of the median valid flux as f)
+            spikes = self._spikes(f, w, None if continuum is None else continuum / scale)
             w = torch.where(spikes, 0.0, w)
             keep = torch.where(spikes, 0.0, keep)
         out: dict[str, torch.Tensor] = {}
@@ -475,9 +522,7 @@ class PhysicalContext:
         sigma = sigma_from_relative_error(model, w.rsqrt())
         fisher = fisher_information(jac, sigma, flux=model, continuum_order=self._crlb_order)
         if self._ignore_sky:  # sky lines: the model learnt their subtraction residuals
-            sigma_pix = torch.where(w > 0, w.clamp_min(1e-30).rsqrt(), 0.0)
-            trend = fit_continuum(sigma_pix, torch.ones_like(sigma_pix), w > 0, CONTINUUM_ORDER)
-            w = torch.where(sigma_pix > SKY_SIGMA_RATIO * trend, 0.0, w)
+            w = torch.where(self._sky_lines(w), 0.0, w)
         w[:, :2] = 0.0
         w[:, -2:] = 0.0
         for name, k in zip(self.config.label_names, self._crlb_index, strict=True):

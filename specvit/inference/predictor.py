@@ -577,9 +577,7 @@ class Predictor:
             ambiguous = velocity.contrast < MIN_PEAK_CONTRAST  # NaN (given): not ambiguous
             flags |= torch.where(ambiguous, int(PredictFlag.RV_UNCERTAIN), 0).int()
         if self.exact is not None:
-            mean, sigma, context["cov"], context["ess"] = self._exact(
-                mean, sigma, flux_t, error_t, valid_t, start
-            )
+            mean, sigma, context["cov"], context["ess"] = self._exact(mean, sigma, prepared, start)
             low = context["ess"] < self.exact.sampler.min_ess
             flags |= torch.where(low.to(dev), int(PredictFlag.LOW_ESS), 0).int()
         if self.physics is not None:
@@ -598,10 +596,12 @@ class Predictor:
         out = tuple(t.cpu().numpy() for t in (mean, sigma, snr, n_valid, flags))
         return (*out, {name: t.cpu().numpy() for name, t in context.items()})
 
-    def _exact(self, mean, sigma, flux, error, valid, start):
+    def _exact(self, mean, sigma, prepared, start):
         """The exact posterior where it has samples with weight; the network's answer (and
         ``LOW_ESS``) where it has none."""
-        post_mean, post_sigma, cov, ess = self.exact(mean, sigma, flux, error, valid, start)
+        post_mean, post_sigma, cov, ess = self.exact(
+            mean, sigma, prepared.flux, prepared.error, prepared.valid, start, prepared.continuum
+        )
         kept = (ess > 0).to(mean.device)[:, None]
         mean = torch.where(kept, post_mean.to(mean), mean)
         sigma = torch.where(kept, post_sigma.to(sigma), sigma)
