@@ -44,7 +44,7 @@ import torch
 from scipy import sparse
 
 from specvit.instrument.grid import PFS_MR, WavelengthGrid
-from specvit.instrument.lsf import lsf_matrix
+from specvit.instrument.lsf import MR_RESOLUTION, lsf_matrix
 from specvit.instrument.wavelength import air_to_vacuum, vacuum_to_air
 from specvit.labels import LABEL_NAMES
 
@@ -203,7 +203,7 @@ class Emulator(torch.nn.Module):
     @classmethod
     def load(
         cls,
-        resolution: float = 5000.0,
+        resolution: float = MR_RESOLUTION,
         grid: WavelengthGrid = PFS_MR,
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,

@@ -34,6 +34,7 @@ and a spectrum whose samples all fall outside gets ESS 0 and NaN estimates, not 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -46,18 +47,30 @@ from specvit.bounds.prior import LabelPrior
 from specvit.config import SpecViTConfig
 from specvit.continuum import legendre_basis
 from specvit.inference.physics import PhysicalContext, emulator_mismatch
+from specvit.instrument.lsf import MR_RESOLUTION, MR_RESOLVING_POWERS
 from specvit.labels import LABEL_NAMES
 
 __all__ = [
+    "LSF_DELTA_CHI2",
+    "RETRY_FLOOR",
     "ExactCorrection",
     "ExactModeError",
     "ExactPosterior",
     "ImportancePosterior",
+    "continuum_basis",
     "exact_mismatch",
     "whitened_loglike",
 ]
 
 Model = Callable[[torch.Tensor], torch.Tensor]
+
+#: A spectrum's likelihood takes the emulator at another resolving power of the MR arm's spread
+#: than the design one only where it fits the spectrum better by more than this χ² (a 5σ
+#: preference), at the network's labels.
+LSF_DELTA_CHI2 = 25.0
+#: A retry's proposal σ is at least this fraction of the first proposal's (the network's σ): the
+#: weighted samples of a spectrum with a few effective samples say little about the width.
+RETRY_FLOOR = 0.25
 
 
 @dataclass(frozen=True)
@@ -231,7 +244,7 @@ class ImportancePosterior:
                 flux[low],
                 sigma[low],
                 post.mean[low],
-                post.std[low].clamp_min(1e-12),
+                torch.maximum(post.std[low], RETRY_FLOOR * std[low]),
                 generators,
                 return_samples,
             )
@@ -279,11 +292,7 @@ class ImportancePosterior:
         reference = torch.minimum(torch.maximum(mean, bounds[:, 0]), bounds[:, 1])
         with torch.no_grad():
             f0 = self.model(reference.to(self._model_dtype)).to(torch.float64)
-        basis = None
-        if self.continuum_order:
-            x = torch.linspace(-1.0, 1.0, y.shape[-1], dtype=torch.float64)
-            basis = torch.cat([torch.ones_like(x)[None], legendre_basis(x, self.continuum_order)])
-        likelihood = _Reference(y, w, f0, basis)
+        likelihood = _Reference(y, w, f0, continuum_basis(y.shape[-1], self.continuum_order))
         proposals = [(mean, torch.diag_embed(self.inflate * std.to(torch.float64)))]
         thetas, log_targets, counts = [], [], []
         for r, k in enumerate(self._round_sizes()):
@@ -449,9 +458,18 @@ class _Reference:
         self.a = torch.linalg.solve(self.m0, big_u @ z.unsqueeze(-1)).squeeze(-1)  # (n, K+1)
         self.r = z - (self.a.unsqueeze(1) @ big_u).squeeze(1)
         self.upper = torch.triu_indices(k, k)
-        self.pairs = basis[self.upper[0]] * basis[self.upper[1]]  # (M, L), M = (K+1)(K+2)/2
-        self.columns = torch.cat([basis * self.r[:, None], self.u[:, None] * self.pairs], dim=1)
+        self._basis = basis
         self._cast: dict[torch.dtype, tuple[torch.Tensor, ...]] = {}
+
+    @functools.cached_property
+    def pairs(self) -> torch.Tensor:
+        """``(M, L)`` the products of each pair of continuum terms, M = (K+1)(K+2)/2."""
+        return self._basis[self.upper[0]] * self._basis[self.upper[1]]
+
+    @functools.cached_property
+    def columns(self) -> torch.Tensor:
+        """``(n, K+1+M, L)`` what the model spectra's differences are summed against."""
+        return torch.cat([self._basis * self.r[:, None], self.u[:, None] * self.pairs], dim=1)
 
     def zeros(self, samples: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Empty (float64) sums for ``samples`` model spectra per spectrum."""
@@ -493,6 +511,17 @@ class _Reference:
         amplitude = a[:, None, 0] - solved[..., 0]
         out = -0.5 * chi2 - 0.5 * log_det - k * torch.log(amplitude.clamp_min(1e-300))
         return torch.where((amplitude > 0) & (info == 0), out, torch.full_like(out, -math.inf))
+
+
+@functools.lru_cache(maxsize=4)
+def continuum_basis(length: int, order: int) -> torch.Tensor | None:
+    """``(order + 1, length)`` float64: 1 and the Legendre polynomials of degree 1 … ``order``
+    across ``length`` pixels, the continuum terms of :func:`whitened_loglike`; None for order 0
+    (the amplitude alone)."""
+    if not order:
+        return None
+    x = torch.linspace(-1.0, 1.0, length, dtype=torch.float64)
+    return torch.cat([torch.ones_like(x)[None], legendre_basis(x, order)])
 
 
 def _symmetric(packed: torch.Tensor, upper: torch.Tensor, k: int) -> torch.Tensor:
@@ -557,7 +586,10 @@ class ExactCorrection:
     measured, not sampled: its error, about 1 km/s at S/N ≥ 10, is far below the 60 km/s LSF);
     and the pixels the model's emulator fit leaves out
     (:meth:`specvit.inference.physics.PhysicalContext.ignored`: the spikes and sky lines of a
-    model trained on them) are left out of the likelihood too.
+    model trained on them) are left out of the likelihood too. The LSF is a nuisance: each
+    spectrum's likelihood takes the emulator at the resolving power of the MR arm's spread
+    (:data:`specvit.instrument.MR_RESOLVING_POWERS`) that fits it best at the network's labels,
+    the design one unless another is better by :data:`LSF_DELTA_CHI2`.
 
     Parameters
     ----------
@@ -580,18 +612,56 @@ class ExactCorrection:
         if reason is not None:
             raise ExactModeError(f"exact mode needs a model the emulator describes: {reason}")
         from specvit.bounds.prior import Uniform
-        from specvit.emulator import Emulator
 
         box = config.domain.labels
-        prior = LabelPrior({name: Uniform(*box[name]) for name in LABEL_NAMES})
-        order = config.continuum_order if config.input_norm == "continuum" else 0
-        self.sampler = ImportancePosterior(
-            Emulator.load(), prior, n_samples=n_samples, continuum_order=order
-        )
+        self._prior = LabelPrior({name: Uniform(*box[name]) for name in LABEL_NAMES})
+        self._order = config.continuum_order if config.input_norm == "continuum" else 0
+        self._n_samples = n_samples
+        self._samplers: dict[float, ImportancePosterior] = {}
+        #: the sampler at the design LSF (its settings are every LSF's)
+        self.sampler = self._sampler(MR_RESOLUTION)
         self.seed = int(seed)
         self._context = PhysicalContext(config, torch.device("cpu"))
         self._to_emulator = [config.label_names.index(name) for name in LABEL_NAMES]
         self._to_model = [LABEL_NAMES.index(name) for name in config.label_names]
+
+    def _sampler(self, resolution: float) -> ImportancePosterior:
+        """The sampler whose likelihood is the emulator at LSF ``resolution`` (built once)."""
+        if resolution not in self._samplers:
+            from specvit.emulator import Emulator
+
+            self._samplers[resolution] = ImportancePosterior(
+                Emulator.load(resolution=resolution),
+                self._prior,
+                n_samples=self._n_samples,
+                continuum_order=self._order,
+            )
+        return self._samplers[resolution]
+
+    def _lsf(self, y: torch.Tensor, sigma: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` each spectrum's LSF: the design one, or the resolving power of
+        :data:`specvit.instrument.MR_RESOLVING_POWERS` whose emulator spectrum at the network's
+        labels (within the prior) fits it better by more than :data:`LSF_DELTA_CHI2`."""
+        w = sigma.reciprocal().square()
+        bad = ~(torch.isfinite(y) & torch.isfinite(w))
+        y, w = y.masked_fill(bad, 0.0), w.masked_fill(bad, 0.0)
+        bounds = self._prior.bounds().to(torch.float64)
+        labels = torch.minimum(torch.maximum(labels, bounds[:, 0]), bounds[:, 1])
+        basis = continuum_basis(y.shape[-1], self._order)
+        powers = torch.tensor(MR_RESOLVING_POWERS, dtype=torch.float64)
+        chi2 = torch.stack(
+            [
+                _Reference(y, w, self._sampler(r).model(labels.float()).double(), basis)
+                .r.square()
+                .sum(-1)
+                for r in MR_RESOLVING_POWERS
+            ],
+            dim=1,
+        )  # (N, R)
+        design = chi2[:, MR_RESOLVING_POWERS.index(MR_RESOLUTION)]
+        best = chi2.min(dim=1)
+        better = best.values < design - LSF_DELTA_CHI2
+        return torch.where(better, powers[best.indices], MR_RESOLUTION)
 
     def __call__(
         self,
@@ -638,16 +708,25 @@ class ExactCorrection:
             used = valid & ~self._context.ignored(flux, error, valid, continuum)
             err = torch.where(used, error, torch.inf)[rows]
             seeds = (self.seed * 1_000_003 + start + torch.nonzero(rows).squeeze(1)).tolist()
-            post = self.sampler(
-                flux[rows].to(torch.float64),
-                err.to(torch.float64),
-                mean.cpu()[rows][:, self._to_emulator].to(torch.float64),
-                sigma.cpu()[rows][:, self._to_emulator].to(torch.float64),
-                [torch.Generator().manual_seed(seed) for seed in seeds],
-            )
+            generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+            y, err = flux[rows].to(torch.float64), err.to(torch.float64)
+            labels = mean.cpu()[rows][:, self._to_emulator].to(torch.float64)
+            std = sigma.cpu()[rows][:, self._to_emulator].to(torch.float64)
+            lsf = self._lsf(y, err, labels)
+            index = torch.nonzero(rows).squeeze(1)
             order = self._to_model
-            out_mean[rows] = post.mean[:, order]
-            out_sigma[rows] = post.std[:, order]
-            out_cov[rows] = post.cov[:, order][:, :, order]
-            ess[rows] = post.ess
+            for resolution in lsf.unique().tolist():
+                group = torch.nonzero(lsf == resolution).squeeze(1)
+                post = self._sampler(resolution)(
+                    y[group],
+                    err[group],
+                    labels[group],
+                    std[group],
+                    [generators[i] for i in group.tolist()],
+                )
+                at = index[group]
+                out_mean[at] = post.mean[:, order]
+                out_sigma[at] = post.std[:, order]
+                out_cov[at] = post.cov[:, order][:, :, order]
+                ess[at] = post.ess
         return out_mean, out_sigma, out_cov, ess

@@ -1,7 +1,7 @@
 """Instrument: the PFS MR grid, air ↔ vacuum, line-spread function, photometry and noise."""
 
 from specvit.instrument.grid import GRID_ATOL, PFS_MR, WavelengthGrid
-from specvit.instrument.lsf import MR_RESOLVING_POWERS, lsf_matrix, lsf_sigma
+from specvit.instrument.lsf import MR_RESOLUTION, MR_RESOLVING_POWERS, lsf_matrix, lsf_sigma
 from specvit.instrument.noise import DEFAULT_N_EXPOSURES, PFSNoiseModel, read_etc
 from specvit.instrument.photometry import band_weights, magnitude_to_njy, njy_to_magnitude
 from specvit.instrument.wavelength import air_to_vacuum, vacuum_to_air
@@ -9,6 +9,7 @@ from specvit.instrument.wavelength import air_to_vacuum, vacuum_to_air
 __all__ = [
     "DEFAULT_N_EXPOSURES",
     "GRID_ATOL",
+    "MR_RESOLUTION",
     "MR_RESOLVING_POWERS",
     "PFS_MR",
     "PFSNoiseModel",

@@ -20,7 +20,10 @@ import numpy as np
 from scipy import sparse
 from scipy.special import ndtr
 
-__all__ = ["MR_RESOLVING_POWERS", "lsf_matrix", "lsf_sigma"]
+__all__ = ["MR_RESOLUTION", "MR_RESOLVING_POWERS", "lsf_matrix", "lsf_sigma"]
+
+#: The design resolving power (λ/FWHM) of the PFS MR arm: the emulator's LSF unless told otherwise.
+MR_RESOLUTION = 5000.0
 
 #: The resolving powers (λ/FWHM) of the PFS MR arm that specvit models are trained across: the
 #: design value ≈ 5000, and an LSF that differs from fibre to fibre (the data engine's ``lsf``

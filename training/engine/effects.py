@@ -43,12 +43,17 @@ import torch
 from specvit.bounds.prior import Beta, parse_distribution
 from specvit.config import ModelDomain
 from specvit.continuum import legendre_basis
-from specvit.instrument import DEFAULT_N_EXPOSURES, MR_RESOLVING_POWERS, PFS_MR, lsf_matrix
+from specvit.instrument import (
+    DEFAULT_N_EXPOSURES,
+    MR_RESOLUTION,
+    MR_RESOLVING_POWERS,
+    PFS_MR,
+    lsf_matrix,
+)
 from training.engine.seeding import step_seed
 
 __all__ = [
     "EFFECT_TYPES",
-    "MR_RESOLUTION",
     "SUBARU_ALTITUDE_KM",
     "CosmicRays",
     "Effect",
@@ -445,9 +450,6 @@ class FluxCalibration(Effect):
 # ---------------------------------------------------------------------------------- tellurics
 #: Subaru's altitude (km) on Maunakea, where PFS observes.
 SUBARU_ALTITUDE_KM = 4.139
-#: Resolving power the telluric residual is seen at when no LSF spread gives a star its own
-#: (the emulator's default, the design value of the MR arm).
-MR_RESOLUTION = 5000.0
 #: Mole fraction of O₂ in dry air (1976 US Standard Atmosphere).
 _O2_FRACTION = 0.209476
 #: Mean mass of a dry-air molecule (kg) and the standard gravity (m s⁻²).
@@ -707,7 +709,7 @@ class TelluricResiduals(Effect):
         Whether the O₂ A band is in the model (default True; False: H₂O only).
     resolution : float or None
         Resolving power the residual is seen at; None (default): the star's own when the LSF
-        spread is on, else :data:`MR_RESOLUTION`.
+        spread is on, else :data:`specvit.instrument.MR_RESOLUTION` (the design value).
     """
 
     name, stream, fields = "telluric", 8, ("telluric_fraction", "pwv", "airmass")
