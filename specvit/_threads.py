@@ -2,49 +2,58 @@
 
 Two users: :mod:`specvit.preprocessing` runs blocks of rows of numpy work in them, and
 :class:`specvit.inference.Predictor` runs slices of a batch through the whole prediction, one
-slice per thread. Each worker computes torch with one intra-op thread (torch's thread count is
-per thread here: the caller's own setting is untouched), so ``k`` slices in ``k`` workers use
-``k`` cores without threads waiting on each other: on the 2-core CPU of the throughput
-benchmark, torch's own two threads speed the model's forward pass up 1.3×, two slices in two
-workers 1.7× (``benchmarks/predict_throughput.py``).
+slice per thread. Each task computes torch on one intra-op thread (torch's thread count is per
+thread here: the caller's own setting is untouched), so ``k`` slices in ``k`` workers use ``k``
+cores without threads waiting on each other: on the 2-core CPU of the throughput benchmark,
+torch's own two threads speed the model's forward pass up 1.3×, two slices in two workers 1.7×
+(``benchmarks/predict_throughput.py``).
 
-A worker never submits to the pool (with one torch thread the row blocks of
-:mod:`specvit.preprocessing` run inline), so nested use cannot deadlock.
+Work inside a worker never goes back to the pool (:func:`cpu_workers` is 1 there), so nested
+use cannot deadlock.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import torch
 
-__all__ = ["cpu_workers", "thread_pool"]
+__all__ = ["cpu_workers", "map_in_workers"]
 
+T = TypeVar("T")
+R = TypeVar("R")
 
-def _one_torch_thread() -> None:
-    torch.set_num_threads(1)
+_local = threading.local()
 
 
 @functools.cache
 def _pool(pid: int) -> ThreadPoolExecutor:
     """The pool of process ``pid`` (a forked child, whose copy of its parent's pool has no
     threads, gets its own); threads start as work comes, up to the cores."""
-    return ThreadPoolExecutor(
-        os.cpu_count() or 1,
-        thread_name_prefix="specvit",
-        initializer=_one_torch_thread,
-    )
+    return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="specvit")
 
 
-def thread_pool() -> ThreadPoolExecutor:
-    """This process's worker threads (each computing torch on one intra-op thread)."""
-    return _pool(os.getpid())
+def _task(fn: Callable[[T], R], item: T) -> R:
+    _local.worker = True
+    torch.set_num_threads(1)  # each task: torch may have reset a new thread's count
+    return fn(item)
+
+
+def map_in_workers(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+    """``fn`` of each item, computed at once in this process's worker threads (each on one torch
+    thread); the results in the items' order (a worker's exception is raised here)."""
+    return _pool(os.getpid()).map(functools.partial(_task, fn), items)
 
 
 def cpu_workers() -> int:
     """How many workers CPU work may use from this thread: torch's intra-op thread count here
     (``torch.set_num_threads``, ``OMP_NUM_THREADS``), at most the pool's size; 1 inside a
     worker."""
+    if getattr(_local, "worker", False):
+        return 1
     return max(1, min(torch.get_num_threads(), os.cpu_count() or 1))

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from specvit._threads import cpu_workers, thread_pool
+from specvit._threads import cpu_workers, map_in_workers
 from specvit.config import SpecViTConfig
 from specvit.continuum import fit_continuum
 from specvit.velocity import Velocity, measure_rv, to_rest_frame
@@ -79,7 +79,7 @@ def _run(fn: Callable[..., None], *tensors: torch.Tensor | None) -> None:
     blocks = [
         [None if a is None else a[lo:hi] for a in arrays] for lo, hi in itertools.pairwise(edges)
     ]
-    for _ in thread_pool().map(lambda block: fn(*block), blocks):
+    for _ in map_in_workers(lambda block: fn(*block), blocks):
         pass  # re-raises a worker's exception
 
 

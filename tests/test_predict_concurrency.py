@@ -147,3 +147,29 @@ def test_a_cpu_batch_is_cut_across_worker_threads_each_on_one_torch_thread(
     single = predictor.predict(flux)
     np.testing.assert_allclose(table["log_g"], single["log_g"], rtol=0, atol=1e-5)
     assert np.all(np.diff(table["log_g"]) > 0), "rows out of input order"
+
+
+def test_work_inside_a_worker_never_goes_back_to_the_pool(two_torch_threads):
+    """A worker computes on one torch thread and runs its own row blocks inline, whatever torch
+    thread count it is handed (a nested submission to the pool can deadlock it)."""
+    from specvit._threads import cpu_workers, map_in_workers
+
+    def inside(_):
+        seen = torch.get_num_threads()
+        torch.set_num_threads(2)  # as torch may leave a new thread
+        return seen, cpu_workers()
+
+    assert list(map_in_workers(inside, range(4))) == [(1, 1)] * 4
+    assert cpu_workers() == 2  # the caller's own count
+
+
+def test_large_slices_in_workers_finish(dropout_model, two_torch_threads):
+    """Slices of 128 spectra, whose preprocessing would cut them again, finish (in a thread
+    with a deadline, so that a deadlock fails the test instead of hanging the suite)."""
+    predictor = Predictor(dropout_model.eval(), device="cpu", physics=False)
+    flux = spectrum(predictor.wavelength, np.linspace(0.5, 4.5, 256))
+    done = []
+    worker = threading.Thread(target=lambda: done.append(predictor.predict(flux)), daemon=True)
+    worker.start()
+    worker.join(120)
+    assert done and len(done[0]) == 256

@@ -25,7 +25,7 @@ import torch
 from astropy.table import Column, Table
 
 from specvit._hub import PRETRAINED_DIR, load
-from specvit._threads import cpu_workers, thread_pool
+from specvit._threads import cpu_workers, map_in_workers
 from specvit._version import __version__
 from specvit.inference.exact import ExactCorrection
 from specvit.inference.flags import PredictFlag
@@ -425,7 +425,7 @@ class Predictor:
                 continue
             edges = np.linspace(first, last, cuts + 1).round().astype(int).tolist()
             bounds = list(itertools.pairwise(edges))
-            outputs = thread_pool().map(lambda b: run(*b), bounds)
+            outputs = map_in_workers(lambda b: run(*b), bounds)
             for (start, stop), out in zip(bounds, outputs, strict=True):
                 yield start, stop, out
 
