@@ -349,9 +349,9 @@ def _bright(etc_dir, n, seed, **kwargs):
 
 
 def test_the_likelihood_takes_the_lsf_that_fits(etc_dir):
-    """Bright stars observed at R 4000 get the emulator at R 4000 where it fits clearly better
-    (most of them; measured 15 of 24), those at the design R 5000 the design one (a 5σ
-    preference is needed to move off it)."""
+    """Bright stars observed at R 4000 get the emulator at R 4000 where it fits better (most of
+    them), those at the design R 5000 the design one (a 2σ preference is needed to move off
+    it)."""
     import specvit
     from specvit.inference.exact import ExactCorrection
 
