@@ -190,7 +190,7 @@ def test_the_float32_likelihood_about_a_reference_matches_the_direct_float64_for
     from specvit.bounds.bayes import amplitude_marginal_loglike
     from specvit.continuum import legendre_basis
     from specvit.emulator import Emulator
-    from specvit.inference.exact import whitened_loglike
+    from specvit.inference.likelihood import whitened_loglike
 
     emulator = Emulator.load()
     gen = torch.Generator().manual_seed(0)

@@ -10,14 +10,13 @@ from a Student-t fitted to the weighted samples so far; all are weighted by
 
 ``q`` the mixture of the rounds' proposals (each in proportion to its samples),
 
-the likelihood being the emulator's, ``y ~ N(A f(θ), σ²)``, with the flux amplitude ``A``
-marginalised analytically (:func:`specvit.bounds.bayes.amplitude_marginal_loglike`, so the flux unit
-and scale do not matter; computed about a reference spectrum by :func:`whitened_loglike`, which
-keeps float32 model fluxes accurate). The self-normalised weights give the posterior mean, σ and the
-covariance of the labels under the emulator, the prior and the noise model — the Bayes answer
-where the weights are well spread — and the effective sample size
-``ESS = (Σw)² / Σw²``, a per-star measure of how far the network's answer is from the
-likelihood's.
+the likelihood being the emulator's, ``y ~ N(c(x) f(θ), σ²)``, with the continuum ``c`` — the flux
+amplitude, or for a model that divides its input by its continuum that polynomial — marginalised
+analytically (:mod:`specvit.inference.likelihood`, so the flux unit and scale do not matter). The
+self-normalised weights give the posterior mean, σ and the covariance of the labels under the
+emulator, the prior and the noise model — the Bayes answer where the weights are well spread — and
+the effective sample size ``ESS = (Σw)² / Σw²``, a per-star measure of how far the network's answer
+is from the likelihood's.
 
 Where the ESS is small the correction cannot be trusted: too few samples carry the weight. The
 result then says so (:attr:`ImportancePosterior.min_ess`; ``predict``'s ``LOW_ESS`` flag) and the
@@ -34,7 +33,6 @@ and a spectrum whose samples all fall outside gets ESS 0 and NaN estimates, not 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -45,7 +43,7 @@ from specvit.bounds.bayes import student_t_logpdf
 from specvit.bounds.fisher import check_continuum_order
 from specvit.bounds.prior import LabelPrior
 from specvit.config import SpecViTConfig
-from specvit.continuum import legendre_basis
+from specvit.inference.likelihood import Reference, continuum_basis
 from specvit.inference.physics import PhysicalContext, emulator_mismatch
 from specvit.instrument.lsf import MR_RESOLUTION, MR_RESOLVING_POWERS
 from specvit.labels import LABEL_NAMES
@@ -57,9 +55,7 @@ __all__ = [
     "ExactModeError",
     "ExactPosterior",
     "ImportancePosterior",
-    "continuum_basis",
     "exact_mismatch",
-    "whitened_loglike",
 ]
 
 Model = Callable[[torch.Tensor], torch.Tensor]
@@ -125,8 +121,8 @@ class ImportancePosterior:
         Spectra processed together (memory ≈ ``chunk × n_samples × L × 12`` bytes).
     continuum_order : int
         K ≥ 0: the flux is the model's times a Legendre polynomial of degree K across the
-        pixels, marginalised with the amplitude (:func:`whitened_loglike`); 0: the amplitude
-        alone.
+        pixels, marginalised with the amplitude
+        (:func:`specvit.inference.likelihood.whitened_loglike`); 0: the amplitude alone.
     retries : int
         Times a spectrum whose ESS is below ``min_ess`` (but above 0) is sampled again, all
         rounds, from a proposal centred on its posterior so far (mean and σ) instead of the
@@ -293,7 +289,7 @@ class ImportancePosterior:
         reference = torch.minimum(torch.maximum(mean, bounds[:, 0]), bounds[:, 1])
         with torch.no_grad():
             f0 = self.model(reference.to(self._model_dtype)).to(torch.float64)
-        likelihood = _Reference(y, w, f0, continuum_basis(y.shape[-1], self.continuum_order))
+        likelihood = Reference(y, w, f0, continuum_basis(y.shape[-1], self.continuum_order))
         proposals = [(mean, torch.diag_embed(self.inflate * std.to(torch.float64)))]
         thetas, log_targets, counts = [], [], []
         for r, k in enumerate(self._round_sizes()):
@@ -392,148 +388,6 @@ class ImportancePosterior:
         mean = torch.where(ok[:, None], mean, first[0])
         chol = torch.where(ok[:, None, None], torch.nan_to_num(chol), first[1])
         return mean, chol
-
-
-def whitened_loglike(
-    y: torch.Tensor,
-    w: torch.Tensor,
-    f: torch.Tensor,
-    f0: torch.Tensor,
-    basis: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Log likelihood of many model spectra, their continuum marginalised.
-
-    The observed flux is ``y ~ N(c(x) f, σ²)``, ``c = Σ_k β_k P_k`` a combination of the
-    ``basis`` terms (``None``: the flux amplitude alone, ``c = β_0``); ``β`` is marginalised
-    with the prior ``p(A, c_1 … c_K) ∝ 1/A`` on the amplitude ``A = β_0`` and the relative
-    terms ``c_k = β_k/β_0`` (for the amplitude alone,
-    :func:`specvit.bounds.bayes.amplitude_marginal_loglike`), at its Gaussian (Laplace)
-    form: ``ln L = −χ²/2 − ln det(GᵀWG)/2 − (K + 1) ln β̂_0``, ``G`` the columns ``P_k f``.
-
-    The sums are taken about a reference spectrum ``f0`` so that float32 model fluxes keep the
-    likelihood's differences between samples accurate (the sums ``Σ y²/σ²`` and ``Σ y f/σ²``
-    are large and nearly cancel; their differences from the reference's are not). With
-    ``U = [P_k f0/σ]``, ``z = y/σ = U a + r`` (``r ⟂ U``), ``G = U + Δ``, ``L = ΔᵀU``,
-    ``Q = ΔᵀΔ``, ``t = Δᵀr``, ``A = GᵀG = UᵀU + 2L + Q`` and ``d = (L + Q) a − t``::
-
-        χ² = |z|² − zᵀG (GᵀG)⁻¹ Gᵀz = |r|² + aᵀQ a − 2 aᵀt − dᵀA⁻¹d,   β̂ = a − A⁻¹d,
-
-    every term a difference from the reference's fit (for the amplitude alone, the form of
-    earlier versions). ``tests/test_exact.py`` holds it against
-    the direct float64 form.
-
-    Parameters
-    ----------
-    y, w : torch.Tensor
-        ``(n, L)`` observed flux and inverse variance (0 on masked pixels), float64.
-    f : torch.Tensor
-        ``(n, S, L)`` model fluxes (float32 or float64).
-    f0 : torch.Tensor
-        ``(n, L)`` a reference model flux per spectrum (e.g. at the proposal's centre), float64.
-    basis : torch.Tensor, optional
-        ``(K + 1, L)`` the continuum's terms, the first a constant (e.g. 1 and the Legendre
-        polynomials of :func:`specvit.continuum.legendre_basis`); None: the amplitude alone.
-
-    Returns
-    -------
-    torch.Tensor
-        ``(n, S)`` float64 log likelihood up to a constant per spectrum; ``-inf`` where the
-        fitted amplitude ``β̂_0`` is ≤ 0.
-    """
-    reference = _Reference(y, w, f0, basis)
-    sums = reference.zeros(f.shape[1])
-    reference.accumulate(sums, f, slice(None))
-    return reference.loglike(sums)
-
-
-class _Reference:
-    """:func:`whitened_loglike` in parts: the reference fit of each spectrum, sums over pixels
-    that model spectra add to block by block (:meth:`accumulate`, so that a block of model
-    fluxes is used while it is in cache), and the log likelihood from them (:meth:`loglike`)."""
-
-    def __init__(self, y, w, f0, basis) -> None:
-        basis = y.new_ones((1, y.shape[-1])) if basis is None else basis.to(y)
-        self.k = k = basis.shape[0]
-        self.sw = w.sqrt()
-        z = y * self.sw
-        self.u = f0 * self.sw
-        big_u = self.u[:, None] * basis  # (n, K+1, L)
-        self.m0 = big_u @ big_u.mT  # (n, K+1, K+1)
-        self.a = torch.linalg.solve(self.m0, big_u @ z.unsqueeze(-1)).squeeze(-1)  # (n, K+1)
-        self.r = z - (self.a.unsqueeze(1) @ big_u).squeeze(1)
-        self.upper = torch.triu_indices(k, k)
-        self._basis = basis
-        self._cast: dict[torch.dtype, tuple[torch.Tensor, ...]] = {}
-
-    @functools.cached_property
-    def pairs(self) -> torch.Tensor:
-        """``(M, L)`` the products of each pair of continuum terms, M = (K+1)(K+2)/2."""
-        return self._basis[self.upper[0]] * self._basis[self.upper[1]]
-
-    @functools.cached_property
-    def columns(self) -> torch.Tensor:
-        """``(n, K+1+M, L)`` what the model spectra's differences are summed against."""
-        return torch.cat([self._basis * self.r[:, None], self.u[:, None] * self.pairs], dim=1)
-
-    def zeros(self, samples: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Empty (float64) sums for ``samples`` model spectra per spectrum."""
-        n, width = self.columns.shape[:2]
-        return (
-            torch.zeros(n, samples, width, dtype=torch.float64),
-            torch.zeros(n, samples, self.pairs.shape[0], dtype=torch.float64),
-        )
-
-    def accumulate(self, sums, f: torch.Tensor, pixels: slice) -> None:
-        """Add the pixels ``pixels`` of the model fluxes ``f`` ``(n, S, len)`` to ``sums``."""
-        dt = f.dtype
-        if dt not in self._cast:
-            self._cast[dt] = tuple(t.to(dt) for t in (self.u, self.sw, self.columns, self.pairs))
-        u, sw, columns, pairs = (t[..., pixels] for t in self._cast[dt])
-        delta = torch.addcmul(-u[:, None], f, sw[:, None])  # (n, S, len)
-        sums[0].add_(delta @ columns.mT)  # (n, S, K+1+M)
-        sums[1].add_(delta.square_() @ pairs.T)  # (n, S, M)
-
-    def loglike(self, sums) -> torch.Tensor:
-        """``(n, S)`` the log likelihood of the model spectra summed into ``sums``."""
-        k, a = self.k, self.a
-        linear, square = sums
-        # with t = ΔᵀP r, L = ΔᵀU and Q = ΔᵀΔ (E = 2L + Q, e = L a + t) the large L a terms of
-        # aᵀE a − 2 aᵀe cancel before any rounding: χ² = |r|² + aᵀQ a − 2 aᵀt − dᵀA⁻¹d
-        t = linear[..., :k]
-        big_l, big_q = (_symmetric(x, self.upper, k) for x in (linear[..., k:], square))
-        a_ = a[:, None, :, None]  # (n, 1, K+1, 1)
-        d = ((big_l + big_q) @ a_).squeeze(-1) - t  # (n, S, K+1)
-        chol, info = torch.linalg.cholesky_ex(self.m0[:, None] + 2.0 * big_l + big_q)
-        solved = torch.cholesky_solve(d.unsqueeze(-1), chol).squeeze(-1)
-        chi2 = (
-            self.r.square().sum(-1, keepdim=True)
-            + (a_.mT @ big_q @ a_)[..., 0, 0]
-            - 2.0 * (t * a[:, None]).sum(-1)
-            - (d * solved).sum(-1)
-        ).clamp_min(0.0)
-        log_det = 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
-        amplitude = a[:, None, 0] - solved[..., 0]
-        out = -0.5 * chi2 - 0.5 * log_det - k * torch.log(amplitude.clamp_min(1e-300))
-        return torch.where((amplitude > 0) & (info == 0), out, torch.full_like(out, -math.inf))
-
-
-@functools.lru_cache(maxsize=4)
-def continuum_basis(length: int, order: int) -> torch.Tensor | None:
-    """``(order + 1, length)`` float64: 1 and the Legendre polynomials of degree 1 … ``order``
-    across ``length`` pixels, the continuum terms of :func:`whitened_loglike`; None for order 0
-    (the amplitude alone)."""
-    if not order:
-        return None
-    x = torch.linspace(-1.0, 1.0, length, dtype=torch.float64)
-    return torch.cat([torch.ones_like(x)[None], legendre_basis(x, order)])
-
-
-def _symmetric(packed: torch.Tensor, upper: torch.Tensor, k: int) -> torch.Tensor:
-    """``(..., k, k)`` symmetric matrices from their ``(..., M)`` upper triangles."""
-    out = packed.new_zeros((*packed.shape[:-1], k, k))
-    out[..., upper[0], upper[1]] = packed
-    out[..., upper[1], upper[0]] = packed
-    return out
 
 
 def _chi2(n: int, k: int, nu: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -655,7 +509,7 @@ class ExactCorrection:
         powers = torch.tensor(MR_RESOLVING_POWERS, dtype=torch.float64)
         chi2 = torch.stack(
             [
-                _Reference(y, w, self._sampler(r).model(labels.float()).double(), basis)
+                Reference(y, w, self._sampler(r).model(labels.float()).double(), basis)
                 .r.square()
                 .sum(-1)
                 for r in MR_RESOLVING_POWERS
