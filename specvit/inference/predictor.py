@@ -415,7 +415,8 @@ class Predictor:
         at a time: on the CPU a batch is cut into one slice per worker thread
         (:func:`specvit._threads.cpu_workers`, each slice at least ``_MIN_SLICE`` spectra),
         computed at once. Memory still grows with ``batch_size`` only, and a star's labels do
-        not depend on how its batch is cut (rows are independent)."""
+        not depend on how its batch is cut (rows are independent; float32 sums in other matrix
+        shapes may round differently in the last digits)."""
         workers = cpu_workers() if self.device.type == "cpu" else 1
         for first in range(0, n, self.batch_size):
             last = min(first + self.batch_size, n)
