@@ -4,9 +4,8 @@ Two users: :mod:`specvit.preprocessing` runs blocks of rows of numpy work in the
 :class:`specvit.inference.Predictor` runs slices of a batch through the whole prediction, one
 slice per thread. Each task computes torch on one intra-op thread (torch's thread count is per
 thread here: the caller's own setting is untouched), so ``k`` slices in ``k`` workers use ``k``
-cores without threads waiting on each other: on the 2-core CPU of the throughput benchmark,
-torch's own two threads speed the model's forward pass up 1.3×, two slices in two workers 1.7×
-(``benchmarks/predict_throughput.py``).
+cores without threads waiting on each other, where torch's own threads speed up only the large
+operations (``benchmarks/predict_throughput.py`` measures the whole path).
 
 Work inside a worker never goes back to the pool (:func:`cpu_workers` is 1 there), so nested
 use cannot deadlock.

@@ -182,3 +182,5 @@ def test_flux_blocks_cover_the_grid_with_the_forward_flux():
     blocks = list(emulator.flux_blocks(labels, size=1000))
     assert [b.stop - b.start for b, _ in blocks] == [1000, 1000, 1000, 1000, 96]
     np.testing.assert_allclose(torch.cat([f for _, f in blocks], -1), whole, rtol=1e-6)
+    with pytest.raises(ValueError, match="size must be a positive number of pixels"):
+        next(emulator.flux_blocks(labels, size=0))

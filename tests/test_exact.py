@@ -146,6 +146,9 @@ def test_masked_pixels_are_left_out():
         ({"chunk": 0}, "chunk must be an integer ≥ 1"),
         ({"rounds": 0}, r"rounds must be an integer in \[1, n_samples\]"),
         ({"n_samples": 8, "rounds": 9}, r"rounds must be an integer in \[1, n_samples\]"),
+        ({"retries": -1}, "retries must be an integer ≥ 0"),
+        ({"retries": 1.5}, "retries must be an integer ≥ 0"),
+        ({"continuum_order": -1}, "continuum_order"),
     ],
 )
 def test_bad_settings_are_refused(kwargs, message):
@@ -167,6 +170,18 @@ def test_bad_proposals_are_refused(mean, std, message):
     sampler = ImportancePosterior(line_model, PRIOR, n_samples=8)
     with pytest.raises(ValueError, match=message):
         sampler(flux, sigma, torch.tensor(mean), torch.tensor(std))
+
+
+def test_one_generator_per_spectrum_or_one_for_all():
+    flux, sigma = observed()
+    sampler = ImportancePosterior(line_model, PRIOR, n_samples=8)
+    mean, std = torch.tensor([[0.4, 0.5]]), torch.tensor([[0.1, 0.1]])
+    two = [torch.Generator().manual_seed(k) for k in range(2)]
+    with pytest.raises(ValueError, match="2 generators for 1 spectra"):
+        sampler(flux, sigma, mean, std, two)
+    one = sampler(flux, sigma, mean, std, two[:1])
+    again = sampler(flux, sigma, mean, std, [torch.Generator().manual_seed(0)])
+    np.testing.assert_array_equal(one.mean.numpy(), again.mean.numpy())
 
 
 def _direct_loglike(y, w, f, basis):

@@ -302,6 +302,11 @@ class Emulator(torch.nn.Module):
         size : int
             Pixels per block.
 
+        Raises
+        ------
+        ValueError
+            If ``size`` is not a positive integer.
+
         Yields
         ------
         pixels : slice
@@ -309,6 +314,8 @@ class Emulator(torch.nn.Module):
         flux : torch.Tensor
             ``(..., len)`` the flux there, as :meth:`forward` gives it.
         """
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"size must be a positive number of pixels, got {size!r}")
         design = self.design(labels)
         n = self.num_pixels
         for lo in range(0, n, size):

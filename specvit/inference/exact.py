@@ -62,8 +62,9 @@ Model = Callable[[torch.Tensor], torch.Tensor]
 
 #: A spectrum's likelihood takes the emulator at another resolving power of the MR arm's spread
 #: than the design one only where it fits the spectrum better by more than this χ² (a 2σ
-#: preference), at the network's labels: on the realism test set 25 (5σ) left most stars at
-#: R 4000 on the design LSF and 0 cost [M/H] efficiency on the ideal one (0.986 at S/N 2–3).
+#: preference), at the network's labels. Of the thresholds tried on the realism and the ideal
+#: test sets, 25 (5σ) left most stars observed at R 4000 on the design LSF, and 0 (always the
+#: best fit) cost [M/H] efficiency at low S/N on the ideal set.
 LSF_DELTA_CHI2 = 4.0
 #: A retry's proposal σ is at least this fraction of the first proposal's (the network's σ): the
 #: weighted samples of a spectrum with a few effective samples say little about the width.

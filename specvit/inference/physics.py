@@ -403,43 +403,25 @@ class PhysicalContext:
             chunks = [slice(a, a + _CHUNK) for a in range(0, b, _CHUNK)]
         else:
             chunks = torch.nonzero(rows).squeeze(1).split(_CHUNK)
+        data = (labels, flux, error, valid, scale, continuum)
         with _one_cpu_thread(flux.device):
             for sel in chunks:
-                fit = self._fit(
-                    labels[sel],
-                    flux[sel],
-                    error[sel],
-                    valid[sel],
-                    scale[sel].unsqueeze(-1),
-                    None if continuum is None else continuum[sel],
-                )
+                fit = self._fit_rows(sel, *data)
                 line_z[sel] = fit.pop("_line_z").to(torch.float64)
                 for name, value in fit.items():
                     columns[name][sel] = value.to(torch.float64)
-        bad_fit = (columns["chi2_pvalue"] < CHI2_PVALUE_THRESHOLD) | (line_z < -LINE_Z)
-        if self._broad_lsf is not None and bool(bad_fit.any()):
-            # a model trained across LSF widths: a star whose lines are broader than the design
-            # LSF's (its fibre's, or smoothed by the rest-frame shift) is not at risk from it
-            with _one_cpu_thread(flux.device):
+            bad_fit = (columns["chi2_pvalue"] < CHI2_PVALUE_THRESHOLD) | (line_z < -LINE_Z)
+            if self._broad_lsf is not None:
+                # a model trained across LSF widths: a star whose lines are broader than the
+                # design LSF's (its fibre's, or smoothed by the rest-frame shift) is not at risk
                 for sel in torch.nonzero(bad_fit).squeeze(1).split(_CHUNK):
-                    fit = self._fit(
-                        labels[sel],
-                        flux[sel],
-                        error[sel],
-                        valid[sel],
-                        scale[sel].unsqueeze(-1),
-                        None if continuum is None else continuum[sel],
-                        broad=True,
-                    )
+                    fit = self._fit_rows(sel, *data, broad=True)
                     z = fit.pop("_line_z").to(torch.float64)
-                    ok = (fit["chi2_pvalue"].to(torch.float64) >= CHI2_PVALUE_THRESHOLD) & (
-                        z >= -LINE_Z
-                    )
-                    kept = sel[ok]
-                    bad_fit[kept] = False
+                    p = fit["chi2_pvalue"].to(torch.float64)
+                    ok = (p >= CHI2_PVALUE_THRESHOLD) & (z >= -LINE_Z)
+                    bad_fit[sel[ok]] = False
                     for name, value in fit.items():
-                        if not name.startswith("crlb_"):
-                            columns[name][kept] = value[ok].to(torch.float64)
+                        columns[name][sel[ok]] = value[ok].to(torch.float64)
         flags |= torch.where(bad_fit, int(PredictFlag.OUT_OF_DOMAIN), 0).int()
         if self.domain is not None:
             lo, hi = self.domain.rv
@@ -498,10 +480,28 @@ class PhysicalContext:
         trend = fit_continuum(sigma_pix, torch.ones_like(sigma_pix), w > 0, CONTINUUM_ORDER)
         return sigma_pix > SKY_SIGMA_RATIO * trend
 
+    def _fit_rows(self, rows, labels, flux, error, valid, scale, continuum, broad=False):
+        """:meth:`_fit` of the stars ``rows`` (a slice or indices) of a batch."""
+        return self._fit(
+            labels[rows],
+            flux[rows],
+            error[rows],
+            valid[rows],
+            scale[rows].unsqueeze(-1),
+            None if continuum is None else continuum[rows],
+            broad,
+        )
+
     def _fit(
         self, labels, flux, error, valid, scale, continuum, broad=False
     ) -> dict[str, torch.Tensor]:
-        model, jac = self._emulator(broad).flux_and_jacobian(labels[:, self._order])
+        """The fit's columns of a chunk of stars (and ``_line_z``); ``broad``: with the emulator
+        at the broadest trained LSF, for the χ² and line test only (no CRLB)."""
+        emulator = self._emulator(broad)
+        if broad:
+            model, jac = emulator(labels[:, self._order]), None
+        else:
+            model, jac = emulator.flux_and_jacobian(labels[:, self._order])
         # f and weights w = 1/σ² in units of the median valid flux, as the model input; w = 0
         # at masked pixels and, for the fit, at the two pixels at each end (no central
         # differences there).
@@ -519,14 +519,15 @@ class PhysicalContext:
         # Cramér–Rao: Fisher over (T_eff, log g, [M/H], ln A) with σ from the star's own
         # error array in units of its median flux (specvit.bounds' error= convention; σ = inf
         # at masked pixels).
-        sigma = sigma_from_relative_error(model, w.rsqrt())
-        fisher = fisher_information(jac, sigma, flux=model, continuum_order=self._crlb_order)
+        if jac is not None:
+            sigma = sigma_from_relative_error(model, w.rsqrt())
+            fisher = fisher_information(jac, sigma, flux=model, continuum_order=self._crlb_order)
+            for name, k in zip(self.config.label_names, self._crlb_index, strict=True):
+                out[f"crlb_{name}"] = marginal_crlb(fisher, k).sqrt()
         if self._ignore_sky:  # sky lines: the model learnt their subtraction residuals
             w = torch.where(self._sky_lines(w), 0.0, w)
         w[:, :2] = 0.0
         w[:, -2:] = 0.0
-        for name, k in zip(self.config.label_names, self._crlb_index, strict=True):
-            out[f"crlb_{name}"] = marginal_crlb(fisher, k).sqrt()
 
         # Radial velocity, coarse: cross-correlate the line structure (flux minus its running
         # mean; masked pixels at the median level, weight 0) of the observed and the emulator
