@@ -54,6 +54,13 @@ class Prior:
         HSC-i magnitude distribution.
     rv : distribution-like or None
         Radial velocity in km/s (e.g. ``(-300, 300)``), or None for none.
+    rest_fraction : float
+        With an ``rv``: the fraction of stars drawn at ``v = 0`` exactly, their spectra
+        unshifted (the others from ``rv``). Shifting a spectrum to the rest frame interpolates
+        its noise, by an amount that depends on the shift's fraction of a pixel; stars at rest
+        keep white noise, as do the ideal benchmark and spectra given with ``rv = 0``, and a
+        network that never saw such spectra reads them differently
+        (``docs/research/interpolation_smoothing.py``).
     extrapolate : bool
         Allow label ranges beyond the emulator's grid (:meth:`NativeModel.label_ranges`:
         T_eff 3500–8000 K, log g 0–5, [M/H] −2.5…+0.5); a warning says the emulator
@@ -67,6 +74,7 @@ class Prior:
         M_H: Any = None,
         mag: Any = DEFAULT_MAG,
         rv: Any = None,
+        rest_fraction: float = 0.0,
         extrapolate: bool = False,
     ) -> None:
         given = {"T_eff": T_eff, "log_g": log_g, "M_H": M_H}
@@ -80,6 +88,11 @@ class Prior:
         self.distributions = self.label_prior.distributions
         self.mag = parse_distribution(mag)
         self.rv = None if rv is None else parse_distribution(rv)
+        self.rest_fraction = float(rest_fraction)
+        if not 0.0 <= self.rest_fraction < 1.0:
+            raise ValueError(f"rest_fraction must be in [0, 1), got {rest_fraction!r}")
+        if self.rest_fraction and self.rv is None:
+            raise ValueError("rest_fraction needs an rv distribution: without one every star is at rest")
         self.extrapolate = bool(extrapolate)
         ranges = NativeModel.load().label_ranges()
         for name, d in self.distributions.items():
@@ -104,7 +117,11 @@ class Prior:
             "mag": self.mag.sample(n, generator),
         }
         if self.rv is not None:
-            out["rv"] = self.rv.sample(n, generator)
+            rv = self.rv.sample(n, generator)
+            if self.rest_fraction:
+                rest = torch.rand(n, generator=generator, dtype=torch.float64) < self.rest_fraction
+                rv = torch.where(rest.to(rv.device), 0.0, rv)
+            out["rv"] = rv
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,6 +129,8 @@ class Prior:
         out: dict[str, Any] = {k: d.to_dict() for k, d in self.distributions.items()}
         out["mag"] = self.mag.to_dict()
         out["rv"] = None if self.rv is None else self.rv.to_dict()
+        if self.rest_fraction:
+            out["rest_fraction"] = self.rest_fraction
         out["extrapolate"] = self.extrapolate
         return out
 
@@ -135,6 +154,8 @@ class Prior:
         parts.append(f"i {self.mag}")
         if self.rv is not None:
             parts.append(f"RV {self.rv} km/s")
+        if self.rest_fraction:
+            parts.append(f"{self.rest_fraction:.0%} at rest")
         return "; ".join(parts)
 
 
