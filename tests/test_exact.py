@@ -184,24 +184,29 @@ def test_one_generator_per_spectrum_or_one_for_all():
     np.testing.assert_array_equal(one.mean.numpy(), again.mean.numpy())
 
 
-def _direct_loglike(y, w, f, basis):
+def _direct_loglike(y, w, f, basis, background=None):
     """The continuum-marginalised log likelihood of ``whitened_loglike``, sample by sample in
-    float64 with numpy's least squares: −χ²/2 − ln det(GᵀWG)/2 − (K + 1) ln β̂_0."""
+    float64 with numpy's least squares: −χ²/2 − ln det(GᵀWG)/2 − (K + 1) ln β̂_0; with
+    ``background`` terms B fitted beside G (ln det(BᵀWB)/2 taken off)."""
     y, w, f, basis = (t.to(torch.float64).numpy() for t in (y[0], w[0], f[0], basis))
     sw = np.sqrt(w)
+    b = np.zeros((0, y.size)) if background is None else background.numpy() * sw
     out = []
     for spectrum in f:
-        g = (basis * spectrum * sw).T  # (L, K+1)
+        g = np.concatenate([basis * spectrum * sw, b]).T  # (L, K+1+J)
         beta, *_ = np.linalg.lstsq(g, y * sw, rcond=None)
         chi2 = np.sum((y * sw - g @ beta) ** 2)
-        log_det = np.linalg.slogdet(g.T @ g)[1]
-        out.append(-0.5 * chi2 - 0.5 * log_det - len(basis) * np.log(beta[0]))
+        log_det = np.linalg.slogdet(g.T @ g)[1] - np.linalg.slogdet(b @ b.T)[1]
+        amplitude = -np.inf if beta[0] <= 0 else -len(basis) * np.log(beta[0])
+        out.append(-0.5 * chi2 - 0.5 * log_det + amplitude)
     return torch.tensor(out)[None]
 
 
-@pytest.mark.parametrize("order", [0, 5])
+@pytest.mark.parametrize(("order", "background"), [(0, False), (5, False), (5, True)])
 @pytest.mark.parametrize("snr", [3.0, 40.0, 200.0])
-def test_the_float32_likelihood_about_a_reference_matches_the_direct_float64_form(snr, order):
+def test_the_float32_likelihood_about_a_reference_matches_the_direct_float64_form(
+    snr, order, background
+):
     from specvit.bounds.bayes import amplitude_marginal_loglike
     from specvit.continuum import legendre_basis
     from specvit.emulator import Emulator
@@ -214,14 +219,20 @@ def test_the_float32_likelihood_about_a_reference_matches_the_direct_float64_for
     basis = torch.cat([torch.ones(1, x.numel(), dtype=torch.float64), legendre_basis(x, order)])
     tilt = 1.0 + 0.2 * x + 0.1 * legendre_basis(x, 2)[-1] if order else torch.ones_like(x)
     clean = 7.0 * tilt * emulator(truth).to(torch.float64)  # a calibration error for order 5
+    terms = None
+    if background:  # a sky-like additive term (lines) and its derivative; 20 % of a line's
+        sky = 10.0 * torch.exp(-0.5 * ((torch.arange(x.numel()) % 97 - 48.0) / 1.5) ** 2)
+        terms = torch.stack([sky, torch.gradient(sky)[0]])
+        clean = clean + 0.2 * sky
     sigma = clean.median() / snr * torch.ones_like(clean)
     y = clean + sigma * torch.randn(clean.shape, generator=gen, dtype=torch.float64)
     w = sigma.reciprocal().square()
     scale = torch.tensor([150.0, 0.4, 0.3]) * (10.0 / snr)
     theta = truth + scale * torch.randn(1, 256, 3, generator=gen)
+    theta = torch.clamp(theta, torch.tensor([3500.0, 0.0, -2.5]), torch.tensor([8000.0, 5.0, 0.5]))
     f32 = emulator(theta)  # (1, 256, L) float32, as the sampler evaluates it
     f0 = emulator(truth).to(torch.float64)
-    exact = _direct_loglike(y, w, f32, basis)
+    exact = _direct_loglike(y, w, f32, basis, terms)
     if order == 0:  # the amplitude alone: bounds.bayes's form
         amplitude = amplitude_marginal_loglike(
             (y.square() * w).sum(-1, keepdim=True),
@@ -229,14 +240,14 @@ def test_the_float32_likelihood_about_a_reference_matches_the_direct_float64_for
             (f32.to(torch.float64).square() @ w.unsqueeze(-1)).squeeze(-1),
         )
         np.testing.assert_allclose(amplitude - amplitude.max(), exact - exact.max(), atol=1e-6)
-    fast = whitened_loglike(y, w, f32, f0, basis if order else None)
+    fast = whitened_loglike(y, w, f32, f0, basis if order else None, terms)
     below = exact.max() - exact
     near = below < 20  # the samples that can carry weight
     assert near.sum() > 100 and below.max() > 50  # their likelihoods differ: a real test
     # within 0.01 in ln L where it matters (float32 sums taken directly are off by 0.03 at S/N 3,
     # 6 at S/N 40 and 100 at S/N 200), and no sample far below comes back up; with a 5th-order
-    # continuum within 0.1 (measured 0.054, at S/N 3 for a sample 1500 K from the reference,
-    # whose float32 difference spectrum is no longer small)
+    # continuum, and with a sky-like background beside it, within 0.1 (measured 0.028 and 0.052,
+    # at S/N 3: a far sample's float32 difference spectrum is no longer small)
     atol = 1e-2 if order == 0 else 0.1
     np.testing.assert_allclose(fast[near].numpy(), exact[near].numpy(), rtol=0, atol=atol)
     assert (fast[~near] < exact.max() - 19).all()
@@ -376,3 +387,54 @@ def test_the_likelihood_takes_the_lsf_that_fits(etc_dir):
         sigma = data["error"].to(torch.float64)
         lsf = exact._lsf(data["flux"].to(torch.float64), sigma, data["labels"].to(torch.float64))
         assert (lsf == resolution).float().mean() >= (0.5 if resolution == 4000 else 0.9), lsf
+
+
+def test_exact_mode_given_the_sky_marginalises_a_sky_subtraction_error(engine_spectra, etc_dir):
+    """A sky subtracted 3 % too weakly (and 0.1 pixel off) moves the likelihood's labels; given
+    the subtracted sky, exact mode marginalises a scale error and a shift of it, and the labels
+    stay where they were."""
+    import specvit
+    from specvit.instrument import PFSNoiseModel
+
+    sky = PFSNoiseModel.from_etc(etc_dir).sky_njy.numpy().astype(np.float64)
+    flux, error = engine_spectra["flux"].numpy(), engine_spectra["error"].numpy()
+    residual = 0.03 * sky + 0.1 * np.gradient(sky)  # what the subtraction left
+    skies = np.broadcast_to(sky, flux.shape)
+    predictor = specvit.Predictor(exact=True)
+    clean = predictor.predict(flux, error, sky=skies)
+    ok = np.asarray(clean["snr"]) >= 5  # 11 stars, log g σ ≈ 0.5 dex
+    shift = {}
+    for given in (False, True):
+        out = predictor.predict(flux + residual, error, sky=skies if given else None)
+        shift[given] = abs(np.mean((out["log_g"] - clean["log_g"])[ok]))
+    # measured: 0.02 given the sky, 0.38 without it
+    assert shift[True] < 0.1 < 0.25 < shift[False], shift
+
+
+def test_sky_is_checked_before_the_work(engine_spectra):
+    import astropy.units as u
+
+    import specvit
+
+    flux, error = engine_spectra["flux"].numpy()[:2], engine_spectra["error"].numpy()[:2]
+    sky = np.ones_like(flux)
+    with pytest.raises(ValueError, match="sky= is read by exact mode only"):
+        specvit.predict(flux, error, sky=sky)
+    exact = specvit.Predictor("specvit-tiny-pfs", exact=True, exact_samples=8)
+    with pytest.raises(ValueError, match=r"sky shape \(2, 10\) does not match flux shape"):
+        exact.predict(flux, error, sky=sky[:, :10])
+    with pytest.raises(ValueError, match="sky must be in the flux's unit"):
+        exact.predict(flux * u.nJy, error * u.nJy, sky=sky)
+    with pytest.raises(ValueError, match="cannot be converted to the flux's nJy"):
+        exact.predict(flux * u.nJy, error * u.nJy, sky=sky * u.m)
+    bad = sky.copy()
+    bad[1, 7] = np.nan
+    with pytest.raises(ValueError, match="spectrum 1 has nan at pixel 7"):
+        exact.predict(flux, error, sky=bad)
+    # a sky in another unit of the flux's kind is converted; where the flux is masked, a NaN
+    # sky is not used
+    in_ujy = exact.predict(flux * u.nJy, error * u.nJy, sky=(sky * u.nJy).to(u.uJy))
+    flux_masked = flux.copy()
+    flux_masked[1, 7] = np.nan
+    masked = exact.predict(flux_masked, error, sky=bad)
+    assert np.isfinite(in_ujy["log_g"]).all() and np.isfinite(masked["log_g"]).all()

@@ -159,3 +159,27 @@ def test_unknown_mask_plane_names_are_listed(tmp_path):
     assert result.exit_code == EXIT_CODES["input"]
     assert "COSMIC" in result.output and "FIBERTRACE" in result.output
     assert "pfsCoadd-10092-007" in result.output and "Traceback" not in result.output
+
+
+def test_exact_mode_reads_the_sky_hdu(tmp_path):
+    """``--exact`` hands predict the file's SKY (the default model's exact mode shifts it to the
+    rest frame with the flux): with a sky subtracted 5 % too weakly in the file, the command's
+    labels are predict's given that sky, not predict's without it."""
+    path = tmp_path / "pfsObject.fits"
+    with fits.open(DATA / FILES["mr-grid pfsObject"]) as h:
+        h["FLUX"].data = h["FLUX"].data + 0.05 * h["SKY"].data
+        sky = h["SKY"].data.astype(np.float64)
+        h.writeto(path)
+    out = tmp_path / "labels.ecsv"
+    args = [str(path), "-o", str(out), "--exact", "--exact-samples", "64"]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "sky=SKY" in result.output
+    table = Table.read(out)
+    a = true_arrays(path)[0]
+    kwargs = dict(uncertainty="var", wavelength=a["wave"], mask=a["bad"])
+    given = specvit.predict(a["flux"], a["var"], sky=sky, exact=True, exact_samples=64, **kwargs)
+    blind = specvit.predict(a["flux"], a["var"], exact=True, exact_samples=64, **kwargs)
+    for name in LABELS:
+        np.testing.assert_allclose(table[name], given[name], rtol=1e-5)
+    assert abs(float(blind["T_eff"][0] - given["T_eff"][0])) > 5.0

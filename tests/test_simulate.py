@@ -37,6 +37,22 @@ def test_prior_defaults_and_ranges() -> None:
     assert "T_eff uniform[3750, 6000]" in repr(prior)
 
 
+def test_rest_fraction_puts_a_share_of_the_stars_at_rest() -> None:
+    moving = Prior(rv=(-600, 600))
+    prior = Prior(rv=(-600, 600), rest_fraction=0.25)
+    draw = prior.sample(20_000, torch.Generator().manual_seed(0))
+    assert float((draw["rv"] == 0).double().mean()) == pytest.approx(0.25, abs=0.01)
+    assert Prior(**prior.to_dict()).to_dict() == prior.to_dict() and "25% at rest" in repr(prior)
+    # without a rest fraction the draws are those of before (no extra random numbers)
+    again = moving.sample(20_000, torch.Generator().manual_seed(0))
+    assert (again["rv"] != 0).all() and "rest_fraction" not in moving.to_dict()
+    torch.testing.assert_close(draw["labels"], again["labels"])
+    with pytest.raises(ValueError, match="rest_fraction must be in"):
+        Prior(rv=(-600, 600), rest_fraction=1.0)
+    with pytest.raises(ValueError, match="rest_fraction needs an rv distribution"):
+        Prior(rest_fraction=0.25)
+
+
 def test_prior_beta_and_extrapolation() -> None:
     prior = Prior(M_H={"low": -2.5, "high": 0.5, "kind": "beta", "a": 5.0, "b": 2.0})
     x = prior.sample(20_000, torch.Generator().manual_seed(1))["labels"][:, 2]

@@ -559,7 +559,8 @@ def _run(
                 rv = velocity
                 if isinstance(velocity, _VelocityColumn):
                     rv = velocity.values(group.ids, where)
-                result = predictor.predict(**group.predict_kwargs(), rv=rv, progress=bar.update)
+                kwargs = group.predict_kwargs(sky=predictor.exact is not None)
+                result = predictor.predict(**kwargs, rv=rv, progress=bar.update)
             except (ValueError, TypeError) as exc:
                 raise _Failure(f"invalid spectra in {where}: {exc}", "input") from exc
             tables.append(hstack([_prefixed(group.ids, result.colnames), result]))

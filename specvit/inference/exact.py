@@ -170,6 +170,20 @@ class ImportancePosterior:
         self.n_samples, self.nu, self.inflate = n_samples, float(nu), float(inflate)
         self.min_ess, self.rounds, self.chunk = float(min_ess), rounds, chunk
 
+    def likelihood(
+        self,
+        y: torch.Tensor,
+        w: torch.Tensor,
+        f0: torch.Tensor,
+        background: torch.Tensor | None = None,
+    ) -> Reference:
+        """The likelihood's :class:`~specvit.inference.likelihood.Reference` for ``(n, L)``
+        float64 flux ``y`` and inverse variance ``w`` (0: unused) about model fluxes ``f0``,
+        with this sampler's continuum and the additive ``background`` terms (as in
+        :meth:`__call__`)."""
+        basis = continuum_basis(y.shape[-1], self.continuum_order)
+        return Reference(y, w, f0, basis, background)
+
     def low_ess(self, posterior: ExactPosterior) -> torch.Tensor:
         """``(N,)`` bool: the spectra whose ESS is below :attr:`min_ess`."""
         return posterior.ess < self.min_ess
@@ -182,6 +196,7 @@ class ImportancePosterior:
         std: torch.Tensor,
         generator: torch.Generator | Sequence[torch.Generator] | None = None,
         *,
+        background: torch.Tensor | None = None,
         return_samples: bool = False,
     ) -> ExactPosterior:
         """The posterior of each spectrum, from the network's ``mean`` and ``std``.
@@ -197,6 +212,11 @@ class ImportancePosterior:
         generator : torch.Generator or sequence of torch.Generator, optional
             Source of the samples (CPU), or one per spectrum (then a spectrum's answer does not
             depend on which others it is computed with); the same seeds give the same result.
+        background : torch.Tensor, optional
+            ``(N, J, L)`` additive terms per spectrum on the same pixels, each with a free
+            coefficient (flat prior) marginalised beside the continuum
+            (:func:`specvit.inference.likelihood.whitened_loglike`): e.g. the subtracted sky
+            and its derivative, for a scale error and a shift of the sky subtraction.
         return_samples : bool
             Also return the samples and their log weights.
 
@@ -207,7 +227,8 @@ class ImportancePosterior:
         Raises
         ------
         ValueError
-            If the shapes disagree, or a proposal mean or σ is not finite, or a σ is ≤ 0.
+            If the shapes disagree, or a proposal mean or σ is not finite, or a σ is ≤ 0, or a
+            background term is not finite.
         """
         p = len(self.prior.names)
         if flux.dim() != 2 or flux.shape != sigma.shape:
@@ -226,7 +247,15 @@ class ImportancePosterior:
                 f"{len(generator)} generators for {flux.shape[0]} spectra: give one per "
                 "spectrum, or one for all"
             )
-        post = self._sample(flux, sigma, mean, std, generator, return_samples)
+        if background is not None:
+            if background.dim() != 3 or background.shape[::2] != flux.shape:
+                raise ValueError(
+                    f"background must be (N, J, L) for flux {tuple(flux.shape)}; got "
+                    f"{tuple(background.shape)}"
+                )
+            if not torch.isfinite(background).all():
+                raise ValueError("the background terms must be finite")
+        post = self._sample(flux, sigma, mean, std, generator, background, return_samples)
         for _ in range(self.retries):
             # a posterior far narrower than the network's σ (a bright star) gets few samples
             # from its proposal; sample it again about the posterior found so far
@@ -244,6 +273,7 @@ class ImportancePosterior:
                 post.mean[low],
                 torch.maximum(post.std[low], RETRY_FLOOR * std[low]),
                 generators,
+                None if background is None else background[low],
                 return_samples,
             )
             better = again.ess > post.ess[low]
@@ -256,7 +286,9 @@ class ImportancePosterior:
                     old[rows] = new[better]
         return post
 
-    def _sample(self, flux, sigma, mean, std, generator, return_samples) -> ExactPosterior:
+    def _sample(
+        self, flux, sigma, mean, std, generator, background, return_samples
+    ) -> ExactPosterior:
         """The rounds of importance sampling for every spectrum, in chunks."""
         if isinstance(generator, Sequence):
             generators = [
@@ -264,6 +296,8 @@ class ImportancePosterior:
             ]
         else:
             generators = [generator] * math.ceil(flux.shape[0] / self.chunk)
+        chunks = math.ceil(flux.shape[0] / self.chunk)
+        backgrounds = [None] * chunks if background is None else background.split(self.chunk)
         parts = [
             self._chunk(*args, return_samples)
             for args in zip(
@@ -272,13 +306,14 @@ class ImportancePosterior:
                 mean.split(self.chunk),
                 std.split(self.chunk),
                 generators,
+                backgrounds,
                 strict=True,
             )
         ]
         fields = [torch.cat(t) if t[0] is not None else None for t in zip(*parts, strict=True)]
         return ExactPosterior(*fields)
 
-    def _chunk(self, y, sigma, mean, std, generator, return_samples):
+    def _chunk(self, y, sigma, mean, std, generator, background, return_samples):
         n, p = mean.shape
         y = y.to(torch.float64)
         w = sigma.to(torch.float64).reciprocal().square()
@@ -290,7 +325,7 @@ class ImportancePosterior:
         reference = torch.minimum(torch.maximum(mean, bounds[:, 0]), bounds[:, 1])
         with torch.no_grad():
             f0 = self.model(reference.to(self._model_dtype)).to(torch.float64)
-        likelihood = Reference(y, w, f0, continuum_basis(y.shape[-1], self.continuum_order))
+        likelihood = self.likelihood(y, w, f0, background)
         proposals = [(mean, torch.diag_embed(self.inflate * std.to(torch.float64)))]
         thetas, log_targets, counts = [], [], []
         for r, k in enumerate(self._round_sizes()):
@@ -448,7 +483,9 @@ class ExactCorrection:
     model trained on them) are left out of the likelihood too. The LSF is a nuisance: each
     spectrum's likelihood takes the emulator at the resolving power of the MR arm's spread
     (:data:`specvit.instrument.MR_RESOLVING_POWERS`) that fits it best at the network's labels,
-    the design one unless another is better by :data:`LSF_DELTA_CHI2`.
+    the design one unless another is better by :data:`LSF_DELTA_CHI2`. Where the sky the
+    pipeline subtracted is given, a scale error of it and a shift of it (its derivative) are
+    marginalised too: the additive residuals a sky subtraction leaves.
 
     Parameters
     ----------
@@ -497,7 +534,7 @@ class ExactCorrection:
             )
         return self._samplers[resolution]
 
-    def _lsf(self, y: torch.Tensor, sigma: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _lsf(self, y, sigma, labels, background=None) -> torch.Tensor:
         """``(N,)`` each spectrum's LSF: the design one, or the resolving power of
         :data:`specvit.instrument.MR_RESOLVING_POWERS` whose emulator spectrum at the network's
         labels (within the prior) fits it better by more than :data:`LSF_DELTA_CHI2`."""
@@ -506,13 +543,12 @@ class ExactCorrection:
         y, w = y.masked_fill(bad, 0.0), w.masked_fill(bad, 0.0)
         bounds = self._prior.bounds().to(torch.float64)
         labels = torch.minimum(torch.maximum(labels, bounds[:, 0]), bounds[:, 1])
-        basis = continuum_basis(y.shape[-1], self._order)
         powers = torch.tensor(MR_RESOLVING_POWERS, dtype=torch.float64)
         chi2 = torch.stack(
             [
-                Reference(y, w, self._sampler(r).model(labels.float()).double(), basis)
-                .r.square()
-                .sum(-1)
+                self._sampler(r)
+                .likelihood(y, w, self._sampler(r).model(labels.float()).double())
+                .chi2
                 for r in MR_RESOLVING_POWERS
             ],
             dim=1,
@@ -531,6 +567,7 @@ class ExactCorrection:
         valid: torch.Tensor,
         start: int,
         continuum: torch.Tensor | None = None,
+        sky: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The exact posterior of one batch, in the model's label order.
 
@@ -547,6 +584,9 @@ class ExactCorrection:
         continuum : torch.Tensor, optional
             ``(n, L)`` the continuum fit of ``flux``
             (:attr:`specvit.preprocessing.Prepared.continuum`).
+        sky : torch.Tensor, optional
+            ``(n, L)`` the sky subtracted from ``flux``, on the same pixels and in its unit
+            (finite where ``valid``).
 
         Returns
         -------
@@ -571,7 +611,12 @@ class ExactCorrection:
             y, err = flux[rows].to(torch.float64), err.to(torch.float64)
             labels = mean.cpu()[rows][:, self._to_emulator].to(torch.float64)
             std = sigma.cpu()[rows][:, self._to_emulator].to(torch.float64)
-            lsf = self._lsf(y, err, labels)
+            background = None
+            if sky is not None:  # a scale error and a shift of the subtracted sky
+                sky = sky.cpu()[rows].to(torch.float64)
+                sky = torch.where(torch.isfinite(sky), sky, 0.0)
+                background = torch.stack([sky, torch.gradient(sky, dim=-1)[0]], dim=1)
+            lsf = self._lsf(y, err, labels, background)
             index = torch.nonzero(rows).squeeze(1)
             order = self._to_model
             for resolution in lsf.unique().tolist():
@@ -582,6 +627,7 @@ class ExactCorrection:
                     labels[group],
                     std[group],
                     [generators[i] for i in group.tolist()],
+                    background=None if background is None else background[group],
                 )
                 at = index[group]
                 out_mean[at] = post.mean[:, order]

@@ -44,7 +44,7 @@ from specvit.inference.validate import (
 from specvit.labels import LABEL_UNITS
 from specvit.models.specvit import SpecViT, UntrainedModelWarning
 from specvit.preprocessing import median_snr, prepare, valid_pixels
-from specvit.velocity import MIN_PEAK_CONTRAST, RV_SEARCH_KMS
+from specvit.velocity import MIN_PEAK_CONTRAST, RV_SEARCH_KMS, to_rest_frame
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -261,6 +261,7 @@ class Predictor:
         medium: Medium = DEFAULT_MEDIUM,
         uncertainty: ErrorKind = DEFAULT_UNCERTAINTY,
         rv: Any = None,
+        sky: Any = None,
         progress: Callable[[int], object] | None = None,
     ) -> Table:
         """Predict labels for one spectrum or a batch.
@@ -275,6 +276,9 @@ class Predictor:
             wavelengths are in the same frame): one for all spectra or one per spectrum. Only
             for models that take observed-frame spectra (``config.rest_frame``); None: each
             spectrum's velocity is measured (:func:`specvit.velocity.measure_rv`).
+        sky : array-like, optional
+            The sky subtracted from ``flux``, as in :func:`specvit.inference.validate.as_spectra`:
+            exact mode marginalises a scale error and a shift of it. Exact mode only.
         progress : callable, optional
             Called with the number of spectra finished after each chunk (e.g. ``tqdm.update``).
 
@@ -286,6 +290,8 @@ class Predictor:
         if isinstance(flux, (list, tuple)) and flux and all(map(is_specutils_spectrum, flux)):
             if error is not None or wavelength is not None or mask is not None:
                 raise TypeError("Spectrum objects carry their own error, wavelength and mask")
+            if sky is not None:
+                raise TypeError("sky= goes with flux arrays, not with a list of Spectrum objects")
             from astropy.table import vstack
 
             provenance = self._current_provenance()  # once: hashing the weights costs time
@@ -301,7 +307,13 @@ class Predictor:
             ]
             return vstack(rows, metadata_conflicts="silent")
         spectra = as_spectra(
-            flux, error, wavelength=wavelength, mask=mask, medium=medium, uncertainty=uncertainty
+            flux,
+            error,
+            wavelength=wavelength,
+            mask=mask,
+            medium=medium,
+            uncertainty=uncertainty,
+            sky=sky,
         )
         return self.predict_spectra(spectra, rv=rv, progress=progress)
 
@@ -376,6 +388,11 @@ class Predictor:
             )
         if self.exact is not None and spectra.error is None:
             raise ValueError("exact mode needs the spectra's error (the likelihood is built on it)")
+        if self.exact is None and spectra.sky is not None:
+            raise ValueError(
+                "sky= is read by exact mode only (its likelihood marginalises a scale error and "
+                "a shift of the subtracted sky): pass exact=True, or leave sky out"
+            )
         if spectra.wavelength is not None and spectra.wavelength.ndim == 1:
             self._check_overlap(spectra.wavelength, spectra.medium)
         # float32, the precision the model computes in (no float64 digits that mean nothing)
@@ -495,18 +512,21 @@ class Predictor:
 
     def _to_model_grid(
         self, chunk: Chunk, medium: str
-    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
-        """Flux, σ and valid mask on the model grid, and each row's PARTIAL_COVERAGE bit."""
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray, np.ndarray | None]:
+        """Flux, σ and valid mask on the model grid, each row's PARTIAL_COVERAGE bit, and the
+        subtracted sky there (None if not given)."""
         partial = np.zeros(chunk.flux.shape[0], dtype=bool)
         if chunk.wavelength is None:
-            return chunk.flux, chunk.error, chunk.valid, partial
+            return chunk.flux, chunk.error, chunk.valid, partial, chunk.sky
         if chunk.wavelength.ndim == 1:
             resampler = self._resampler(chunk.wavelength, medium)
             partial[:] = not resampler.covered.all()
-            return (*resampler(chunk.flux, chunk.error, chunk.valid), partial)
+            sky = None if chunk.sky is None else resampler(chunk.sky, None, chunk.valid)[0]
+            return (*resampler(chunk.flux, chunk.error, chunk.valid), partial, sky)
         b, length = chunk.flux.shape[0], self.config.input_length
         flux = np.full((b, length), np.nan)
         error = None if chunk.error is None else np.full((b, length), np.nan)
+        sky = None if chunk.sky is None else np.full((b, length), np.nan)
         valid = np.zeros((b, length), dtype=bool)
         for i in np.flatnonzero(~chunk.bad_wavelength):
             resampler = self._resampler(chunk.wavelength[i], medium)
@@ -515,8 +535,10 @@ class Predictor:
             flux[i], valid[i] = f[0], v[0]
             if error is not None:
                 error[i] = e[0]
+            if sky is not None:
+                sky[i] = resampler(chunk.sky[i : i + 1], None, chunk.valid[i : i + 1])[0][0]
             partial[i] = not resampler.covered.all()
-        return flux, error, valid, partial
+        return flux, error, valid, partial, sky
 
     def _autocast(self) -> Any:
         if self.precision == "fp32":
@@ -528,7 +550,7 @@ class Predictor:
     def _predict_chunk(
         self, chunk: Chunk, medium: str, model: SpecViT, start: int, rv: np.ndarray | None
     ) -> tuple[np.ndarray, ...]:
-        flux, error, valid, partial = self._to_model_grid(chunk, medium)
+        flux, error, valid, partial, sky = self._to_model_grid(chunk, medium)
         dev = self.device
         # float32 (out-of-range values become inf: masked below), the caller's own array when
         # it is float32 already and writable (torch refuses read-only ones)
@@ -578,7 +600,9 @@ class Predictor:
             ambiguous = velocity.contrast < MIN_PEAK_CONTRAST  # NaN (given): not ambiguous
             flags |= torch.where(ambiguous, int(PredictFlag.RV_UNCERTAIN), 0).int()
         if self.exact is not None:
-            mean, sigma, context["cov"], context["ess"] = self._exact(mean, sigma, prepared, start)
+            mean, sigma, context["cov"], context["ess"] = self._exact(
+                mean, sigma, prepared, start, sky
+            )
             low = context["ess"] < self.exact.sampler.min_ess
             flags |= torch.where(low.to(dev), int(PredictFlag.LOW_ESS), 0).int()
         if self.physics is not None:
@@ -597,11 +621,29 @@ class Predictor:
         out = tuple(t.cpu().numpy() for t in (mean, sigma, snr, n_valid, flags))
         return (*out, {name: t.cpu().numpy() for name, t in context.items()})
 
-    def _exact(self, mean, sigma, prepared, start):
+    def _exact(self, mean, sigma, prepared, start, sky):
         """The exact posterior where it has samples with weight; the network's answer (and
-        ``LOW_ESS``) where it has none."""
+        ``LOW_ESS``) where it has none. ``sky``: the subtracted sky on the model's grid, shifted
+        here to the rest frame as the flux was."""
+        if sky is not None:
+            sky = torch.from_numpy(np.asarray(sky, dtype=np.float32)).to(self.device)
+            if prepared.velocity is not None:
+                sky = to_rest_frame(
+                    sky,
+                    sky,
+                    torch.isfinite(sky),
+                    prepared.velocity.v_rad,
+                    self.config.wavelength_grid,
+                )[0]
         post_mean, post_sigma, cov, ess = self.exact(
-            mean, sigma, prepared.flux, prepared.error, prepared.valid, start, prepared.continuum
+            mean,
+            sigma,
+            prepared.flux,
+            prepared.error,
+            prepared.valid,
+            start,
+            prepared.continuum,
+            sky,
         )
         kept = (ess > 0).to(mean.device)[:, None]
         mean = torch.where(kept, post_mean.to(mean), mean)
@@ -665,6 +707,7 @@ def predict(
     medium: Medium = DEFAULT_MEDIUM,
     uncertainty: ErrorKind = DEFAULT_UNCERTAINTY,
     rv: Any = None,
+    sky: Any = None,
     model: Predictor | SpecViT | str | Path | None = None,
     revision: str | None = None,
     device: str | torch.device = DEFAULT_DEVICE,
@@ -700,6 +743,11 @@ def predict(
         Known radial velocities (km/s), one or one per spectrum, for a model that takes
         observed-frame spectra (``config.rest_frame``); None: measured (see
         :meth:`Predictor.predict`). A rest-frame model refuses it.
+    sky : array-like or astropy.units.Quantity, optional
+        The sky the pipeline subtracted from ``flux`` (PFS files carry it), same shape and
+        unit. Exact mode (``exact=True``, which it needs) then marginalises a scale error and a
+        wavelength shift of the sky subtraction: the residuals they leave no longer move the
+        labels.
     model : Predictor, SpecViT, str or pathlib.Path, optional
         The model, a local folder, a bundled model's name (:func:`specvit.list_pretrained`) or
         a Hub repo id; None: the bundled default model (:data:`DEFAULT_MODEL`, offline). A
@@ -770,4 +818,5 @@ def predict(
         medium=medium,
         uncertainty=uncertainty,
         rv=rv,
+        sky=sky,
     )

@@ -60,6 +60,8 @@ class Chunk:
         the model grid".
     bad_wavelength : numpy.ndarray
         (B,) boolean: the spectrum's own wavelength axis is unusable (not strictly monotonic).
+    sky : numpy.ndarray or None
+        (B, L) the subtracted sky, as ``flux`` (converted the same way).
     """
 
     flux: np.ndarray
@@ -67,6 +69,7 @@ class Chunk:
     valid: np.ndarray
     wavelength: np.ndarray | None
     bad_wavelength: np.ndarray
+    sky: np.ndarray | None = None
 
 
 @dataclass
@@ -96,6 +99,8 @@ class Spectra:
     flux_unit: Any = None
     sigma_unit: Any = None
     unit: Any = None
+    #: (N, L) the sky subtracted from the flux, in the flux's unit (None: not given).
+    sky: Any = None
 
     def __len__(self) -> int:
         return self.flux.shape[0]
@@ -124,6 +129,7 @@ class Spectra:
         """
         with np.errstate(over="ignore"):
             flux = np.asarray(self.flux[start:stop], dtype=dtype)
+            sky = None if self.sky is None else np.asarray(self.sky[start:stop], dtype=dtype)
         valid = np.isfinite(flux)
         error = None
         if self.error is not None:
@@ -154,19 +160,33 @@ class Spectra:
                 # asarray may have returned the caller's own arrays
                 flux = flux.copy()
                 error = None if error is None else error.copy()
-                for arr in (wave, flux, valid) + (() if error is None else (error,)):
+                sky = None if sky is None else sky.copy()
+                extra = tuple(a for a in (error, sky) if a is not None)
+                for arr in (wave, flux, valid, *extra):
                     arr[descending] = arr[descending, ::-1]
             valid[bad_wave] = False
         elif self.reverse:
             flux, valid = flux[:, ::-1], valid[:, ::-1]
             error = None if error is None else error[:, ::-1]
+            sky = None if sky is None else sky[:, ::-1]
         if wave is not None:  # per-pixel conversions to f_ν, on the ascending wavelengths
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 if _needs_wavelength(self.flux_unit, self.unit):
                     flux = flux * _unit_scale(self.flux_unit, self.unit, wave)
+                    sky = (
+                        None if sky is None else sky * _unit_scale(self.flux_unit, self.unit, wave)
+                    )
                 if error is not None and _needs_wavelength(self.sigma_unit, self.unit):
                     error = error * _unit_scale(self.sigma_unit, self.unit, wave)
-        return Chunk(flux, error, valid, wave, bad_wave)
+        if sky is not None:
+            bad = valid & ~np.isfinite(sky)
+            if bad.any():
+                row, pixel = np.argwhere(bad)[0]
+                raise ValueError(
+                    f"sky must be finite where the flux is used; spectrum {start + row} has "
+                    f"{sky[row, pixel]} at pixel {pixel}"
+                )
+        return Chunk(flux, error, valid, wave, bad_wave, sky)
 
 
 def as_spectra(
@@ -177,6 +197,7 @@ def as_spectra(
     mask: Any = None,
     medium: Medium = DEFAULT_MEDIUM,
     uncertainty: ErrorKind = DEFAULT_UNCERTAINTY,
+    sky: Any = None,
 ) -> Spectra:
     """Check user spectra and wrap them for chunked reading.
 
@@ -205,6 +226,10 @@ def as_spectra(
     uncertainty : {"std", "var", "ivar"}
         ``error`` holds 1σ, the variance σ², or the inverse variance 1/σ² (0 = no data); any
         case.
+    sky : array-like, torch.Tensor or astropy.units.Quantity, optional
+        The sky the pipeline subtracted from ``flux`` (PFS files carry it: ``sky``), same
+        shape, in the flux's unit (a Quantity exactly when ``flux`` is one, and convertible to
+        its unit); it must be finite wherever the flux is used.
 
     Returns
     -------
@@ -242,6 +267,22 @@ def as_spectra(
             raise ValueError(
                 f"error shape {error_arr.shape} does not match flux shape {flux_arr.shape}"
             )
+    sky_arr = None
+    if sky is not None:
+        sky_arr, sky_unit, _ = _as_array(sky, "sky")
+        if sky_arr.shape != flux_arr.shape:
+            raise ValueError(
+                f"sky shape {sky_arr.shape} does not match flux shape {flux_arr.shape}"
+            )
+        if (sky_unit is None) != (flux_unit is None):
+            raise ValueError(
+                "sky must be in the flux's unit: a Quantity exactly when the flux is one "
+                f"(flux unit {flux_unit}, sky unit {sky_unit})"
+            )
+        if sky_unit is not None:
+            if not sky_unit.is_equivalent(flux_unit):
+                raise ValueError(f"sky in {sky_unit} cannot be converted to the flux's {flux_unit}")
+            sky_arr = np.asarray(sky_arr) * sky_unit.to(flux_unit)
     if flux_arr.ndim not in (1, 2):
         raise ValueError(
             f"flux must be 1-D (one spectrum) or 2-D (a batch, one spectrum per row), "
@@ -251,6 +292,7 @@ def as_spectra(
     if single:
         flux_arr = flux_arr[None]
         error_arr = None if error_arr is None else error_arr[None]
+        sky_arr = None if sky_arr is None else sky_arr[None]
     if flux_arr.shape[1] == 0:
         raise ValueError("flux has zero pixels per spectrum: nothing to predict from")
     mask_arr = None if mask is None else _as_mask(mask, flux_arr.shape, single)
@@ -281,6 +323,7 @@ def as_spectra(
         flux_unit=flux_unit,
         sigma_unit=sigma_unit,
         unit=unit,
+        sky=sky_arr,
     )
 
 

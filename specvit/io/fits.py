@@ -357,6 +357,10 @@ def _from_pfs(
         if wave is None:
             raise ValueError("a PFS FLUX HDU with neither a WAVELENGTH HDU nor a wavelength WCS")
         source["wavelength"] = "FLUX WCS"
+    sky = None
+    if "SKY" in hdul:
+        sky = _pfs_array(hdul["SKY"])
+        source["sky"] = "SKY"
     mask, bits = None, None
     if "MASK" in hdul:
         mask = _pfs_array(hdul["MASK"])
@@ -370,12 +374,13 @@ def _from_pfs(
             shown = [m for m in names if m in planes[0] or m == "ALL"]
             source["mask"] = "MASK bits " + ",".join(shown)
     if single:
-        flux, error, mask = (None if a is None else a[None] for a in (flux, error, mask))
+        flux, error, mask, sky = (None if a is None else a[None] for a in (flux, error, mask, sky))
     return _assemble(
         flux,
         error,
         wave,
         mask,
+        sky=sky,
         uncertainty="var",
         ids=_pfs_ids(hdul, n, single),
         mask_bits=bits,
@@ -385,14 +390,14 @@ def _from_pfs(
 
 
 def _assemble(
-    flux: Any, error: Any, wave: Any, mask: Any, **fields: Any
+    flux: Any, error: Any, wave: Any, mask: Any, sky: Any = None, **fields: Any
 ) -> SpectrumSet | RaggedSpectrumSet:
     """A set from (N, L) arrays or lists of one array per row (variable-length columns): a
     :class:`~specvit.io.spectra.RaggedSpectrumSet` when the rows differ in length.
 
     ``wave`` is (L,), (N, L) or a list; ``fields`` are the other attributes of the set.
     """
-    arrays = (flux, error, mask, wave)
+    arrays = (flux, error, mask, wave, sky)
     lengths = {len(a) for arr in arrays if isinstance(arr, list) for a in arr}
     if len(lengths) > 1:
         if wave is None:
@@ -405,12 +410,13 @@ def _assemble(
             error=None if error is None else list(error),
             wavelength=wave if isinstance(wave, list) else [wave] * len(flux),
             mask=None if mask is None else list(mask),
+            sky=None if sky is None else list(sky),
             **fields,
         )
-    flux, error, mask, wave = (np.stack(a) if isinstance(a, list) else a for a in arrays)
+    flux, error, mask, wave, sky = (np.stack(a) if isinstance(a, list) else a for a in arrays)
     if isinstance(wave, np.ndarray) and wave.ndim == 2 and np.all(wave == wave[:1]):
         wave = wave[0]
-    return SpectrumSet(flux=flux, error=error, wavelength=wave, mask=mask, **fields)
+    return SpectrumSet(flux=flux, error=error, wavelength=wave, mask=mask, sky=sky, **fields)
 
 
 def _pfs_ids(hdul: fits.HDUList, n: int, single: bool) -> Table:

@@ -52,6 +52,9 @@ class SpectrumSet:
     error_unit : astropy.units.UnitBase or None
         Unit of ``error`` as stored; None: ``unit`` to the power its kind implies (σ, σ²,
         1/σ²). Ignored when ``unit`` is None.
+    sky : array-like or None
+        (N, L) the sky subtracted from ``flux``, in its unit (PFS files: ``SKY``), for exact
+        mode.
     """
 
     flux: Any
@@ -65,16 +68,17 @@ class SpectrumSet:
     source: dict[str, str] = field(default_factory=dict)
     unit: Any = None
     error_unit: Any = None
+    sky: Any = None
 
     def __post_init__(self) -> None:
         shape = tuple(self.flux.shape)
         if len(shape) != 2:
             raise ValueError(f"flux has shape {shape}; expected (N, L)")
-        for name in ("error", "wavelength", "mask"):
+        for name in ("error", "wavelength", "mask", "sky"):
             arr = getattr(self, name)
             if arr is None:
                 continue
-            allowed = [shape] if name == "error" else [shape, shape[1:]]
+            allowed = [shape] if name in ("error", "sky") else [shape, shape[1:]]
             if tuple(arr.shape) not in allowed:
                 raise ValueError(
                     f"{name} has shape {tuple(arr.shape)} for flux of shape {shape}; expected "
@@ -107,6 +111,7 @@ class SpectrumSet:
             self,
             flux=take(self.flux),
             error=take(self.error),
+            sky=take(self.sky),
             wavelength=take(self.wavelength),
             mask=mask,
             mask_bits=None,
@@ -117,14 +122,18 @@ class SpectrumSet:
         """Rows ``start:stop`` in memory as ``(first row, set)`` pairs (here one pair)."""
         yield start, self.rows(start, stop)
 
-    def predict_kwargs(self) -> dict[str, Any]:
+    def predict_kwargs(self, sky: bool = False) -> dict[str, Any]:
         """Keyword arguments for :func:`specvit.predict` / :meth:`specvit.Predictor.predict`
-        (flux and error as astropy Quantities when the file gives the flux unit)."""
+        (flux and error as astropy Quantities when the file gives the flux unit); with
+        ``sky``, the subtracted sky too where the file has it (exact mode reads it)."""
         flux, error = self.flux, self.error
+        sky_arr = self.sky if sky else None
         if self.unit is not None:
             from astropy import units as u
 
             flux = u.Quantity(flux, self.unit, copy=False)
+            if sky_arr is not None:
+                sky_arr = u.Quantity(sky_arr, self.unit, copy=False)
             if error is not None:
                 power = UNCERTAINTY_POWER[self.uncertainty]
                 unit = self.unit**power if self.error_unit is None else self.error_unit
@@ -136,6 +145,7 @@ class SpectrumSet:
             "mask": self.mask,
             "medium": self.medium,
             "uncertainty": self.uncertainty,
+            "sky": sky_arr,
         }
 
 
@@ -145,7 +155,7 @@ class RaggedSpectrumSet:
 
     Attributes
     ----------
-    flux, error, wavelength, mask : list of numpy.ndarray (or None for error and mask)
+    flux, error, wavelength, mask, sky : list of numpy.ndarray (or None for error, mask, sky)
         One (L_i,) array per spectrum; wavelengths in Å.
     uncertainty, medium, ids, mask_bits, source, unit, error_unit
         As in :class:`SpectrumSet`.
@@ -162,6 +172,7 @@ class RaggedSpectrumSet:
     source: dict[str, str] = field(default_factory=dict)
     unit: Any = None
     error_unit: Any = None
+    sky: list | None = None
 
     def __len__(self) -> int:
         return len(self.flux)
@@ -194,6 +205,7 @@ class RaggedSpectrumSet:
             source=self.source,
             unit=self.unit,
             error_unit=self.error_unit,
+            sky=stack(self.sky),
         ).rows(0, stop - start)
 
 
@@ -212,6 +224,7 @@ def _compatible(a: SpectrumSet, b: SpectrumSet) -> bool:
         and a.uncertainty == b.uncertainty
         and (a.wavelength is None) == (b.wavelength is None)
         and (a.mask is None) == (b.mask is None)
+        and (a.sky is None) == (b.sky is None)
         and a.medium == b.medium
         and a.unit == b.unit
         and a.error_unit == b.error_unit
@@ -270,5 +283,6 @@ def _concat(group: list[SpectrumSet]) -> SpectrumSet:
         error=cat("error"),
         wavelength=cat("wavelength"),
         mask=cat("mask"),
+        sky=cat("sky"),
         ids=ids,
     )

@@ -92,7 +92,9 @@ class Prior:
         if not 0.0 <= self.rest_fraction < 1.0:
             raise ValueError(f"rest_fraction must be in [0, 1), got {rest_fraction!r}")
         if self.rest_fraction and self.rv is None:
-            raise ValueError("rest_fraction needs an rv distribution: without one every star is at rest")
+            raise ValueError(
+                "rest_fraction needs an rv distribution: without one every star is at rest"
+            )
         self.extrapolate = bool(extrapolate)
         ranges = NativeModel.load().label_ranges()
         for name, d in self.distributions.items():
