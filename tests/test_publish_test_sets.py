@@ -158,3 +158,10 @@ def test_format_number_marks_missing_values_and_never_writes_minus_zero():
     assert format_number(None) == format_number(float("nan")) == "–"
     assert format_number(-0.0004) == "0.000" and format_number(-0.0006) == "-0.001"
     assert format_number(12.3456, 1) == "12.3"
+
+
+def test_the_card_names_the_weights_a_run_started_from():
+    from training.publish import _warm_start
+
+    assert "`runs/init/a.pt` (`train.init_from`)" in _warm_start({"init_from": "runs/init/a.pt"})
+    assert _warm_start({"init_from": None}) == _warm_start({}) == ""

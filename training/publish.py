@@ -299,6 +299,12 @@ def _input_section(config: SpecViTConfig, record: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _warm_start(train: dict[str, Any]) -> str:
+    """The card's sentence on the weights a run started from (``train.init_from``), if any."""
+    init = train.get("init_from")
+    return f"Started from the weights of `{init}` (`train.init_from`). " if init else ""
+
+
 def _use_section(config: SpecViTConfig) -> str:
     """Which kind of model to use when: one that reads the continuum's shape or one blind to it."""
     if config.input_norm == "continuum":
@@ -396,6 +402,7 @@ def model_card(model: SpecViT, record: dict[str, Any]) -> ModelCard:
         f"{n}: shift {s:.6g}, scale {c:.6g}"
         for n, s, c in zip(labels, config.label_shift, config.label_scale, strict=True)
     )
+    published = _WEIGHTS[record.get("weights", "ema" if train["ema_decay"] else "model")]
     training = f"""
 ## Input
 
@@ -415,7 +422,7 @@ AdamW (lr {optim["lr"]}, weight decay {optim["weight_decay"]}, betas {optim["bet
 {optim["warmup_steps"]} warm-up steps, gradient clip
 {optim["clip_grad_norm"]}, precision {train["precision"]}, seed {run["seed"]}, EMA decay
 {train["ema_decay"]}, σ's loss trains the {train.get("sigma_grad", "encoder")} (`train.sigma_grad`).
-Published weights: {_WEIGHTS[record.get("weights", "ema" if train["ema_decay"] else "model")]}.
+{_warm_start(train)}Published weights: {published}.
 
 ## Validation metrics
 

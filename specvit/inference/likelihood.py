@@ -3,7 +3,9 @@
 Exact mode (:mod:`specvit.inference.exact`) weighs hundreds of model spectra per observed one.
 For each it needs ``ln L = −χ²/2 − ln det(GᵀWG)/2 − (K + 1) ln β̂_0``: the flux is the model's
 times a continuum ``Σ_k β_k P_k`` (the amplitude alone, or a Legendre polynomial for a model
-that divides its input by its continuum) marginalised analytically (:func:`whitened_loglike`).
+that divides its input by its continuum) marginalised analytically (:func:`whitened_loglike`),
+plus, where they are known, additive terms with free coefficients (the subtracted sky and its
+derivative: a scale error and a shift of the sky subtraction).
 The sums are taken about one reference spectrum per observed one, so float32 model spectra keep
 the likelihood's differences between samples accurate, and :class:`Reference` adds them up block
 by block of pixels while the model spectra are in cache.
