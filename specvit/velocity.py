@@ -43,6 +43,7 @@ __all__ = [
     "Velocity",
     "catmull_rom_shift",
     "catmull_rom_weights",
+    "interpolated_variance",
     "measure_rv",
     "to_rest_frame",
 ]
@@ -178,6 +179,28 @@ def to_rest_frame(
         count.add_(valid_f.gather(-1, taps))
     out_valid = inside & (count > 3.5)
     return out_flux, out_var.sqrt(), out_valid
+
+
+def interpolated_variance(rv: torch.Tensor, grid: WavelengthGrid) -> torch.Tensor:
+    """``(B, L)`` the fraction ``Σ w²`` of white noise's variance that :func:`to_rest_frame`'s
+    interpolation keeps at each rest pixel (1 where it reads a pixel as it is, 0.64 half-way).
+
+    The shifted noise is correlated with its neighbours' (they share observed pixels), which the
+    σ :func:`to_rest_frame` propagates do not say: for a signal smooth over a few pixels the
+    shifted spectrum carries the information of the observed one, so a likelihood that takes
+    its pixels as independent wants σ over ``√`` of this fraction. Non-finite velocities give 1.
+
+    Parameters
+    ----------
+    rv : torch.Tensor
+        ``(B,)`` velocities (km/s) the spectra were shifted by.
+    grid : WavelengthGrid
+        The spectra's (linear) grid.
+    """
+    wave = _wavelength(grid, str(rv.device))
+    beta = torch.where(torch.isfinite(rv), rv.double(), 0.0)[:, None] / C_KMS
+    pos = (wave * (1.0 + beta) - grid.start) / grid.step
+    return catmull_rom_weights((pos - pos.floor()).float()).square().sum(-1)
 
 
 @functools.lru_cache(maxsize=8)

@@ -11,6 +11,7 @@ import torch
 from specvit.emulator import DopplerShift, Emulator
 from specvit.instrument import PFS_MR
 from specvit.velocity import (
+    interpolated_variance,
     RV_SEARCH_KMS,
     catmull_rom_shift,
     catmull_rom_weights,
@@ -128,3 +129,25 @@ def test_a_spectrum_of_noise_has_an_ambiguous_velocity_and_a_star_a_clear_one(ob
     v = measure_rv(both, 0.05 * both.abs(), torch.ones_like(both, dtype=torch.bool), PFS_MR)
     assert (v.contrast[:3] > 10 * MIN_PEAK_CONTRAST).all()
     assert (v.contrast[3:] < MIN_PEAK_CONTRAST).all()
+
+
+def test_interpolated_variance_is_what_the_shift_leaves_of_white_noise():
+    """Shifted white noise keeps Σw² of its variance per pixel: 1 unshifted, 0.64 half-way."""
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.randn(4000, PFS_MR.num, generator=gen)
+    ones = torch.ones_like(noise)
+    valid = torch.ones_like(noise, dtype=torch.bool)
+    for v in (0.0, 7.0, 300.0):
+        rv = torch.full((4000,), v)
+        shifted, _, ok = to_rest_frame(noise, ones, valid, rv, PFS_MR)
+        fraction = interpolated_variance(rv[:1], PFS_MR)[0]
+        inside = ok.all(0)
+        measured = shifted[:, inside].var(0)
+        np.testing.assert_allclose(measured.numpy(), fraction[inside].numpy(), rtol=0.1)
+        if v == 0.0:
+            assert (fraction == 1.0).all()
+        elif v == 7.0:  # about half a pixel everywhere
+            assert fraction.max() < 0.7
+        else:  # the fraction of a pixel runs through [0, 1) along the arm
+            assert fraction.min() < 0.65 and fraction.max() > 0.99
+    assert interpolated_variance(torch.tensor([math.nan]), PFS_MR).eq(1.0).all()

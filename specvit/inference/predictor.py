@@ -44,7 +44,12 @@ from specvit.inference.validate import (
 from specvit.labels import LABEL_UNITS
 from specvit.models.specvit import SpecViT, UntrainedModelWarning
 from specvit.preprocessing import median_snr, prepare, valid_pixels
-from specvit.velocity import MIN_PEAK_CONTRAST, RV_SEARCH_KMS, to_rest_frame
+from specvit.velocity import (
+    MIN_PEAK_CONTRAST,
+    RV_SEARCH_KMS,
+    interpolated_variance,
+    to_rest_frame,
+)
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -624,26 +629,20 @@ class Predictor:
     def _exact(self, mean, sigma, prepared, start, sky):
         """The exact posterior where it has samples with weight; the network's answer (and
         ``LOW_ESS``) where it has none. ``sky``: the subtracted sky on the model's grid, shifted
-        here to the rest frame as the flux was."""
+        here to the rest frame as the flux was. A spectrum shifted to its rest frame keeps the
+        information of the observed one: its σ for the likelihood, which takes the pixels as
+        independent, undo the interpolation's variance reduction
+        (:func:`specvit.velocity.interpolated_variance`)."""
+        error = prepared.error
         if sky is not None:
             sky = torch.from_numpy(np.asarray(sky, dtype=np.float32)).to(self.device)
-            if prepared.velocity is not None:
-                sky = to_rest_frame(
-                    sky,
-                    sky,
-                    torch.isfinite(sky),
-                    prepared.velocity.v_rad,
-                    self.config.wavelength_grid,
-                )[0]
+        if prepared.velocity is not None:
+            grid, v_rad = self.config.wavelength_grid, prepared.velocity.v_rad
+            error = error / interpolated_variance(v_rad, grid).sqrt()
+            if sky is not None:
+                sky = to_rest_frame(sky, sky, torch.isfinite(sky), v_rad, grid)[0]
         post_mean, post_sigma, cov, ess = self.exact(
-            mean,
-            sigma,
-            prepared.flux,
-            prepared.error,
-            prepared.valid,
-            start,
-            prepared.continuum,
-            sky,
+            mean, sigma, prepared.flux, error, prepared.valid, start, prepared.continuum, sky
         )
         kept = (ess > 0).to(mean.device)[:, None]
         mean = torch.where(kept, post_mean.to(mean), mean)
