@@ -163,11 +163,11 @@ def test_unknown_mask_plane_names_are_listed(tmp_path):
 
 def test_exact_mode_reads_the_sky_hdu(tmp_path):
     """``--exact`` hands predict the file's SKY (the default model's exact mode shifts it to the
-    rest frame with the flux): with a sky subtracted 5 % too weakly in the file, the command's
-    labels are predict's given that sky, not predict's without it."""
+    rest frame with the flux): with half the sky left in the file's flux, the command's labels
+    are predict's given that sky, not predict's without it (a bright star: 5.6 K apart)."""
     path = tmp_path / "pfsObject.fits"
     with fits.open(DATA / FILES["mr-grid pfsObject"]) as h:
-        h["FLUX"].data = h["FLUX"].data + 0.05 * h["SKY"].data
+        h["FLUX"].data = h["FLUX"].data + 0.5 * h["SKY"].data
         sky = h["SKY"].data.astype(np.float64)
         h.writeto(path)
     out = tmp_path / "labels.ecsv"
@@ -182,4 +182,5 @@ def test_exact_mode_reads_the_sky_hdu(tmp_path):
     blind = specvit.predict(a["flux"], a["var"], exact=True, exact_samples=64, **kwargs)
     for name in LABELS:
         np.testing.assert_allclose(table[name], given[name], rtol=1e-5)
-    assert abs(float(blind["T_eff"][0] - given["T_eff"][0])) > 5.0
+    # far beyond the agreement asked of the command (rtol 1e-5: 0.05 K)
+    assert abs(float(blind["T_eff"][0] - given["T_eff"][0])) > 1.0

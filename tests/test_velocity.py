@@ -11,10 +11,10 @@ import torch
 from specvit.emulator import DopplerShift, Emulator
 from specvit.instrument import PFS_MR
 from specvit.velocity import (
-    interpolated_variance,
     RV_SEARCH_KMS,
     catmull_rom_shift,
     catmull_rom_weights,
+    interpolated_variance,
     measure_rv,
     to_rest_frame,
 )
