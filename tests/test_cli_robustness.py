@@ -227,9 +227,16 @@ def test_a_signal_during_the_final_write_leaves_nothing(tmp_path, model_dir, npz
         os.kill(os.getpid(), signum)  # … when Slurm's SIGTERM (or Ctrl-C) arrives
         publish(tmp, path)
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(tables, "_link_no_clobber", signal_then_publish)
-        result = CliRunner().invoke(main, [str(npz_input), "-o", str(out), "--model", model_dir])
+    # Ctrl-C as in a terminal: a background job of a non-interactive shell (a CI script's
+    # `cmd &`) starts with SIGINT ignored, where Python raises no KeyboardInterrupt
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(tables, "_link_no_clobber", signal_then_publish)
+            args = [str(npz_input), "-o", str(out), "--model", model_dir]
+            result = CliRunner().invoke(main, args)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     expected = "terminated" if signum == signal.SIGTERM else "interrupted"
     assert result.exit_code == EXIT_CODES[expected], result.output
     assert "no output written" in result.output
