@@ -128,6 +128,7 @@ def test_every_layout_gives_the_direct_labels_and_every_id(tmp_path, model, layo
     bad = int(PredictFlag.no_result() | PredictFlag.OUT_OF_DOMAIN | PredictFlag.PARTIAL_COVERAGE)
     assert not (table["flags"][mr] & bad).any()
     assert "wavelength=" in output and "mask=MASK bits NO_DATA,CR" in output
+    assert "sky=" not in output  # read only in exact mode
 
 
 def test_multi_spectrum_labels_follow_the_truth(tmp_path):

@@ -577,8 +577,14 @@ def _run(
                 with open_spectra(path, columns, mask_bits) as spectra:
                     for a in range(start, stop, block):
                         for first, rows in spectra.blocks(a, min(stop, a + block)):
-                            if rows.source not in sources:
-                                sources.append(rows.source)
+                            # what the run reads: a file's sky only in exact mode
+                            source = {
+                                role: name
+                                for role, name in rows.source.items()
+                                if role != "sky" or predictor.exact is not None
+                            }
+                            if source not in sources:
+                                sources.append(source)
                             where = Table(
                                 {
                                     "input": [str(path)] * len(rows),
