@@ -185,3 +185,22 @@ def test_exact_mode_reads_the_sky_hdu(tmp_path):
         np.testing.assert_allclose(table[name], given[name], rtol=1e-5)
     # far beyond the agreement asked of the command (rtol 1e-5: 0.05 K)
     assert abs(float(blind["T_eff"][0] - given["T_eff"][0])) > 1.0
+
+
+def test_the_readers_carry_the_sky_and_check_its_shape():
+    from specvit.io.readers import open_spectra
+    from specvit.io.spectra import SpectrumSet
+
+    for layout in ("pfsCoadd", "mixed-length pfsCoadd"):  # one grid, and spectra of two lengths
+        path = DATA / FILES[layout]
+        with fits.open(path) as h:
+            skies = _rows(h["SKY"])
+        with open_spectra(path) as spectra:
+            blocks = list(spectra.blocks(0, len(spectra)))
+        got = [row for _, block in blocks for row in block.sky]
+        assert len(got) == len(skies)
+        for a, b in zip(got, skies, strict=True):
+            np.testing.assert_array_equal(a, b)
+    flux = np.ones((2, 5))
+    with pytest.raises(ValueError, match=r"sky has shape \(2, 4\) for flux of shape \(2, 5\)"):
+        SpectrumSet(flux=flux, sky=np.ones((2, 4)))

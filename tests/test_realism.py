@@ -70,6 +70,31 @@ def test_the_command_writes_the_table_and_figure(tmp_path, etc_dir):
     assert (tmp_path / "realism_shifts.png").stat().st_size > 1000
 
 
+def test_exact_mode_is_given_the_engines_sky(tmp_path, etc_dir, monkeypatch):
+    import specvit
+    from specvit.instrument import PFSNoiseModel
+    from training.cli.realism import main
+
+    skies = []
+    predict = specvit.Predictor.predict
+
+    def recording(self, flux, error=None, **kwargs):  # the real predict, its sky noted
+        skies.append(kwargs.get("sky"))
+        return predict(self, flux, error, **kwargs)
+
+    monkeypatch.setattr(specvit.Predictor, "predict", recording)
+    args = ["--n", "2", "--exact", "--etc-dir", str(etc_dir), "--report", str(tmp_path)]
+    assert main(args) == 0
+    sky = PFSNoiseModel.from_etc(etc_dir).sky_njy.numpy()
+    assert len(skies) == len(variants()) + 1
+    for given in skies:
+        np.testing.assert_array_equal(given, np.broadcast_to(sky, (2, sky.size)))
+    page = (tmp_path / "realism_exact.md").read_text()
+    assert "in exact mode on the realism test set" in page
+    assert "given the sky the engine subtracted" in page
+    assert not (tmp_path / "realism.md").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [(["--n", "0"], "--n must be ≥ 1"), (["--etc-dir", "/no/such/folder"], "is not a folder")],

@@ -477,7 +477,9 @@ class ExactCorrection:
     (``input_norm="continuum"``) the continuum polynomial of its ``continuum_order`` is
     marginalised, not only the amplitude; a model that shifts spectra to the rest frame
     (``config.rest_frame``) gives the rest-frame spectrum its input was built from (the velocity
-    measured, not sampled: its error, about 1 km/s at S/N ≥ 10, is far below the 60 km/s LSF);
+    measured, not sampled: its error, about 1 km/s at S/N ≥ 10, is far below the 60 km/s LSF;
+    its σ corrected by ``predict`` for the shift's interpolation,
+    :func:`specvit.velocity.interpolated_variance`);
     and the pixels the model's emulator fit leaves out
     (:meth:`specvit.inference.physics.PhysicalContext.ignored`: the spikes and sky lines of a
     model trained on them) are left out of the likelihood too. The LSF is a nuisance: each
@@ -537,7 +539,8 @@ class ExactCorrection:
     def _lsf(self, y, sigma, labels, background=None) -> torch.Tensor:
         """``(N,)`` each spectrum's LSF: the design one, or the resolving power of
         :data:`specvit.instrument.MR_RESOLVING_POWERS` whose emulator spectrum at the network's
-        labels (within the prior) fits it better by more than :data:`LSF_DELTA_CHI2`."""
+        labels (within the prior) fits it better by more than :data:`LSF_DELTA_CHI2`, the
+        ``background`` terms (as in :meth:`ImportancePosterior.__call__`) fitted with it."""
         w = sigma.reciprocal().square()
         bad = ~(torch.isfinite(y) & torch.isfinite(w))
         y, w = y.masked_fill(bad, 0.0), w.masked_fill(bad, 0.0)
@@ -547,7 +550,7 @@ class ExactCorrection:
         chi2 = torch.stack(
             [
                 self._sampler(r)
-                .likelihood(y, w, self._sampler(r).model(labels.float()).double())
+                .likelihood(y, w, self._sampler(r).model(labels.float()).double(), background)
                 .chi2
                 for r in MR_RESOLVING_POWERS
             ],

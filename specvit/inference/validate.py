@@ -178,14 +178,8 @@ class Spectra:
                     )
                 if error is not None and _needs_wavelength(self.sigma_unit, self.unit):
                     error = error * _unit_scale(self.sigma_unit, self.unit, wave)
-        if sky is not None:
-            bad = valid & ~np.isfinite(sky)
-            if bad.any():
-                row, pixel = np.argwhere(bad)[0]
-                raise ValueError(
-                    f"sky must be finite where the flux is used; spectrum {start + row} has "
-                    f"{sky[row, pixel]} at pixel {pixel}"
-                )
+        if sky is not None:  # a pixel without a sky model is a bad pixel
+            valid &= np.isfinite(sky)
         return Chunk(flux, error, valid, wave, bad_wave, sky)
 
 
@@ -229,7 +223,7 @@ def as_spectra(
     sky : array-like, torch.Tensor or astropy.units.Quantity, optional
         The sky the pipeline subtracted from ``flux`` (PFS files carry it: ``sky``), same
         shape, in the flux's unit (a Quantity exactly when ``flux`` is one, and convertible to
-        its unit); it must be finite wherever the flux is used.
+        its unit); a pixel where it is not finite is masked.
 
     Returns
     -------
