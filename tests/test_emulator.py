@@ -184,3 +184,14 @@ def test_flux_blocks_cover_the_grid_with_the_forward_flux():
     np.testing.assert_allclose(torch.cat([f for _, f in blocks], -1), whole, rtol=1e-6)
     with pytest.raises(ValueError, match="size must be a positive number of pixels"):
         next(emulator.flux_blocks(labels, size=0))
+
+
+def test_the_flux_is_the_normalised_flux_linear_in_the_design_times_the_continuum():
+    """What exact mode's held-continuum likelihood builds on
+    (:class:`specvit.inference.likelihood.LinearLikelihood`)."""
+    emulator = Emulator.load()
+    labels = torch.tensor([[4200.0, 1.5, -2.0], [5600.0, 4.5, 0.2]])
+    normalised = emulator.design(labels) @ emulator.normalised_weights
+    assert emulator.normalised_weights.shape == (20, emulator.num_pixels)
+    np.testing.assert_allclose(normalised * emulator.continuum(labels), emulator(labels), rtol=1e-6)
+    assert float(normalised.median()) == pytest.approx(1.0, abs=0.1)  # lines on a flat level

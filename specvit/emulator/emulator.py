@@ -288,6 +288,17 @@ class Emulator(torch.nn.Module):
         n = self.num_pixels
         return y[..., :n] * torch.exp(y[..., n:])
 
+    @property
+    def normalised_weights(self) -> torch.Tensor:
+        """``(20, L)``: the normalised flux is ``design(labels) @ normalised_weights``, linear in
+        the design vector (:meth:`forward` multiplies it by :meth:`continuum`)."""
+        return self.weights[:, : self.num_pixels]
+
+    def continuum(self, labels: torch.Tensor) -> torch.Tensor:
+        """``(..., L)`` the smooth continuum of labels ``(..., 3)``, which :meth:`forward`
+        multiplies the normalised flux by."""
+        return torch.exp(self.design(labels) @ self.weights[:, self.num_pixels :])
+
     def flux_blocks(
         self, labels: torch.Tensor, size: int = FLUX_BLOCK
     ) -> Iterator[tuple[slice, torch.Tensor]]:

@@ -12,7 +12,12 @@ from a Student-t fitted to the weighted samples so far; all are weighted by
 
 the likelihood being the emulator's, ``y ~ N(c(x) f(θ), σ²)``, with the continuum ``c`` — the flux
 amplitude, or for a model that divides its input by its continuum that polynomial — marginalised
-analytically (:mod:`specvit.inference.likelihood`, so the flux unit and scale do not matter). The
+analytically (:mod:`specvit.inference.likelihood`, so the flux unit and scale do not matter).
+Where a polynomial is marginalised, the emulator's own continuum is held at the proposal's centre:
+what it changes between samples is smooth and the polynomial takes it up, so the model flux is
+linear in the emulator's 20 design terms, and a sample costs a quadratic form
+(:class:`~specvit.inference.likelihood.LinearLikelihood`) instead of a pass over the pixels
+(``tests/test_exact.py`` holds the posterior to the full emulator's). The
 self-normalised weights give the posterior mean, σ and the covariance of the labels under the
 emulator, the prior and the noise model — the Bayes answer where the weights are well spread — and
 the effective sample size ``ESS = (Σw)² / Σw²``, a per-star measure of how far the network's answer
@@ -33,6 +38,7 @@ and a spectrum whose samples all fall outside gets ESS 0 and NaN estimates, not 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -43,7 +49,12 @@ from specvit.bounds.bayes import student_t_logpdf
 from specvit.bounds.fisher import check_continuum_order
 from specvit.bounds.prior import LabelPrior
 from specvit.config import SpecViTConfig
-from specvit.inference.likelihood import Reference, continuum_basis
+from specvit.inference.likelihood import (
+    LinearLikelihood,
+    Reference,
+    continuum_basis,
+    design_products,
+)
 from specvit.inference.physics import PhysicalContext, emulator_mismatch
 from specvit.instrument.lsf import MR_RESOLUTION, MR_RESOLVING_POWERS
 from specvit.labels import LABEL_NAMES
@@ -123,7 +134,10 @@ class ImportancePosterior:
     continuum_order : int
         K ≥ 0: the flux is the model's times a Legendre polynomial of degree K across the
         pixels, marginalised with the amplitude
-        (:func:`specvit.inference.likelihood.whitened_loglike`); 0: the amplitude alone.
+        (:func:`specvit.inference.likelihood.whitened_loglike`); 0: the amplitude alone. With
+        K > 0 and a model that has a ``continuum`` and ``normalised_weights`` (the emulator),
+        the model's continuum is held at the proposal's centre
+        (:class:`specvit.inference.likelihood.LinearLikelihood`).
     retries : int
         Times a spectrum whose ESS is below ``min_ess`` (but above 0) is sampled again, all
         rounds, from a proposal centred on its posterior so far (mean and σ) instead of the
@@ -314,7 +328,6 @@ class ImportancePosterior:
         return ExactPosterior(*fields)
 
     def _chunk(self, y, sigma, mean, std, generator, background, return_samples):
-        n, p = mean.shape
         y = y.to(torch.float64)
         w = sigma.to(torch.float64).reciprocal().square()
         bad = ~(torch.isfinite(y) & torch.isfinite(w))
@@ -324,8 +337,15 @@ class ImportancePosterior:
         floor = torch.diag((1e-3 * (bounds[:, 1] - bounds[:, 0])).square())
         reference = torch.minimum(torch.maximum(mean, bounds[:, 0]), bounds[:, 1])
         with torch.no_grad():
-            f0 = self.model(reference.to(self._model_dtype)).to(torch.float64)
-        likelihood = self.likelihood(y, w, f0, background)
+            if self._linear is None:
+                f0 = self.model(reference.to(self._model_dtype)).to(torch.float64)
+                likelihood = self.likelihood(y, w, f0, background)
+            else:  # the continuum held at the reference's, the flux linear in the design
+                weights, products = self._linear
+                held = self.model.continuum(reference.to(self._model_dtype)).to(torch.float64)
+                likelihood = LinearLikelihood(
+                    y, w, weights, held, self.continuum_order, background, products
+                )
         proposals = [(mean, torch.diag_embed(self.inflate * std.to(torch.float64)))]
         thetas, log_targets, counts = [], [], []
         for r, k in enumerate(self._round_sizes()):
@@ -335,12 +355,8 @@ class ImportancePosterior:
             theta = self._draw(*proposals[-1], k, generator)
             log_prior = self.prior.log_density(theta)
             inside = torch.isfinite(log_prior)
-            with torch.no_grad():
-                safe = torch.where(inside[..., None], theta, reference[:, None])  # no extrapolation
-                sums = likelihood.zeros(k)
-                for pixels, f in self._flux_blocks(safe.reshape(-1, p).to(self._model_dtype)):
-                    likelihood.accumulate(sums, f.view(n, k, -1), pixels)
-            log_target = likelihood.loglike(sums) + log_prior
+            safe = torch.where(inside[..., None], theta, reference[:, None])  # no extrapolation
+            log_target = self._loglike(likelihood, safe) + log_prior
             thetas.append(theta)
             log_targets.append(torch.where(inside, log_target, -math.inf))
             counts.append(k)
@@ -360,6 +376,29 @@ class ImportancePosterior:
         std_out = torch.diagonal(cov, dim1=-2, dim2=-1).clamp_min(0.0).sqrt()
         extra = (theta, log_w) if return_samples else (None, None)
         return post_mean, std_out, cov, ess, *extra
+
+    @functools.cached_property
+    def _linear(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The design weights and their :func:`~specvit.inference.likelihood.design_products`
+        where the likelihood is taken with the model's continuum held (a model with a
+        ``continuum`` and ``normalised_weights``, as the emulator, and a continuum polynomial
+        marginalised); None: the likelihood of the model's fluxes."""
+        if not self.continuum_order or not hasattr(self.model, "continuum"):
+            return None
+        weights = self.model.normalised_weights.detach().to("cpu", torch.float64)
+        return weights, design_products(weights)
+
+    @torch.no_grad()
+    def _loglike(self, likelihood, labels: torch.Tensor) -> torch.Tensor:
+        """``(n, k)`` the log likelihood of labels ``(n, k, P)`` (inside the model's range)."""
+        n, k, p = labels.shape
+        flat = labels.reshape(-1, p).to(self._model_dtype)
+        if isinstance(likelihood, LinearLikelihood):
+            return likelihood.loglike(self.model.design(flat).view(n, k, -1))
+        sums = likelihood.zeros(k)
+        for pixels, f in self._flux_blocks(flat):
+            likelihood.accumulate(sums, f.view(n, k, -1), pixels)
+        return likelihood.loglike(sums)
 
     def _flux_blocks(self, labels: torch.Tensor) -> Iterator[tuple[slice, torch.Tensor]]:
         """The model's fluxes in blocks of pixels where it makes them so

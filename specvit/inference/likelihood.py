@@ -9,6 +9,12 @@ derivative: a scale error and a shift of the sky subtraction).
 The sums are taken about one reference spectrum per observed one, so float32 model spectra keep
 the likelihood's differences between samples accurate, and :class:`Reference` adds them up block
 by block of pixels while the model spectra are in cache.
+
+A model whose flux is linear in a short design vector, ``f = (d V) s`` (the emulator's
+normalised flux times a fixed continuum ``s``), needs no model spectra at all:
+:class:`LinearLikelihood` takes every sum over pixels once per observed spectrum, as a quadratic
+form in ``d``, and each sample then costs a few hundred multiply-adds instead of a pass over
+the pixels.
 """
 
 from __future__ import annotations
@@ -20,7 +26,13 @@ import torch
 
 from specvit.continuum import legendre_basis
 
-__all__ = ["Reference", "continuum_basis", "whitened_loglike"]
+__all__ = [
+    "LinearLikelihood",
+    "Reference",
+    "continuum_basis",
+    "design_products",
+    "whitened_loglike",
+]
 
 
 def whitened_loglike(
@@ -97,21 +109,25 @@ class Reference:
     def __init__(self, y, w, f0, basis, background=None) -> None:
         basis = y.new_ones((1, y.shape[-1])) if basis is None else basis.to(y)
         self.k = k = basis.shape[0]
+        self.upper = torch.triu_indices(k, k)
+        self._basis = basis
         self.sw = w.sqrt()
         z = y * self.sw
         self.u = f0 * self.sw
-        big_u = self.u[:, None] * basis  # (n, K+1, L)
-        m0, rhs = big_u @ big_u.mT, big_u @ z.unsqueeze(-1)
+        # UᵀU and Uᵀz, U = [P_k f0/σ], from sums over pixels (no (n, K+1, L) array)
+        m0 = _symmetric(self.u.square() @ self.pairs.T, self.upper, k)  # (n, K+1, K+1)
+        rhs = ((self.u * z) @ basis.T).unsqueeze(-1)  # (n, K+1, 1)
         self._terms = None
         if background is not None:  # the metric M = I − B̃ K B̃ᵀ, K = (B̃ᵀB̃)⁺
             terms = background.to(y).expand(len(y), -1, -1)  # (n, J, L)
             b = terms * self.sw[:, None]  # whitened
             kernel = torch.linalg.pinv(b @ b.mT, hermitian=True)
-            bu, bz = b @ big_u.mT, b @ z.unsqueeze(-1)  # (n, J, K+1), (n, J, 1)
+            bu = _rows_at(b * self.u[:, None], basis.T)  # (n, J, K+1)
+            bz = b @ z.unsqueeze(-1)  # (n, J, 1)
             m0, rhs = m0 - bu.mT @ kernel @ bu, rhs - bu.mT @ kernel @ bz
         self.m0 = m0  # (n, K+1, K+1)
         self.a = torch.linalg.solve(m0, rhs).squeeze(-1)  # (n, K+1)
-        self.r = z - (self.a.unsqueeze(1) @ big_u).squeeze(1)
+        self.r = z - (self.a @ basis) * self.u
         #: |r|² in the metric: the reference fit's χ²
         self.chi2 = self.r.square().sum(-1)
         if background is not None:
@@ -119,8 +135,6 @@ class Reference:
             self.chi2 = self.chi2 - (br.mT @ kernel @ br)[:, 0, 0]
             # what turns the sums against B̃ into the metric's t, L and Q
             self._terms = (terms, kernel, kernel @ bu, (kernel @ br).squeeze(-1))
-        self.upper = torch.triu_indices(k, k)
-        self._basis = basis
         self._cast: dict[torch.dtype, tuple[torch.Tensor, ...]] = {}
 
     @functools.cached_property
@@ -190,6 +204,106 @@ class Reference:
         return torch.where((amplitude > 0) & (info == 0), out, torch.full_like(out, -math.inf))
 
 
+class LinearLikelihood:
+    """:func:`whitened_loglike` for model fluxes linear in a design vector: ``f = (d V) s``.
+
+    For ``V`` ``(D, L)`` fixed weights (the emulator's normalised flux,
+    :attr:`specvit.emulator.Emulator.normalised_weights`) and ``s`` ``(n, L)`` a fixed
+    multiplicative shape per spectrum (the emulator's continuum at the proposal's centre), every
+    sum over pixels of the continuum-marginalised likelihood is a quadratic form in ``d``:
+    ``GᵀWG`` from ``Σ_l P_i P_j s² w V_a V_b`` and ``GᵀWy`` from ``Σ_l P_k s w y V_a``. They
+    are taken once per spectrum, in float64 (``|z|² − zᵀG(GᵀG)⁻¹Gᵀz`` then needs no reference
+    spectrum to stay accurate); a sample costs ``D(D+1)/2`` products and a ``(K+1)``-square
+    solve. The result is :func:`whitened_loglike`'s for ``f = (d V) s`` (``tests/test_exact.py``
+    holds it to the direct float64 form).
+
+    Parameters
+    ----------
+    y, w : torch.Tensor
+        ``(n, L)`` observed flux and inverse variance (0 on masked pixels), float64.
+    weights : torch.Tensor
+        ``(D, L)`` the design vector's weights ``V``.
+    scale : torch.Tensor
+        ``(n, L)`` the shape ``s`` each spectrum's model flux is multiplied by.
+    order : int
+        The continuum's degree K (:func:`continuum_basis`; 0: the amplitude alone).
+    background : torch.Tensor, optional
+        As in :func:`whitened_loglike`.
+    products : torch.Tensor, optional
+        :func:`design_products` of ``weights`` (computed here if not given).
+    """
+
+    def __init__(self, y, w, weights, scale, order=0, background=None, products=None) -> None:
+        length = y.shape[-1]
+        basis = _basis(length, order).to(y)
+        self.k = k = basis.shape[0]
+        v = weights.to(y)
+        d = v.shape[0]
+        self.upper = torch.triu_indices(k, k)
+        self._design_upper = torch.triu_indices(d, d)
+        ws = w * scale.to(y)
+        #: Gᵀz per design term: (n, K+1, D)
+        self._gz = _rows_at(basis * (ws * y)[:, None], v.T)
+        self._zz = (w * y.square()).sum(-1)
+        # GᵀG: Σ_l (P_i P_j)(l) s²w V_a V_b, the continuum products in their span (2K+1 terms
+        # for Legendre polynomials) and the design products packed (a ≤ b, the others doubled)
+        span, coef = (t.to(y) for t in _pair_span(length, order))
+        products = design_products(v) if products is None else products.to(y)
+        self._gg = coef @ _rows_at((ws * scale.to(y))[:, None] * span, products)  # (n, M, D2)
+        self._terms = None
+        if background is not None:  # in the metric M = I − B̃ K B̃ᵀ, as whitened_loglike's
+            terms = background.to(y).expand(len(y), -1, -1)  # (n, J, L)
+            kernel = torch.linalg.pinv((terms * w[:, None]) @ terms.mT, hermitian=True)
+            bz = (terms @ (w * y).unsqueeze(-1)).squeeze(-1)  # (n, J)
+            cross = (terms * ws[:, None])[:, :, None] * basis[None, None]  # (n, J, K+1, L)
+            bg = _rows_at(cross.flatten(1, 2), v.T)  # (n, J(K+1), D)
+            self._zz = self._zz - (bz.unsqueeze(1) @ kernel @ bz.unsqueeze(-1))[:, 0, 0]
+            self._terms = (bg, kernel, (kernel @ bz.unsqueeze(-1)).squeeze(-1))
+
+    def loglike(self, design: torch.Tensor) -> torch.Tensor:
+        """``(n, S)`` the log likelihood of the model fluxes of design vectors
+        ``(n, S, D)``."""
+        k = self.k
+        design = design.to(self._gz)
+        i, j = self._design_upper
+        pairs = design[..., i] * design[..., j] * torch.where(i == j, 1.0, 2.0).to(design)
+        gg = _symmetric(pairs @ self._gg.mT, self.upper, k)  # (n, S, K+1, K+1)
+        gz = design @ self._gz.mT  # (n, S, K+1)
+        if self._terms is not None:
+            bg, kernel, kernel_bz = self._terms
+            c = (design @ bg.mT).unflatten(-1, (-1, k))  # (n, S, J, K+1): B̃ᵀG
+            gg = gg - c.mT @ kernel[:, None] @ c
+            gz = gz - (c.mT @ kernel_bz[:, None, :, None]).squeeze(-1)
+        chol, info = torch.linalg.cholesky_ex(gg)
+        beta = torch.cholesky_solve(gz.unsqueeze(-1), chol).squeeze(-1)
+        chi2 = (self._zz[:, None] - (gz * beta).sum(-1)).clamp_min(0.0)
+        log_det = 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+        amplitude = beta[..., 0]
+        out = -0.5 * chi2 - 0.5 * log_det - k * torch.log(amplitude.clamp_min(1e-300))
+        return torch.where((amplitude > 0) & (info == 0), out, torch.full_like(out, -math.inf))
+
+
+@functools.lru_cache(maxsize=4)
+def _pair_span(length: int, order: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The products ``P_i P_j`` (i ≤ j) of :func:`continuum_basis`'s terms as ``coef @ span``:
+    ``span`` ``(R, L)`` orthonormal rows spanning them (R = 2K + 1: polynomials of degree
+    ≤ 2K), ``coef`` ``(M, R)``."""
+    basis = _basis(length, order)
+    i, j = torch.triu_indices(basis.shape[0], basis.shape[0])
+    u, s, vh = torch.linalg.svd(basis[i] * basis[j], full_matrices=False)
+    rank = int((s > s[0] * 1e-10).sum())
+    return vh[:rank], u[:, :rank] * s[:rank]
+
+
+def design_products(weights: torch.Tensor) -> torch.Tensor:
+    """``(L, D(D+1)/2)`` float64: the products ``V_a V_b`` (a ≤ b) of design weights
+    ``(D, L)`` per pixel, which :class:`LinearLikelihood` sums against (compute once per
+    model)."""
+    v = weights.to(torch.float64)
+    i, j = torch.triu_indices(v.shape[0], v.shape[0])
+    return (v[i] * v[j]).T.contiguous()
+
+
 @functools.lru_cache(maxsize=4)
 def continuum_basis(length: int, order: int) -> torch.Tensor | None:
     """``(order + 1, length)`` float64: 1 and the Legendre polynomials of degree 1 … ``order``
@@ -199,6 +313,18 @@ def continuum_basis(length: int, order: int) -> torch.Tensor | None:
         return None
     x = torch.linspace(-1.0, 1.0, length, dtype=torch.float64)
     return torch.cat([torch.ones_like(x)[None], legendre_basis(x, order)])
+
+
+def _rows_at(rows: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """``(n, R, M)``: the rows ``(n, R, L)`` times one ``(L, M)`` matrix, as a single product
+    (a batched one would copy the matrix per spectrum)."""
+    return (rows.reshape(-1, rows.shape[-1]) @ matrix).view(*rows.shape[:-1], -1)
+
+
+def _basis(length: int, order: int) -> torch.Tensor:
+    """``(K + 1, L)`` the continuum's terms, the amplitude's included."""
+    basis = continuum_basis(length, order)
+    return torch.ones((1, length), dtype=torch.float64) if basis is None else basis
 
 
 def _symmetric(packed: torch.Tensor, upper: torch.Tensor, k: int) -> torch.Tensor:
