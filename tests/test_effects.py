@@ -17,6 +17,7 @@ from specvit.instrument import PFSNoiseModel, read_etc
 from specvit.instrument.photometry import magnitude_to_njy
 from specvit.preprocessing import median_snr
 from training.engine.effects import (
+    BackgroundColour,
     CosmicRays,
     Effects,
     Extinction,
@@ -108,6 +109,7 @@ def test_zero_strength_effects_change_nothing(sim) -> None:
     zero = Effects(
         lsf=LSFSpread([5000.0]),
         wavelength=WavelengthOffset(0.0),
+        background=BackgroundColour(amplitude=0.0),
         extinction=Extinction(ebv=0.0),
         telluric=TelluricResiduals(fraction=0.0),
         sky=SkyResiduals(0.0, 0.0, 0.0),
@@ -270,6 +272,25 @@ def test_extinction_is_the_dust_extinction_curve(noise) -> None:
     torch.testing.assert_close(noise.magnitude(flux), mag.double(), atol=1e-4, rtol=0)
     draw = sim.sample(N, _gen(0))
     assert 0.0 <= float(draw["ebv"].min()) and float(draw["ebv"].max()) <= 1.0
+
+
+# ------------------------------------------------------------------ background colour
+def test_background_colour_tilts_the_noise_and_its_sigma_alike(sim, noise) -> None:
+    """The sky + detector σ times a smooth factor whose log spans the drawn amplitude; the noise
+    drawn follows the σ reported (the star's flux is untouched)."""
+    off, on = _pair(sim, Effects.only("background", amplitude=0.4))
+    ratio = (_background_of(noise, on) / _background_of(noise, off)).sqrt().log()  # ln factor
+    span = ratio.amax(-1) - ratio.amin(-1)
+    torch.testing.assert_close(span, torch.full_like(span, 0.4), atol=0.02, rtol=0)
+    assert (ratio[:, :-1] - ratio[:, 1:]).abs().max() < 1e-3  # smooth across the arm
+    assert on["background_coeffs"].shape == (N, 2) and torch.all(on["background_amplitude"] == 0.4)
+    # the same normal draws scaled by the σ reported: flux = clean + σ z with and without
+    step = on["error"].double() - off["error"].double()
+    z = (on["flux"].double() - off["flux"].double()) / step
+    moved = step.abs() > 0.05 * off["error"].double()
+    assert moved.sum() > 10_000 and abs(float(z[moved].std()) - 1.0) < 0.03
+    with pytest.raises(ValueError, match="background amplitude must be ≥ 0"):
+        BackgroundColour(amplitude=(-0.1, 0.2))
 
 
 # ------------------------------------------------------------------ flux calibration

@@ -144,6 +144,7 @@ def test_engine_effects_reach_the_simulator(etc_dir):
     assert set(source.simulator.effects.effects) == {
         "lsf",
         "wavelength",
+        "background",
         "extinction",
         "telluric",
         "sky",

@@ -8,7 +8,8 @@ at its stage of a draw of :class:`training.engine.simulate.Simulator`:
 - **spectrum** (the star's relative f_ν spectrum, before the scaling to the drawn HSC-i
   magnitude): :class:`LSFSpread` (which emulator), :class:`WavelengthOffset` (the star moved),
   :class:`Extinction`;
-- **noise** (the noise draw): :class:`WavelengthOffset` (the sky + detector variance moved);
+- **noise** (the noise draw): :class:`WavelengthOffset` (the sky + detector variance moved),
+  :class:`BackgroundColour` (its colour changed);
 - **observed** (after the noise draw, before the S/N, in this order): :class:`TelluricResiduals`,
   :class:`SkyResiduals`, :class:`WavelengthOffset` (the residual of subtracting an unshifted
   sky), :class:`CosmicRays`, :class:`FluxCalibration` (flux and σ), :class:`SigmaScale` (σ).
@@ -55,6 +56,7 @@ from training.engine.seeding import step_seed
 __all__ = [
     "EFFECT_TYPES",
     "SUBARU_ALTITUDE_KM",
+    "BackgroundColour",
     "CosmicRays",
     "Effect",
     "Effects",
@@ -310,6 +312,74 @@ class WavelengthOffset(Effect):
 
     def to_dict(self) -> dict[str, Any]:
         return {"pixels": self.pixels.to_dict()}
+
+
+class BackgroundColour(Effect):
+    """The sky + detector background's colour changes from one observation to the next.
+
+    Moonlight and twilight add a sky continuum that falls toward the red, airmass and zodiacal
+    light change it, the read noise is flat: the background's σ across the arm is not the ETC's
+    new-moon shape. The factor on the sky + detector σ is ``exp(Σ_k c_k P_k(x))`` (Legendre
+    P_1 … P_order in the normalised wavelength x), per star a shape with standard-normal
+    coefficients scaled so that the peak-to-peak of its log is the drawn ``amplitude``; the
+    variance, and so the noise drawn and the σ reported, take its square (noise stage). The
+    level is left as it is (the magnitude prior spans the S/N).
+
+    Why it is in the engine: at low S/N the noise of a spectrum divided by its continuum is
+    ``σ/continuum`` per pixel, and with the ETC's one background shape its trend is the star's
+    continuum: a model trained on that one shape reads the continuum (T_eff, reddening) from its
+    noise. Ideal spectra given a background σ 50 % higher at one end of the arm than the other
+    moved the default model's T_eff by −171 K and +510 K at S/N 2–3 (``docs/research/
+    background_colour.py``). No PFS measurement of the background's colour is at hand: the
+    default prior is wide on purpose.
+
+    Parameters
+    ----------
+    amplitude : strength
+        Prior of the peak-to-peak of ``ln`` of the σ factor (default uniform 0–0.5: the σ at
+        one end of the arm up to 1.65 times that at the other).
+    order : int
+        Highest Legendre order (default 2).
+    """
+
+    name, stream, fields = "background", 9, ("background_amplitude", "background_coeffs")
+
+    def __init__(self, amplitude: Any = (0.0, 0.5), order: int = 2) -> None:
+        self.amplitude = parse_strength(amplitude)
+        if self.amplitude.low < 0:
+            raise ValueError(f"the background amplitude must be ≥ 0, got {self.amplitude}")
+        if int(order) != order or order < 1:
+            raise ValueError(f"order must be a positive integer, got {order}")
+        self.order = int(order)
+
+    def sample(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """``background_amplitude`` (n,) and ``background_coeffs`` (n, order)."""
+        amplitude = self.amplitude.sample(n, generator)
+        shape = torch.randn(n, self.order, generator=generator, dtype=torch.float64)
+        curve = shape @ legendre_basis(_X, self.order)
+        ptp = (curve.amax(-1) - curve.amin(-1)).clamp_min(1e-12)
+        coeffs = shape * (amplitude / ptp).unsqueeze(-1)
+        return {"background_amplitude": amplitude, "background_coeffs": coeffs}
+
+    def apply(self, variance: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Noise stage: the sky + detector variance ``(L,)`` or ``(n, L)`` times the square of
+        each star's factor, ``(n, L)``."""
+        coeffs = params["background_coeffs"].to(variance.device)
+        x = torch.linspace(-1.0, 1.0, variance.shape[-1], dtype=torch.float64, device=coeffs.device)
+        log_sigma = coeffs.to(torch.float64) @ legendre_basis(x, self.order)
+        return variance * torch.exp(2.0 * log_sigma).to(variance.dtype)
+
+    def columns(self, params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = {"background_amplitude": params["background_amplitude"]}
+        for k in range(self.order):
+            out[f"background_c{k + 1}"] = params["background_coeffs"][:, k]
+        return out
+
+    def column_names(self) -> tuple[str, ...]:
+        return ("background_amplitude", *(f"background_c{k + 1}" for k in range(self.order)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"amplitude": self.amplitude.to_dict(), "order": self.order}
 
 
 class Extinction(Effect):
@@ -1028,6 +1098,7 @@ class SigmaScale(Effect):
 EFFECT_TYPES: tuple[type[Effect], ...] = (
     LSFSpread,
     WavelengthOffset,
+    BackgroundColour,
     Extinction,
     TelluricResiduals,
     SkyResiduals,
@@ -1185,10 +1256,15 @@ class Effects:
     def background(
         self, variance: torch.Tensor, params: Mapping[str, torch.Tensor]
     ) -> torch.Tensor | None:
-        """Noise stage: each star's sky + detector variance (nJy²), or None for the model's."""
-        if "wavelength" not in self.effects:
+        """Noise stage: each star's sky + detector variance (nJy²), moved by the wavelength
+        offset and coloured by the background's colour, or None for the model's."""
+        if "wavelength" not in self.effects and "background" not in self.effects:
             return None
-        return self.effects["wavelength"].background(variance, params)
+        if "wavelength" in self.effects:
+            variance = self.effects["wavelength"].background(variance, params)
+        if "background" in self.effects:
+            variance = self.effects["background"].apply(variance, params)
+        return variance
 
     def observed(
         self,

@@ -121,6 +121,8 @@ def variants() -> list[Variant]:
         ("cosmic_rays", "6 per spectrum", {"rate": 6.0}),
         ("sigma_scale", "σ × 0.7", {"factor": 0.7}),
         ("sigma_scale", "σ × 1.3", {"factor": 1.3}),
+        ("background", "σ 1.25× end to end", {"amplitude": 0.22}),
+        ("background", "σ 1.57× end to end", {"amplitude": 0.45}),
         ("telluric", "10 % residual, 10 mm PWV", {"fraction": 0.1, "pwv": 10.0}),
     ]
     out += [Variant(effect, label, Effects.only(effect, **kw)) for effect, label, kw in grades]
