@@ -233,7 +233,16 @@ class LinearLikelihood:
         :func:`design_products` of ``weights`` (computed here if not given).
     """
 
-    def __init__(self, y, w, weights, scale, order=0, background=None, products=None) -> None:
+    def __init__(
+        self,
+        y: torch.Tensor,
+        w: torch.Tensor,
+        weights: torch.Tensor,
+        scale: torch.Tensor,
+        order: int = 0,
+        background: torch.Tensor | None = None,
+        products: torch.Tensor | None = None,
+    ) -> None:
         length = y.shape[-1]
         basis = _basis(length, order).to(y)
         self.k = k = basis.shape[0]
