@@ -291,6 +291,11 @@ def test_background_colour_tilts_the_noise_and_its_sigma_alike(sim, noise) -> No
     assert moved.sum() > 10_000 and abs(float(z[moved].std()) - 1.0) < 0.03
     with pytest.raises(ValueError, match="background amplitude must be ≥ 0"):
         BackgroundColour(amplitude=(-0.1, 0.2))
+    for order in (0, 1.5):
+        with pytest.raises(ValueError, match="order must be a positive integer"):
+            BackgroundColour(order=order)
+    with pytest.raises(ValueError, match="calibration amplitude must be ≥ 0"):
+        FluxCalibration(amplitude=-0.1)
 
 
 # ------------------------------------------------------------------ flux calibration

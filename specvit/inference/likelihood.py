@@ -249,7 +249,9 @@ class LinearLikelihood:
         v = weights.to(y)
         d = v.shape[0]
         self.upper = torch.triu_indices(k, k)
-        self._design_upper = torch.triu_indices(d, d)
+        i, j = self._design_upper = torch.triu_indices(d, d)
+        #: the products d_a d_b (a ≤ b) each count once on the diagonal, twice off it
+        self._twice = torch.where(i == j, 1.0, 2.0).to(y)
         ws = w * scale.to(y)
         #: Gᵀz per design term: (n, K+1, D)
         self._gz = _rows_at(basis * (ws * y)[:, None], v.T)
@@ -275,7 +277,7 @@ class LinearLikelihood:
         k = self.k
         design = design.to(self._gz)
         i, j = self._design_upper
-        pairs = design[..., i] * design[..., j] * torch.where(i == j, 1.0, 2.0).to(design)
+        pairs = design[..., i] * design[..., j] * self._twice
         gg = _symmetric(pairs @ self._gg.mT, self.upper, k)  # (n, S, K+1, K+1)
         gz = design @ self._gz.mT  # (n, S, K+1)
         if self._terms is not None:

@@ -66,6 +66,7 @@ __all__ = [
     "LSFSpread",
     "SigmaScale",
     "SkyResiduals",
+    "SmoothCurveEffect",
     "TelluricResiduals",
     "WavelengthOffset",
     "o2_column",
@@ -314,7 +315,55 @@ class WavelengthOffset(Effect):
         return {"pixels": self.pixels.to_dict()}
 
 
-class BackgroundColour(Effect):
+class SmoothCurveEffect(Effect):
+    """An effect whose per-star shape is a smooth curve across the arm, ``Σ_k c_k P_k(x)``
+    (Legendre P_1 … P_order in the normalised wavelength x, −1 at the first pixel and +1 at the
+    last): per star a shape with standard-normal coefficients, scaled so that its
+    **peak-to-peak** over the arm is the drawn ``amplitude``. Subclasses say what the curve does
+    (:class:`FluxCalibration`, :class:`BackgroundColour`) and name their parameters ``prefix``
+    + ``_amplitude`` and ``_coeffs`` (columns ``_c1`` …).
+    """
+
+    prefix: ClassVar[str]
+
+    def __init__(self, amplitude: Any, order: int) -> None:
+        self.amplitude = parse_strength(amplitude)
+        if self.amplitude.low < 0:
+            raise ValueError(f"the {self.name} amplitude must be ≥ 0, got {self.amplitude}")
+        if int(order) != order or order < 1:
+            raise ValueError(f"order must be a positive integer, got {order}")
+        self.order = int(order)
+
+    def sample(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """``<prefix>_amplitude`` (n,) and ``<prefix>_coeffs`` (n, order): c_1 … c_order."""
+        amplitude = self.amplitude.sample(n, generator)
+        shape = torch.randn(n, self.order, generator=generator, dtype=torch.float64)
+        curve = shape @ legendre_basis(_X, self.order)
+        ptp = (curve.amax(-1) - curve.amin(-1)).clamp_min(1e-12)
+        coeffs = shape * (amplitude / ptp).unsqueeze(-1)
+        return {f"{self.prefix}_amplitude": amplitude, f"{self.prefix}_coeffs": coeffs}
+
+    def curve(self, params: Mapping[str, torch.Tensor], num_pixels: int) -> torch.Tensor:
+        """``(n, L)`` float64: each star's ``Σ_k c_k P_k(x)`` on ``num_pixels`` pixels."""
+        coeffs = params[f"{self.prefix}_coeffs"]
+        x = torch.linspace(-1.0, 1.0, num_pixels, dtype=torch.float64, device=coeffs.device)
+        return coeffs.to(torch.float64) @ legendre_basis(x, self.order)
+
+    def columns(self, params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = {f"{self.prefix}_amplitude": params[f"{self.prefix}_amplitude"]}
+        for k in range(self.order):
+            out[f"{self.prefix}_c{k + 1}"] = params[f"{self.prefix}_coeffs"][:, k]
+        return out
+
+    def column_names(self) -> tuple[str, ...]:
+        names = (f"{self.prefix}_c{k + 1}" for k in range(self.order))
+        return (f"{self.prefix}_amplitude", *names)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"amplitude": self.amplitude.to_dict(), "order": self.order}
+
+
+class BackgroundColour(SmoothCurveEffect):
     """The sky + detector background's colour changes from one observation to the next.
 
     Moonlight and twilight add a sky continuum that falls toward the red, airmass and zodiacal
@@ -343,43 +392,16 @@ class BackgroundColour(Effect):
     """
 
     name, stream, fields = "background", 9, ("background_amplitude", "background_coeffs")
+    prefix = "background"
 
     def __init__(self, amplitude: Any = (0.0, 0.5), order: int = 2) -> None:
-        self.amplitude = parse_strength(amplitude)
-        if self.amplitude.low < 0:
-            raise ValueError(f"the background amplitude must be ≥ 0, got {self.amplitude}")
-        if int(order) != order or order < 1:
-            raise ValueError(f"order must be a positive integer, got {order}")
-        self.order = int(order)
-
-    def sample(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """``background_amplitude`` (n,) and ``background_coeffs`` (n, order)."""
-        amplitude = self.amplitude.sample(n, generator)
-        shape = torch.randn(n, self.order, generator=generator, dtype=torch.float64)
-        curve = shape @ legendre_basis(_X, self.order)
-        ptp = (curve.amax(-1) - curve.amin(-1)).clamp_min(1e-12)
-        coeffs = shape * (amplitude / ptp).unsqueeze(-1)
-        return {"background_amplitude": amplitude, "background_coeffs": coeffs}
+        super().__init__(amplitude, order)
 
     def apply(self, variance: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Noise stage: the sky + detector variance ``(L,)`` or ``(n, L)`` times the square of
-        each star's factor, ``(n, L)``."""
-        coeffs = params["background_coeffs"].to(variance.device)
-        x = torch.linspace(-1.0, 1.0, variance.shape[-1], dtype=torch.float64, device=coeffs.device)
-        log_sigma = coeffs.to(torch.float64) @ legendre_basis(x, self.order)
+        each star's factor ``exp(curve)``, ``(n, L)``."""
+        log_sigma = self.curve(params, variance.shape[-1]).to(variance.device)
         return variance * torch.exp(2.0 * log_sigma).to(variance.dtype)
-
-    def columns(self, params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        out = {"background_amplitude": params["background_amplitude"]}
-        for k in range(self.order):
-            out[f"background_c{k + 1}"] = params["background_coeffs"][:, k]
-        return out
-
-    def column_names(self) -> tuple[str, ...]:
-        return ("background_amplitude", *(f"background_c{k + 1}" for k in range(self.order)))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"amplitude": self.amplitude.to_dict(), "order": self.order}
 
 
 class Extinction(Effect):
@@ -450,7 +472,7 @@ class Extinction(Effect):
 _X = torch.linspace(-1.0, 1.0, 1025, dtype=torch.float64)
 
 
-class FluxCalibration(Effect):
+class FluxCalibration(SmoothCurveEffect):
     """A smooth multiplicative error of the flux calibration across the arm.
 
     The factor is ``1 + Σ_k c_k P_k(x)`` (Legendre P_1 … P_order in the normalised wavelength x,
@@ -472,29 +494,14 @@ class FluxCalibration(Effect):
     """
 
     name, stream, fields = "calibration", 4, ("calib_amplitude", "calib_coeffs")
+    prefix = "calib"
 
     def __init__(self, amplitude: Any = (0.02, 0.15), order: int = 3) -> None:
-        self.amplitude = parse_strength(amplitude)
-        if self.amplitude.low < 0:
-            raise ValueError(f"the calibration amplitude must be ≥ 0, got {self.amplitude}")
-        if int(order) != order or order < 1:
-            raise ValueError(f"order must be a positive integer, got {order}")
-        self.order = int(order)
-
-    def sample(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """``calib_amplitude`` (n,) and ``calib_coeffs`` (n, order): c_1 … c_order."""
-        amplitude = self.amplitude.sample(n, generator)
-        shape = torch.randn(n, self.order, generator=generator, dtype=torch.float64)
-        curve = shape @ legendre_basis(_X, self.order)
-        ptp = (curve.amax(-1) - curve.amin(-1)).clamp_min(1e-12)
-        coeffs = shape * (amplitude / ptp).unsqueeze(-1)
-        return {"calib_amplitude": amplitude, "calib_coeffs": coeffs}
+        super().__init__(amplitude, order)
 
     def factor(self, params: Mapping[str, torch.Tensor], num_pixels: int) -> torch.Tensor:
         """``(n, L)``: the calibration error's factor ``1 + Σ c_k P_k(x)``."""
-        coeffs = params["calib_coeffs"]
-        x = torch.linspace(-1.0, 1.0, num_pixels, dtype=torch.float64, device=coeffs.device)
-        return 1.0 + coeffs.to(torch.float64) @ legendre_basis(x, self.order)
+        return 1.0 + self.curve(params, num_pixels)
 
     def apply(
         self, flux: torch.Tensor, sigma: torch.Tensor, params: Mapping[str, torch.Tensor]
@@ -503,18 +510,6 @@ class FluxCalibration(Effect):
         factor = self.factor(params, flux.shape[-1]).to(flux.dtype)
         flux.mul_(factor)
         sigma.mul_(factor)
-
-    def columns(self, params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        out = {"calib_amplitude": params["calib_amplitude"]}
-        for k in range(self.order):
-            out[f"calib_c{k + 1}"] = params["calib_coeffs"][:, k]
-        return out
-
-    def column_names(self) -> tuple[str, ...]:
-        return ("calib_amplitude", *(f"calib_c{k + 1}" for k in range(self.order)))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"amplitude": self.amplitude.to_dict(), "order": self.order}
 
 
 # ---------------------------------------------------------------------------------- tellurics
