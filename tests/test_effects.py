@@ -145,6 +145,36 @@ def test_effects_do_not_draw_from_the_generator_and_reproduce(sim) -> None:
     assert keys <= set(a) and a["calib_coeffs"].shape == (N, 3)
 
 
+@needs_pwv_kpno
+def test_clean_fraction_draws_spectra_without_any_effect(sim) -> None:
+    """``clean_fraction``: those stars are the engine's without effects, bit for bit (every
+    effect at its absent value); the others keep the strengths they were drawn without clean
+    spectra."""
+    plain = Effects.default()
+    half = Effects.from_dict({**plain.to_dict(), "clean_fraction": 0.5})
+    off, on = _pair(sim, half)
+    full = sim.with_effects(plain).sample(N, _gen(5))
+    clean = (on["ebv"] == 0) & (on["calib_amplitude"] == 0) & (on["sigma_scale"] == 1)
+    assert 0.3 < clean.float().mean() < 0.7
+    assert torch.all(on["resolving_power"][clean] == 5000.0)
+    assert torch.all(on["n_cosmic"][clean] == 0) and torch.all(on["telluric_fraction"][clean] == 0)
+    for key in ("flux", "error", "snr"):
+        assert torch.equal(on[key][clean], off[key][clean]), key
+        assert not torch.equal(on[key][~clean], off[key][~clean]), key
+    for key in ("ebv", "calib_coeffs", "sky_pixel", "n_cosmic", "wave_offset", "background_coeffs"):
+        assert torch.equal(on[key][~clean], full[key][~clean]), key
+    assert half.to_dict()["clean_fraction"] == 0.5 and "clean_fraction" not in plain.to_dict()
+    assert "50% clean" in repr(half)
+    with pytest.raises(ValueError, match="clean_fraction must be in"):
+        Effects(clean_fraction=1.0, extinction=Extinction())
+    with pytest.raises(ValueError, match="clean_fraction needs effects"):
+        Effects(clean_fraction=0.2)
+    with pytest.raises(ValueError, match="design R 5000"):
+        Effects(clean_fraction=0.2, lsf=LSFSpread([4000.0, 6000.0]))
+    with pytest.raises(TypeError, match="clean_fraction must be a number"):
+        Effects.from_dict({"extinction": True, "clean_fraction": "some"})
+
+
 def test_one_effect_at_graded_strengths_same_stars(sim) -> None:
     """The realism benchmark's need: the same stars, one effect at graded strengths; a fixed
     strength keeps the effect's shape (here the calibration's) and scales it."""

@@ -1,5 +1,7 @@
 """The realism test set (training.evaluation.realism): same stars, one effect at a time."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -63,11 +65,31 @@ def test_the_command_writes_the_table_and_figure(tmp_path, etc_dir):
         == 0
     )
     page = (tmp_path / "realism.md").read_text()
-    rows = [line for line in page.splitlines() if line.startswith("| ") and ":" in line]
+    table = page.split("## σ coverage per S/N bin")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and ":" in line]
     assert len(rows) == len(variants()) + 1  # and the unperturbed stars' own row
     assert rows[0].startswith("| reference: unperturbed |")
     assert "python -m training realism --n 4" in page
     assert (tmp_path / "realism_shifts.png").stat().st_size > 1000
+    assert "## σ coverage per S/N bin" in page and "| mixed: every effect, ±300 km/s | N |" in page
+
+
+def test_only_scores_the_named_effects_variants(tmp_path, etc_dir):
+    """``--only mixed``: the unperturbed stars and the mixed variant, in realism_mixed.md with
+    their coverage per S/N bin (a bin of too few stars shows –)."""
+    from training.cli.realism import main
+
+    out = tmp_path / "scores.json"
+    args = ["--n", "30", "--only", "mixed", "--etc-dir", str(etc_dir), "--out", str(out)]
+    assert main([*args, "--report", str(tmp_path)]) == 0
+    scores = json.loads(out.read_text())
+    assert list(scores["variants"]) == ["reference: unperturbed", "mixed: every effect, ±300 km/s"]
+    page = (tmp_path / "realism_mixed.md").read_text()
+    rows = [line for line in page.splitlines() if line.startswith("| mixed: every effect")]
+    assert len(rows) == 1 + 4  # the table's row, then N and a row per label in the coverage's
+    coverage = page.split("## σ coverage per S/N bin")[1]
+    assert "| reference: unperturbed | log_g |" in coverage and "–" in coverage
+    assert not (tmp_path / "realism.md").exists()
 
 
 def test_exact_mode_is_given_the_engines_sky(tmp_path, etc_dir, monkeypatch):
@@ -97,7 +119,11 @@ def test_exact_mode_is_given_the_engines_sky(tmp_path, etc_dir, monkeypatch):
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--n", "0"], "--n must be ≥ 1"), (["--etc-dir", "/no/such/folder"], "is not a folder")],
+    [
+        (["--n", "0"], "--n must be ≥ 1"),
+        (["--etc-dir", "/no/such/folder"], "is not a folder"),
+        (["--only", "seeing"], "no realism variant of ['seeing']"),
+    ],
 )
 def test_the_command_refuses_bad_options_before_any_work(args, message, capsys):
     from training.cli.realism import main

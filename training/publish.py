@@ -108,15 +108,20 @@ def _data_description(run: dict[str, Any]) -> str:
             f"Labels drawn from {prior}. Every training step drew fresh spectra and fresh noise; "
             f"an epoch was {data['n_train']} spectra."
         )
-        effects = Effects.from_dict(data.get("effects")).to_dict()
-        if effects:
+        effects = Effects.from_dict(data.get("effects"))
+        if effects.enabled:
             listed = "; ".join(
-                f"`{name}` ({', '.join(f'{k} {_setting(v)}' for k, v in settings.items())})"
-                for name, settings in effects.items()
+                f"`{name}` ({', '.join(f'{k} {_setting(v)}' for k, v in effect.to_dict().items())})"
+                for name, effect in effects.effects.items()
+            )
+            clean = (
+                f"; {effects.clean_fraction:.0%} of the spectra drawn with none of them"
+                if effects.clean_fraction
+                else ""
             )
             text += (
                 " Real-data effects drawn per star (`training.engine.effects`, sources in "
-                f"docs/data_engine.md): {listed}."
+                f"docs/data_engine.md): {listed}{clean}."
             )
     else:
         text = (

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m training realism [--model FOLDER] [--n 2000] [--report docs/results]
+    python -m training realism [--model FOLDER] [--n 2000] [--only mixed] [--report docs/results]
 
 What the set holds and how it is scored: :mod:`training.evaluation.realism`.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 import specvit
 from specvit.inference import DEFAULT_MODEL
 from specvit.instrument import PFSNoiseModel
-from training.evaluation.realism import realism_scores, write_report
+from training.evaluation.realism import realism_scores, select_variants, write_report
 from training.paths import DEFAULT_ETC_DIR
 
 __all__ = ["main"]
@@ -36,14 +36,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--exact", action="store_true", help="predict in exact mode (realism_exact.md)"
     )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="EFFECT",
+        help="score only this effect's variants, e.g. mixed (repeatable; realism_mixed.md)",
+    )
     args = parser.parse_args(argv)
     if args.n < 1:
         parser.error(f"--n must be ≥ 1, got {args.n}")
+    try:
+        select_variants(args.only)
+    except ValueError as err:
+        parser.error(str(err))
     if not args.etc_dir.is_dir():
         parser.error(f"--etc-dir {args.etc_dir} is not a folder of PFS ETC tables")
     model = specvit.load(args.model or DEFAULT_MODEL)
     noise = PFSNoiseModel.from_etc(args.etc_dir)
-    scores = realism_scores(model, noise, n=args.n, exact=args.exact)
+    scores = realism_scores(model, noise, n=args.n, exact=args.exact, only=args.only)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(scores, indent=1, allow_nan=False), encoding="utf-8")

@@ -204,6 +204,13 @@ class Effect:
         """JSON/YAML form; ``type(self)(**effect.to_dict())`` rebuilds it."""
         raise NotImplementedError
 
+    def absent(self, params: dict[str, torch.Tensor], rows: torch.Tensor) -> None:
+        """In place: the parameters of the stars ``rows`` (a boolean ``(n,)`` mask) set to the
+        values under which the effect leaves a spectrum as without it (here zero for every
+        field; the effects whose neutral value is not zero say theirs)."""
+        for key in self.fields:
+            params[key][rows] = 0.0
+
     def columns(self, params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Per-star scalar columns of the parameters (for a shard's label table)."""
         return {k: params[k] for k in self.fields}
@@ -241,6 +248,12 @@ class LSFSpread(Effect):
         self.values = tuple(float(v) for v in values)
         if not self.values or min(self.values) <= 0 or len(set(self.values)) != len(self.values):
             raise ValueError(f"LSF values must be distinct resolving powers > 0, got {values}")
+
+    def absent(self, params: dict[str, torch.Tensor], rows: torch.Tensor) -> None:
+        """In place: the stars ``rows`` observed at the design resolving power
+        (:data:`specvit.instrument.MR_RESOLUTION`; :class:`Effects` checks it is one of
+        :attr:`values`)."""
+        params["resolving_power"][rows] = MR_RESOLUTION
 
     def sample(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """``resolving_power`` (n,): one of :attr:`values` per star."""
@@ -1080,6 +1093,10 @@ class SigmaScale(Effect):
         """``sigma_scale`` (n,)."""
         return {"sigma_scale": self.factor.sample(n, generator)}
 
+    def absent(self, params: dict[str, torch.Tensor], rows: torch.Tensor) -> None:
+        """In place: the stars ``rows`` with their σ as reported (factor 1)."""
+        params["sigma_scale"][rows] = 1.0
+
     def apply(self, sigma: torch.Tensor, params: Mapping[str, torch.Tensor]) -> None:
         """Observed stage, in place: ``sigma`` ``(n, L)`` times the factor."""
         sigma.mul_(params["sigma_scale"].to(sigma.dtype).unsqueeze(-1))
@@ -1111,12 +1128,30 @@ class Effects:
     (every effect with its documented default prior), :meth:`only` (one effect, e.g. at a fixed
     strength) or :meth:`from_dict` (configs, file attributes). ``Effects(extinction=Extinction(),
     ...)`` takes the effects by name.
+
+    Parameters
+    ----------
+    clean_fraction : float
+        The fraction of spectra drawn with none of the effects (each effect's
+        :meth:`Effect.absent` values), in [0, 1); default 0. A model trained on the effects'
+        priors alone has seen almost no spectrum with every effect near zero, and its σ there
+        is an extrapolation: 20 % clean spectra show it that corner too. Which stars are clean
+        is drawn from a stream of its own (:data:`CLEAN_STREAM`): at 0 the draws are those of
+        the effects alone, bit for bit.
+    **effects : Effect or None
+        The effects, by name.
     """
 
-    def __init__(self, **effects: Effect | None) -> None:
+    #: Stream id of the clean spectra's draw (the effects use 1–9).
+    CLEAN_STREAM: ClassVar[int] = 10
+
+    def __init__(self, *, clean_fraction: float = 0.0, **effects: Effect | None) -> None:
         unknown = set(effects) - set(_BY_NAME)
         if unknown:
             raise ValueError(f"unknown effects {sorted(unknown)}; known: {list(_BY_NAME)}")
+        self.clean_fraction = float(clean_fraction)
+        if not 0.0 <= self.clean_fraction < 1.0:
+            raise ValueError(f"clean_fraction must be in [0, 1), got {clean_fraction!r}")
         self.effects: dict[str, Effect] = {}
         for name, kind in _BY_NAME.items():
             effect = effects.get(name)
@@ -1125,6 +1160,14 @@ class Effects:
             if not isinstance(effect, kind):
                 raise TypeError(f"effect {name!r} must be a {kind.__name__}, got {effect!r}")
             self.effects[name] = effect
+        if self.clean_fraction and not self.effects:
+            raise ValueError("clean_fraction needs effects: without any every spectrum is clean")
+        lsf = self.effects.get("lsf")
+        if self.clean_fraction and lsf is not None and MR_RESOLUTION not in lsf.values:
+            raise ValueError(
+                f"clean spectra are observed at the design R {MR_RESOLUTION:g}: the LSF spread "
+                f"{lsf.values} must hold it"
+            )
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -1160,7 +1203,8 @@ class Effects:
         """From a config value: None, ``{}``, ``False`` or ``"off"``: none; ``True`` or
         ``"default"``: :meth:`default`; a mapping ``{name: settings}`` with each ``settings``
         ``True``/``"default"`` (the effect's defaults), ``None``/``False`` (off) or a mapping of
-        its keyword arguments (what :meth:`to_dict` writes)."""
+        its keyword arguments, and optionally ``clean_fraction`` (what :meth:`to_dict`
+        writes)."""
         if isinstance(spec, Effects):
             return spec
         if spec is None or spec is False or spec == "off":
@@ -1170,7 +1214,10 @@ class Effects:
         if not isinstance(spec, Mapping):
             raise TypeError(f"effects must be a mapping, 'default' or 'off', got {spec!r}")
         effects: dict[str, Effect | None] = {}
+        clean_fraction = spec.get("clean_fraction", 0.0)
         for name, settings in spec.items():
+            if name == "clean_fraction":
+                continue
             if name not in _BY_NAME:
                 raise ValueError(f"unknown effect {name!r}; known: {list(_BY_NAME)}")
             if settings is None or settings is False or settings == "off":
@@ -1183,11 +1230,17 @@ class Effects:
                 effects[name] = _BY_NAME[name](**settings)
             except TypeError as err:
                 raise ValueError(f"effect {name!r}: {err}") from None
-        return cls(**effects)
+        if isinstance(clean_fraction, bool) or not isinstance(clean_fraction, int | float):
+            raise TypeError(f"clean_fraction must be a number, got {clean_fraction!r}")
+        return cls(clean_fraction=clean_fraction, **effects)
 
     def to_dict(self) -> dict[str, Any]:
-        """``{name: settings}`` of the effects that are on; :meth:`from_dict` reads it back."""
-        return {name: effect.to_dict() for name, effect in self.effects.items()}
+        """``{name: settings}`` of the effects that are on (and ``clean_fraction`` when not 0);
+        :meth:`from_dict` reads it back."""
+        out: dict[str, Any] = {name: effect.to_dict() for name, effect in self.effects.items()}
+        if self.clean_fraction:
+            out["clean_fraction"] = self.clean_fraction
+        return out
 
     # ------------------------------------------------------------------ queries
     @property
@@ -1211,13 +1264,15 @@ class Effects:
         return out
 
     def __repr__(self) -> str:
-        return f"Effects({', '.join(self.effects) or 'off'})"
+        clean = f"; {self.clean_fraction:.0%} clean" if self.clean_fraction else ""
+        return f"Effects({', '.join(self.effects) or 'off'}{clean})"
 
     # ------------------------------------------------------------------ randomness
     def sample(
         self, n: int, seed: int, n_exposures: int = DEFAULT_N_EXPOSURES
     ) -> dict[str, torch.Tensor]:
-        """Every effect's per-star parameters (float64, CPU), each from its own stream."""
+        """Every effect's per-star parameters (float64, CPU), each from its own stream; the
+        clean spectra's (:attr:`clean_fraction`) set to the effects' absent values."""
         out: dict[str, torch.Tensor] = {}
         for effect in self.effects.values():
             generator = torch.Generator().manual_seed(step_seed(seed, effect.stream, 1))
@@ -1225,6 +1280,11 @@ class Effects:
                 out.update(effect.sample(n, generator, n_exposures))
             else:
                 out.update(effect.sample(n, generator))
+        if self.clean_fraction:
+            generator = torch.Generator().manual_seed(step_seed(seed, self.CLEAN_STREAM, 1))
+            clean = torch.rand(n, generator=generator, dtype=torch.float64) < self.clean_fraction
+            for effect in self.effects.values():
+                effect.absent(out, clean)
         return out
 
     def generators(self, seed: int, device: torch.device) -> dict[str, torch.Generator]:

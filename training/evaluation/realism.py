@@ -52,6 +52,7 @@ __all__ = [
     "Variant",
     "realism_scores",
     "score_variant",
+    "select_variants",
     "simulate",
     "variants",
     "write_report",
@@ -236,9 +237,19 @@ def realism_scores(
     n: int = 2000,
     seed: int = REALISM_SEED,
     exact: bool = False,
+    only: Sequence[str] = (),
 ) -> dict[str, Any]:
     """:func:`score_variant` of every :func:`variants` entry for ``model`` on ``n`` stars
-    (predicted in ``predict``'s exact mode with ``exact``)."""
+    (predicted in ``predict``'s exact mode with ``exact``), or of those whose effect is in
+    ``only`` (e.g. ``["mixed"]``: the coverage per S/N bin needs more stars than the whole table
+    can afford). The unperturbed stars are always scored.
+
+    Raises
+    ------
+    ValueError
+        For a name in ``only`` that is no variant's effect.
+    """
+    chosen = select_variants(only)
     emulator = Emulator.load()
     names = model.config.label_names
     reference_data = simulate(Variant("reference", "", Effects.off()), n, noise, emulator, seed)
@@ -256,17 +267,34 @@ def realism_scores(
         "names": list(names),
         "exact": exact,
         "model": model.origin["name"] if model.origin else type(model).__name__,
+        "only": list(only),
         "variants": {},
     }
     # the unperturbed stars themselves: their flag rates and σ coverage (no shift, by definition)
     unperturbed = score_variant(reference, reference, labels, snr, names)
     out["variants"]["reference: unperturbed"] = {"effect": "reference", **unperturbed}
-    for variant in variants():
+    for variant in chosen:
         data = simulate(variant, n, noise, emulator, seed)
         rv = data["rv"].numpy().astype(np.float64) if "rv" in data else None
         scored = score_variant(reference, _predict(predictor, data, sky), labels, snr, names, rv)
         out["variants"][variant.name] = {"effect": variant.effect, **scored}
     return out
+
+
+def select_variants(only: Sequence[str] = ()) -> list[Variant]:
+    """The :func:`variants` whose effect is in ``only`` (all of them for none).
+
+    Raises
+    ------
+    ValueError
+        For a name that is no variant's effect.
+    """
+    every = variants()
+    known = list(dict.fromkeys(v.effect for v in every))
+    unknown = sorted(set(only) - set(known))
+    if unknown:
+        raise ValueError(f"no realism variant of {unknown}; the effects are {known}")
+    return [v for v in every if not only or v.effect in only]
 
 
 def _snr5(result: dict[str, Any], label: str, metric: str) -> float | None:
@@ -326,7 +354,9 @@ def write_report(scores: dict[str, Any], folder: str | Path, command: str) -> Pa
         shown = np.average([m for m, _ in at10], weights=[n for _, n in at10]) if at10 else None
         cells.append(format_number(shown, 1))
         lines.append("| " + " | ".join(cells) + " |")
-    stem = "realism_exact" if scores.get("exact") else "realism"
+    stem = "_".join(
+        ["realism", *scores.get("only", [])] + (["exact"] if scores.get("exact") else [])
+    )
     mode = " in exact mode" if scores.get("exact") else ""
     sky = (
         "In exact mode `predict` is given the sky the engine subtracted, as a PFS file gives "
@@ -356,11 +386,39 @@ def write_report(scores: dict[str, Any], folder: str | Path, command: str) -> Pa
         "the velocity a model that takes observed-frame spectra measures (the S/N bins from "
         "10 up, weighted by their stars).\n\n"
         + "\n".join(lines)
-        + f"\n\n![log g shift per S/N bin]({stem}_shifts.png)\n",
+        + f"\n\n![log g shift per S/N bin]({stem}_shifts.png)\n\n"
+        + _coverage_section(scores),
         encoding="utf-8",
     )
     _figure(scores, folder / f"{stem}_shifts.png", plt)
     return page
+
+
+def _coverage_section(scores: dict[str, Any]) -> str:
+    """Markdown: the σ coverage per S/N bin of the unperturbed stars and of the mixed variant
+    (among the stars each leaves unflagged), with the stars per bin."""
+    names = scores["names"]
+    shown = {k: v for k, v in scores["variants"].items() if v["effect"] in ("reference", "mixed")}
+    bins = [g["bin"] for g in next(iter(shown.values()))["coverage"]["snr"]]
+    lines = [
+        "## σ coverage per S/N bin\n",
+        "The fraction of the stars left unflagged whose true label lies within 1σ / 2σ of the "
+        "prediction (0.683 / 0.954 when calibrated), per S/N bin of the reference spectra; N: "
+        "those stars.\n",
+        "| variant | label | " + " | ".join(bins) + " |",
+        "|" + "---|" * (len(bins) + 2),
+    ]
+    for name, v in shown.items():
+        groups = v["coverage"]["snr"]
+        lines.append(f"| {name} | N | " + " | ".join(str(g["n"]) for g in groups) + " |")
+        for label in names:
+            cells = []
+            for g in groups:
+                m = g["metrics"].get(label, {}) if g["n"] >= MIN_STARS else {}
+                one, two = m.get("coverage_1sigma"), m.get("coverage_2sigma")
+                cells.append("–" if one is None else f"{one:.2f} / {two:.2f}")
+            lines.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _verdict(result: dict[str, Any], unflagged: float) -> str:
