@@ -539,3 +539,25 @@ def test_bad_sky_is_refused_or_masked(engine_spectra):
     masked = exact.predict(flux, error, sky=bad)
     assert list(masked["n_valid"]) == [plain["n_valid"][0], plain["n_valid"][1] - 1]
     assert np.isfinite(masked["log_g"]).all()
+
+
+def test_exact_mode_keeps_the_networks_outside_prior_flag(etc_dir):
+    """The posterior lies in the prior's box, so its mean cannot say a spectrum asks for labels
+    beyond it: exact mode flags ``OUTSIDE_PRIOR`` where the network's answer lies outside (a
+    7500 K star for a model trained on 3750–6000 K), as the network alone does."""
+    import specvit
+    from specvit.inference import PredictFlag
+    from specvit.instrument import PFSNoiseModel
+    from training.engine.ood_cases import make_case
+
+    flux, error, _ = make_case(
+        "teff_7500", PFSNoiseModel.from_etc(etc_dir), 24, torch.Generator().manual_seed(5)
+    )
+    flux, error = flux.numpy(), error.numpy()
+    net = specvit.predict(flux, error, model="specvit-tiny-pfs")
+    exact = specvit.predict(flux, error, model="specvit-tiny-pfs", exact=True, exact_samples=64)
+    bit = int(PredictFlag.OUTSIDE_PRIOR)
+    outside = (np.asarray(net["flags"]) & bit) != 0
+    assert outside.mean() > 0.5
+    np.testing.assert_array_equal((np.asarray(exact["flags"]) & bit) != 0, outside)
+    assert (np.asarray(exact["T_eff"]) <= 6000.0).all()  # the posterior's mean is inside

@@ -38,12 +38,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=3000)
     parser.add_argument("--order", type=int, help="continuum degree (default: the model's)")
+    parser.add_argument("--samples", type=int, help="samples per star (default: the model's)")
+    parser.add_argument(
+        "--snr",
+        type=float,
+        nargs=2,
+        default=(0.0, np.inf),
+        metavar=("LOW", "HIGH"),
+        help="take the first --n stars with LOW ≤ S/N < HIGH (default: any)",
+    )
     args = parser.parse_args()
     data = read_eval_set(eval_set_path(EvalSetSettings("test", DEFAULT_N["test"])))
-    flux = torch.as_tensor(data["flux"][: args.n], dtype=torch.float64)
-    error = torch.as_tensor(data["error"][: args.n], dtype=torch.float64)
-    truth = torch.as_tensor(data["labels"][: args.n], dtype=torch.float64)
-    snr = np.asarray(median_snr(flux, error))
+    every = np.asarray(median_snr(torch.as_tensor(data["flux"]), torch.as_tensor(data["error"])))
+    rows = np.flatnonzero((every >= args.snr[0]) & (every < args.snr[1]))[: args.n]
+    flux = torch.as_tensor(data["flux"][rows], dtype=torch.float64)
+    error = torch.as_tensor(data["error"][rows], dtype=torch.float64)
+    truth = torch.as_tensor(data["labels"][rows], dtype=torch.float64)
+    snr = every[rows]
     predictor = specvit.Predictor(exact=True)
     network = specvit.Predictor()
     names = list(predictor.config.label_names)
@@ -53,11 +64,14 @@ def main() -> None:
         np.stack([np.asarray(table[f"{k}_err"]) for k in names], 1), dtype=torch.float64
     )
     sampler = predictor.exact.sampler
-    if args.order is not None:
+    if args.order is not None or args.samples is not None:
         sampler = ImportancePosterior(
-            sampler.model, sampler.prior, n_samples=sampler.n_samples, continuum_order=args.order
+            sampler.model,
+            sampler.prior,
+            n_samples=args.samples or sampler.n_samples,
+            continuum_order=sampler.continuum_order if args.order is None else args.order,
         )
-    gens = [torch.Generator().manual_seed(i) for i in range(args.n)]
+    gens = [torch.Generator().manual_seed(i) for i in range(len(rows))]
     post = sampler(flux, error, mean, std, gens, return_samples=True)
     weights = post.log_weights.exp()  # (n, K)
     inside = (post.samples - post.mean[:, None]).abs() < post.std[:, None]  # (n, K, P)

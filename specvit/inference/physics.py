@@ -298,6 +298,18 @@ class PhysicalContext:
         velocity = [] if self.config.rest_frame else ["v_rad"]
         return [*crlb, *velocity, "chi2_red", "chi2_pvalue", "line_ratio"]
 
+    def outside_prior(self, labels: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` int32: ``OUTSIDE_PRIOR`` where a label of ``(B, P)`` ``labels`` (the
+        model's order and units) lies outside the training prior's box, else 0 (always 0
+        without a ``domain``)."""
+        if self.domain is None:
+            return torch.zeros(labels.shape[0], dtype=torch.int32, device=labels.device)
+        box = [self.domain.labels[n] for n in self.config.label_names]
+        low = labels.new_tensor([lo for lo, _ in box])
+        high = labels.new_tensor([hi for _, hi in box])
+        outside = ((labels < low) | (labels > high)).any(dim=1)
+        return torch.where(outside, int(PredictFlag.OUTSIDE_PRIOR), 0).int()
+
     @property
     def checked(self) -> PredictFlag:
         """The flags this context sets (the others of the four are not computed)."""
@@ -382,11 +394,7 @@ class PhysicalContext:
         """
         b = labels.shape[0]
         flags = torch.where(snr < LOW_SNR, int(PredictFlag.LOW_SNR), 0).int()
-        if self.domain is not None:
-            low = labels.new_tensor([self.domain.labels[n][0] for n in self.config.label_names])
-            high = labels.new_tensor([self.domain.labels[n][1] for n in self.config.label_names])
-            outside = ((labels < low) | (labels > high)).any(dim=1)
-            flags |= torch.where(outside, int(PredictFlag.OUTSIDE_PRIOR), 0).int()
+        flags |= self.outside_prior(labels)
         columns = {
             name: torch.full((b,), torch.nan, dtype=torch.float64, device=labels.device)
             for name in self.columns()

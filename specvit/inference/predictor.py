@@ -604,6 +604,7 @@ class Predictor:
             context["v_rad"], context["v_rad_err"] = velocity.v_rad, velocity.v_rad_err
             ambiguous = velocity.contrast < MIN_PEAK_CONTRAST  # NaN (given): not ambiguous
             flags |= torch.where(ambiguous, int(PredictFlag.RV_UNCERTAIN), 0).int()
+        network_mean = mean
         if self.exact is not None:
             mean, sigma, context["cov"], context["ess"] = self._exact(
                 mean, sigma, prepared, start, sky
@@ -611,6 +612,10 @@ class Predictor:
             low = context["ess"] < self.exact.sampler.min_ess
             flags |= torch.where(low.to(dev), int(PredictFlag.LOW_ESS), 0).int()
         if self.physics is not None:
+            if self.exact is not None:
+                # the posterior lives in the prior's box: the network's answer says whether
+                # the spectrum asks for labels beyond it
+                flags |= self.physics.outside_prior(network_mean)
             bits, physical = self.physics(
                 mean,
                 prepared.flux,
