@@ -14,8 +14,9 @@ these shapes has) beside the fraction of stars whose true label lies there::
     python docs/research/exact_coverage.py --n 3000 --order 0    # the amplitude alone
 
 ``--order K`` marginalises a continuum polynomial of degree K instead of the model's 5 (0: the
-amplitude alone, as the ideal spectra's true continuum allows). The numbers are quoted in
-docs/predict.md.
+amplitude alone, as the ideal spectra's true continuum allows); ``--samples N`` draws N samples
+per star instead of the model's 256; ``--snr 2 3`` takes the first ``--n`` stars with
+2 ≤ S/N < 3. The numbers are quoted in docs/predict.md.
 """
 
 from __future__ import annotations
@@ -83,6 +84,9 @@ def main() -> None:
         cells = []
         for lo, hi in itertools.pairwise(edges):
             rows = (snr >= lo) & (snr < hi)
+            if not rows.any():  # a --snr range leaves the other bins empty
+                cells.append("–")
+                continue
             cells.append(f"{own[rows, j].mean():.2f} / {hit[rows, j].mean():.2f}")
         print(f"{name} | " + " | ".join(cells))
 
