@@ -176,6 +176,10 @@ class SpecViTConfig:
         Read the head from a CLS token or from the mean of the patch tokens.
     head : {"point", "gaussian"}
         ``"point"``: one value per label. ``"gaussian"``: mean and log σ per label.
+    sigma_hidden : int
+        Hidden width of a Gaussian head's σ network (log σ = Linear → GELU → Linear of the
+        pooled features, :class:`specvit.layers.RegressionHead`); 0 (default): log σ from the
+        same linear map as the mean.
     sigma_scale : tuple of float
         Calibration of a Gaussian head's σ: one factor per label that multiplies the predicted
         σ, independent of S/N (``training.evaluation.calibration.fit_sigma_scale``); empty for none.
@@ -215,6 +219,7 @@ class SpecViTConfig:
     pos_embed: Literal["learned", "sinusoidal", "wavelength"] = "learned"
     pool: Literal["cls", "mean"] = "cls"
     head: Literal["point", "gaussian"] = "point"
+    sigma_hidden: int = 0
     sigma_scale: tuple[float, ...] = ()
     sigma_snr_knots: tuple[float, ...] = ()
     sigma_snr_factors: tuple[tuple[float, ...], ...] = ()
@@ -303,6 +308,11 @@ class SpecViTConfig:
         for name, values in numbers.items():
             if not all(math.isfinite(v) for v in values):
                 raise ValueError(f"SpecViTConfig.{name} must be finite, got {getattr(self, name)}")
+        hidden = self.sigma_hidden
+        if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden < 0:
+            raise ValueError(f"SpecViTConfig.sigma_hidden must be an integer ≥ 0, got {hidden!r}")
+        if hidden and self.head != "gaussian":
+            raise ValueError(f"sigma_hidden={hidden} needs a gaussian head, not {self.head!r}")
         if self.sigma_scale:
             if self.head != "gaussian" or len(self.sigma_scale) != n:
                 raise ValueError(

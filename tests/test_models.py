@@ -161,6 +161,40 @@ def test_detach_sigma_keeps_the_values_and_stops_the_sigma_loss_at_the_head():
         assert model.head.fc.weight.grad[1].abs().sum() > 0  # the σ row always learns
 
 
+def test_a_sigma_network_gives_log_sigma_its_own_weights(tmp_path):
+    """``sigma_hidden``: log σ from Linear → GELU → Linear of the features; the mean from its
+    own linear map; ``detach_sigma`` stops σ's loss at the network; config.json and strict
+    loading carry it."""
+    labels = {"label_names": ("log_g", "M_H"), "label_shift": (0.0, 0.0), "label_scale": (1, 1)}
+    model = specvit.create_model("specvit_tiny", head="gaussian", sigma_hidden=8, **labels)
+    names = {k: tuple(v.shape) for k, v in model.state_dict().items() if k.startswith("head.")}
+    assert names == {
+        "head.fc.weight": (2, 64),
+        "head.fc.bias": (2,),
+        "head.sigma.0.weight": (8, 64),
+        "head.sigma.0.bias": (8,),
+        "head.sigma.2.weight": (2, 8),
+        "head.sigma.2.bias": (2,),
+    }
+    x = torch.randn(3, 1, 4096)
+    out = model(x)
+    assert out.shape == (3, 2, 2)
+    torch.testing.assert_close(model(x, detach_sigma=True), out)
+    model(x, detach_sigma=True)[..., 1].sum().backward()
+    for upstream in (model.patch_embed.proj.weight, model.head.fc.weight):
+        assert upstream.grad is None or not upstream.grad.any()
+    assert model.head.sigma[0].weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        model.head.sigma[2].bias += 0.1  # trained, in miniature
+    model.save_pretrained(tmp_path)
+    again = specvit.load(tmp_path)
+    assert again.config.sigma_hidden == 8
+    torch.testing.assert_close(again.eval()(x), model.eval()(x))
+    for bad, message in (({"sigma_hidden": -1}, "integer ≥ 0"), ({"head": "point"}, "gaussian")):
+        with pytest.raises(ValueError, match=message):
+            model.config.replace(**bad)
+
+
 def test_specvit_small_is_the_architecture_of_the_default_models_second_run():
     """docs/default_model.md ("A wider second run") says the recorded run trained this preset."""
     from pathlib import Path

@@ -148,9 +148,17 @@ def test_publish_rejects_bad_options_before_reading_the_checkpoint(tmp_path):
         publish(missing, tmp_path / "out", weights="latest")
     with pytest.raises(ValueError, match="calibration_spectra must be"):
         publish(missing, tmp_path / "out", calibration_spectra=-5)
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(missing), str(tmp_path / "out"), "--calibration-spectra", "-1"])
-    assert exit_info.value.code == 2
+    with pytest.raises(ValueError, match="needs calibration spectra"):
+        publish(missing, tmp_path / "out", sigma_hidden=8)
+    for bad in (
+        ["--calibration-spectra", "-1"],
+        ["--calibration-spectra", "0", "--sigma-hidden", "8"],
+        ["--calibration-clean", "0.5"],  # clean spectra of the run's effects: say default
+        ["--calibration-effects", "default", "--calibration-clean", "1.5"],
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(missing), str(tmp_path / "out"), *bad])
+        assert exit_info.value.code == 2, bad
     assert not (tmp_path / "out").exists()
 
 

@@ -47,6 +47,7 @@ from training.evaluation.model_scores import (
     summary_table,
 )
 from training.evaluation.scoring import strict_json
+from training.evaluation.sigma_network import refit_sigma
 from training.trainer.checkpoint import load_checkpoint
 from training.trainer.config import RunConfig, rename_keys
 
@@ -59,6 +60,7 @@ __all__ = [
     "publish",
     "push",
     "training_record",
+    "unflagged",
     "write_model_folder",
 ]
 
@@ -213,9 +215,10 @@ def _with_config(model: SpecViT, **changes: Any) -> SpecViT:
     return out.eval()
 
 
-def calibration_set(run: dict[str, Any], n: int) -> dict[str, Any]:
+def calibration_set(run: dict[str, Any], n: int, effects: Effects | None = None) -> dict[str, Any]:
     """``n`` fresh spectra of an engine run's training distribution (its prior and noise),
     drawn with :data:`training.engine.seeding.CALIBRATION_SEED`: never trained on, never a test set.
+    With ``effects``, those real-data effects instead of the run's.
 
     Returns
     -------
@@ -231,13 +234,27 @@ def calibration_set(run: dict[str, Any], n: int) -> dict[str, Any]:
     if run["data"]["source"] != "engine":
         raise ValueError("calibration spectra are drawn from the engine: not an engine run")
     simulator = EngineSource(RunConfig.from_dict(run)).simulator
+    if effects is not None:
+        simulator = simulator.with_effects(effects)
     parts = [
         simulator.sample(min(DRAW_BLOCK, n - start), step_generator(CALIBRATION_SEED, b))
         for b, start in enumerate(range(0, n, DRAW_BLOCK))
     ]
     out = {k: np.concatenate([p[k].numpy() for p in parts]) for k in ("labels", "flux", "error")}
     out["snr"] = np.concatenate([p["snr"].numpy() for p in parts]).astype(np.float64)
-    out["name"] = f"{n} fresh engine spectra of the run's prior (seed {CALIBRATION_SEED})"
+    drawn = "" if effects is None else f" with the effects {effects!r}"
+    out["name"] = f"{n} fresh engine spectra of the run's prior{drawn} (seed {CALIBRATION_SEED})"
+    return out
+
+
+def unflagged(model: SpecViT, bench: dict[str, Any]) -> dict[str, Any]:
+    """The stars of ``bench`` (:func:`calibration_set`) that ``specvit.predict`` with ``model``
+    leaves unflagged (no bit but ``LOW_SNR``): the σ of the labels users keep."""
+    table = specvit.predict(bench["flux"], bench["error"], model=model)
+    flags = np.asarray(table["flags"], dtype=np.int64)
+    keep = (flags & ~int(specvit.PredictFlag.LOW_SNR)) == 0
+    out = {k: v[keep] for k, v in bench.items() if isinstance(v, np.ndarray)}
+    out["name"] = f"{bench['name']}, the {int(keep.sum())} left unflagged"
     return out
 
 
@@ -354,9 +371,22 @@ def _calibration_section(record: dict[str, Any]) -> str:
         for n in names
     )
     table = "\n".join([f"| S/N | {' | '.join(names)} |", "|---" * (len(names) + 1) + "|", *rows])
+    net = record.get("sigma_network")
+    refit = ""
+    if net:
+        nll = ", ".join(
+            f"{n} {net['nll_before'][n]:+.3f} → {net['nll_after'][n]:+.3f}" for n in names
+        )
+        refit = f"""
+Before it, the head's σ were replaced by a σ network (`sigma_hidden: {net["hidden"]}`: Linear →
+GELU → Linear of the pooled features, `training.evaluation.sigma_network`) fitted by the
+Gaussian likelihood of the model's residuals on the same {net["n"]} stars, the means held fixed
+(mean negative log-likelihood per star, normalised units: {nll}); "the head's own σ" below are
+that network's.
+"""
     return f"""
 ## σ calibration
-
+{refit}
 The head's σ are multiplied by a factor per label that depends on the spectrum's median S/N:
 linear in ln S/N between the knots below, the end factor beyond them (`sigma_snr_knots` and
 `sigma_snr_factors` in `config.json`, applied by `specvit.predict`). The factor at each knot is
@@ -510,6 +540,8 @@ def publish(
     repo_id: str | None = None,
     *,
     calibration_spectra: int = 0,
+    calibration_effects: Effects | None = None,
+    sigma_hidden: int = 0,
     test_sets: Sequence[str | Path] = (),
     report: str | Path | None = None,
     weights: str = "ema",
@@ -532,6 +564,14 @@ def publish(
         Calibrate σ (:func:`calibrate`; a Gaussian head of an engine run, ignored for a point
         head) on this many fresh spectra of the run's training distribution
         (:func:`calibration_set`); 0: no calibration.
+    calibration_effects : Effects, optional
+        The real-data effects of those spectra instead of the run's (e.g. the engine's default
+        priors with half of the spectra clean: the spectra users have, and ideal ones).
+    sigma_hidden : int
+        Before the calibration, replace the head's σ by a σ network of this hidden width fitted
+        on the calibration spectra
+        (:func:`training.evaluation.sigma_network.refit_sigma`); then both use the stars
+        ``predict`` leaves unflagged (:func:`unflagged`). 0: keep the head's σ.
     test_sets : sequence of str or pathlib.Path
         Test-set files to score the (calibrated) model on, into the model card and
         ``training_args.json``.
@@ -554,9 +594,17 @@ def publish(
         raise ValueError(f"weights must be 'ema' or 'model', got {weights!r}")
     if calibration_spectra < 0:
         raise ValueError(f"calibration_spectra must be >= 0, got {calibration_spectra}")
+    if sigma_hidden < 0 or (sigma_hidden and not calibration_spectra):
+        raise ValueError(
+            f"sigma_hidden must be >= 0, and a σ network needs calibration spectra: got "
+            f"sigma_hidden={sigma_hidden}, calibration_spectra={calibration_spectra}"
+        )
     model, record = _load_source(source, weights)
     if calibration_spectra and model.config.head == "gaussian":  # a point head has no σ
-        spectra = calibration_set(record["run_config"], calibration_spectra)
+        spectra = calibration_set(record["run_config"], calibration_spectra, calibration_effects)
+        if sigma_hidden:
+            spectra = unflagged(model, spectra)
+            model, record["sigma_network"] = refit_sigma(model, [spectra], sigma_hidden)
         model, record["calibration"] = calibrate(model, [spectra])
         record["snr_range"] = _percentiles(spectra["snr"])  # the training distribution's
     elif "snr_range" not in record:

@@ -9,7 +9,13 @@ __all__ = ["RegressionHead"]
 
 
 class RegressionHead(nn.Module):
-    """``Linear(D, num_labels * K)`` reshaped to (B, num_labels, K).
+    """A mean (and, for a Gaussian head, a log σ) per label from (B, D) features.
+
+    The mean is ``Linear(D, num_labels)`` of the features. A Gaussian head's log σ is either
+    the same linear map's second output per label (``sigma_hidden=0``: one ``Linear(D,
+    num_labels * 2)``) or its own small network, ``Linear(D, H) → GELU → Linear(H,
+    num_labels)`` with ``H = sigma_hidden``, which can tell spectra apart that the means' linear
+    map weighs alike (a clean spectrum from one with real-data effects, say).
 
     Parameters
     ----------
@@ -17,20 +23,36 @@ class RegressionHead(nn.Module):
         Input width and number of labels.
     gaussian : bool
         If true, K = 2 (mean, log σ); otherwise K = 1 (mean).
+    sigma_hidden : int
+        Hidden width of the σ network (Gaussian head only); 0: log σ from the linear map.
     """
 
-    def __init__(self, embed_dim: int, num_labels: int, gaussian: bool = False) -> None:
+    def __init__(
+        self, embed_dim: int, num_labels: int, gaussian: bool = False, sigma_hidden: int = 0
+    ) -> None:
         super().__init__()
+        if sigma_hidden and not gaussian:
+            raise ValueError("a σ network needs a Gaussian head")
         self.num_labels = num_labels
         self.moments = 2 if gaussian else 1
-        self.fc = nn.Linear(embed_dim, num_labels * self.moments)
+        self.sigma: nn.Module | None = None
+        if sigma_hidden:
+            self.fc = nn.Linear(embed_dim, num_labels)
+            self.sigma = nn.Sequential(
+                nn.Linear(embed_dim, sigma_hidden), nn.GELU(), nn.Linear(sigma_hidden, num_labels)
+            )
+        else:
+            self.fc = nn.Linear(embed_dim, num_labels * self.moments)
 
     def forward(self, features: torch.Tensor, detach_sigma: bool = False) -> torch.Tensor:
         """Map (B, D) features to (B, num_labels, K).
 
         With ``detach_sigma`` (K = 2), log σ comes from ``features.detach()``: the same values,
-        but a loss on σ trains this layer's σ rows and nothing upstream.
+        but a loss on σ trains this head's σ weights and nothing upstream.
         """
+        if self.sigma is not None:
+            log_sigma = self.sigma(features.detach() if detach_sigma else features)
+            return torch.stack([self.fc(features), log_sigma], dim=-1)
         out = self.fc(features).view(-1, self.num_labels, self.moments)
         if detach_sigma and self.moments == 2:
             sigma = self.fc(features.detach()).view(-1, self.num_labels, 2)[..., 1:]

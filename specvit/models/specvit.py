@@ -173,7 +173,9 @@ class SpecViT(
             ]
         )
         self.norm = nn.LayerNorm(c.embed_dim)
-        self.head = RegressionHead(c.embed_dim, c.num_labels, gaussian=c.head == "gaussian")
+        self.head = RegressionHead(
+            c.embed_dim, c.num_labels, gaussian=c.head == "gaussian", sigma_hidden=c.sigma_hidden
+        )
         self.apply(_init_weights)
         if self.cls_token is not None:
             nn.init.trunc_normal_(self.cls_token, std=0.02)

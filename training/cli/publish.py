@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from training.engine.effects import Effects
 from training.paths import DEFAULT_ETC_DIR
 from training.publish import eval_set_test_file, publish
 
@@ -54,6 +55,28 @@ def main(argv: list[str] | None = None) -> None:
         metavar="N",
         help="calibrate a Gaussian head's σ on N fresh spectra of the run's prior (0: do not)",
     )
+    parser.add_argument(
+        "--calibration-effects",
+        choices=("run", "default"),
+        default="run",
+        help="the calibration spectra's real-data effects: the run's (default) or the engine's "
+        "default priors",
+    )
+    parser.add_argument(
+        "--calibration-clean",
+        type=float,
+        metavar="F",
+        help="draw this fraction of the calibration spectra with no effect (default: as the "
+        "effects say)",
+    )
+    parser.add_argument(
+        "--sigma-hidden",
+        type=int,
+        default=0,
+        metavar="H",
+        help="replace the head's σ by a σ network of hidden width H fitted on the calibration "
+        "spectra (0: keep it)",
+    )
     parser.add_argument("--etc-dir", type=Path, default=DEFAULT_ETC_DIR)
     parser.add_argument("--report", type=Path, help="also write the test-set tables here (.md)")
     parser.add_argument(
@@ -65,11 +88,25 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.calibration_spectra < 0:
         parser.error(f"--calibration-spectra must be >= 0, got {args.calibration_spectra}")
+    if args.sigma_hidden < 0 or (args.sigma_hidden and not args.calibration_spectra):
+        parser.error("--sigma-hidden needs H >= 0 and calibration spectra")
+    effects = None
+    if args.calibration_effects == "default" or args.calibration_clean is not None:
+        if args.calibration_effects == "run":
+            parser.error("--calibration-clean goes with --calibration-effects default")
+        try:
+            effects = Effects.from_dict(
+                {**Effects.default().to_dict(), "clean_fraction": args.calibration_clean or 0.0}
+            )
+        except ValueError as err:
+            parser.error(f"--calibration-clean: {err}")
     out = publish(
         args.source,
         args.out_dir,
         args.repo_id,
         calibration_spectra=args.calibration_spectra,
+        calibration_effects=effects,
+        sigma_hidden=args.sigma_hidden,
         test_sets=[eval_set_test_file(mag, args.etc_dir) for mag in args.test_mag],
         report=args.report,
         weights=args.weights,

@@ -1,0 +1,54 @@
+"""training/evaluation/sigma_network.py: a σ network fitted after training, the means kept."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import specvit
+from specvit.instrument import PFSNoiseModel
+from training.engine.effects import Effects
+from training.engine.simulate import Prior, Simulator
+from training.evaluation.sigma_network import refit_sigma
+
+
+@pytest.fixture(scope="module")
+def bench(etc_dir):
+    """Engine spectra, half of them with a flux-calibration error and reddening."""
+    effects = Effects.from_dict({"calibration": True, "extinction": True, "clean_fraction": 0.5})
+    sim = Simulator(noise=PFSNoiseModel.from_etc(etc_dir), prior=Prior(mag=(19.0, 22.0)))
+    data = sim.with_effects(effects).sample(400, torch.Generator().manual_seed(3))
+    return {k: data[k].numpy() for k in ("labels", "flux", "error")}
+
+
+def test_refit_keeps_the_means_and_fits_sigma_better(bench):
+    model = specvit.load("specvit-tiny-pfs-observed")
+    refit, record = refit_sigma(model, [bench], hidden=16, steps=300)
+    assert refit.config.sigma_hidden == 16 and not refit.config.sigma_snr_knots
+    assert record["n"] == 400 and record["hidden"] == 16
+    for name in model.config.label_names:
+        assert record["nll_after"][name] < record["nll_before"][name]
+    flux, error = bench["flux"][:64], bench["error"][:64]
+    old = specvit.predict(flux, error, model=model)
+    new = specvit.predict(flux, error, model=refit)
+    for name in model.config.label_names:
+        np.testing.assert_allclose(new[name], old[name], rtol=1e-5)
+        assert not np.allclose(new[f"{name}_err"], old[f"{name}_err"])
+    twice, _ = refit_sigma(refit, [bench], hidden=16, steps=300)  # a σ network's means, too
+    np.testing.assert_allclose(
+        specvit.predict(flux, error, model=twice)["log_g"], old["log_g"], rtol=1e-5
+    )
+
+
+def test_refit_refuses_what_it_cannot_fit(bench):
+    model = specvit.load("specvit-tiny-pfs-observed")
+    with pytest.raises(ValueError, match="hidden width"):
+        refit_sigma(model, [bench], hidden=0)
+    with pytest.raises(ValueError, match="at least 100 stars"):
+        refit_sigma(model, [{k: v[:50] for k, v in bench.items()}], hidden=4)
+    point = specvit.create_model(
+        "specvit_tiny", label_names=("log_g",), label_shift=(3.0,), label_scale=(1.0,)
+    )
+    with pytest.raises(ValueError, match="Gaussian head"):
+        refit_sigma(point, [bench], hidden=4)
