@@ -74,10 +74,10 @@ def refit_sigma(
     Parameters
     ----------
     model : SpecViT
-        A model with a Gaussian head.
+        The model whose σ is refitted (a Gaussian head).
     benches : list of dict
-        Sets of spectra with ``labels`` (N, 3) in :data:`~specvit.labels.LABEL_NAMES` order,
-        ``flux`` and ``error`` (as :func:`training.publish.calibrate` takes them).
+        The calibration spectra, as :func:`training.publish.calibrate` takes them (their
+        ``labels``, ``flux`` and ``error`` are read).
     hidden : int
         The σ network's hidden width (> 0).
     steps, lr, seed : int, float, int
