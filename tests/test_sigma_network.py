@@ -52,3 +52,28 @@ def test_refit_refuses_what_it_cannot_fit(bench):
     )
     with pytest.raises(ValueError, match="Gaussian head"):
         refit_sigma(point, [bench], hidden=4)
+
+
+def test_publish_refits_sigma_on_clean_and_mixed_spectra(tmp_path, bench):
+    """``publish --sigma-hidden`` from a published folder: a σ network fitted on the
+    calibration spectra (the engine's default effects, some clean) that ``predict`` leaves
+    unflagged, the S/N table on top, the means kept; the card says so."""
+    import json
+
+    from specvit.inference import DEFAULT_MODEL
+    from training.cli.publish import main
+
+    out = tmp_path / "model"
+    args = [str(DEFAULT_MODEL), str(out), "--calibration-spectra", "300", "--sigma-hidden", "8"]
+    main([*args, "--calibration-effects", "default", "--calibration-clean", "0.5"])
+    record = json.loads((out / "training_args.json").read_text())
+    assert record["sigma_network"]["hidden"] == 8 and record["sigma_network"]["n"] <= 300
+    assert "left unflagged" in record["calibration"]["sets"][0]
+    card = (out / "README.md").read_text()
+    assert "replaced by a σ network (`sigma_hidden: 8`" in card
+    model = specvit.load(out)
+    assert model.config.sigma_hidden == 8 and model.config.sigma_snr_knots
+    flux, error = bench["flux"][:32], bench["error"][:32]
+    ours = specvit.predict(flux, error, model=model)
+    theirs = specvit.predict(flux, error, model=DEFAULT_MODEL)
+    np.testing.assert_allclose(ours["T_eff"], theirs["T_eff"], rtol=1e-5)

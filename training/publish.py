@@ -606,8 +606,9 @@ def publish(
             spectra = unflagged(model, spectra)
             model, record["sigma_network"] = refit_sigma(model, [spectra], sigma_hidden)
         model, record["calibration"] = calibrate(model, [spectra])
-        record["snr_range"] = _percentiles(spectra["snr"])  # the training distribution's
-    elif "snr_range" not in record:
+        if calibration_effects is None and not sigma_hidden:  # the training distribution's
+            record["snr_range"] = _percentiles(spectra["snr"])
+    if "snr_range" not in record:
         try:
             record["snr_range"] = _snr_range(record["run_config"])
         except FileNotFoundError as exc:  # the run's ETC tables are not on this machine
