@@ -13,6 +13,14 @@ published model's tables are reproduced; ``--calibration-spectra 0`` keeps its �
         specvit/pretrained/specvit-tiny-pfs --calibration-spectra 0 \\
         --test-mag 20.5 22.5 --test-mag 18.5 20.2 --report docs/results/default_model.md
 
+A Gaussian head's σ can be replaced by a σ network fitted on the calibration spectra, drawn
+with the engine's default effects and half of them clean (how the default model's σ were made)::
+
+    python -m training publish runs/observed_clean/checkpoints \
+        specvit/pretrained/specvit-tiny-pfs-observed --calibration-effects default \
+        --calibration-clean 0.5 --sigma-hidden 64 --test-mag 20.5 22.5 --test-mag 18.5 20.2 \
+        --report docs/results/observed_model.md
+
 What the folder holds: :mod:`training.publish`.
 """
 
