@@ -7,6 +7,7 @@ import torch
 
 import specvit
 from specvit import SpecViT
+from specvit.layers import RegressionHead
 
 
 def test_paper_preset_has_4p8m_parameters():
@@ -193,6 +194,8 @@ def test_a_sigma_network_gives_log_sigma_its_own_weights(tmp_path):
     for bad, message in (({"sigma_hidden": -1}, "integer ≥ 0"), ({"head": "point"}, "gaussian")):
         with pytest.raises(ValueError, match=message):
             model.config.replace(**bad)
+    with pytest.raises(ValueError, match="needs a Gaussian head"):
+        RegressionHead(64, 2, gaussian=False, sigma_hidden=8)
 
 
 def test_specvit_small_is_the_architecture_of_the_default_models_second_run():

@@ -60,6 +60,7 @@ __all__ = [
     "publish",
     "push",
     "training_record",
+    "uncalibrated",
     "unflagged",
     "write_model_folder",
 ]
@@ -182,7 +183,7 @@ def calibrate(model: SpecViT, benches: list[dict[str, Any]]) -> tuple[SpecViT, d
         raise ValueError(f"only a Gaussian head predicts σ to calibrate, not {model.config.head!r}")
     if not benches:
         raise ValueError("calibrating σ needs at least one set of spectra")
-    raw = _with_config(model, sigma_scale=(), sigma_snr_knots=(), sigma_snr_factors=())
+    raw = uncalibrated(model)
     names = raw.config.label_names
     cols = [LABEL_NAMES.index(n) for n in names]
     true = np.concatenate([b["labels"][:, cols] for b in benches])
@@ -206,6 +207,11 @@ def calibrate(model: SpecViT, benches: list[dict[str, Any]]) -> tuple[SpecViT, d
         "raw_coverage_2sigma": dict(zip(names, (inside < 2).mean(0).tolist(), strict=True)),
     }
     return calibrated, record
+
+
+def uncalibrated(model: SpecViT) -> SpecViT:
+    """A copy of ``model`` without its σ calibration: σ as its head gives them."""
+    return _with_config(model, sigma_scale=(), sigma_snr_knots=(), sigma_snr_factors=())
 
 
 def _with_config(model: SpecViT, **changes: Any) -> SpecViT:

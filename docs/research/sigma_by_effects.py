@@ -33,21 +33,14 @@ from specvit.inference import DEFAULT_MODEL
 from specvit.instrument import PFSNoiseModel
 from specvit.labels import LABEL_NAMES
 from training.engine.effects import Effects
+from training.evaluation.model_scores import predict_eval_set
 from training.evaluation.realism import Variant, select_variants, simulate
 from training.evaluation.scoring import SNR_BIN_EDGES, bin_label
 from training.paths import DEFAULT_ETC_DIR
+from training.publish import uncalibrated
 
 #: This script's stars (the realism benchmark's are drawn with REALISM_SEED).
 SEED = 20_240_105
-
-
-def _predict(model: specvit.SpecViT, data: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Means and σ of ``model`` for ``data``'s spectra (NaN where no labels are given)."""
-    names = model.config.label_names
-    table = specvit.predict(data["flux"].numpy(), data["error"].numpy(), model=model)
-    mean = np.stack([np.asarray(table[n], dtype=np.float64) for n in names], 1)
-    sigma = np.stack([np.asarray(table[f"{n}_err"], dtype=np.float64) for n in names], 1)
-    return mean, sigma
 
 
 def main() -> None:
@@ -57,11 +50,7 @@ def main() -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL, help="model folder or Hub id")
     args = parser.parse_args()
     model = specvit.load(args.model)
-    raw = specvit.SpecViT(
-        model.config.replace(sigma_scale=(), sigma_snr_knots=(), sigma_snr_factors=())
-    )
-    raw.load_state_dict(model.state_dict())
-    raw.eval()
+    raw = uncalibrated(model)
     names = model.config.label_names
     noise, emulator = PFSNoiseModel.from_etc(DEFAULT_ETC_DIR), Emulator.load()
     sets = {}
@@ -69,8 +58,9 @@ def main() -> None:
     for key, variant in (("ideal", ideal), ("mixed", select_variants(["mixed"])[0])):
         data = simulate(variant, args.n, noise, emulator, SEED)
         truth = data["labels"].numpy()[:, [LABEL_NAMES.index(n) for n in names]]
-        mean, sigma = _predict(model, data)
-        sets[key] = (truth, mean, _predict(raw, data)[1], sigma)
+        spectra = {"flux": data["flux"].numpy(), "error": data["error"].numpy()}
+        mean, sigma = predict_eval_set(model, spectra)
+        sets[key] = (truth, mean, predict_eval_set(raw, spectra)[1], sigma)
         if key == "ideal":  # the ideal spectra's S/N bins both sets
             snr = data["snr"].numpy()
     print(f"{args.model}: {args.n} stars, seed {SEED}; per label {', '.join(names)}")
@@ -80,12 +70,11 @@ def main() -> None:
         rows = (snr >= lo) & (snr < hi)
         if rows.sum() < 50:
             continue
-        cells = {"σ": [], "rms": [], "ideal": [], "mixed": []}
-        stats = {}
-        for key, (truth, mean, raw, sigma) in sets.items():
+        cells, stats = {}, {}
+        for key, (truth, mean, own, sigma) in sets.items():
             ok = rows & np.isfinite(mean).all(1)
             error = mean[ok] - truth[ok]
-            stats[key] = (np.median(raw[ok], 0), np.sqrt((error**2).mean(0)))
+            stats[key] = (np.median(own[ok], 0), np.sqrt((error**2).mean(0)))
             cells[key] = (np.abs(error) / sigma[ok] < 1).mean(0)
         cells["σ"] = stats["ideal"][0] / stats["mixed"][0]
         cells["rms"] = stats["ideal"][1] / stats["mixed"][1]

@@ -1,6 +1,6 @@
 """Reusable layers of the SpecViT family (no model definitions live here)."""
 
-from specvit.layers.heads import RegressionHead
+from specvit.layers.heads import RegressionHead, sigma_network
 from specvit.layers.patch_embed import (
     Conv1dPatchEmbed,
     SlidingWindowPatchEmbed,
@@ -19,5 +19,6 @@ __all__ = [
     "SinusoidalPosEmbed",
     "SlidingWindowPatchEmbed",
     "build_patch_embed",
+    "sigma_network",
     "sinusoidal_code",
 ]

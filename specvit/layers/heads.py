@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["RegressionHead"]
+__all__ = ["RegressionHead", "sigma_network"]
+
+
+def sigma_network(embed_dim: int, hidden: int, num_labels: int) -> nn.Sequential:
+    """A Gaussian head's σ network: ``Linear(embed_dim, hidden) → GELU → Linear(hidden,
+    num_labels)``, log σ per label from the pooled features."""
+    return nn.Sequential(nn.Linear(embed_dim, hidden), nn.GELU(), nn.Linear(hidden, num_labels))
 
 
 class RegressionHead(nn.Module):
@@ -38,9 +44,7 @@ class RegressionHead(nn.Module):
         self.sigma: nn.Module | None = None
         if sigma_hidden:
             self.fc = nn.Linear(embed_dim, num_labels)
-            self.sigma = nn.Sequential(
-                nn.Linear(embed_dim, sigma_hidden), nn.GELU(), nn.Linear(sigma_hidden, num_labels)
-            )
+            self.sigma = sigma_network(embed_dim, sigma_hidden, num_labels)
         else:
             self.fc = nn.Linear(embed_dim, num_labels * self.moments)
 

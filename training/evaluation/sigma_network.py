@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from specvit.labels import LABEL_NAMES
+from specvit.layers import sigma_network
 from specvit.models import SpecViT
 from specvit.preprocessing import prepare
 
@@ -128,9 +129,7 @@ def refit_sigma(
         old_log_sigma = old.sigma(x.float()).double()
         state["head.fc.weight"], state["head.fc.bias"] = old.fc.weight, old.fc.bias
     torch.manual_seed(seed)
-    net = torch.nn.Sequential(
-        torch.nn.Linear(x.shape[1], hidden), torch.nn.GELU(), torch.nn.Linear(hidden, len(names))
-    ).double()
+    net = sigma_network(x.shape[1], hidden, len(names)).double()
     with torch.no_grad():
         net[2].weight.mul_(0.1)
         net[2].bias.copy_(old_log_sigma.mean(0))
@@ -146,8 +145,7 @@ def refit_sigma(
         optimizer.step()
     with torch.no_grad():
         before, after = nll(old_log_sigma), nll(net(x))
-    for k, v in net.float().state_dict().items():
-        state[f"head.sigma.{k}"] = v
+    state.update({f"head.sigma.{k}": v for k, v in net.float().state_dict().items()})
     out.load_state_dict(state)
     record = {
         "hidden": hidden,
