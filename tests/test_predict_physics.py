@@ -19,7 +19,7 @@ import specvit
 from specvit.bounds import crlb_ceilings
 from specvit.inference import PredictFlag, Predictor
 from specvit.inference.cli import main
-from specvit.inference.physics import RV_TOLERANCE_KMS, PhysicalContext
+from specvit.inference.physics import CHI2_PVALUE_THRESHOLD, RV_TOLERANCE_KMS, PhysicalContext
 from specvit.instrument import PFSNoiseModel
 from tests.predict_helpers import save_trained_model
 from training.engine.ood_cases import MAGS, make_case
@@ -240,3 +240,60 @@ def test_a_model_trained_across_lsf_widths_is_not_flagged_for_a_broad_one(noise)
     broad = _flagged(trained.predict(flux, error), PredictFlag.OUT_OF_DOMAIN).mean()
     narrow = _flagged(one_lsf.predict(flux, error), PredictFlag.OUT_OF_DOMAIN).mean()
     assert broad <= 0.05 < 0.3 <= narrow, (broad, narrow)
+
+
+def test_the_shape_test_is_calibrated_and_sees_a_calibration_error(noise, predictor):
+    """The continuum-shape test of a model that sees its flux over one number: on engine spectra
+    its p-value is uniform (χ² with SHAPE_ORDER degrees of freedom, whatever the labels' errors);
+    a 15 % calibration error, which the overall χ² test mostly misses, fails it."""
+    from scipy import stats
+
+    from training.engine.effects import Effects
+
+    clean = Simulator(noise=noise, prior=Prior(mag=(20.0, 22.0)))
+    warped = Simulator(
+        noise=noise,
+        prior=Prior(mag=(20.0, 22.0)),
+        effects=Effects.only("calibration", amplitude=0.15),
+    )
+    tables = [
+        predictor.predict(d["flux"].numpy(), d["error"].numpy())
+        for d in (s.sample(300, torch.Generator().manual_seed(31)) for s in (clean, warped))
+    ]
+    p = np.asarray(tables[0]["shape_pvalue"])
+    assert stats.kstest(p, "uniform").pvalue > 0.01
+    high = np.asarray(tables[1]["snr"]) >= 5
+    assert high.sum() > 200
+    shape = np.asarray(tables[1]["shape_pvalue"])[high] < CHI2_PVALUE_THRESHOLD
+    chi2 = np.asarray(tables[1]["chi2_pvalue"])[high] < CHI2_PVALUE_THRESHOLD
+    assert shape.mean() >= 0.9 > 0.6 >= chi2.mean(), (shape.mean(), chi2.mean())
+    np.testing.assert_array_equal(_flagged(tables[1], PredictFlag.OUT_OF_DOMAIN)[high][shape], True)
+
+
+def test_a_model_that_divides_out_its_continuum_has_no_shape_test():
+    config = specvit.load("specvit-tiny-pfs-observed").config
+    assert config.input_norm == "continuum"
+    assert "shape_pvalue" not in PhysicalContext(config, torch.device("cpu")).columns()
+
+
+def test_exact_mode_starts_the_shape_test_from_the_network(noise):
+    """Exact mode's labels fit a reddened continuum better than the network's; its shape test
+    starts from the network's answer, so it flags what the network's flags."""
+    from training.engine.effects import Effects
+
+    sim = Simulator(
+        noise=noise, prior=Prior(mag=(19.5, 20.5)), effects=Effects.only("extinction", ebv=0.3)
+    )
+    d = sim.sample(64, torch.Generator().manual_seed(3))
+    flux, error = d["flux"].numpy(), d["error"].numpy()
+    network = Predictor("specvit-tiny-pfs", device="cpu").predict(flux, error)
+    exact = Predictor("specvit-tiny-pfs", device="cpu", exact=True).predict(flux, error)
+    bad = np.asarray(network["shape_pvalue"]) < CHI2_PVALUE_THRESHOLD
+    assert bad.mean() > 0.5
+    assert _flagged(exact, PredictFlag.OUT_OF_DOMAIN)[bad].all()
+    # the same test, up to the velocity fitted at the exact labels (from the posterior mean:
+    # log10 p differs by 0.2 in the median, 4 at most, on these stars)
+    p_network, p_exact = (np.log10(np.asarray(t["shape_pvalue"])) for t in (network, exact))
+    shown = p_network > -30
+    assert shown.sum() > 10
+    np.testing.assert_allclose(p_exact[shown], p_network[shown], atol=0.1)

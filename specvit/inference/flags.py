@@ -31,8 +31,10 @@ class PredictFlag(IntFlag):
     #: are masked (labels are still predicted).
     PARTIAL_COVERAGE = 16
     #: The emulator at the predicted labels (amplitude and v_rad fitted) does not describe the
-    #: spectrum: the fit's χ² p-value ``chi2_pvalue`` is below
-    #: :data:`~specvit.inference.physics.CHI2_PVALUE_THRESHOLD` (labels are still predicted).
+    #: spectrum: the fit's χ² p-value ``chi2_pvalue`` (or, for a model that sees its flux over
+    #: one number, the continuum-shape test's ``shape_pvalue``) is below
+    #: :data:`~specvit.inference.physics.CHI2_PVALUE_THRESHOLD`, or its lines are too weak
+    #: (labels are still predicted).
     OUT_OF_DOMAIN = 32
     #: A predicted label lies outside the model's training prior box (``config.domain``).
     OUTSIDE_PRIOR = 64

@@ -12,7 +12,11 @@ grid (after masking and resampling), :class:`PhysicalContext` computes
   to a fitted radial velocity and scaled by an analytically fitted amplitude, against the
   observed flux and σ;
 * ``line_ratio``: the depth of the observed lines relative to the emulator's (the flux fitted
-  as α·spectrum + γ·lines, ``1 + γ/α``), whose z-score ``γ/σ_γ`` is the line test.
+  as α·spectrum + γ·lines, ``1 + γ/α``), whose z-score ``γ/σ_γ`` is the line test;
+* ``shape_pvalue``, for a model that sees its flux over one number: the continuum-shape test,
+  whether a Legendre polynomial of :data:`SHAPE_ORDER` times the emulator spectrum fits better
+  than one amplitude with the labels free in both fits (:meth:`PhysicalContext._shape_gain`):
+  a flux-calibration error or reddening, which such a model reads as labels.
 
 The continuum is treated as the model's input normalisation treats it: the input is the flux
 divided by one number (its median), so the model sees the continuum's shape, and so does the
@@ -81,6 +85,7 @@ __all__ = [
     "LOW_SNR",
     "RV_DELTA_CHI2",
     "RV_TOLERANCE_KMS",
+    "SHAPE_ORDER",
     "SKY_SIGMA_RATIO",
     "PhysicalContext",
     "emulator_mismatch",
@@ -102,6 +107,12 @@ LINE_Z = 3.0
 #: ``RV_OUTSIDE_TRAINING`` when the fitted v_rad lies more than this beyond the trained range
 #: (half the 60 km/s FWHM of the MR line-spread function, about two pixels).
 RV_TOLERANCE_KMS = 30.0
+#: Legendre order of the continuum-shape test of a model that sees its flux over one number: the
+#: spectrum fitted about the predicted labels (label steps free) by one amplitude and by a
+#: polynomial of this order times the emulator's spectrum; ``OUT_OF_DOMAIN`` where the polynomial
+#: lowers χ² more than noise would with p < :data:`CHI2_PVALUE_THRESHOLD`: a flux-calibration
+#: error or reddening, which such a model reads as labels (order 3: a calibration error's shape).
+SHAPE_ORDER = 3
 #: A velocity from the cross-correlation replaces the rest-frame fit only where it lowers
 #: χ² (on the same pixels) by more than this (a 5σ preference), so noise peaks at low SNR do
 #: not make velocities.
@@ -209,6 +220,23 @@ def taylor_shift(
     return torch.addcmul(base, shift, torch.addcmul(-d1, shift, d2, value=0.5))
 
 
+def _fails(fit: dict[str, torch.Tensor], line_z: torch.Tensor) -> torch.Tensor:
+    """(R,) bool: the emulator fit's columns (``chi2_pvalue``, ``shape_pvalue`` where there is
+    one) and line z-score fail the χ², continuum-shape or line test."""
+    bad = (fit["chi2_pvalue"] < CHI2_PVALUE_THRESHOLD) | (line_z < -LINE_Z)
+    if "shape_pvalue" in fit:  # NaN (no labels) fails nothing
+        bad |= fit["shape_pvalue"] < CHI2_PVALUE_THRESHOLD
+    return bad
+
+
+def _legendre_design(length: int, order: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(K, L)`` Legendre terms P₀ … P_order on ``length`` pixels (x from −1 to 1), and the
+    ``(K², L)`` products of each pair of them (float32)."""
+    x = torch.linspace(-1.0, 1.0, length, dtype=torch.float64)
+    poly = torch.cat([torch.ones_like(x)[None], legendre_basis(x, order)])
+    return poly.float(), (poly[:, None, :] * poly[None, :, :]).flatten(0, 1).float()
+
+
 @contextlib.contextmanager
 def _one_cpu_thread(device: torch.device) -> Iterator[None]:
     """torch on one CPU thread inside the block (restored after).
@@ -273,13 +301,15 @@ class PhysicalContext:
         #: the continuum polynomial's Legendre terms (K, L) for an ``input_norm="continuum"``
         #: model, None for one that sees its flux over one number
         self._poly = self._poly_pairs = None
-        if config.input_norm == "continuum":
-            x = torch.linspace(-1.0, 1.0, config.input_length, dtype=torch.float64)
-            terms = legendre_basis(x, config.continuum_order)
-            poly = torch.cat([torch.ones_like(x)[None], terms])
-            self._poly = poly.float()
-            #: (K², L) the products of each pair of those terms
-            self._poly_pairs = (poly[:, None, :] * poly[None, :, :]).flatten(0, 1).float()
+        #: for a model that sees its flux over one number, the Legendre terms (K, L) of the
+        #: continuum-shape test (SHAPE_ORDER); None for one whose input divides out the continuum
+        self._shape = None
+        if config.input_norm == "continuum":  # and (K², L) the products of each pair of them
+            self._poly, self._poly_pairs = _legendre_design(
+                config.input_length, config.continuum_order
+            )
+        else:
+            self._shape = _legendre_design(config.input_length, SHAPE_ORDER)[0]
         if self.reason is None:
             self._order = [config.label_names.index(n) for n in LABEL_NAMES]
             self._crlb_index = [LABEL_NAMES.index(n) for n in config.label_names]
@@ -296,7 +326,9 @@ class PhysicalContext:
         crlb = [f"crlb_{name}" for name in self.config.label_names]
         # a rest_frame model's velocity is the one its input was shifted by (predict's v_rad)
         velocity = [] if self.config.rest_frame else ["v_rad"]
-        return [*crlb, *velocity, "chi2_red", "chi2_pvalue", "line_ratio"]
+        # the continuum-shape test of a model that sees its flux over one number
+        shape = ["shape_pvalue"] if self._shape is not None else []
+        return [*crlb, *velocity, "chi2_red", "chi2_pvalue", *shape, "line_ratio"]
 
     def outside_prior(self, labels: torch.Tensor) -> torch.Tensor:
         """``(B,)`` int32: ``OUTSIDE_PRIOR`` where a label of ``(B, P)`` ``labels`` (the
@@ -334,6 +366,8 @@ class PhysicalContext:
             "chi2_pvalue_min": CHI2_PVALUE_THRESHOLD,
             "line_z_min": -LINE_Z,
             "rv_tolerance_kms": RV_TOLERANCE_KMS,
+            # the continuum-shape test's Legendre order (0: no such test for this model)
+            "shape_order": 0 if self._shape is None else SHAPE_ORDER,
         }
 
     def _emulator(self, broad: bool = False):
@@ -359,6 +393,7 @@ class PhysicalContext:
         snr: torch.Tensor,
         velocity: torch.Tensor | None = None,
         continuum: torch.Tensor | None = None,
+        start: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Flags and columns of one chunk.
 
@@ -383,6 +418,10 @@ class PhysicalContext:
             (B, L) the continuum fit of ``flux`` in its unit
             (:attr:`specvit.preprocessing.Prepared.continuum`), for the spikes a model trained
             on cosmic rays or sky residuals leaves out; None: fitted here.
+        start : torch.Tensor, optional
+            (B, n_labels) the labels the continuum-shape test starts from, where finite (exact
+            mode: the network's answer, which reads the continuum and the lines together);
+            None: ``labels``.
 
         Returns
         -------
@@ -411,22 +450,23 @@ class PhysicalContext:
             chunks = [slice(a, a + _CHUNK) for a in range(0, b, _CHUNK)]
         else:
             chunks = torch.nonzero(rows).squeeze(1).split(_CHUNK)
-        data = (labels, flux, error, valid, scale, continuum)
+        if start is None or self._shape is None:
+            start = labels
+        start = torch.where(torch.isfinite(start).all(1, keepdim=True), start, labels)
+        data = (labels, flux, error, valid, scale, continuum, start)
         with _one_cpu_thread(flux.device):
             for sel in chunks:
                 fit = self._fit_rows(sel, *data)
                 line_z[sel] = fit.pop("_line_z").to(torch.float64)
                 for name, value in fit.items():
                     columns[name][sel] = value.to(torch.float64)
-            bad_fit = (columns["chi2_pvalue"] < CHI2_PVALUE_THRESHOLD) | (line_z < -LINE_Z)
+            bad_fit = _fails(columns, line_z)
             if self._broad_lsf is not None:
                 # a model trained across LSF widths: a star whose lines are broader than the
                 # design LSF's (its fibre's, or smoothed by the rest-frame shift) is not at risk
                 for sel in torch.nonzero(bad_fit).squeeze(1).split(_CHUNK):
                     fit = self._fit_rows(sel, *data, broad=True)
-                    z = fit.pop("_line_z").to(torch.float64)
-                    p = fit["chi2_pvalue"].to(torch.float64)
-                    ok = (p >= CHI2_PVALUE_THRESHOLD) & (z >= -LINE_Z)
+                    ok = ~_fails(fit, fit.pop("_line_z"))
                     bad_fit[sel[ok]] = False
                     for name, value in fit.items():
                         columns[name][sel[ok]] = value[ok].to(torch.float64)
@@ -488,7 +528,7 @@ class PhysicalContext:
         trend = fit_continuum(sigma_pix, torch.ones_like(sigma_pix), w > 0, CONTINUUM_ORDER)
         return sigma_pix > SKY_SIGMA_RATIO * trend
 
-    def _fit_rows(self, rows, labels, flux, error, valid, scale, continuum, broad=False):
+    def _fit_rows(self, rows, labels, flux, error, valid, scale, continuum, start, broad=False):
         """:meth:`_fit` of the stars ``rows`` (a slice or indices) of a batch."""
         return self._fit(
             labels[rows],
@@ -497,18 +537,20 @@ class PhysicalContext:
             valid[rows],
             scale[rows].unsqueeze(-1),
             None if continuum is None else continuum[rows],
+            start[rows],
             broad,
         )
 
     def _fit(
-        self, labels, flux, error, valid, scale, continuum, broad=False
+        self, labels, flux, error, valid, scale, continuum, start, broad=False
     ) -> dict[str, torch.Tensor]:
-        """The fit's columns of a chunk of stars (and ``_line_z``); ``broad``: with the emulator
-        at the broadest trained LSF, for the χ² and line test only (no CRLB)."""
+        """The fit's columns of a chunk of stars (and ``_line_z``); ``start``: the labels the
+        continuum-shape test starts from; ``broad``: with the emulator at the broadest trained
+        LSF, for the tests only (no CRLB)."""
         emulator = self._emulator(broad)
-        if broad:
+        if broad and self._shape is None:
             model, jac = emulator(labels[:, self._order]), None
-        else:
+        else:  # the CRLB and the continuum-shape test take the Jacobian
             model, jac = emulator.flux_and_jacobian(labels[:, self._order])
         # f and weights w = 1/σ² in units of the median valid flux, as the model input; w = 0
         # at masked pixels and, for the fit, at the two pixels at each end (no central
@@ -527,7 +569,7 @@ class PhysicalContext:
         # Cramér–Rao: Fisher over (T_eff, log g, [M/H], ln A) with σ from the star's own
         # error array in units of its median flux (specvit.bounds' error= convention; σ = inf
         # at masked pixels).
-        if jac is not None:
+        if not broad:
             sigma = sigma_from_relative_error(model, w.rsqrt())
             fisher = fisher_information(jac, sigma, flux=model, continuum_order=self._crlb_order)
             for name, k in zip(self.config.label_names, self._crlb_index, strict=True):
@@ -585,7 +627,56 @@ class PhysicalContext:
         low = 1.0 if self.domain is None else min(1.0, self.domain.sigma_scale[0])
         p = stats.chi2.sf(chi2.cpu().numpy() * low**2, dof.clamp_min(1.0).cpu().numpy())
         out["chi2_pvalue"] = torch.from_numpy(np.asarray(p)).to(chi2.device)
+        if self._shape is not None:
+            if not torch.equal(start, labels):
+                model, jac = emulator.flux_and_jacobian(start[:, self._order])
+            gain = self._shape_gain(model, jac, v, f, w)
+            p = stats.chi2.sf(gain.cpu().numpy() * low**2, SHAPE_ORDER)
+            out["shape_pvalue"] = torch.from_numpy(np.asarray(p)).to(chi2.device)
         return out
+
+    def _shape_gain(self, model, jac, v, f, w) -> torch.Tensor:
+        """How much a continuum polynomial lowers χ² with the labels free: the continuum-shape test.
+
+        Two linear fits of ``f`` about the predicted labels, with the emulator spectrum and its
+        label derivatives ``jac`` there shifted to the fitted velocity ``v`` (Catmull–Rom):
+        ``f ≈ A·spectrum + J·b`` and ``f ≈ P(x)·spectrum + J·b``, ``P`` a Legendre polynomial of
+        :data:`SHAPE_ORDER`. The second holds the first, so for a spectrum the emulator describes
+        the χ² they differ by follows χ² with SHAPE_ORDER degrees of freedom, whatever the
+        labels' own errors (the label steps ``b`` take them up in both). A continuum the labels
+        cannot make, such as a flux-calibration error or reddening that the labels absorbed at
+        the cost of the lines' fit, lowers it much more. (Gauss–Newton steps of the second fit's
+        labels made the test weaker on reddened spectra, not stronger.)
+
+        Returns
+        -------
+        torch.Tensor
+            (R,) float64, the χ² gain (≥ 0).
+        """
+        r, n = model.shape
+        wave, index = self._wave.to(f.device), self._index.to(f.device)
+        pos = index - pixel_shift(wave, self._step, v[:, None])
+        w = (w * ((pos >= 2.0) & (pos <= n - 3.0))).double()
+        spectrum = catmull_rom_shift(model, pos).double()
+        slopes = jac.transpose(-1, -2).reshape(r * 3, n)
+        slopes = catmull_rom_shift(slopes, pos.repeat_interleave(3, 0)).view(r, 3, n).double()
+        shape = self._shape.to(spectrum)
+        columns = torch.cat([shape[None] * spectrum[:, None], slopes], dim=1)
+        gram = (columns * w[:, None]) @ columns.transpose(1, 2)  # (R, C, C), C = SHAPE_ORDER + 4
+        rhs = columns @ (w * f.double()).unsqueeze(-1)  # (R, C, 1)
+        # unit diagonal: the columns differ by orders of magnitude (per K, per dex)
+        d = gram.diagonal(dim1=1, dim2=2).clamp_min(1e-300).rsqrt()
+        gram, rhs = d[:, :, None] * gram * d[:, None, :], d[:, :, None] * rhs
+        eye = 1e-12 * torch.eye(gram.shape[1], dtype=gram.dtype, device=gram.device)
+
+        def explained(keep: list[int]) -> torch.Tensor:
+            """χ² of no fit minus χ² of the fit with the columns ``keep``."""
+            g, b = gram[:, keep][:, :, keep], rhs[:, keep]
+            return (b * torch.linalg.solve(g + eye[keep][:, keep], b)).sum((1, 2))
+
+        k = shape.shape[0]
+        gain = explained(list(range(k + 3))) - explained([0, k, k + 1, k + 2])
+        return gain.clamp_min(0.0)
 
     def _refine(self, base, lines, v0, f, w, wf, px_per_kms):
         """One Gauss–Newton step in (A, v) from ``base`` (the emulator spectrum at ``v0``).

@@ -173,8 +173,9 @@ class Predictor:
         spectra with fewer get :attr:`PredictFlag.TOO_FEW_PIXELS` and NaN labels.
     physics : bool
         Add each star's physical context (:mod:`specvit.inference.physics`): the ``crlb_<label>``,
-        ``v_rad``, ``chi2_red``, ``chi2_pvalue`` and ``line_ratio`` columns and the
-        ``OUT_OF_DOMAIN``, ``OUTSIDE_PRIOR``, ``LOW_SNR`` and ``RV_OUTSIDE_TRAINING`` flags.
+        ``v_rad``, ``chi2_red``, ``chi2_pvalue``, ``shape_pvalue`` (a model that sees its flux
+        over one number) and ``line_ratio`` columns and the ``OUT_OF_DOMAIN``,
+        ``OUTSIDE_PRIOR``, ``LOW_SNR`` and ``RV_OUTSIDE_TRAINING`` flags.
         For a model the emulator cannot describe (another grid, other labels) a warning says
         why and those columns are absent; the flags that need no emulator are still set.
         False: none of it.
@@ -614,7 +615,7 @@ class Predictor:
         if self.physics is not None:
             if self.exact is not None:
                 # the posterior lives in the prior's box: the network's answer says whether
-                # the spectrum asks for labels beyond it
+                # the spectrum asks for labels beyond it (and starts the continuum-shape test)
                 flags |= self.physics.outside_prior(network_mean)
             bits, physical = self.physics(
                 mean,
@@ -625,6 +626,7 @@ class Predictor:
                 snr,
                 None if prepared.velocity is None else prepared.velocity.v_rad,
                 prepared.continuum,
+                start=network_mean,
             )
             context.update(physical)
             flags |= bits
@@ -774,7 +776,8 @@ def predict(
         <PredictFlag.no_result>` bit is set. With ``physics`` (default) and a model on the
         emulator's PFS MR grid with its three labels, also ``crlb_<label>`` (σ_min = √CRLB: the
         best σ any unbiased method could reach on this spectrum, label unit), ``v_rad`` (km/s),
-        ``chi2_red``, ``chi2_pvalue`` and ``line_ratio`` (see :mod:`specvit.inference.physics`);
+        ``chi2_red``, ``chi2_pvalue``, ``shape_pvalue`` (a model that sees its flux over one
+        number) and ``line_ratio`` (see :mod:`specvit.inference.physics`);
         NaN where the labels are NaN or no ``error`` was given. A model that takes
         observed-frame spectra (``config.rest_frame``) gives ``v_rad`` and ``v_rad_err``
         (km/s: the velocity the spectrum was shifted to its rest frame by, measured or the
