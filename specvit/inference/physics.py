@@ -393,7 +393,6 @@ class PhysicalContext:
         snr: torch.Tensor,
         velocity: torch.Tensor | None = None,
         continuum: torch.Tensor | None = None,
-        start: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Flags and columns of one chunk.
 
@@ -418,10 +417,6 @@ class PhysicalContext:
             (B, L) the continuum fit of ``flux`` in its unit
             (:attr:`specvit.preprocessing.Prepared.continuum`), for the spikes a model trained
             on cosmic rays or sky residuals leaves out; None: fitted here.
-        start : torch.Tensor, optional
-            (B, n_labels) the labels the continuum-shape test starts from, where finite (exact
-            mode: the network's answer, which reads the continuum and the lines together);
-            None: ``labels``.
 
         Returns
         -------
@@ -450,10 +445,7 @@ class PhysicalContext:
             chunks = [slice(a, a + _CHUNK) for a in range(0, b, _CHUNK)]
         else:
             chunks = torch.nonzero(rows).squeeze(1).split(_CHUNK)
-        if start is None or self._shape is None:
-            start = labels
-        start = torch.where(torch.isfinite(start).all(1, keepdim=True), start, labels)
-        data = (labels, flux, error, valid, scale, continuum, start)
+        data = (labels, flux, error, valid, scale, continuum)
         with _one_cpu_thread(flux.device):
             for sel in chunks:
                 fit = self._fit_rows(sel, *data)
@@ -528,7 +520,7 @@ class PhysicalContext:
         trend = fit_continuum(sigma_pix, torch.ones_like(sigma_pix), w > 0, CONTINUUM_ORDER)
         return sigma_pix > SKY_SIGMA_RATIO * trend
 
-    def _fit_rows(self, rows, labels, flux, error, valid, scale, continuum, start, broad=False):
+    def _fit_rows(self, rows, labels, flux, error, valid, scale, continuum, broad=False):
         """:meth:`_fit` of the stars ``rows`` (a slice or indices) of a batch."""
         return self._fit(
             labels[rows],
@@ -537,16 +529,14 @@ class PhysicalContext:
             valid[rows],
             scale[rows].unsqueeze(-1),
             None if continuum is None else continuum[rows],
-            start[rows],
             broad,
         )
 
     def _fit(
-        self, labels, flux, error, valid, scale, continuum, start, broad=False
+        self, labels, flux, error, valid, scale, continuum, broad=False
     ) -> dict[str, torch.Tensor]:
-        """The fit's columns of a chunk of stars (and ``_line_z``); ``start``: the labels the
-        continuum-shape test starts from; ``broad``: with the emulator at the broadest trained
-        LSF, for the tests only (no CRLB)."""
+        """The fit's columns of a chunk of stars (and ``_line_z``); ``broad``: with the emulator
+        at the broadest trained LSF, for the tests only (no CRLB)."""
         emulator = self._emulator(broad)
         if broad and self._shape is None:
             model, jac = emulator(labels[:, self._order]), None
@@ -628,8 +618,6 @@ class PhysicalContext:
         p = stats.chi2.sf(chi2.cpu().numpy() * low**2, dof.clamp_min(1.0).cpu().numpy())
         out["chi2_pvalue"] = torch.from_numpy(np.asarray(p)).to(chi2.device)
         if self._shape is not None:
-            if not torch.equal(start, labels):
-                model, jac = emulator.flux_and_jacobian(start[:, self._order])
             gain = self._shape_gain(model, jac, v, f, w)
             p = stats.chi2.sf(gain.cpu().numpy() * low**2, SHAPE_ORDER)
             out["shape_pvalue"] = torch.from_numpy(np.asarray(p)).to(chi2.device)

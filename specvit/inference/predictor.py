@@ -613,12 +613,7 @@ class Predictor:
             low = context["ess"] < self.exact.sampler.min_ess
             flags |= torch.where(low.to(dev), int(PredictFlag.LOW_ESS), 0).int()
         if self.physics is not None:
-            if self.exact is not None:
-                # the posterior lives in the prior's box: the network's answer says whether
-                # the spectrum asks for labels beyond it (and starts the continuum-shape test)
-                flags |= self.physics.outside_prior(network_mean)
-            bits, physical = self.physics(
-                mean,
+            data = (
                 prepared.flux,
                 prepared.error,
                 prepared.valid,
@@ -626,8 +621,13 @@ class Predictor:
                 snr,
                 None if prepared.velocity is None else prepared.velocity.v_rad,
                 prepared.continuum,
-                start=network_mean,
             )
+            if self.exact is not None:
+                # exact mode never clears a flag the network's answer raises: a spectrum whose
+                # network answer the emulator cannot reproduce (or that lies beyond the prior's
+                # box, where the posterior cannot go) is no safer for a posterior that fits it
+                flags |= self.physics(network_mean, *data)[0]
+            bits, physical = self.physics(mean, *data)
             context.update(physical)
             flags |= bits
         out = tuple(t.cpu().numpy() for t in (mean, sigma, snr, n_valid, flags))
