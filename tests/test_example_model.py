@@ -79,9 +79,12 @@ def test_example_model_predicts_engine_spectra(etc_dir):
     test = sim.sample(512, torch.Generator().manual_seed(7))
     table = specvit.predict(test["flux"].numpy(), test["error"].numpy(), model=model)
     # labels everywhere; only the physical context's warnings (low SNR, a label just outside
-    # the prior box) may be set
-    warnings = PredictFlag.LOW_SNR | PredictFlag.OUTSIDE_PRIOR
-    assert len(table) == 512 and (table["flags"] & ~warnings == 0).all()
+    # the prior box) may be set, and OUT_OF_DOMAIN at its false-alarm rate (its χ² and
+    # continuum-shape tests at p < 1e-3 each: one star of these 512)
+    flags = np.asarray(table["flags"])
+    warnings = PredictFlag.LOW_SNR | PredictFlag.OUTSIDE_PRIOR | PredictFlag.OUT_OF_DOMAIN
+    assert len(table) == 512 and (flags & ~warnings == 0).all()
+    assert ((flags & PredictFlag.OUT_OF_DOMAIN) != 0).mean() <= 0.01
     pred = np.stack([np.asarray(table[n], dtype=np.float64) for n in LABELS], 1)
     overall = score(test["labels"], pred, test["snr"], LABELS)["overall"]["metrics"]
     r2 = {k: v["r2"] for k, v in overall.items()}
