@@ -626,15 +626,20 @@ class PhysicalContext:
     def _shape_gain(self, model, jac, v, f, w) -> torch.Tensor:
         """How much a continuum polynomial lowers χ² with the labels free: the continuum-shape test.
 
-        Two linear fits of ``f`` about the predicted labels, with the emulator spectrum and its
-        label derivatives ``jac`` there shifted to the fitted velocity ``v`` (Catmull–Rom):
-        ``f ≈ A·spectrum + J·b`` and ``f ≈ P(x)·spectrum + J·b``, ``P`` a Legendre polynomial of
-        :data:`SHAPE_ORDER`. The second holds the first, so for a spectrum the emulator describes
-        the χ² they differ by follows χ² with SHAPE_ORDER degrees of freedom, whatever the
-        labels' own errors (the label steps ``b`` take them up in both). A continuum the labels
-        cannot make, such as a flux-calibration error or reddening that the labels absorbed at
-        the cost of the lines' fit, lowers it much more. (Gauss–Newton steps of the second fit's
-        labels made the test weaker on reddened spectra, not stronger.)
+        Two linear fits of ``f`` about the predicted labels: ``f ≈ A·spectrum + J·b`` and
+        ``f ≈ P(x)·spectrum + J·b``, ``P`` a Legendre polynomial of :data:`SHAPE_ORDER`, with the
+        emulator spectrum and its label derivatives ``jac`` at the fitted velocity ``v`` (shifted
+        to second order as in :meth:`_refine`, by Catmull–Rom where ``v`` is more than a
+        pixel). The second fit
+        holds the first, so for a spectrum the emulator describes the χ² they differ by follows
+        χ² with SHAPE_ORDER degrees of freedom, whatever the labels' own errors. A continuum the
+        labels cannot make, such as a flux-calibration error or reddening that the labels
+        absorbed at the cost of the lines' fit, lowers it much more. (Gauss–Newton steps of the
+        second fit's labels made the test weaker on reddened spectra, not stronger.)
+
+        The gain is the residual of the first fit projected on what the polynomial adds (its
+        columns less their part in the first fit's): sums of small residuals, exact enough in
+        float32; only the small normal matrices are float64.
 
         Returns
         -------
@@ -642,28 +647,50 @@ class PhysicalContext:
             (R,) float64, the χ² gain (≥ 0).
         """
         r, n = model.shape
-        wave, index = self._wave.to(f.device), self._index.to(f.device)
-        pos = index - pixel_shift(wave, self._step, v[:, None])
-        w = (w * ((pos >= 2.0) & (pos <= n - 3.0))).double()
-        spectrum = catmull_rom_shift(model, pos).double()
-        slopes = jac.transpose(-1, -2).reshape(r * 3, n)
-        slopes = catmull_rom_shift(slopes, pos.repeat_interleave(3, 0)).view(r, 3, n).double()
-        shape = self._shape.to(spectrum)
-        columns = torch.cat([shape[None] * spectrum[:, None], slopes], dim=1)
-        gram = (columns * w[:, None]) @ columns.transpose(1, 2)  # (R, C, C), C = SHAPE_ORDER + 4
-        rhs = columns @ (w * f.double()).unsqueeze(-1)  # (R, C, 1)
+        shift = v[:, None] * self._px_per_kms.to(f.device)  # (R, L) pixels
+        # the spectrum and its three label derivatives, shifted together
+        both = torch.cat([model[:, None], jac.transpose(-1, -2)], dim=1).flatten(0, 1)
+        d1, d2 = pixel_derivatives(both)
+        moved = both.clone()
+        inner = shift[:, 2:-2].repeat_interleave(4, 0)
+        moved[:, 2:-2] = taylor_shift(both[:, 2:-2], d1, d2, inner)
+        moved = moved.view(r, 4, n)
+        spectrum = moved[:, 0]  # a view: the Catmull–Rom rows below land in it too
+        far = torch.nonzero(shift.abs().amax(1) > 1.0).squeeze(1)
+        if far.numel():  # a pixel or more: Catmull–Rom
+            pos = self._index.to(f.device) - pixel_shift(
+                self._wave.to(f.device), self._step, v[far, None]
+            )
+            far_both = both.view(r, 4, n)[far].flatten(0, 1)
+            moved[far] = catmull_rom_shift(far_both, pos.repeat_interleave(4, 0)).view(-1, 4, n)
+            w = w.clone()
+            w[far] *= ((pos >= 2.0) & (pos <= n - 3.0)).to(w.dtype)
+        first = moved  # (R, 4, L): the spectrum and its label derivatives
+        added = self._shape[1:].to(spectrum)[None] * spectrum[:, None]  # (R, K, L)
+        w_first, w_added = first * w[:, None], added * w[:, None]
+        g_ff = (w_first @ first.mT).double()
+        g_af = (w_added @ first.mT).double()
+        g_aa = (w_added @ added.mT).double()
         # unit diagonal: the columns differ by orders of magnitude (per K, per dex)
-        d = gram.diagonal(dim1=1, dim2=2).clamp_min(1e-300).rsqrt()
-        gram, rhs = d[:, :, None] * gram * d[:, None, :], d[:, :, None] * rhs
-        eye = 1e-12 * torch.eye(gram.shape[1], dtype=gram.dtype, device=gram.device)
+        d = g_ff.diagonal(dim1=1, dim2=2).clamp_min(1e-300).rsqrt()
+        eye = 1e-12 * torch.eye(4, dtype=torch.float64, device=f.device)
 
-        def explained(keep: list[int]) -> torch.Tensor:
-            """χ² of no fit minus χ² of the fit with the columns ``keep``."""
-            g, b = gram[:, keep][:, :, keep], rhs[:, keep]
-            return (b * torch.linalg.solve(g + eye[keep][:, keep], b)).sum((1, 2))
+        def solve_first(x: torch.Tensor) -> torch.Tensor:
+            """``G_ff⁻¹ x`` for (R, 4, m) ``x``."""
+            unit = d[:, :, None] * g_ff * d[:, None, :] + eye
+            return d[:, :, None] * torch.linalg.solve(unit, d[:, :, None] * x)
 
-        k = shape.shape[0]
-        gain = explained(list(range(k + 3))) - explained([0, k, k + 1, k + 2])
+        coef = solve_first((w_first @ f.unsqueeze(-1)).double())  # (R, 4, 1)
+        residual = f - (coef.to(f.dtype) * first).sum(1)
+        # what of the residual the polynomial explains beyond the first fit's columns
+        b = (w_added @ residual.unsqueeze(-1)).double()
+        b = b - g_af @ solve_first((w_first @ residual.unsqueeze(-1)).double())
+        schur = g_aa - g_af @ solve_first(g_af.mT)
+        e = schur.diagonal(dim1=1, dim2=2).clamp_min(1e-300).rsqrt()
+        unit = e[:, :, None] * schur * e[:, None, :] + 1e-12 * torch.eye(
+            schur.shape[1], dtype=torch.float64, device=f.device
+        )
+        gain = (e[:, :, None] * b * torch.linalg.solve(unit, e[:, :, None] * b)).sum((1, 2))
         return gain.clamp_min(0.0)
 
     def _refine(self, base, lines, v0, f, w, wf, px_per_kms):
