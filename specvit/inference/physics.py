@@ -629,13 +629,12 @@ class PhysicalContext:
         Two linear fits of ``f`` about the predicted labels: ``f ≈ A·spectrum + J·b`` and
         ``f ≈ P(x)·spectrum + J·b``, ``P`` a Legendre polynomial of :data:`SHAPE_ORDER`, with the
         emulator spectrum and its label derivatives ``jac`` at the fitted velocity ``v`` (shifted
-        to second order as in :meth:`_refine`, by Catmull–Rom where ``v`` is more than a
-        pixel). The second fit
-        holds the first, so for a spectrum the emulator describes the χ² they differ by follows
-        χ² with SHAPE_ORDER degrees of freedom, whatever the labels' own errors. A continuum the
-        labels cannot make, such as a flux-calibration error or reddening that the labels
-        absorbed at the cost of the lines' fit, lowers it much more. (Gauss–Newton steps of the
-        second fit's labels made the test weaker on reddened spectra, not stronger.)
+        to second order as in :meth:`_refine`, by Catmull–Rom where ``v`` is more than a pixel).
+        The second fit holds the first, so for a spectrum the emulator describes the χ² they
+        differ by follows χ² with SHAPE_ORDER degrees of freedom, whatever the labels' own
+        errors. A continuum the labels cannot make, such as a flux-calibration error or reddening
+        that the labels absorbed at the cost of the lines' fit, lowers it much more. (Gauss–Newton
+        steps of the second fit's labels made the test weaker on reddened spectra, not stronger.)
 
         The gain is the residual of the first fit projected on what the polynomial adds (its
         columns less their part in the first fit's): sums of small residuals, exact enough in
