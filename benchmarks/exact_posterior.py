@@ -10,6 +10,9 @@ default: the faint test set in ``runs/eval_sets``), in one run:
   CPU a batch is cut across the cores);
 * a 1024³ fp32 matmul before and after, for the machine's speed in the same run.
 
+``--physics`` times both with the physical context (``predict``'s default: the per-star CRLB,
+the emulator fit and the flags; exact mode checks the network's answer too).
+
 Each is timed ``--repeat`` times (best time), after a warm-up call on 32 spectra.
 
 It prints spectra/s of each, exact mode's time in network-equivalents and its ESS distribution.
@@ -54,13 +57,14 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=256, help="importance samples per star")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--physics", action="store_true", help="with the physical context")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     path = args.eval_set or eval_set_path(EvalSetSettings("test", DEFAULT_N["test"]))
     data = read_eval_set(path)
     flux, error = data["flux"][: args.n], data["error"][: args.n]
-    network = Predictor(args.model, physics=False)
-    exact = Predictor(args.model, physics=False, exact=True, exact_samples=args.samples)
+    network = Predictor(args.model, physics=args.physics)
+    exact = Predictor(args.model, physics=args.physics, exact=True, exact_samples=args.samples)
     for predictor in (network, exact):  # warm-up calls
         predictor.predict(flux[:32], error[:32])
     gflops_before = matmul_gflops(torch.device("cpu"), torch.float32, 1.0)
@@ -76,9 +80,10 @@ def main() -> None:
         f"model {exact.source}"
     )
     print(f"matmul 1024³ fp32: {gflops_before:.1f} / {gflops_after:.1f} GFLOP/s (before/after)")
-    print(f"network (predict, physics=False): {args.n / t_net:8.1f} spectra/s")
+    physics = f"physics={args.physics}"
+    print(f"network (predict, {physics}): {args.n / t_net:8.1f} spectra/s")
     print(
-        f"exact ({args.samples} samples, physics=False): {args.n / t_exact:8.1f} spectra/s "
+        f"exact ({args.samples} samples, {physics}): {args.n / t_exact:8.1f} spectra/s "
         f"= {t_exact / t_net:.1f}x the network's time; ESS median {np.median(ess):.1f}, "
         f"5th percentile {np.quantile(ess, 0.05):.1f}, LOW_ESS {low.mean():.3f}"
     )

@@ -291,3 +291,29 @@ def test_exact_mode_keeps_the_network_flags(noise):
     exact = np.asarray(Predictor("specvit-tiny-pfs", exact=True).predict(flux, error)["flags"])
     assert (network & int(PredictFlag.OUT_OF_DOMAIN) != 0).mean() > 0.5
     np.testing.assert_array_equal(exact & network, network)
+
+
+@pytest.mark.parametrize("model", ["specvit-tiny-pfs", "specvit-tiny-pfs-observed"])
+def test_flags_without_the_crlb_are_the_same(noise, model):
+    """``crlb=False`` (exact mode's check of the network's answer) skips the Cramér–Rao columns
+    and nothing else: the same flags and fit columns."""
+    from specvit.preprocessing import prepare
+
+    predictor = Predictor(model, device="cpu")
+    d = Simulator(noise=noise, prior=Prior(mag=(19.0, 22.0))).sample(
+        64, torch.Generator().manual_seed(9)
+    )
+    table = predictor.predict(d["flux"].numpy(), d["error"].numpy())
+    labels = torch.tensor(np.stack([np.asarray(table[n]) for n in LABELS], 1), dtype=torch.float32)
+    p = prepare(d["flux"], d["error"], predictor.config)
+    velocity = None if p.velocity is None else p.velocity.v_rad
+    data = (p.flux, p.error, p.valid, p.scale, torch.as_tensor(np.asarray(table["snr"])))
+    full = predictor.physics(labels, *data, velocity, p.continuum)
+    flags_only = predictor.physics(labels, *data, velocity, p.continuum, crlb=False)
+    np.testing.assert_array_equal(flags_only[0].numpy(), full[0].numpy())
+    for name, value in full[1].items():
+        other = flags_only[1][name].numpy()
+        if name.startswith("crlb_"):
+            assert np.isnan(other).all() and np.isfinite(value.numpy()).all()
+        else:
+            np.testing.assert_array_equal(other, value.numpy())

@@ -393,6 +393,7 @@ class PhysicalContext:
         snr: torch.Tensor,
         velocity: torch.Tensor | None = None,
         continuum: torch.Tensor | None = None,
+        crlb: bool = True,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Flags and columns of one chunk.
 
@@ -417,6 +418,9 @@ class PhysicalContext:
             (B, L) the continuum fit of ``flux`` in its unit
             (:attr:`specvit.preprocessing.Prepared.continuum`), for the spikes a model trained
             on cosmic rays or sky residuals leaves out; None: fitted here.
+        crlb : bool
+            Compute the ``crlb_<label>`` columns (False: NaN; for flags alone, as exact mode's
+            check of the network's answer).
 
         Returns
         -------
@@ -448,7 +452,7 @@ class PhysicalContext:
         data = (labels, flux, error, valid, scale, continuum)
         with _one_cpu_thread(flux.device):
             for sel in chunks:
-                fit = self._fit_rows(sel, *data)
+                fit = self._fit_rows(sel, *data, crlb=crlb)
                 line_z[sel] = fit.pop("_line_z").to(torch.float64)
                 for name, value in fit.items():
                     columns[name][sel] = value.to(torch.float64)
@@ -520,7 +524,7 @@ class PhysicalContext:
         trend = fit_continuum(sigma_pix, torch.ones_like(sigma_pix), w > 0, CONTINUUM_ORDER)
         return sigma_pix > SKY_SIGMA_RATIO * trend
 
-    def _fit_rows(self, rows, labels, flux, error, valid, scale, continuum, broad=False):
+    def _fit_rows(self, rows, labels, flux, error, valid, scale, continuum, broad=False, crlb=True):
         """:meth:`_fit` of the stars ``rows`` (a slice or indices) of a batch."""
         return self._fit(
             labels[rows],
@@ -530,15 +534,17 @@ class PhysicalContext:
             scale[rows].unsqueeze(-1),
             None if continuum is None else continuum[rows],
             broad,
+            crlb,
         )
 
     def _fit(
-        self, labels, flux, error, valid, scale, continuum, broad=False
+        self, labels, flux, error, valid, scale, continuum, broad=False, crlb=True
     ) -> dict[str, torch.Tensor]:
         """The fit's columns of a chunk of stars (and ``_line_z``); ``broad``: with the emulator
-        at the broadest trained LSF, for the tests only (no CRLB)."""
+        at the broadest trained LSF, for the tests only (no CRLB); ``crlb``: the CRLB too."""
         emulator = self._emulator(broad)
-        if broad and self._shape is None:
+        crlb = crlb and not broad
+        if not crlb and self._shape is None:
             model, jac = emulator(labels[:, self._order]), None
         else:  # the CRLB and the continuum-shape test take the Jacobian
             model, jac = emulator.flux_and_jacobian(labels[:, self._order])
@@ -559,7 +565,7 @@ class PhysicalContext:
         # Cramér–Rao: Fisher over (T_eff, log g, [M/H], ln A) with σ from the star's own
         # error array in units of its median flux (specvit.bounds' error= convention; σ = inf
         # at masked pixels).
-        if not broad:
+        if crlb:
             sigma = sigma_from_relative_error(model, w.rsqrt())
             fisher = fisher_information(jac, sigma, flux=model, continuum_order=self._crlb_order)
             for name, k in zip(self.config.label_names, self._crlb_index, strict=True):

@@ -626,7 +626,7 @@ class Predictor:
                 # exact mode never clears a flag the network's answer raises: a spectrum whose
                 # network answer the emulator cannot reproduce (or that lies beyond the prior's
                 # box, where the posterior cannot go) is no safer for a posterior that fits it
-                flags |= self.physics(network_mean, *data)[0]
+                flags |= self.physics(network_mean, *data, crlb=False)[0]
             bits, physical = self.physics(mean, *data)
             context.update(physical)
             flags |= bits
