@@ -1,12 +1,17 @@
-"""Air ↔ vacuum, the pixel-integrated LSF operator and HSC-i photometry."""
+"""Air ↔ vacuum, the pixel-integrated LSF operator, HSC-i photometry and the telluric bands."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+import torch
 
+from specvit.emulator.doppler import rest_wavelength
 from specvit.instrument import (
     PFS_MR,
+    TELLURIC_BANDS,
     WavelengthGrid,
     air_to_vacuum,
     band_weights,
@@ -14,6 +19,7 @@ from specvit.instrument import (
     lsf_sigma,
     magnitude_to_njy,
     njy_to_magnitude,
+    telluric_band_masks,
     vacuum_to_air,
 )
 
@@ -89,3 +95,22 @@ def test_pfs_mr_grid_is_linear_and_matches_the_etc(etc_dir) -> None:
 def test_wavelength_grid_bad_input(args, message) -> None:
     with pytest.raises(ValueError, match=message):
         WavelengthGrid(*args)
+
+
+def test_telluric_bands_follow_the_star_to_its_rest_frame() -> None:
+    wave = PFS_MR.wavelength()
+    masks = telluric_band_masks(PFS_MR, torch.tensor([0.0, 300.0]))
+    assert masks.shape == (2, len(TELLURIC_BANDS), 4096) and masks.dtype == torch.float64
+    for b, (lo, hi) in enumerate(TELLURIC_BANDS.values()):
+        at_rest = wave[masks[0, b].bool().numpy()]
+        assert at_rest.min() >= lo and at_rest.max() <= hi
+        assert at_rest.min() - lo < PFS_MR.step and hi - at_rest.max() < PFS_MR.step
+        # a receding star's rest frame sees the band bluewards: λ_rest = λ_obs / (1 + v/c)
+        moved = wave[masks[1, b].bool().numpy()]
+        assert moved.min() == pytest.approx(rest_wavelength(lo, 300.0), abs=PFS_MR.step)
+        assert moved.max() == pytest.approx(rest_wavelength(hi, 300.0), abs=PFS_MR.step)
+    air = WavelengthGrid(PFS_MR.start, PFS_MR.stop, PFS_MR.num, "air")
+    o2 = telluric_band_masks(air, torch.zeros(1))[0, 1].bool().numpy()
+    assert wave[o2].min() == pytest.approx(vacuum_to_air(7594.0), abs=PFS_MR.step)
+    with pytest.raises(ValueError, match="finite velocities"):
+        telluric_band_masks(PFS_MR, torch.tensor([math.nan]))

@@ -1,19 +1,17 @@
-"""Exact mode against the network under one realism variant, star by star; and what changing the
-exact likelihood in the telluric bands does.
+"""Exact mode against the network under one realism variant, star by star; and what exact mode's
+free model scale in the telluric bands does.
 
 The realism test set's stars (``training.evaluation.realism``, 2 000 by default) are observed at
 rest and under the variant; for the stars both modes leave unflagged at S/N ≥ 5 it prints each
 mode's mean label shift (variant minus unperturbed) with its standard error, and the paired
-difference exact − network on the same stars. ``--likelihood`` changes exact mode's likelihood
-for the experiment (not what ``predict`` does): ``mask-o2`` / ``mask-h2o`` leave the O₂ A band /
-the H₂O bands out, ``band-scales`` gives the model a free scale in each band (marginalised with
-the continuum), ``band-scales-wide`` the same with each band widened by ±600 km/s (as a moving
-star's rest frame needs); the script also prints the exact labels' rms error on the unperturbed
-stars per S/N bin, the precision such a change costs::
+difference exact − network on the same stars. ``--likelihood no-telluric`` takes the telluric
+bands' terms out of exact mode's likelihood for the experiment (as before they were added; not
+what ``predict`` does); the script also prints the exact labels' rms error on the unperturbed
+stars per S/N bin, the precision the terms cost::
 
     python docs/research/exact_telluric.py                     # telluric, 10 % residual, 10 mm
     python docs/research/exact_telluric.py --variant mixed
-    python docs/research/exact_telluric.py --likelihood band-scales
+    python docs/research/exact_telluric.py --likelihood no-telluric
 
 The numbers are quoted in docs/predict.md (Exact posteriors).
 """
@@ -23,51 +21,15 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import torch
 
 import specvit
-import specvit.inference.likelihood as likelihood
 from specvit.emulator import Emulator
-from specvit.inference import physics
+from specvit.inference.exact import ExactCorrection
 from specvit.inference.flags import PredictFlag
 from specvit.instrument import PFSNoiseModel
 from training.engine.effects import Effects
 from training.evaluation import realism
 from training.paths import DEFAULT_ETC_DIR
-
-#: The telluric bands of the MR arm (Å), as the data engine's telluric effect names them.
-O2_BANDS = ((7594.0, 7720.0),)
-H2O_BANDS = ((7160.0, 7340.0), (8120.0, 8350.0))
-#: Half-width (km/s) of the velocities a rest-frame band must cover (the trained ±600 km/s).
-WIDE_KMS = 600.0
-
-
-def band_rows(wave: torch.Tensor, bands, widen_kms: float = 0.0) -> torch.Tensor:
-    """``(B, L)`` float64: 1 on each band's pixels, 0 elsewhere."""
-    stretch = widen_kms / 299_792.458
-    rows = [((wave >= lo * (1 - stretch)) & (wave <= hi * (1 + stretch))) for lo, hi in bands]
-    return torch.stack(rows).double()
-
-
-def change_likelihood(kind: str, wave: torch.Tensor) -> None:
-    """Patch exact mode's likelihood in this process (``default``: leave it)."""
-    if kind.startswith("mask-"):
-        mask = band_rows(wave, O2_BANDS if kind == "mask-o2" else H2O_BANDS).sum(0) > 0
-        original = physics.PhysicalContext.ignored
-
-        def ignored(self, flux, error, valid, continuum=None):
-            return original(self, flux, error, valid, continuum) | (mask & valid)
-
-        physics.PhysicalContext.ignored = ignored
-    elif kind.startswith("band-scales"):
-        rows = band_rows(wave, O2_BANDS + H2O_BANDS, WIDE_KMS if kind.endswith("wide") else 0.0)
-        original = likelihood.continuum_basis
-
-        def basis(length, order):
-            terms = original(length, order)
-            return terms if terms is None else torch.cat([terms, rows])
-
-        likelihood.continuum_basis = basis
 
 
 def main() -> None:
@@ -78,12 +40,12 @@ def main() -> None:
     parser.add_argument(
         "--likelihood",
         default="default",
-        choices=("default", "mask-o2", "mask-h2o", "band-scales", "band-scales-wide"),
+        choices=("default", "no-telluric"),
     )
     args = parser.parse_args()
     model = specvit.load(args.model)
-    wave = torch.tensor(model.config.wavelength_grid.wavelength(), dtype=torch.float64)
-    change_likelihood(args.likelihood, wave)
+    if args.likelihood == "no-telluric":
+        ExactCorrection._telluric_terms = lambda self, labels, v_rad: None
     noise, emulator = PFSNoiseModel.from_etc(DEFAULT_ETC_DIR), Emulator.load()
     variant = realism.select_variants([args.variant])[0]
     reference = realism.Variant("reference", "", Effects.off())

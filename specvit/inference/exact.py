@@ -57,6 +57,7 @@ from specvit.inference.likelihood import (
 )
 from specvit.inference.physics import PhysicalContext, emulator_mismatch
 from specvit.instrument.lsf import MR_RESOLUTION, MR_RESOLVING_POWERS
+from specvit.instrument.telluric import telluric_band_masks
 from specvit.labels import LABEL_NAMES
 
 __all__ = [
@@ -526,7 +527,12 @@ class ExactCorrection:
     (:data:`specvit.instrument.MR_RESOLVING_POWERS`) that fits it best at the network's labels,
     the design one unless another is better by :data:`LSF_DELTA_CHI2`. Where the sky the
     pipeline subtracted is given, a scale error of it and a shift of it (its derivative) are
-    marginalised too: the additive residuals a sky subtraction leaves.
+    marginalised too: the additive residuals a sky subtraction leaves. For a model that shifts
+    spectra to the rest frame, whose velocity is therefore known, the model also has a free
+    scale in each telluric band (:data:`specvit.instrument.TELLURIC_BANDS`, where the band fell
+    in the observed frame): additive terms, the emulator's spectrum at the network's labels on
+    the band's pixels, marginalised like the sky's. A telluric correction leaves a residual of a
+    few per cent there, which the likelihood would otherwise read as the star's.
 
     Parameters
     ----------
@@ -559,6 +565,8 @@ class ExactCorrection:
         self.sampler = self._sampler(MR_RESOLUTION)
         self.seed = int(seed)
         self._context = PhysicalContext(config, torch.device("cpu"))
+        #: the grid of the rest-frame spectra whose telluric bands are marginalised, or None
+        self._telluric_grid = config.wavelength_grid if config.rest_frame else None
         self._to_emulator = [config.label_names.index(name) for name in LABEL_NAMES]
         self._to_model = [LABEL_NAMES.index(name) for name in config.label_names]
 
@@ -583,8 +591,7 @@ class ExactCorrection:
         w = sigma.reciprocal().square()
         bad = ~(torch.isfinite(y) & torch.isfinite(w))
         y, w = y.masked_fill(bad, 0.0), w.masked_fill(bad, 0.0)
-        bounds = self._prior.bounds().to(torch.float64)
-        labels = torch.minimum(torch.maximum(labels, bounds[:, 0]), bounds[:, 1])
+        labels = self._in_prior(labels)
         powers = torch.tensor(MR_RESOLVING_POWERS, dtype=torch.float64)
         chi2 = torch.stack(
             [
@@ -600,6 +607,24 @@ class ExactCorrection:
         better = best.values < design - LSF_DELTA_CHI2
         return torch.where(better, powers[best.indices], MR_RESOLUTION)
 
+    def _in_prior(self, labels: torch.Tensor) -> torch.Tensor:
+        """``labels`` ``(n, 3)`` (emulator order) moved into the prior's box."""
+        bounds = self._prior.bounds().to(labels)
+        return torch.minimum(torch.maximum(labels, bounds[:, 0]), bounds[:, 1])
+
+    def _telluric_terms(self, labels: torch.Tensor, v_rad: torch.Tensor) -> torch.Tensor | None:
+        """``(n, B, L)`` the additive terms of a free model scale in each telluric band that
+        falls on the spectra (the emulator's flux at ``labels`` on the band's pixels), or None
+        for a model that does not shift spectra to the rest frame."""
+        if self._telluric_grid is None:
+            return None
+        masks = telluric_band_masks(self._telluric_grid, v_rad)
+        masks = masks[:, masks.sum((0, 2)) > 0]  # the bands on the arm
+        if not masks.shape[1]:
+            return None
+        f0 = self.sampler.model(self._in_prior(labels).float()).double()
+        return f0[:, None] * masks
+
     def __call__(
         self,
         mean: torch.Tensor,
@@ -610,6 +635,7 @@ class ExactCorrection:
         start: int,
         continuum: torch.Tensor | None = None,
         sky: torch.Tensor | None = None,
+        v_rad: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The exact posterior of one batch, in the model's label order.
 
@@ -629,6 +655,9 @@ class ExactCorrection:
         sky : torch.Tensor, optional
             ``(n, L)`` the sky subtracted from ``flux``, on the same pixels and in its unit
             (finite where ``valid``).
+        v_rad : torch.Tensor, optional
+            ``(n,)`` km/s, the velocity each spectrum was shifted to the rest frame by (where the
+            telluric bands fell); None: at rest. A NaN velocity is taken as 0.
 
         Returns
         -------
@@ -653,11 +682,16 @@ class ExactCorrection:
             y, err = flux[rows].to(torch.float64), err.to(torch.float64)
             labels = mean.cpu()[rows][:, self._to_emulator].to(torch.float64)
             std = sigma.cpu()[rows][:, self._to_emulator].to(torch.float64)
-            background = None
+            terms = []
             if sky is not None:  # a scale error and a shift of the subtracted sky
                 sky = sky.cpu()[rows].to(torch.float64)
                 sky = torch.where(torch.isfinite(sky), sky, 0.0)
-                background = torch.stack([sky, torch.gradient(sky, dim=-1)[0]], dim=1)
+                terms.append(torch.stack([sky, torch.gradient(sky, dim=-1)[0]], dim=1))
+            v = torch.zeros(n, dtype=torch.float64) if v_rad is None else v_rad.cpu().double()
+            telluric = self._telluric_terms(labels, torch.nan_to_num(v[rows], nan=0.0))
+            if telluric is not None:
+                terms.append(telluric)
+            background = torch.cat(terms, dim=1) if terms else None
             lsf = self._lsf(y, err, labels, background)
             index = torch.nonzero(rows).squeeze(1)
             order = self._to_model

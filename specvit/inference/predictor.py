@@ -648,8 +648,9 @@ class Predictor:
             error = error / interpolated_variance(v_rad, grid).sqrt()
             if sky is not None:
                 sky = to_rest_frame(sky, sky, torch.isfinite(sky), v_rad, grid)[0]
+        v_rad = None if prepared.velocity is None else prepared.velocity.v_rad
         post_mean, post_sigma, cov, ess = self.exact(
-            mean, sigma, prepared.flux, error, prepared.valid, start, prepared.continuum, sky
+            mean, sigma, prepared.flux, error, prepared.valid, start, prepared.continuum, sky, v_rad
         )
         kept = (ess > 0).to(mean.device)[:, None]
         mean = torch.where(kept, post_mean.to(mean), mean)
