@@ -316,6 +316,33 @@ def test_the_likelihood_linear_in_the_design_matches_the_direct_float64_form(snr
     assert torch.isinf(flipped.loglike(design)).all()
 
 
+@pytest.mark.parametrize("snr", [3.0, 200.0])
+def test_best_fit_chi2_is_the_least_squares_fits(snr):
+    """best_fit_chi2 (the LSF choice of exact mode) against numpy's least squares, for six
+    model fluxes, a 5th-order continuum and additive terms of unlike units, one of them zero
+    and one repeated."""
+    from specvit.emulator import Emulator
+    from specvit.inference.likelihood import best_fit_chi2, continuum_basis
+
+    emulator = Emulator.load()
+    length = emulator.num_pixels
+    truth, y, w, theta, terms = _star_and_samples(snr, tilt=True, background=True, seed=2)
+    band = torch.zeros(length, dtype=torch.float64)
+    band[1000:1300] = 1e6 * emulator(truth)[0, 1000:1300].double()  # a telluric-like term
+    terms = torch.cat([terms, band[None], torch.zeros(1, length), terms[:1]])  # (5, L)
+    models = emulator(theta[0, :6]).double()[None]  # (1, 6, L)
+    basis = continuum_basis(length, 5)
+    fast = best_fit_chi2(y, w, models, basis, terms)
+    sw = np.sqrt(w[0].numpy())
+    direct = []
+    for flux in models[0].numpy():
+        g = np.concatenate([basis.numpy() * flux, terms.numpy()]).T * sw[:, None]
+        beta, *_ = np.linalg.lstsq(g, y[0].numpy() * sw, rcond=None)
+        direct.append(np.sum((y[0].numpy() * sw - g @ beta) ** 2))
+    assert np.ptp(direct) > 10  # the models fit differently: a real test
+    np.testing.assert_allclose(fast[0].numpy(), direct, rtol=1e-8, atol=1e-6)
+
+
 def test_the_held_continuum_posterior_is_the_full_emulators(etc_dir):
     """With a continuum polynomial marginalised, exact mode holds the emulator's continuum at
     the proposal's centre (its change between samples is smooth: the polynomial takes it) and

@@ -52,6 +52,7 @@ from specvit.config import SpecViTConfig
 from specvit.inference.likelihood import (
     LinearLikelihood,
     Reference,
+    best_fit_chi2,
     continuum_basis,
     design_products,
 )
@@ -593,15 +594,11 @@ class ExactCorrection:
         y, w = y.masked_fill(bad, 0.0), w.masked_fill(bad, 0.0)
         labels = self._in_prior(labels)
         powers = torch.tensor(MR_RESOLVING_POWERS, dtype=torch.float64)
-        chi2 = torch.stack(
-            [
-                self._sampler(r)
-                .likelihood(y, w, self._sampler(r).model(labels.float()).double(), background)
-                .chi2
-                for r in MR_RESOLVING_POWERS
-            ],
-            dim=1,
-        )  # (N, R)
+        models = torch.stack(
+            [self._sampler(r).model(labels.float()) for r in MR_RESOLVING_POWERS], dim=1
+        )
+        basis = continuum_basis(y.shape[-1], self._order)
+        chi2 = best_fit_chi2(y, w, models, basis, background)  # (N, R)
         design = chi2[:, MR_RESOLVING_POWERS.index(MR_RESOLUTION)]
         best = chi2.min(dim=1)
         better = best.values < design - LSF_DELTA_CHI2

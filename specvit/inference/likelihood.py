@@ -29,6 +29,7 @@ from specvit.continuum import legendre_basis
 __all__ = [
     "LinearLikelihood",
     "Reference",
+    "best_fit_chi2",
     "continuum_basis",
     "design_products",
     "whitened_loglike",
@@ -213,8 +214,9 @@ class LinearLikelihood:
     sum over pixels of the continuum-marginalised likelihood is a quadratic form in ``d``:
     ``GᵀWG`` from ``Σ_l P_i P_j s² w V_a V_b`` and ``GᵀWy`` from ``Σ_l P_k s w y V_a``. They
     are taken once per spectrum, in float64 (``|z|² − zᵀG(GᵀG)⁻¹Gᵀz`` then needs no reference
-    spectrum to stay accurate); a sample costs ``D(D+1)/2`` products and a ``(K+1)``-square
-    solve. The result is :func:`whitened_loglike`'s for ``f = (d V) s`` (``tests/test_exact.py``
+    spectrum to stay accurate); additive terms (the metric ``M`` of :func:`whitened_loglike`)
+    leave them linear and quadratic in ``d`` and are folded in there too. A sample costs
+    ``D(D+1)/2`` products and a ``(K+1)``-square solve. The result is :func:`whitened_loglike`'s for ``f = (d V) s`` (``tests/test_exact.py``
     holds it to the direct float64 form).
 
     Parameters
@@ -261,15 +263,22 @@ class LinearLikelihood:
         span, coef = (t.to(y) for t in _pair_span(length, order))
         products = design_products(v) if products is None else products.to(y)
         self._gg = coef @ _rows_at((ws * scale.to(y))[:, None] * span, products)  # (n, M, D2)
-        self._terms = None
         if background is not None:  # in the metric M = I − B̃ K B̃ᵀ, as whitened_loglike's
             terms = background.to(y).expand(len(y), -1, -1)  # (n, J, L)
             kernel = torch.linalg.pinv((terms * w[:, None]) @ terms.mT, hermitian=True)
             bz = (terms @ (w * y).unsqueeze(-1)).squeeze(-1)  # (n, J)
-            cross = (terms * ws[:, None])[:, :, None] * basis[None, None]  # (n, J, K+1, L)
-            bg = _rows_at(cross.flatten(1, 2), v.T)  # (n, J(K+1), D)
+            on = (terms != 0).any(1).any(0)  # the pixels a term touches (a band: a third)
+            cross = (terms * ws[:, None])[..., on][:, :, None] * basis[None, None, :, on]
+            bg = _rows_at(cross.flatten(1, 2), v[:, on].T).unflatten(1, (-1, k))  # B̃ᵀG/d
             self._zz = self._zz - (bz.unsqueeze(1) @ kernel @ bz.unsqueeze(-1))[:, 0, 0]
-            self._terms = (bg, kernel, (kernel @ bz.unsqueeze(-1)).squeeze(-1))
+            # GᵀMz and GᵀMG are still linear and quadratic in d: fold the metric's terms in
+            self._gz = self._gz - torch.einsum(
+                "njka,nj->nka", bg, (kernel @ bz.unsqueeze(-1))[..., 0]
+            )
+            kbg = torch.einsum("nij,njka->nika", kernel, bg)
+            quad = torch.einsum("njka,njlb->nklab", bg, kbg)  # (n, K+1, K+1, D, D)
+            quad = 0.5 * (quad + quad.transpose(-1, -2))  # the products d_a d_b count once
+            self._gg = self._gg - quad[:, self.upper[0], self.upper[1]][..., i, j]
 
     def loglike(self, design: torch.Tensor) -> torch.Tensor:
         """``(n, S)`` the log likelihood of the model fluxes of design vectors
@@ -280,11 +289,6 @@ class LinearLikelihood:
         pairs = design[..., i] * design[..., j] * self._twice
         gg = _symmetric(pairs @ self._gg.mT, self.upper, k)  # (n, S, K+1, K+1)
         gz = design @ self._gz.mT  # (n, S, K+1)
-        if self._terms is not None:
-            bg, kernel, kernel_bz = self._terms
-            c = (design @ bg.mT).unflatten(-1, (-1, k))  # (n, S, J, K+1): B̃ᵀG
-            gg = gg - c.mT @ kernel[:, None] @ c
-            gz = gz - (c.mT @ kernel_bz[:, None, :, None]).squeeze(-1)
         chol, info = torch.linalg.cholesky_ex(gg)
         beta = torch.cholesky_solve(gz.unsqueeze(-1), chol).squeeze(-1)
         chi2 = (self._zz[:, None] - (gz * beta).sum(-1)).clamp_min(0.0)
@@ -292,6 +296,63 @@ class LinearLikelihood:
         amplitude = beta[..., 0]
         out = -0.5 * chi2 - 0.5 * log_det - k * torch.log(amplitude.clamp_min(1e-300))
         return torch.where((amplitude > 0) & (info == 0), out, torch.full_like(out, -math.inf))
+
+
+def best_fit_chi2(
+    y: torch.Tensor,
+    w: torch.Tensor,
+    models: torch.Tensor,
+    basis: torch.Tensor | None = None,
+    background: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """χ² of the least-squares fit of each of several model fluxes to each spectrum.
+
+    The fit is :func:`whitened_loglike`'s: ``y ≈ c(x) f + Σ_j γ_j B_j``, the continuum terms'
+    and the additive terms' coefficients free (a zero or repeated term adds nothing).
+
+    Parameters
+    ----------
+    y, w : torch.Tensor
+        ``(n, L)`` observed flux and inverse variance (0 on masked pixels), float64.
+    models : torch.Tensor
+        ``(n, R, L)`` R model fluxes per spectrum.
+    basis : torch.Tensor, optional
+        ``(K + 1, L)`` the continuum's terms, the first a constant; None: the amplitude alone.
+    background : torch.Tensor, optional
+        ``(J, L)`` or ``(n, J, L)`` the additive terms; None: none.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n, R)`` float64, the χ² of each model's best fit.
+    """
+    basis = y.new_ones((1, y.shape[-1])) if basis is None else basis.to(y)
+    k = basis.shape[0]
+    upper = torch.triu_indices(k, k)
+    f = models.to(y)
+    wf = w[:, None] * f  # (n, R, L)
+    # the normal equations of the columns P_k f (and B_j), from sums over the pixels
+    gram = _symmetric((wf * f) @ (basis[upper[0]] * basis[upper[1]]).T, upper, k)
+    rhs = (wf * y[:, None]) @ basis.T  # (n, R, K+1)
+    if background is not None:
+        terms = background.to(y).expand(len(y), -1, -1)  # (n, J, L)
+        wb = terms * w[:, None]
+        on = (terms != 0).any(1).any(0)  # the pixels a term touches
+        wf_on, terms_on, basis_on = wf[..., on], terms[..., on], basis[:, on].T
+        cross = torch.stack(
+            [(wf_on * terms_on[:, j, None]) @ basis_on for j in range(terms.shape[1])], -1
+        )  # (n, R, K+1, J)
+        corner = (wb @ terms.mT)[:, None].expand(-1, f.shape[1], -1, -1)  # (n, R, J, J)
+        gram = torch.cat([torch.cat([gram, cross], -1), torch.cat([cross.mT, corner], -1)], -2)
+        by = (wb @ y.unsqueeze(-1)).squeeze(-1)[:, None].expand(-1, f.shape[1], -1)
+        rhs = torch.cat([rhs, by], -1)
+    # scaled to a unit diagonal, so that the pseudo-inverse's cut sees no unit
+    diag = torch.diagonal(gram, dim1=-2, dim2=-1)
+    scale = torch.where(diag > 0, diag.clamp_min(1e-300).rsqrt(), 0.0)
+    gram = gram * scale[..., :, None] * scale[..., None, :]
+    rhs = rhs * scale
+    solved = (torch.linalg.pinv(gram, hermitian=True) @ rhs.unsqueeze(-1)).squeeze(-1)
+    return ((w * y.square()).sum(-1)[:, None] - (rhs * solved).sum(-1)).clamp_min(0.0)
 
 
 @functools.lru_cache(maxsize=4)
