@@ -401,6 +401,7 @@ def test_predict_exact_gives_the_posterior_its_covariance_and_ess(engine_spectra
     pairs = {"cov_T_eff_log_g", "cov_T_eff_M_H", "cov_log_g_M_H"}
     assert "ess" not in net.colnames and {"ess", *pairs} <= set(exact.colnames)
     assert exact["cov_T_eff_log_g"].unit == "K dex" and exact.meta["exact"]["samples"] == 128
+    assert exact.meta["exact"]["telluric_bands"] == []  # a rest-frame model: where they fell?
     np.testing.assert_array_equal(exact["log_g"], again["log_g"])  # reproducible
     assert not np.array_equal(exact["log_g"], net["log_g"])
     corr = np.asarray(exact["cov_log_g_M_H"]) / (exact["log_g_err"] * exact["M_H_err"])
@@ -554,6 +555,7 @@ def test_exact_mode_marginalises_a_telluric_residual(engine_spectra, monkeypatch
             monkeypatch.setattr(ExactCorrection, "_telluric_terms", lambda *args: None)
         predictor = specvit.Predictor(exact=True)
         clean = predictor.predict(flux, error)
+        assert clean.meta["exact"]["telluric_bands"] == ["H2O 7160-7340", "O2 A", "H2O 8120-8350"]
         out = predictor.predict(flux * (1.0 - 0.1 * bands), error)
         ok = np.asarray(clean["snr"]) >= 5  # 11 stars
         shift[terms] = np.mean(np.abs(out["log_g"] - clean["log_g"])[ok])

@@ -58,7 +58,7 @@ from specvit.inference.likelihood import (
 )
 from specvit.inference.physics import PhysicalContext, emulator_mismatch
 from specvit.instrument.lsf import MR_RESOLUTION, MR_RESOLVING_POWERS
-from specvit.instrument.telluric import telluric_band_masks
+from specvit.instrument.telluric import TELLURIC_BANDS, telluric_band_masks
 from specvit.labels import LABEL_NAMES
 
 __all__ = [
@@ -568,6 +568,11 @@ class ExactCorrection:
         self._context = PhysicalContext(config, torch.device("cpu"))
         #: the grid of the rest-frame spectra whose telluric bands are marginalised, or None
         self._telluric_grid = config.wavelength_grid if config.rest_frame else None
+        #: the telluric bands whose depth the likelihood marginalises (those on the grid)
+        self.telluric_bands: tuple[str, ...] = ()
+        if self._telluric_grid is not None:
+            on = telluric_band_masks(self._telluric_grid, torch.zeros(1))[0].any(-1)
+            self.telluric_bands = tuple(b for b, o in zip(TELLURIC_BANDS, on, strict=True) if o)
         self._to_emulator = [config.label_names.index(name) for name in LABEL_NAMES]
         self._to_model = [LABEL_NAMES.index(name) for name in config.label_names]
 

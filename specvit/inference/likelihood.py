@@ -216,8 +216,9 @@ class LinearLikelihood:
     are taken once per spectrum, in float64 (``|z|² − zᵀG(GᵀG)⁻¹Gᵀz`` then needs no reference
     spectrum to stay accurate); additive terms (the metric ``M`` of :func:`whitened_loglike`)
     leave them linear and quadratic in ``d`` and are folded in there too. A sample costs
-    ``D(D+1)/2`` products and a ``(K+1)``-square solve. The result is :func:`whitened_loglike`'s for ``f = (d V) s`` (``tests/test_exact.py``
-    holds it to the direct float64 form).
+    ``D(D+1)/2`` products and a ``(K+1)``-square solve. The result is
+    :func:`whitened_loglike`'s for ``f = (d V) s`` (``tests/test_exact.py`` holds it to the
+    direct float64 form).
 
     Parameters
     ----------

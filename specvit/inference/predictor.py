@@ -701,6 +701,7 @@ class Predictor:
             meta["exact"] = {
                 "samples": self.exact.sampler.n_samples,
                 "min_ess": self.exact.sampler.min_ess,
+                "telluric_bands": list(self.exact.telluric_bands),
             }
         return Table(columns, meta=meta)
 
