@@ -750,10 +750,10 @@ class TelluricResiduals(Effect):
     """What an imperfect telluric correction leaves: the O₂ A band and the H₂O bands.
 
     PFS observes from Maunakea through the O₂ A band (7594–7720 Å) and H₂O bands (7160–7340,
-    8120–8350 Å, and weak lines across the arm). The pipeline divides the spectrum by a model
-    transmission; when that model has ``(1 − ε)`` times the true absorbing column (e.g. a
-    precipitable water vapour misjudged by a fraction ε), the delivered flux is the true one
-    times ::
+    8120–8350 Å, :data:`specvit.instrument.TELLURIC_BANDS`; and weak lines across the arm). The
+    pipeline divides the spectrum by a model transmission; when that model has ``(1 − ε)`` times
+    the true absorbing column (e.g. a precipitable water vapour misjudged by a fraction ε), the
+    delivered flux is the true one times ::
 
         r(λ) = T(λ; c_H₂O, X) / T(λ; (1 − ε) c_H₂O, (1 − ε) X),
 
