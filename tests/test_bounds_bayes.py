@@ -139,3 +139,16 @@ def test_grid_posterior_is_the_exact_mean_where_wide_and_narrower_than_a_cell_wh
             assert (grid.ess < 8).all()
     with pytest.raises(ValueError, match="must both be"):
         estimator.grid_posterior(y[0], sigma[0])
+
+
+def test_a_prior_clips_labels_into_its_support():
+    from specvit.bounds.prior import LabelPrior
+
+    prior = LabelPrior.default()  # T_eff 3750–6000, log g 1–5, [M/H] −2.5–0.5
+    labels = torch.tensor([[3000.0, 2.0, 1.0], [5000.0, 6.0, -3.0]], dtype=torch.float32)
+    clipped = prior.clip(labels)
+    assert clipped.dtype == torch.float32
+    assert clipped.tolist() == [[3750.0, 2.0, 0.5], [5000.0, 5.0, -2.5]]
+    assert torch.isfinite(prior.log_density(clipped.double())).all()
+    with pytest.raises(ValueError, match="2 columns, the prior has 3"):
+        prior.clip(labels[:, :2])

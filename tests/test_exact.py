@@ -513,7 +513,8 @@ def test_the_likelihood_takes_the_lsf_that_fits(etc_dir):
     for resolution in (4000.0, 5000.0):
         data = _bright(etc_dir, 24, 3, values=(resolution,))
         sigma = data["error"].to(torch.float64)
-        lsf = exact._lsf(data["flux"].to(torch.float64), sigma, data["labels"].to(torch.float64))
+        models = exact._models(data["labels"].to(torch.float64))
+        lsf = exact._lsf(data["flux"].to(torch.float64), sigma, models)
         assert (lsf == resolution).float().mean() >= (0.5 if resolution == 4000 else 0.9), lsf
 
 

@@ -112,5 +112,6 @@ def test_telluric_bands_follow_the_star_to_its_rest_frame() -> None:
     air = WavelengthGrid(PFS_MR.start, PFS_MR.stop, PFS_MR.num, "air")
     o2 = telluric_band_masks(air, torch.zeros(1))[0, 1].bool().numpy()
     assert wave[o2].min() == pytest.approx(vacuum_to_air(7594.0), abs=PFS_MR.step)
-    with pytest.raises(ValueError, match="finite velocities"):
-        telluric_band_masks(PFS_MR, torch.tensor([math.nan]))
+    for bad in (torch.tensor([math.nan]), torch.zeros(2, 1), torch.tensor(0.0)):
+        with pytest.raises(ValueError, match="finite velocities"):
+            telluric_band_masks(PFS_MR, bad)

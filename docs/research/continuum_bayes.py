@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--no-telluric", action="store_true")
     args = parser.parse_args()
     if args.no_telluric:
-        ExactCorrection._telluric_terms = lambda self, labels, v_rad: None
+        ExactCorrection._telluric_terms = lambda self, model, v_rad: None
     model = specvit.load(args.model)
     order = model.config.continuum_order if model.config.input_norm == "continuum" else 0
     data = read_eval_set(args.eval_set)

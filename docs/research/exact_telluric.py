@@ -45,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     model = specvit.load(args.model)
     if args.likelihood == "no-telluric":
-        ExactCorrection._telluric_terms = lambda self, labels, v_rad: None
+        ExactCorrection._telluric_terms = lambda self, model, v_rad: None
     noise, emulator = PFSNoiseModel.from_etc(DEFAULT_ETC_DIR), Emulator.load()
     variant = realism.select_variants([args.variant])[0]
     reference = realism.Variant("reference", "", Effects.off())

@@ -213,6 +213,17 @@ class LabelPrior:
         """``(P, 2)`` float64 support ``[low, high]`` per label."""
         return torch.tensor([[d.low, d.high] for d in self.distributions.values()])
 
+    def clip(self, labels: torch.Tensor) -> torch.Tensor:
+        """``(..., P)`` labels moved into the support (each label clamped to its ``bounds``),
+        e.g. a network's answer as a point to evaluate a model at without extrapolating."""
+        if labels.shape[-1] != len(self.distributions):
+            raise ValueError(
+                f"labels have {labels.shape[-1]} columns, the prior has {len(self.names)}: "
+                f"{self.names}"
+            )
+        bounds = self.bounds().to(labels)
+        return torch.minimum(torch.maximum(labels, bounds[:, 0]), bounds[:, 1])
+
     def fisher_information(self) -> torch.Tensor:
         """``(P, P)`` diagonal prior Fisher information ``E[∇ln p ∇ln pᵀ]`` (``inf`` if uniform)."""
         return torch.diag(

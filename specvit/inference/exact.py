@@ -337,7 +337,7 @@ class ImportancePosterior:
         mean = mean.to(torch.float64)
         bounds = self.prior.bounds().to(torch.float64)
         floor = torch.diag((1e-3 * (bounds[:, 1] - bounds[:, 0])).square())
-        reference = torch.minimum(torch.maximum(mean, bounds[:, 0]), bounds[:, 1])
+        reference = self.prior.clip(mean)
         with torch.no_grad():
             if self._linear is None:
                 f0 = self.model(reference.to(self._model_dtype)).to(torch.float64)
@@ -589,19 +589,22 @@ class ExactCorrection:
             )
         return self._samplers[resolution]
 
-    def _lsf(self, y, sigma, labels, background=None) -> torch.Tensor:
+    def _models(self, labels: torch.Tensor) -> torch.Tensor:
+        """``(N, R, L)`` the emulator at ``labels`` ``(N, 3)`` (moved into the prior) at each
+        resolving power of :data:`specvit.instrument.MR_RESOLVING_POWERS`."""
+        at = self._prior.clip(labels).float()
+        return torch.stack([self._sampler(r).model(at) for r in MR_RESOLVING_POWERS], dim=1)
+
+    def _lsf(self, y, sigma, models, background=None) -> torch.Tensor:
         """``(N,)`` each spectrum's LSF: the design one, or the resolving power of
         :data:`specvit.instrument.MR_RESOLVING_POWERS` whose emulator spectrum at the network's
-        labels (within the prior) fits it better by more than :data:`LSF_DELTA_CHI2`, the
-        ``background`` terms (as in :meth:`ImportancePosterior.__call__`) fitted with it."""
+        labels (``models``, :meth:`_models`) fits it better by more than
+        :data:`LSF_DELTA_CHI2`, the ``background`` terms (as in
+        :meth:`ImportancePosterior.__call__`) fitted with it."""
         w = sigma.reciprocal().square()
         bad = ~(torch.isfinite(y) & torch.isfinite(w))
         y, w = y.masked_fill(bad, 0.0), w.masked_fill(bad, 0.0)
-        labels = self._in_prior(labels)
         powers = torch.tensor(MR_RESOLVING_POWERS, dtype=torch.float64)
-        models = torch.stack(
-            [self._sampler(r).model(labels.float()) for r in MR_RESOLVING_POWERS], dim=1
-        )
         basis = continuum_basis(y.shape[-1], self._order)
         chi2 = best_fit_chi2(y, w, models, basis, background)  # (N, R)
         design = chi2[:, MR_RESOLVING_POWERS.index(MR_RESOLUTION)]
@@ -609,23 +612,18 @@ class ExactCorrection:
         better = best.values < design - LSF_DELTA_CHI2
         return torch.where(better, powers[best.indices], MR_RESOLUTION)
 
-    def _in_prior(self, labels: torch.Tensor) -> torch.Tensor:
-        """``labels`` ``(n, 3)`` (emulator order) moved into the prior's box."""
-        bounds = self._prior.bounds().to(labels)
-        return torch.minimum(torch.maximum(labels, bounds[:, 0]), bounds[:, 1])
-
-    def _telluric_terms(self, labels: torch.Tensor, v_rad: torch.Tensor) -> torch.Tensor | None:
+    def _telluric_terms(self, model: torch.Tensor, v_rad: torch.Tensor) -> torch.Tensor | None:
         """``(n, B, L)`` the additive terms of a free model scale in each telluric band that
-        falls on the spectra (the emulator's flux at ``labels`` on the band's pixels), or None
-        for a model that does not shift spectra to the rest frame."""
+        falls on the spectra (``model``, the emulator's ``(n, L)`` flux at the network's labels,
+        on the band's pixels), or None for a model that does not shift spectra to the rest
+        frame."""
         if self._telluric_grid is None:
             return None
         masks = telluric_band_masks(self._telluric_grid, v_rad)
         masks = masks[:, masks.sum((0, 2)) > 0]  # the bands on the arm
         if not masks.shape[1]:
             return None
-        f0 = self.sampler.model(self._in_prior(labels).float()).double()
-        return f0[:, None] * masks
+        return model.double()[:, None] * masks
 
     def __call__(
         self,
@@ -689,12 +687,14 @@ class ExactCorrection:
                 sky = sky.cpu()[rows].to(torch.float64)
                 sky = torch.where(torch.isfinite(sky), sky, 0.0)
                 terms.append(torch.stack([sky, torch.gradient(sky, dim=-1)[0]], dim=1))
+            models = self._models(labels)
             v = torch.zeros(n, dtype=torch.float64) if v_rad is None else v_rad.cpu().double()
-            telluric = self._telluric_terms(labels, torch.nan_to_num(v[rows], nan=0.0))
+            design = models[:, MR_RESOLVING_POWERS.index(MR_RESOLUTION)]
+            telluric = self._telluric_terms(design, torch.nan_to_num(v[rows], nan=0.0))
             if telluric is not None:
                 terms.append(telluric)
             background = torch.cat(terms, dim=1) if terms else None
-            lsf = self._lsf(y, err, labels, background)
+            lsf = self._lsf(y, err, models, background)
             index = torch.nonzero(rows).squeeze(1)
             order = self._to_model
             for resolution in lsf.unique().tolist():

@@ -24,6 +24,7 @@ import math
 
 import torch
 
+from specvit.bounds.fisher import equilibrate
 from specvit.continuum import legendre_basis
 
 __all__ = [
@@ -347,11 +348,9 @@ def best_fit_chi2(
         gram = torch.cat([torch.cat([gram, cross], -1), torch.cat([cross.mT, corner], -1)], -2)
         by = (wb @ y.unsqueeze(-1)).squeeze(-1)[:, None].expand(-1, f.shape[1], -1)
         rhs = torch.cat([rhs, by], -1)
-    # scaled to a unit diagonal, so that the pseudo-inverse's cut sees no unit
-    diag = torch.diagonal(gram, dim1=-2, dim2=-1)
-    scale = torch.where(diag > 0, diag.clamp_min(1e-300).rsqrt(), 0.0)
-    gram = gram * scale[..., :, None] * scale[..., None, :]
-    rhs = rhs * scale
+    # equilibrated, so that the pseudo-inverse's cut sees no unit
+    gram, d = equilibrate(gram)
+    rhs = rhs / d
     solved = (torch.linalg.pinv(gram, hermitian=True) @ rhs.unsqueeze(-1)).squeeze(-1)
     return ((w * y.square()).sum(-1)[:, None] - (rhs * solved).sum(-1)).clamp_min(0.0)
 

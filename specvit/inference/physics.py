@@ -64,9 +64,9 @@ import torch
 from scipy import stats
 
 from specvit.bounds.ceilings import sigma_from_relative_error
-from specvit.bounds.fisher import fisher_information, marginal_crlb
+from specvit.bounds.fisher import equilibrate, fisher_information, marginal_crlb
 from specvit.config import SpecViTConfig
-from specvit.continuum import CLIP_SIGMA, fit_continuum, legendre_basis
+from specvit.continuum import CLIP_SIGMA, fit_continuum
 from specvit.emulator.doppler import (
     kms_per_pixel,
     pixel_shift,
@@ -74,6 +74,7 @@ from specvit.emulator.doppler import (
     velocity_from_pixel_shift,
 )
 from specvit.inference.flags import PredictFlag
+from specvit.inference.likelihood import continuum_basis
 from specvit.instrument.grid import PFS_MR
 from specvit.instrument.lsf import MR_RESOLVING_POWERS
 from specvit.labels import LABEL_NAMES
@@ -230,10 +231,10 @@ def _fails(fit: dict[str, torch.Tensor], line_z: torch.Tensor) -> torch.Tensor:
 
 
 def _legendre_design(length: int, order: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(K, L)`` Legendre terms P₀ … P_order on ``length`` pixels (x from −1 to 1), and the
-    ``(K², L)`` products of each pair of them (float32)."""
-    x = torch.linspace(-1.0, 1.0, length, dtype=torch.float64)
-    poly = torch.cat([torch.ones_like(x)[None], legendre_basis(x, order)])
+    """``(K, L)`` Legendre terms P₀ … P_order on ``length`` pixels
+    (:func:`specvit.inference.likelihood.continuum_basis`, order ≥ 1), and the ``(K², L)``
+    products of each pair of them (float32)."""
+    poly = continuum_basis(length, order)
     return poly.float(), (poly[:, None, :] * poly[None, :, :]).flatten(0, 1).float()
 
 
@@ -676,27 +677,23 @@ class PhysicalContext:
         g_ff = (w_first @ first.mT).double()
         g_af = (w_added @ first.mT).double()
         g_aa = (w_added @ added.mT).double()
-        # unit diagonal: the columns differ by orders of magnitude (per K, per dex)
-        d = g_ff.diagonal(dim1=1, dim2=2).clamp_min(1e-300).rsqrt()
-        eye = 1e-12 * torch.eye(4, dtype=torch.float64, device=f.device)
+        # equilibrated: the columns differ by orders of magnitude (per K, per dex)
+        unit, d = equilibrate(g_ff)
+        unit = unit + 1e-12 * torch.eye(4, dtype=torch.float64, device=f.device)
 
         def solve_first(x: torch.Tensor) -> torch.Tensor:
             """``G_ff⁻¹ x`` for (R, 4, m) ``x``."""
-            unit = d[:, :, None] * g_ff * d[:, None, :] + eye
-            return d[:, :, None] * torch.linalg.solve(unit, d[:, :, None] * x)
+            return torch.linalg.solve(unit, x / d[:, :, None]) / d[:, :, None]
 
         coef = solve_first((w_first @ f.unsqueeze(-1)).double())  # (R, 4, 1)
         residual = f - (coef.to(f.dtype) * first).sum(1)
         # what of the residual the polynomial explains beyond the first fit's columns
         b = (w_added @ residual.unsqueeze(-1)).double()
         b = b - g_af @ solve_first((w_first @ residual.unsqueeze(-1)).double())
-        schur = g_aa - g_af @ solve_first(g_af.mT)
-        e = schur.diagonal(dim1=1, dim2=2).clamp_min(1e-300).rsqrt()
-        unit = e[:, :, None] * schur * e[:, None, :] + 1e-12 * torch.eye(
-            schur.shape[1], dtype=torch.float64, device=f.device
-        )
-        gain = (e[:, :, None] * b * torch.linalg.solve(unit, e[:, :, None] * b)).sum((1, 2))
-        return gain.clamp_min(0.0)
+        schur, e = equilibrate(g_aa - g_af @ solve_first(g_af.mT))
+        schur = schur + 1e-12 * torch.eye(schur.shape[1], dtype=torch.float64, device=f.device)
+        b = b / e[:, :, None]
+        return (b * torch.linalg.solve(schur, b)).sum((1, 2)).clamp_min(0.0)
 
     def _refine(self, base, lines, v0, f, w, wf, px_per_kms):
         """One Gauss–Newton step in (A, v) from ``base`` (the emulator spectrum at ``v0``).
