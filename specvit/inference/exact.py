@@ -4,7 +4,8 @@ Neural importance sampling (as DINGO-IS does for gravitational waves, Dax et al.
 spectrum, ``n_samples`` labels are drawn in ``rounds`` rounds, the first from a heavy-tailed
 proposal built from the network's output — a Student-t with ``nu`` degrees of freedom centred on
 the predicted means, with scale ``inflate`` × the predicted σ of each label — and each later one
-from a Student-t fitted to the weighted samples so far; all are weighted by
+from a Student-t fitted to the weighted samples so far (``refit_inflate`` × their σ); all are
+weighted by
 
     w ∝ prior(θ) × L(y | θ) / q(θ),
 
@@ -21,7 +22,9 @@ linear in the emulator's 20 design terms, and a sample costs a quadratic form
 self-normalised weights give the posterior mean, σ and the covariance of the labels under the
 emulator, the prior and the noise model — the Bayes answer where the weights are well spread — and
 the effective sample size ``ESS = (Σw)² / Σw²``, a per-star measure of how far the network's answer
-is from the likelihood's.
+is from the likelihood's. The σ and covariance returned are those of the estimate: the
+posterior's, plus the sampling error of its weighted mean (the posterior covariance / ESS), so
+that they describe how far the returned mean lies from the truth.
 
 Where the ESS is small the correction cannot be trusted: too few samples carry the weight. The
 result then says so (:attr:`ImportancePosterior.min_ess`; ``predict``'s ``LOW_ESS`` flag) and the
@@ -91,9 +94,11 @@ class ExactPosterior:
     Attributes
     ----------
     mean, std : torch.Tensor
-        ``(N, P)`` posterior mean and standard deviation of each label (NaN where the ESS is 0).
+        ``(N, P)`` posterior mean of each label, and the standard deviation of its error: the
+        posterior's, with the sampling error of the weighted mean (NaN where the ESS is 0).
     cov : torch.Tensor
-        ``(N, P, P)`` posterior covariance.
+        ``(N, P, P)`` the posterior covariance times ``1 + 1/ESS``: the covariance of the mean's
+        error.
     ess : torch.Tensor
         ``(N,)`` effective sample size, between 0 and the number of samples.
     samples, log_weights : torch.Tensor or None
@@ -124,13 +129,16 @@ class ImportancePosterior:
     nu : float
         Degrees of freedom of the Student-t proposal (heavy tails cover a network that is off).
     inflate : float
-        Proposal scale over the network's σ.
+        The first proposal's scale over the network's σ.
+    refit_inflate : float
+        Each later round's proposal scale over the weighted samples' σ (they describe the
+        posterior already; the Student-t's tails cover what they miss).
     min_ess : float
         ESS below which a result is not trusted (:meth:`low_ess`).
     rounds : int
         Rounds the samples are drawn in: the first from the network's proposal, each later one
-        from a Student-t fitted to the weighted samples so far (mean and ``inflate`` × their
-        covariance), all weighted in the end against the mixture of the rounds' proposals.
+        from a Student-t fitted to the weighted samples so far (their mean, ``refit_inflate`` ×
+        their σ), all weighted in the end against the mixture of the rounds' proposals.
     chunk : int
         Spectra processed together (memory ≈ ``chunk × n_samples × L × 12`` bytes).
     continuum_order : int
@@ -149,7 +157,8 @@ class ImportancePosterior:
     Raises
     ------
     ValueError
-        For ``n_samples < 2``, ``nu ≤ 0``, ``inflate ≤ 0``, ``min_ess < 0``, ``chunk < 1``,
+        For ``n_samples < 2``, ``nu ≤ 0``, ``inflate ≤ 0``, ``refit_inflate ≤ 0``,
+        ``min_ess < 0``, ``chunk < 1``,
         ``continuum_order < 0`` or ``retries < 0``.
     """
 
@@ -161,6 +170,7 @@ class ImportancePosterior:
         n_samples: int = 256,
         nu: float = 4.0,
         inflate: float = 1.5,
+        refit_inflate: float = 1.2,
         min_ess: float = 10.0,
         rounds: int = 3,
         chunk: int = 8,
@@ -169,7 +179,7 @@ class ImportancePosterior:
     ) -> None:
         if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
             raise ValueError(f"n_samples must be an integer ≥ 2, got {n_samples!r}")
-        for name, value in (("nu", nu), ("inflate", inflate)):
+        for name, value in (("nu", nu), ("inflate", inflate), ("refit_inflate", refit_inflate)):
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
         if not (math.isfinite(min_ess) and min_ess >= 0):
@@ -184,6 +194,7 @@ class ImportancePosterior:
         self.retries = retries
         self.model, self.prior = model, prior
         self.n_samples, self.nu, self.inflate = n_samples, float(nu), float(inflate)
+        self.refit_inflate = float(refit_inflate)
         self.min_ess, self.rounds, self.chunk = float(min_ess), rounds, chunk
 
     def likelihood(
@@ -369,9 +380,11 @@ class ImportancePosterior:
         post_mean = (weights[..., None] * theta).sum(1)
         centred = theta - post_mean[:, None]
         # the unbiased covariance of weighted samples (reliability weights): over 1 − Σw², i.e.
-        # 1 − 1/ESS; the plain weighted sum is that much too small (1 % at an ESS of 100)
-        shrink = (1.0 - weights.square().sum(1)).clamp_min(1e-12)[:, None, None]
-        cov = (weights[..., None] * centred).mT @ centred / shrink
+        # 1 − 1/ESS; the plain weighted sum is that much too small (1 % at an ESS of 100); and
+        # the estimate's: plus the sampling variance of the weighted mean, the covariance / ESS
+        sum_w2 = weights.square().sum(1)[:, None, None]
+        scale = (1.0 + sum_w2) / (1.0 - sum_w2).clamp_min(1e-12)
+        cov = (weights[..., None] * centred).mT @ centred * scale
         empty = ess == 0
         post_mean = post_mean.masked_fill(empty[:, None], math.nan)
         cov = cov.masked_fill(empty[:, None, None], math.nan)
@@ -454,12 +467,12 @@ class ImportancePosterior:
         return torch.where(torch.isfinite(norm), log_w - norm, -math.inf)
 
     def _fit(self, theta, log_w, first, floor):
-        """A Student-t proposal from weighted samples (mean, ``inflate`` × their covariance);
+        """A Student-t proposal from weighted samples (their mean, ``refit_inflate`` × their σ);
         the first proposal where the samples carry no weight or the fit is degenerate."""
         weights = log_w.exp()[..., None]
         mean = (weights * theta).sum(1)
         centred = theta - mean[:, None]
-        cov = self.inflate**2 * ((weights * centred).mT @ centred) + floor
+        cov = self.refit_inflate**2 * ((weights * centred).mT @ centred) + floor
         chol, info = torch.linalg.cholesky_ex(cov)
         ok = (info == 0) & torch.isfinite(mean).all(1) & (weights.sum((1, 2)) > 0)
         mean = torch.where(ok[:, None], mean, first[0])
