@@ -7,9 +7,12 @@ import json
 
 import numpy as np
 import pytest
+from astropy.table import Table
 
+from specvit.inference.flags import PredictFlag
 from training.cli.evaluate import main
 from training.evaluation.compare import crlb_r2, load_predictions
+from training.evaluation.model_scores import exact_summary
 
 
 def test_crlb_r2_matches_its_definition():
@@ -70,3 +73,37 @@ def test_miniature_report_end_to_end(tmp_path, etc_dir):
     assert (report / "residuals_teff_logg.png").exists()
     with pytest.raises(ValueError, match="predictions must be"):
         load_predictions(pred_file, 47)
+
+
+def test_exact_mode_is_scored_with_its_effective_sample_sizes(tmp_path, etc_dir):
+    """`--model … --exact` scores the model in both modes and records exact mode's ESS
+    distribution and LOW_ESS rate beside its scores."""
+    args = [
+        f"--etc-dir={etc_dir}",
+        f"--eval-set-dir={tmp_path / 'bench'}",
+        "--n-test=24",
+        "--n-val=24",
+        "--grid", "6", "6", "5",
+        "--samples=16",
+        "--rounds=2",
+        "--model=specvit/pretrained/specvit-tiny-pfs",
+        "--exact",
+        f"--work={tmp_path / 'work'}",
+    ]  # fmt: skip
+    out = main(args)
+    network, exact = (out["methods"][f"SpecViT (specvit-tiny-pfs{m})"] for m in ("", ", exact"))
+    assert not network["exact"] and "ess_median" not in network
+    assert exact["exact"] and 0 < exact["ess_p5"] <= exact["ess_median"] <= 256
+    assert 0.0 <= exact["low_ess_fraction"] <= 1.0
+
+
+def test_exact_summary_reads_the_ess_and_the_low_ess_flag():
+    table = Table(
+        {
+            "ess": np.array([1.0, 5.0, 50.0, 100.0, 200.0]),
+            "flags": np.array([int(PredictFlag.LOW_ESS), int(PredictFlag.LOW_ESS), 0, 0, 1]),
+        }
+    )
+    summary = exact_summary(table)
+    assert summary["ess_median"] == 50.0 and summary["low_ess_fraction"] == 0.4
+    assert summary["ess_p5"] == np.quantile(table["ess"], 0.05)

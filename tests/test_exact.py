@@ -361,6 +361,33 @@ def test_best_fit_chi2_is_the_least_squares_fits(snr):
     np.testing.assert_allclose(fast[0].numpy(), direct, rtol=1e-8, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"y": torch.ones(8)},  # not (n, L)
+        {"w": torch.ones(2, 7)},
+        {"models": torch.ones(2, 8)},  # no R axis
+        {"models": torch.ones(3, 4, 8)},  # another n
+        {"basis": torch.ones(3, 7)},
+        {"background": torch.ones(2, 7)},
+        {"background": torch.ones(3, 2, 8)},  # another n
+    ],
+)
+def test_best_fit_chi2_refuses_shapes_that_disagree(bad):
+    from specvit.inference.likelihood import best_fit_chi2
+
+    args = {
+        "y": torch.ones(2, 8, dtype=torch.float64),
+        "w": torch.ones(2, 8, dtype=torch.float64),
+        "models": torch.ones(2, 4, 8),
+        "basis": torch.ones(3, 8),
+        "background": torch.ones(2, 8),
+    }
+    best_fit_chi2(**args)  # the shapes it takes
+    with pytest.raises(ValueError, match="best_fit_chi2 takes"):
+        best_fit_chi2(**{**args, **bad})
+
+
 def test_the_held_continuum_posterior_is_the_full_emulators(etc_dir):
     """With a continuum polynomial marginalised, exact mode holds the emulator's continuum at
     the proposal's centre (its change between samples is smooth: the polynomial takes it) and

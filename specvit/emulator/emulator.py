@@ -192,7 +192,8 @@ class Emulator(torch.nn.Module):
     ) -> None:
         super().__init__()
         self.grid, self.resolution = grid, float(resolution)
-        # the continuum in base 2: float32 exp2 is ~3x faster than exp on CPUs, as accurate
+        # the continuum in base 2: float32 exp2 is faster than exp on the CPU and as accurate
+        # (benchmarks/exact_posterior.py; docs/research/exact_mode.md)
         log2_continuum = np.asarray(log_continuum_coefficients, np.float64) / _LN2
         weights = np.concatenate([flux_coefficients.T, log2_continuum.T], axis=1)
         #: ``(20, 2L)``: the normalised flux's coefficients, then the base-2 log continuum's

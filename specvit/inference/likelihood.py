@@ -327,8 +327,30 @@ def best_fit_chi2(
     -------
     torch.Tensor
         ``(n, R)`` float64, the χ² of each model's best fit.
+
+    Raises
+    ------
+    ValueError
+        If the shapes disagree.
     """
-    basis = y.new_ones((1, y.shape[-1])) if basis is None else basis.to(y)
+    n, length = y.shape if y.dim() == 2 else (None, None)
+    if (
+        n is None
+        or w.shape != y.shape
+        or models.dim() != 3
+        or models.shape[::2] != y.shape
+        or (basis is not None and (basis.dim() != 2 or basis.shape[1] != length))
+        or (background is not None and background.shape[-1] != length)
+        or (background is not None and background.dim() == 3 and background.shape[0] != n)
+    ):
+        raise ValueError(
+            "best_fit_chi2 takes y and w (n, L), models (n, R, L), basis (K + 1, L) and "
+            f"background (J, L) or (n, J, L); got y {tuple(y.shape)}, w {tuple(w.shape)}, "
+            f"models {tuple(models.shape)}, basis "
+            f"{None if basis is None else tuple(basis.shape)}, background "
+            f"{None if background is None else tuple(background.shape)}"
+        )
+    basis = y.new_ones((1, length)) if basis is None else basis.to(y)
     k = basis.shape[0]
     upper = torch.triu_indices(k, k)
     f = models.to(y)

@@ -51,7 +51,13 @@ from training.evaluation.eval_sets import (
     ensure,
     read_eval_set,
 )
-from training.evaluation.model_scores import format_number, predict_eval_set
+from training.evaluation.model_scores import (
+    eval_set_table,
+    exact_summary,
+    format_number,
+    predict_eval_set,
+    table_labels,
+)
 from training.evaluation.scoring import SNR_BIN_EDGES, bin_label, score
 from training.paths import DEFAULT_ETC_DIR as DEFAULT_ETC
 from training.paths import REPO_ROOT
@@ -264,13 +270,15 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     for folder in args.model:
         model = _load_model(folder)  # once, for both modes
         for exact in (False, True) if args.exact else (False,):
-            mean, sigma = predict_eval_set(model, test, exact=exact)
+            table = eval_set_table(model, test, exact=exact)
+            mean, sigma = table_labels(model, table)
+            meta = {"method": "specvit", "model": str(folder), "exact": exact}
+            if exact:  # the ESS distribution and the LOW_ESS rate
+                meta.update(exact_summary(table))
             mode = ", exact" if exact else ""
-            methods[f"SpecViT ({Path(folder).name}{mode})"] = {
-                "mean": mean,
-                "sigma": sigma,
-                "meta": {"method": "specvit", "model": str(folder), "exact": exact},
-            }
+            name = f"SpecViT ({Path(folder).name}{mode})"
+            methods[name] = {"mean": mean, "sigma": sigma, "meta": meta}
+            print(f"{name}: {meta}", flush=True)
     for file in args.predictions:
         pred = load_predictions(file, args.n_test)
         methods[pred["meta"].get("method", Path(file).stem)] = pred

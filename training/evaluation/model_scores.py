@@ -1,13 +1,15 @@
 """A SpecViT model on an evaluation set: its predictions, their score, and the score as Markdown.
 
 :func:`predict_eval_set` runs the spectra of an evaluation-set file
-(:func:`training.evaluation.eval_sets. read_eval_set`) through :func:`specvit.predict`, the path
-users run; :func:`score_eval_set` scores them with :func:`training.evaluation.scoring.score` against
-the Bayes-optimal answers of the same stars; :func:`score_tables` writes one Markdown table per
-label (overall and per SNR bin: R², MAE, RMSE, bias, Bayes-optimal R², efficiency and σ coverage)
-and :func:`summary_table` one table of every label's efficiency and coverage per SNR bin. The design
-study, the report of ``training/evaluation/compare.py`` and the model card of
-``training/publish.py`` all go through here.
+(:func:`training.evaluation.eval_sets.read_eval_set`) through :func:`specvit.predict`, the path
+users run (:func:`eval_set_table`, whose table :func:`table_labels` reads, and
+:func:`exact_summary` for exact mode's effective sample sizes); :func:`score_eval_set` scores them
+with :func:`training.evaluation.scoring.score` against the Bayes-optimal answers of the same stars;
+:func:`score_tables` writes one Markdown table per label (overall and per SNR bin: R², MAE, RMSE,
+bias, Bayes-optimal R², efficiency and σ coverage) and :func:`summary_table` one table of every
+label's efficiency and coverage per SNR bin. The design study, the report of
+``training/evaluation/compare.py`` and the model card of ``training/publish.py`` all go through
+here.
 
 As a script it scores training checkpoints (their raw or EMA weights) on an evaluation
 validation set and prints the efficiency per label, and per SNR bin for log g::
@@ -20,24 +22,27 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from astropy.table import Table
 
 import specvit
+from specvit.inference.flags import PredictFlag
 from specvit.labels import LABEL_NAMES
 from training.evaluation.scoring import score
 
 __all__ = [
+    "eval_set_table",
+    "exact_summary",
     "format_number",
     "predict_eval_set",
     "score_eval_set",
     "score_tables",
     "summary_table",
+    "table_labels",
 ]
 
 
-def predict_eval_set(
-    model: specvit.SpecViT, bench: dict[str, Any], *, exact: bool = False
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Predicted means and σ of ``model`` for the spectra of an evaluation set.
+def eval_set_table(model: specvit.SpecViT, bench: dict[str, Any], *, exact: bool = False) -> Table:
+    """:func:`specvit.predict`'s table for the spectra of an evaluation set.
 
     Parameters
     ----------
@@ -51,22 +56,18 @@ def predict_eval_set(
 
     Returns
     -------
-    mean : numpy.ndarray
-        (N, P) predictions in physical units, columns in the model's label order.
-    sigma : numpy.ndarray or None
-        (N, P) predicted 1σ (with the model's σ calibration); None for a point head.
+    astropy.table.Table
+        One row per spectrum, without the physical context (it is not scored).
 
     Raises
     ------
     ValueError
         If the model predicts a label the evaluation set does not hold.
     """
-    labels = model.config.label_names
-    unknown = sorted(set(labels) - set(LABEL_NAMES))
+    unknown = sorted(set(model.config.label_names) - set(LABEL_NAMES))
     if unknown:
         raise ValueError(f"the evaluation sets hold {LABEL_NAMES}, not {unknown}")
-    # labels only: the per-star physical context is not scored
-    table = specvit.predict(
+    return specvit.predict(
         bench["flux"],
         bench["error"],
         model=model.eval(),
@@ -74,10 +75,36 @@ def predict_eval_set(
         physics=False,
         exact=exact,
     )
+
+
+def table_labels(model: specvit.SpecViT, table: Table) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(N, P)`` predicted means and σ of a :func:`specvit.predict` table of ``model`` (σ with
+    the model's calibration; None for a point head), columns in the model's label order."""
+    labels = model.config.label_names
     mean = np.column_stack([np.asarray(table[n], dtype=np.float64) for n in labels])
     if model.config.head != "gaussian":
         return mean, None
     return mean, np.column_stack([np.asarray(table[f"{n}_err"], dtype=np.float64) for n in labels])
+
+
+def exact_summary(table: Table) -> dict[str, float]:
+    """The effective sample sizes of an exact-mode table: their median and 5th percentile over
+    the spectra, and the fraction flagged ``LOW_ESS``."""
+    ess = np.asarray(table["ess"], dtype=np.float64)
+    low = (np.asarray(table["flags"]) & int(PredictFlag.LOW_ESS)) != 0
+    return {
+        "ess_median": float(np.median(ess)),
+        "ess_p5": float(np.quantile(ess, 0.05)),
+        "low_ess_fraction": float(low.mean()),
+    }
+
+
+def predict_eval_set(
+    model: specvit.SpecViT, bench: dict[str, Any], *, exact: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predicted means and σ of ``model`` for the spectra of an evaluation set
+    (:func:`table_labels` of :func:`eval_set_table`; the same arguments and errors)."""
+    return table_labels(model, eval_set_table(model, bench, exact=exact))
 
 
 def score_eval_set(model: specvit.SpecViT, bench: dict[str, Any]) -> dict[str, Any]:
