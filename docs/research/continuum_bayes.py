@@ -13,7 +13,9 @@ then scores, per S/N bin, the network alone, ``predict``'s exact mode and the se
 continuum-known Bayes answers, each as R² over the continuum-marginalised posterior's R²
 (``training.evaluation.scoring.score``). ``--rv-known`` gives exact mode the stars' velocity (0:
 the set is at rest) instead of letting ``predict`` measure it, and ``--no-telluric`` takes the
-telluric bands' terms out of its likelihood, to see what each costs::
+telluric bands' terms out of its likelihood, to see what each costs. Last, per label and S/N
+bin, the fraction of stars within 1σ / 2σ of the continuum-marginalised posterior's mean with
+its own σ, and of the network's answer with its σ::
 
     python docs/research/continuum_bayes.py runs/eval_sets/test-i20.5-22.5-c44ec337b5af.h5 \\
         --n 3000 [--rv-known] [--no-telluric]
@@ -100,6 +102,7 @@ def main() -> None:
         [torch.Generator().manual_seed(int(i)) for i in rows],
     )
     ceiling = post.mean.numpy()
+    ceiling_sigma = post.std.numpy()
     ess = post.ess.numpy()
     print(
         f"{args.model}, continuum order {order}, rv known: {args.rv_known}, telluric terms: "
@@ -110,6 +113,7 @@ def main() -> None:
     rows_ok = np.isfinite(ceiling).all(1)
     rows = rows[rows_ok]
     ceiling = ceiling[rows_ok]
+    ceiling_sigma = ceiling_sigma[rows_ok]
     methods = {
         "network": network[0][rows],
         "exact mode": exact[0][rows],
@@ -132,6 +136,26 @@ def main() -> None:
             eff = " | ".join(f"{g['metrics'][label]['efficiency']:9.3f}" for g in groups)
             whole = result["overall"]["metrics"][label]["efficiency"]
             print(f"  {method:24s} {whole:6.3f} | {eff}")
+    result = score(
+        true[rows],
+        network[0][rows],
+        snr[rows],
+        names,
+        sigma=network[1][rows],
+        bayes_mean=ceiling,
+        bayes_sigma=ceiling_sigma,
+    )
+    groups = [g for g in result["snr"] if g["n"]]
+    for label in names:
+        print(f"\n{label}: within 1σ / 2σ, per S/N bin")
+        print(f"  {'':24s} {'all':>11s} | " + " | ".join(f"{g['bin']:>11s}" for g in groups))
+        for method, key in (("ceiling, its own σ", "bayes_coverage"), ("network", "coverage")):
+            cells = [
+                f"{m[key + '_1sigma']:.3f} / {m[key + '_2sigma']:.3f}"
+                for m in [result["overall"]["metrics"][label]]
+                + [g["metrics"][label] for g in groups]
+            ]
+            print(f"  {method:24s} {cells[0]:>11s} | " + " | ".join(f"{c:>11s}" for c in cells[1:]))
 
 
 if __name__ == "__main__":
