@@ -18,9 +18,10 @@ bin, the fraction of stars within 1σ / 2σ of the continuum-marginalised poster
 its own σ, and of the network's answer with its σ::
 
     python docs/research/continuum_bayes.py runs/eval_sets/test-i20.5-22.5-c44ec337b5af.h5 \\
-        --n 3000 [--rv-known] [--no-telluric]
+        --n 10000 [--rv-known] [--no-telluric]
 
-The numbers are quoted in docs/predict.md (Exact posteriors).
+The numbers are quoted in docs/predict.md (Exact posteriors) and docs/research/exact_mode.md and
+observed_model.md.
 """
 
 from __future__ import annotations
@@ -148,14 +149,14 @@ def main() -> None:
     groups = [g for g in result["snr"] if g["n"]]
     for label in names:
         print(f"\n{label}: within 1σ / 2σ, per S/N bin")
-        print(f"  {'':24s} {'all':>11s} | " + " | ".join(f"{g['bin']:>11s}" for g in groups))
+        print(f"  {'':24s} {'all':>13s} | " + " | ".join(f"{g['bin']:>13s}" for g in groups))
         for method, key in (("ceiling, its own σ", "bayes_coverage"), ("network", "coverage")):
             cells = [
                 f"{m[key + '_1sigma']:.3f} / {m[key + '_2sigma']:.3f}"
                 for m in [result["overall"]["metrics"][label]]
                 + [g["metrics"][label] for g in groups]
             ]
-            print(f"  {method:24s} {cells[0]:>11s} | " + " | ".join(f"{c:>11s}" for c in cells[1:]))
+            print(f"  {method:24s} {cells[0]:>13s} | " + " | ".join(f"{c:>13s}" for c in cells[1:]))
 
 
 if __name__ == "__main__":
