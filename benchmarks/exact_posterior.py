@@ -28,14 +28,13 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from timing import matmul_gflops
 
 import specvit
 from specvit.inference import Predictor
-from specvit.inference.flags import PredictFlag
 from training.evaluation.eval_sets import DEFAULT_N, EvalSetSettings, eval_set_path, read_eval_set
+from training.evaluation.model_scores import exact_summary
 
 
 def best_time(fn, repeat: int) -> tuple[float, object]:
@@ -72,8 +71,7 @@ def main() -> None:
     t_exact, table = best_time(lambda: exact.predict(flux, error), args.repeat)
     gflops_after = matmul_gflops(torch.device("cpu"), torch.float32, 1.0)
 
-    ess = np.asarray(table["ess"])
-    low = (np.asarray(table["flags"]) & int(PredictFlag.LOW_ESS)) != 0
+    ess = exact_summary(table)
     print(
         f"{platform.processor() or platform.machine()}, {args.threads} thread(s), torch "
         f"{torch.__version__}, specvit {specvit.__version__}; {path.name}, {args.n} spectra, "
@@ -84,8 +82,8 @@ def main() -> None:
     print(f"network (predict, {physics}): {args.n / t_net:8.1f} spectra/s")
     print(
         f"exact ({args.samples} samples, {physics}): {args.n / t_exact:8.1f} spectra/s "
-        f"= {t_exact / t_net:.1f}x the network's time; ESS median {np.median(ess):.1f}, "
-        f"5th percentile {np.quantile(ess, 0.05):.1f}, LOW_ESS {low.mean():.3f}"
+        f"= {t_exact / t_net:.1f}x the network's time; ESS median {ess['ess_median']:.1f}, "
+        f"5th percentile {ess['ess_p5']:.1f}, LOW_ESS {ess['low_ess_fraction']:.3f}"
     )
 
 

@@ -107,3 +107,19 @@ def test_exact_summary_reads_the_ess_and_the_low_ess_flag():
     summary = exact_summary(table)
     assert summary["ess_median"] == 50.0 and summary["low_ess_fraction"] == 0.4
     assert summary["ess_p5"] == np.quantile(table["ess"], 0.05)
+    # a spectrum predict could not read has no ESS: left out of the ESS, counted in the rate
+    table.add_row({"ess": np.nan, "flags": int(PredictFlag.TOO_FEW_PIXELS)})
+    summary = exact_summary(table)
+    assert summary["ess_median"] == 50.0 and summary["low_ess_fraction"] == 2 / 6
+
+
+@pytest.mark.parametrize(
+    ("table", "match"),
+    [
+        (Table({"flags": np.zeros(3, dtype=int)}), "no 'ess' column"),
+        (Table({"ess": np.full(2, np.nan), "flags": np.zeros(2, dtype=int)}), "no spectrum"),
+    ],
+)
+def test_exact_summary_refuses_a_table_without_effective_sample_sizes(table, match):
+    with pytest.raises(ValueError, match=match):
+        exact_summary(table)

@@ -89,12 +89,24 @@ def table_labels(model: specvit.SpecViT, table: Table) -> tuple[np.ndarray, np.n
 
 def exact_summary(table: Table) -> dict[str, float]:
     """The effective sample sizes of an exact-mode table: their median and 5th percentile over
-    the spectra, and the fraction flagged ``LOW_ESS``."""
+    the spectra that have one (``predict`` leaves a spectrum it cannot read without: NaN), and
+    the fraction of all the spectra flagged ``LOW_ESS``.
+
+    Raises
+    ------
+    ValueError
+        For a table without an ``ess`` column (not exact mode's) or without a spectrum that has
+        an effective sample size.
+    """
+    if "ess" not in table.colnames:
+        raise ValueError("exact_summary needs an exact-mode table: it has no 'ess' column")
     ess = np.asarray(table["ess"], dtype=np.float64)
+    if not np.isfinite(ess).any():
+        raise ValueError("no spectrum of the table has an effective sample size")
     low = (np.asarray(table["flags"]) & int(PredictFlag.LOW_ESS)) != 0
     return {
-        "ess_median": float(np.median(ess)),
-        "ess_p5": float(np.quantile(ess, 0.05)),
+        "ess_median": float(np.nanmedian(ess)),
+        "ess_p5": float(np.nanquantile(ess, 0.05)),
         "low_ess_fraction": float(low.mean()),
     }
 
