@@ -41,6 +41,11 @@ def _conventions(flux, sigma, wave, mask):
     return {
         "f_lambda": (flux * f_lambda, sigma * f_lambda),
         "scaled": (flux * 1e-17, sigma * 1e-17),
+        # f_ν as plain numbers in erg/(s cm² Hz) and in W/(m² Hz): 1 nJy is 1e-32 and 1e-35, σ²
+        # below float32's range; and a scale whose flux² is above it
+        "f_nu_cgs": (flux * 1e-32, sigma * 1e-32),
+        "f_nu_si": (flux * 1e-35, sigma * 1e-35),
+        "large": (flux * 1e15, sigma * 1e15),
         "normalised": (flux / smooth, sigma / smooth),
     }
 
@@ -70,3 +75,20 @@ def test_a_model_that_reads_the_continuum_is_moved_by_f_lambda(example):
     f, s = _conventions(flux, sigma, wave, mask)["f_lambda"]
     table = predictor.predict(f, s, wavelength=wave, mask=mask)
     assert np.median(np.abs(_labels(table) - _labels(base))[:, 0]) > 100
+
+
+def test_unit_scale_is_the_power_of_two_nearest_the_median_sigma():
+    from specvit.inference.predictor import UNIT_SCALE_STRIDE, unit_scale
+
+    sigma = np.full((4, 64), 3e-30)
+    valid = np.ones_like(sigma, dtype=bool)
+    valid[1] = False  # no valid pixel: left as it is
+    valid[2, ::UNIT_SCALE_STRIDE] = False  # none among the pixels read first: read them all
+    sigma[3] = 0.0  # a median of 0: left as it is
+    factor = unit_scale(sigma, valid)
+    expected = 2.0 ** -np.round(np.log2(3e-30))
+    np.testing.assert_array_equal(factor, [expected, 1.0, expected, 1.0])
+    assert 0.7 < 3e-30 * expected < 1.5
+    # float32 input gets a factor float32 holds
+    tiny = np.full((1, 64), 1e-44, dtype=np.float32)
+    assert np.isfinite(np.float32(unit_scale(tiny, np.ones_like(tiny, dtype=bool))[0]))

@@ -62,9 +62,11 @@ __all__ = [
     "DEFAULT_PRECISION",
     "DEVICE_TYPES",
     "PRECISIONS",
+    "UNIT_SCALE_STRIDE",
     "Predictor",
     "predict",
     "resolve_device",
+    "unit_scale",
 ]
 
 #: The model :func:`predict` and ``specvit-predict`` use when none is given: the folder bundled
@@ -109,6 +111,46 @@ def _product_unit(a: str, b: str) -> str | None:
     """The unit of the covariance of labels ``a`` and ``b`` (None when either has none)."""
     ua, ub = LABEL_UNITS.get(a), LABEL_UNITS.get(b)
     return None if not (ua and ub) else f"{ua} {ub}"
+
+
+#: Every how many pixels :func:`unit_scale` reads for its median (a scale needs no more).
+UNIT_SCALE_STRIDE = 8
+
+
+def unit_scale(reference: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Per spectrum, the power of two that brings the median of ``|reference|`` (σ, or the
+    flux where there is none) over its valid pixels nearest to 1.
+
+    ``predict`` multiplies each spectrum's flux, σ and sky by it before anything else. Nothing
+    after that sees a spectrum's scale (the model's input is divided by its continuum or median,
+    S/N is a ratio, and the likelihoods of exact mode and of the physical context fit the
+    amplitude, with a scale-free prior), so the answers do not change; but flux and σ² stay
+    inside float32's range whatever the unit (f_ν in erg/(s cm² Hz) has σ² near 10⁻⁶⁰). A power
+    of two rounds nothing.
+
+    Parameters
+    ----------
+    reference : numpy.ndarray
+        (B, L) σ (or flux), float32 or float64.
+    valid : numpy.ndarray
+        (B, L) bool: the pixels to read.
+
+    Returns
+    -------
+    numpy.ndarray
+        (B,) float64 factors; 1 for a spectrum without a valid pixel or with a median of 0.
+    """
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", over="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # "All-NaN slice": handled below
+        step = UNIT_SCALE_STRIDE
+        level = np.nanmedian(np.where(valid[:, ::step], np.abs(reference[:, ::step]), np.nan), 1)
+        again = ~(level > 0) & valid.any(1)  # no valid pixel among those read
+        if again.any():
+            level[again] = np.nanmedian(np.where(valid[again], np.abs(reference[again]), np.nan), 1)
+    ok = np.isfinite(level) & (level > 0)
+    limit = np.finfo(reference.dtype).maxexp - 2  # a factor the array's dtype holds
+    power = np.clip(np.round(-np.log2(np.where(ok, level, 1.0))), -limit, limit)
+    return np.where(ok, np.exp2(power), 1.0)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -557,6 +599,10 @@ class Predictor:
         self, chunk: Chunk, medium: str, model: SpecViT, start: int, rv: np.ndarray | None
     ) -> tuple[np.ndarray, ...]:
         flux, error, valid, partial, sky = self._to_model_grid(chunk, medium)
+        factor = unit_scale(flux if error is None else error, valid)[:, None]
+        flux, error, sky = (
+            None if a is None else a * factor.astype(a.dtype) for a in (flux, error, sky)
+        )
         dev = self.device
         # float32 (out-of-range values become inf: masked below), the caller's own array when
         # it is float32 already and writable (torch refuses read-only ones)
