@@ -9,8 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy import units as u
+from astropy.io import fits
+from astropy.table import Table
+from click.testing import CliRunner
 
 import specvit
+from specvit.inference.cli import main
 from specvit.io import open_spectra
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "data" / "pfsCoadd-engine-example.fits"
@@ -64,6 +68,26 @@ def test_the_default_model_takes_any_flux_convention(example):
     ratio = photons.value / flux
     table = predictor.predict(photons, sigma * ratio * photons.unit, wavelength=wave, mask=mask)
     assert np.abs(_labels(table) - _labels(base)).max(0)[0] < 40
+
+
+def test_the_cli_reads_f_nu_in_cgs_as_it_reads_nJy(example, tmp_path):
+    """A FITS table in erg/(s cm² Hz), 1e-32 nJy, σ² below float32's range: nJy's labels."""
+    flux, sigma, wave, mask = example
+    sigma = np.where(mask == 0, sigma, np.nan)  # the file's masked pixels, as a bad σ
+    columns = [
+        fits.Column("flux", f"{wave.size}E", unit="erg/(s cm2 Hz)", array=flux * 1e-32),
+        fits.Column("error", f"{wave.size}E", unit="erg/(s cm2 Hz)", array=sigma * 1e-32),
+        fits.Column("wave", f"{wave.size}D", unit="Angstrom", array=np.tile(wave, (len(flux), 1))),
+    ]
+    path = tmp_path / "cgs.fits"
+    fits.BinTableHDU.from_columns(columns).writeto(path)
+    out = tmp_path / "labels.ecsv"
+    result = CliRunner().invoke(main, [str(path), "-o", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    table = Table.read(out)
+    base = specvit.predict(flux, sigma, wavelength=wave)
+    np.testing.assert_allclose(_labels(table), _labels(base), atol=0.05, rtol=1e-3)
+    np.testing.assert_array_equal(table["flags"], base["flags"])
 
 
 def test_a_model_that_reads_the_continuum_is_moved_by_f_lambda(example):

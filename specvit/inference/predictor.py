@@ -604,8 +604,8 @@ class Predictor:
             None if a is None else a * factor.astype(a.dtype) for a in (flux, error, sky)
         )
         dev = self.device
-        # float32 (out-of-range values become inf: masked below), the caller's own array when
-        # it is float32 already and writable (torch refuses read-only ones)
+        # float32 (out-of-range values become inf: masked below); the scaled arrays are new, so
+        # the caller's arrays are never written
         with np.errstate(over="ignore"):
             flux_h = torch.from_numpy(np.require(flux, np.float32, "W"))
             error_h = None
