@@ -489,7 +489,10 @@ class PhysicalContext:
         Parameters
         ----------
         flux, error : torch.Tensor
-            ``(B, L)`` flux and 1σ in one unit.
+            ``(B, L)`` flux and 1σ in one unit. The sky-line test depends on that unit (the
+            outlier cut of its fit to σ's trend is a number in σ's unit), so give them as
+            ``predict`` has them, scaled to a median σ near 1
+            (:func:`specvit.inference.predictor.unit_scale`).
         valid : torch.Tensor
             ``(B, L)`` bool, the usable pixels.
         continuum : torch.Tensor, optional
