@@ -38,13 +38,12 @@ import numpy as np
 import torch
 
 import specvit
-from specvit.bounds.prior import Uniform
 from specvit.emulator import Emulator
 from specvit.instrument import PFSNoiseModel
 from training.engine.effects import Effects
 from training.engine.seeding import DRAW_BLOCK, REALISM_SEED, TEST_SEED, step_generator
 from training.engine.simulate import DEFAULT_MAG, Prior, Simulator
-from training.evaluation.realism import REALISM_MAG
+from training.evaluation.realism import Variant, select_variants, simulate
 from training.evaluation.scoring import SNR_BIN_EDGES
 from training.evaluation.sigma_network import refit_sigma
 from training.paths import DEFAULT_ETC_DIR
@@ -66,18 +65,18 @@ def draw(sim: Simulator, n: int, seed: int) -> dict[str, np.ndarray]:
 
 
 def spectra(kind: str, n: int, seed: int, noise: PFSNoiseModel, emulator: Emulator) -> dict:
-    """``n`` spectra of the faint ideal set's distribution or the mixed realism set's; a mixed
-    set is binned by its stars' S/N without the effects, as the realism benchmark bins it."""
+    """``n`` spectra of the faint ideal set's distribution or the mixed realism set's
+    (:func:`training.evaluation.realism.simulate`); a mixed set is binned by its stars' S/N
+    without the effects, as the realism benchmark bins it."""
     if kind == "ideal":
         return draw(
             Simulator(emulator=emulator, noise=noise, prior=Prior(mag=DEFAULT_MAG)), n, seed
         )
-    moving = Prior(mag=REALISM_MAG, rv=Uniform(-300.0, 300.0))
-    out = draw(
-        Simulator(emulator=emulator, noise=noise, prior=moving, effects=Effects.default()), n, seed
-    )
-    still = Prior(mag=REALISM_MAG, rv=Uniform(-1e-3, 1e-3))
-    out["snr"] = draw(Simulator(emulator=emulator, noise=noise, prior=still), n, seed)["snr"]
+    keys = ("labels", "flux", "error", "snr")
+    (mixed,) = select_variants(["mixed"])
+    out = {k: v.numpy() for k, v in simulate(mixed, n, noise, emulator, seed).items() if k in keys}
+    reference = Variant("reference", "", Effects.off())
+    out["snr"] = simulate(reference, n, noise, emulator, seed)["snr"].numpy()
     return out
 
 
