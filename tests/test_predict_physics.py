@@ -317,3 +317,20 @@ def test_flags_without_the_crlb_are_the_same(noise, model):
             assert np.isnan(other).all() and np.isfinite(value.numpy()).all()
         else:
             np.testing.assert_array_equal(other, value.numpy())
+
+
+def test_the_sky_lines_left_out_do_not_depend_on_the_flux_unit(noise):
+    """``ignored`` (what the emulator fit and exact mode leave out) picks the sky lines from σ
+    against its own trend: the same pixels in any unit of flux and σ, as the physical context's
+    fit in units of the median flux and exact mode's at a median σ near 1 both need."""
+    physics = Predictor("specvit-tiny-pfs-observed", device="cpu").physics
+    d = Simulator(noise=noise, prior=Prior(mag=(19.0, 22.0))).sample(
+        16, torch.Generator().manual_seed(5)
+    )
+    flux, error = d["flux"].double(), d["error"].double()
+    valid = torch.isfinite(flux) & (error > 0)
+    base = physics.ignored(flux, error, valid)
+    assert base.any(dim=1).all() and base.float().mean() < 0.2  # some sky lines in every star
+    for scale in (1e-3, 3.7, 1e3):
+        again = physics.ignored(flux * scale, error * scale, valid)
+        np.testing.assert_array_equal(again.numpy(), base.numpy(), err_msg=f"scale {scale}")

@@ -139,6 +139,26 @@ def test_calibration_set_is_fixed_fresh_spectra_of_the_runs_prior(etc_dir, gauss
         calibration_set({**run, "data": {**run["data"], "source": "hdf5"}}, 10)
 
 
+def test_benchmark_calibration_sets_are_fresh_draws_of_the_judged_distributions(etc_dir):
+    from specvit.instrument import PFSNoiseModel
+    from training.engine.seeding import TEST_SEED, step_generator
+    from training.engine.simulate import DEFAULT_MAG, Prior, Simulator
+    from training.publish import benchmark_calibration_sets
+
+    ideal, mixed = benchmark_calibration_sets(64, etc_dir)
+    assert ideal["flux"].shape == (64, 4096) and mixed["flux"].shape == (32, 4096)
+    again, _ = benchmark_calibration_sets(64, etc_dir)
+    assert np.array_equal(ideal["flux"], again["flux"])  # fixed seeds
+    assert "faint ideal" in ideal["name"] and "mixed realism" in mixed["name"]
+    assert ideal["snr"].max() < 20  # HSC-i 20.5–22.5
+    assert not np.allclose(ideal["labels"][:32], mixed["labels"])  # two independent draws
+    sim = Simulator(noise=PFSNoiseModel.from_etc(etc_dir), prior=Prior(mag=DEFAULT_MAG))
+    test = sim.sample(8, step_generator(TEST_SEED, 0))  # the faint test set's first stars
+    assert not np.isin(test["labels"].numpy(), ideal["labels"]).any()
+    with pytest.raises(ValueError, match="n >= 2"):
+        benchmark_calibration_sets(1, etc_dir)
+
+
 def test_publish_rejects_bad_options_before_reading_the_checkpoint(tmp_path):
     from training.cli.publish import main
     from training.publish import publish
@@ -150,9 +170,15 @@ def test_publish_rejects_bad_options_before_reading_the_checkpoint(tmp_path):
         publish(missing, tmp_path / "out", calibration_spectra=-5)
     with pytest.raises(ValueError, match="needs calibration spectra"):
         publish(missing, tmp_path / "out", sigma_hidden=8)
+    with pytest.raises(ValueError, match="goes with calibration spectra"):
+        publish(missing, tmp_path / "out", benchmark_spectra=100)
+    with pytest.raises(ValueError, match="benchmark_spectra must be"):
+        publish(missing, tmp_path / "out", calibration_spectra=100, benchmark_spectra=-1)
     for bad in (
         ["--calibration-spectra", "-1"],
         ["--calibration-spectra", "0", "--sigma-hidden", "8"],
+        ["--calibration-spectra", "0", "--calibration-benchmarks", "100"],
+        ["--calibration-benchmarks", "-1"],
         ["--calibration-clean", "0.5"],  # clean spectra of the run's effects: say default
         ["--calibration-effects", "default", "--calibration-clean", "1.5"],
     ):

@@ -57,7 +57,8 @@ def test_refit_refuses_what_it_cannot_fit(bench):
 def test_publish_refits_sigma_on_clean_and_mixed_spectra(tmp_path, bench):
     """``publish --sigma-hidden`` from a published folder: a σ network fitted on the
     calibration spectra (the engine's default effects, some clean) that ``predict`` leaves
-    unflagged, the S/N table on top, the means kept; the card says so."""
+    unflagged and on fresh draws of the benchmarks' distributions, the S/N table on top, the
+    means kept; the card says so."""
     import json
 
     from specvit.inference import DEFAULT_MODEL
@@ -69,6 +70,14 @@ def test_publish_refits_sigma_on_clean_and_mixed_spectra(tmp_path, bench):
     record = json.loads((out / "training_args.json").read_text())
     assert record["sigma_network"]["hidden"] == 8 and record["sigma_network"]["n"] <= 300
     assert "left unflagged" in record["calibration"]["sets"][0]
+    assert len(record["calibration"]["sets"]) == 1
+    first = record["sigma_network"]["n"]
+    main([*args, "--calibration-benchmarks", "200", "--calibration-effects", "default"])
+    record = json.loads((out / "training_args.json").read_text())
+    ideal, mixed = record["calibration"]["sets"][1:]
+    assert ideal.startswith("200 fresh spectra of the faint ideal") and "unflagged" not in ideal
+    assert mixed.startswith("100 fresh spectra of the mixed realism") and "unflagged" in mixed
+    assert first + 200 < record["sigma_network"]["n"] <= first + 200 + 100
     card = (out / "README.md").read_text()
     assert "replaced by a σ network (`sigma_hidden: 8`" in card
     model = specvit.load(out)

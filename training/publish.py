@@ -31,11 +31,19 @@ from huggingface_hub import HfApi, ModelCard
 
 import specvit
 from specvit.config import SpecViTConfig
+from specvit.emulator import Emulator
+from specvit.instrument import PFSNoiseModel
 from specvit.labels import LABEL_NAMES, LABEL_UNITS
 from specvit.models.specvit import SpecViT
 from specvit.preprocessing import median_snr
 from training.engine.effects import Effects
-from training.engine.seeding import CALIBRATION_SEED, DRAW_BLOCK, step_generator
+from training.engine.seeding import (
+    BENCHMARK_CALIBRATION_SEEDS,
+    CALIBRATION_SEED,
+    DRAW_BLOCK,
+    step_generator,
+)
+from training.engine.simulate import DEFAULT_MAG, Prior, Simulator
 from training.engine.sources import EngineSource
 from training.evaluation.calibration import fit_sigma_snr_calibration
 from training.evaluation.eval_sets import DEFAULT_N, EvalSetSettings, ensure, read_eval_set
@@ -46,13 +54,16 @@ from training.evaluation.model_scores import (
     score_tables,
     summary_table,
 )
+from training.evaluation.realism import select_variants, simulate
 from training.evaluation.scoring import strict_json
 from training.evaluation.sigma_network import refit_sigma
+from training.paths import DEFAULT_ETC_DIR
 from training.trainer.checkpoint import load_checkpoint
 from training.trainer.config import RunConfig, rename_keys
 
 __all__ = [
     "TRAINING_ARGS_NAME",
+    "benchmark_calibration_sets",
     "calibrate",
     "calibration_set",
     "eval_set_test_file",
@@ -242,14 +253,62 @@ def calibration_set(run: dict[str, Any], n: int, effects: Effects | None = None)
     simulator = EngineSource(RunConfig.from_dict(run)).simulator
     if effects is not None:
         simulator = simulator.with_effects(effects)
+    drawn = "" if effects is None else f" with the effects {effects!r}"
+    name = f"{n} fresh engine spectra of the run's prior{drawn} (seed {CALIBRATION_SEED})"
+    return _draw(simulator, n, CALIBRATION_SEED, name)
+
+
+def benchmark_calibration_sets(
+    n: int, etc_dir: str | Path = DEFAULT_ETC_DIR
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fresh spectra of the two distributions the project judges σ on, never their stars.
+
+    ``n`` spectra of the faint ideal test set's distribution (HSC-i 20.5–22.5, at rest, no
+    real-data effect: :mod:`training.evaluation.eval_sets`) and ``n // 2`` of the mixed realism
+    set's (HSC-i 18.5–22.5, −300…+300 km/s, every effect from its prior:
+    :func:`training.evaluation.realism.simulate`), drawn with
+    :data:`training.engine.seeding.BENCHMARK_CALIBRATION_SEEDS` and the ETC noise both sets have.
+
+    Returns
+    -------
+    ideal, mixed : dict
+        As :func:`calibration_set` returns them.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``etc_dir`` holds no PFS ETC tables.
+    """
+    if n < 2:
+        raise ValueError(f"need n >= 2 benchmark calibration spectra, got {n}")
+    noise = PFSNoiseModel.from_etc(etc_dir)
+    emulator = Emulator.load()
+    seed_ideal, seed_mixed = BENCHMARK_CALIBRATION_SEEDS
+    ideal = _draw(
+        Simulator(emulator=emulator, noise=noise, prior=Prior(mag=DEFAULT_MAG)),
+        n,
+        seed_ideal,
+        f"{n} fresh spectra of the faint ideal test set's distribution (seed {seed_ideal})",
+    )
+    (variant,) = select_variants(["mixed"])
+    drawn = simulate(variant, n // 2, noise, emulator, seed_mixed)
+    mixed = {k: drawn[k].numpy() for k in ("labels", "flux", "error")}
+    mixed["snr"] = drawn["snr"].numpy().astype(np.float64)
+    mixed["name"] = (
+        f"{n // 2} fresh spectra of the mixed realism set's distribution (seed {seed_mixed})"
+    )
+    return ideal, mixed
+
+
+def _draw(simulator: Simulator, n: int, seed: int, name: str) -> dict[str, Any]:
+    """``n`` spectra of ``simulator``, block ``b`` from ``step_generator(seed, b)``."""
     parts = [
-        simulator.sample(min(DRAW_BLOCK, n - start), step_generator(CALIBRATION_SEED, b))
+        simulator.sample(min(DRAW_BLOCK, n - start), step_generator(seed, b))
         for b, start in enumerate(range(0, n, DRAW_BLOCK))
     ]
     out = {k: np.concatenate([p[k].numpy() for p in parts]) for k in ("labels", "flux", "error")}
     out["snr"] = np.concatenate([p["snr"].numpy() for p in parts]).astype(np.float64)
-    drawn = "" if effects is None else f" with the effects {effects!r}"
-    out["name"] = f"{n} fresh engine spectra of the run's prior{drawn} (seed {CALIBRATION_SEED})"
+    out["name"] = name
     return out
 
 
@@ -547,6 +606,7 @@ def publish(
     *,
     calibration_spectra: int = 0,
     calibration_effects: Effects | None = None,
+    benchmark_spectra: int = 0,
     sigma_hidden: int = 0,
     test_sets: Sequence[str | Path] = (),
     report: str | Path | None = None,
@@ -573,6 +633,11 @@ def publish(
     calibration_effects : Effects, optional
         The real-data effects of those spectra instead of the run's (e.g. the engine's default
         priors with half of the spectra clean: the spectra users have, and ideal ones).
+    benchmark_spectra : int
+        Also calibrate on this many fresh spectra of the faint ideal test set's distribution
+        and half as many of the mixed realism set's (:func:`benchmark_calibration_sets`; the
+        former all, the latter the unflagged, as those benchmarks score them); 0: none. Needs
+        ``calibration_spectra``.
     sigma_hidden : int
         Before the calibration, replace the head's σ by a σ network of this hidden width fitted
         on the calibration spectra
@@ -600,6 +665,11 @@ def publish(
         raise ValueError(f"weights must be 'ema' or 'model', got {weights!r}")
     if calibration_spectra < 0:
         raise ValueError(f"calibration_spectra must be >= 0, got {calibration_spectra}")
+    if benchmark_spectra < 0 or (benchmark_spectra and not calibration_spectra):
+        raise ValueError(
+            f"benchmark_spectra must be >= 0 and goes with calibration spectra: got "
+            f"benchmark_spectra={benchmark_spectra}, calibration_spectra={calibration_spectra}"
+        )
     if sigma_hidden < 0 or (sigma_hidden and not calibration_spectra):
         raise ValueError(
             f"sigma_hidden must be >= 0, and a σ network needs calibration spectra: got "
@@ -608,12 +678,17 @@ def publish(
     model, record = _load_source(source, weights)
     if calibration_spectra and model.config.head == "gaussian":  # a point head has no σ
         spectra = calibration_set(record["run_config"], calibration_spectra, calibration_effects)
-        if sigma_hidden:
+        if sigma_hidden or benchmark_spectra:
             spectra = unflagged(model, spectra)
-            model, record["sigma_network"] = refit_sigma(model, [spectra], sigma_hidden)
-        model, record["calibration"] = calibrate(model, [spectra])
-        if calibration_effects is None and not sigma_hidden:  # the training distribution's
-            record["snr_range"] = _percentiles(spectra["snr"])
+        sets = [spectra]
+        if benchmark_spectra:
+            ideal, mixed = benchmark_calibration_sets(benchmark_spectra)
+            sets += [ideal, unflagged(model, mixed)]
+        if sigma_hidden:
+            model, record["sigma_network"] = refit_sigma(model, sets, sigma_hidden)
+        model, record["calibration"] = calibrate(model, sets)
+        if calibration_effects is None and not sigma_hidden and not benchmark_spectra:
+            record["snr_range"] = _percentiles(spectra["snr"])  # the training distribution's
     if "snr_range" not in record:
         try:
             record["snr_range"] = _snr_range(record["run_config"])

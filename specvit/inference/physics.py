@@ -489,10 +489,7 @@ class PhysicalContext:
         Parameters
         ----------
         flux, error : torch.Tensor
-            ``(B, L)`` flux and 1σ in one unit. The sky-line test depends on that unit (the
-            outlier cut of its fit to σ's trend is a number in σ's unit), so give them as
-            ``predict`` has them, scaled to a median σ near 1
-            (:func:`specvit.inference.predictor.unit_scale`).
+            ``(B, L)`` flux and 1σ in any one unit (the answer does not depend on it).
         valid : torch.Tensor
             ``(B, L)`` bool, the usable pixels.
         continuum : torch.Tensor, optional
@@ -523,9 +520,16 @@ class PhysicalContext:
         return (f - continuum) * w.sqrt() > CLIP_SIGMA
 
     def _sky_lines(self, w):
-        """Pixels whose σ exceeds SKY_SIGMA_RATIO times its smooth trend (w = 1/σ², 0: masked)."""
-        sigma_pix = torch.where(w > 0, w.clamp_min(1e-30).rsqrt(), 0.0)
-        trend = fit_continuum(sigma_pix, torch.ones_like(sigma_pix), w > 0, CONTINUUM_ORDER)
+        """Pixels whose σ exceeds SKY_SIGMA_RATIO times its smooth trend (w = 1/σ², 0: masked).
+
+        σ is taken over its mean across the used pixels first, so the trend's fit clips the
+        pixels more than CLIP_SIGMA mean σ above it in any unit of σ.
+        """
+        used = w > 0
+        sigma_pix = torch.where(used, w.clamp_min(1e-30).rsqrt(), 0.0)
+        mean = sigma_pix.sum(-1, keepdim=True) / used.sum(-1, keepdim=True).clamp_min(1)
+        sigma_pix = sigma_pix / mean.clamp_min(1e-30)
+        trend = fit_continuum(sigma_pix, torch.ones_like(sigma_pix), used, CONTINUUM_ORDER)
         return sigma_pix > SKY_SIGMA_RATIO * trend
 
     def _fit_rows(self, rows, labels, flux, error, valid, scale, continuum, broad=False, crlb=True):

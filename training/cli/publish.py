@@ -14,12 +14,13 @@ published model's tables are reproduced; ``--calibration-spectra 0`` keeps its �
         --test-mag 20.5 22.5 --test-mag 18.5 20.2 --report docs/results/default_model.md
 
 A Gaussian head's σ can be replaced by a σ network fitted on the calibration spectra, drawn
-with the engine's default effects and half of them clean (how the default model's σ were made)::
+with the engine's default effects and half of them clean, and on fresh draws of the two
+distributions σ is judged on (how the default model's σ were made, from its first folder)::
 
-    python -m training publish runs/observed_clean/checkpoints \
+    python -m training publish specvit/pretrained/specvit-tiny-pfs-observed \
         specvit/pretrained/specvit-tiny-pfs-observed --calibration-effects default \
-        --calibration-clean 0.5 --sigma-hidden 64 --test-mag 20.5 22.5 --test-mag 18.5 20.2 \
-        --report docs/results/observed_model.md
+        --calibration-clean 0.5 --calibration-benchmarks 40960 --sigma-hidden 64 \
+        --test-mag 20.5 22.5 --test-mag 18.5 20.2 --report docs/results/observed_model.md
 
 What the folder holds: :mod:`training.publish`.
 """
@@ -78,6 +79,14 @@ def main(argv: list[str] | None = None) -> None:
         "effects say)",
     )
     parser.add_argument(
+        "--calibration-benchmarks",
+        type=int,
+        default=0,
+        metavar="M",
+        help="also calibrate on M fresh spectra of the faint ideal test set's distribution and "
+        "M/2 of the mixed realism set's (never their stars; 0: do not)",
+    )
+    parser.add_argument(
         "--sigma-hidden",
         type=int,
         default=0,
@@ -96,6 +105,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.calibration_spectra < 0:
         parser.error(f"--calibration-spectra must be >= 0, got {args.calibration_spectra}")
+    if args.calibration_benchmarks < 0 or (
+        args.calibration_benchmarks and not args.calibration_spectra
+    ):
+        parser.error("--calibration-benchmarks needs M >= 0 and calibration spectra")
     if args.sigma_hidden < 0 or (args.sigma_hidden and not args.calibration_spectra):
         parser.error("--sigma-hidden needs H >= 0 and calibration spectra")
     effects = None
@@ -114,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         args.repo_id,
         calibration_spectra=args.calibration_spectra,
         calibration_effects=effects,
+        benchmark_spectra=args.calibration_benchmarks,
         sigma_hidden=args.sigma_hidden,
         test_sets=[eval_set_test_file(mag, args.etc_dir) for mag in args.test_mag],
         report=args.report,

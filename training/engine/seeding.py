@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "BENCHMARK_CALIBRATION_SEEDS",
     "CALIBRATION_SEED",
     "DRAW_BLOCK",
     "DROPOUT_STREAM",
@@ -30,6 +31,9 @@ VALIDATION_SEED, TEST_SEED = 20_240_001, 20_240_002
 #: Fixed seed of the spectra ``training/publish.py`` calibrates σ on (the evaluation sets' posterior
 #: samples use 20_240_003 and 20_240_004).
 CALIBRATION_SEED = 20_240_005
+#: Fixed seeds of the spectra ``training/publish.py`` also calibrates σ on when asked: fresh draws
+#: of the faint ideal test set's distribution and of the mixed realism set's (never their stars).
+BENCHMARK_CALIBRATION_SEEDS = (20_240_007, 20_240_008)
 #: Fixed seed of the realism test set's stars (:mod:`training.evaluation.realism`).
 REALISM_SEED = 20_240_006
 #: Spectra drawn per seeded generator (``step_generator(seed, b)`` for block ``b``) when a fixed
