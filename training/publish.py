@@ -276,6 +276,8 @@ def benchmark_calibration_sets(
 
     Raises
     ------
+    ValueError
+        If ``n`` < 2.
     FileNotFoundError
         If ``etc_dir`` holds no PFS ETC tables.
     """

@@ -14,13 +14,15 @@ published model's tables are reproduced; ``--calibration-spectra 0`` keeps its �
         --test-mag 20.5 22.5 --test-mag 18.5 20.2 --report docs/results/default_model.md
 
 A Gaussian head's σ can be replaced by a σ network fitted on the calibration spectra, drawn
-with the engine's default effects and half of them clean, and on fresh draws of the two
-distributions σ is judged on (how the default model's σ were made, from its first folder)::
+with the engine's default effects and half of them clean (how the default model's σ were made)::
 
-    python -m training publish specvit/pretrained/specvit-tiny-pfs-observed \
+    python -m training publish runs/observed_clean/checkpoints \
         specvit/pretrained/specvit-tiny-pfs-observed --calibration-effects default \
-        --calibration-clean 0.5 --calibration-benchmarks 40960 --sigma-hidden 64 \
-        --test-mag 20.5 22.5 --test-mag 18.5 20.2 --report docs/results/observed_model.md
+        --calibration-clean 0.5 --sigma-hidden 64 --test-mag 20.5 22.5 --test-mag 18.5 20.2 \
+        --report docs/results/observed_model.md
+
+``--calibration-benchmarks M`` adds fresh draws of the two distributions σ is judged on (the
+faint ideal test set's, the mixed realism set's) to those spectra.
 
 What the folder holds: :mod:`training.publish`.
 """
