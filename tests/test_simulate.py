@@ -86,6 +86,20 @@ def test_sample_keys_units_and_reproducibility(sim: Simulator) -> None:
     assert 1.0 < float(a["snr"].median()) < 20.0
 
 
+def test_a_fixed_set_is_its_seeded_blocks_end_to_end(sim: Simulator, monkeypatch) -> None:
+    import training.engine.simulate as simulate
+
+    monkeypatch.setattr(simulate, "DRAW_BLOCK", 16)  # 40 spectra: blocks of 16, 16 and 8
+    fixed = sim.sample_fixed(40, 7)
+    blocks = [sim.sample(n, step_generator(7, b)) for b, n in enumerate((16, 16, 8))]
+    assert set(fixed) == set(blocks[0])
+    for key, value in fixed.items():
+        assert torch.equal(value, torch.cat([block[key] for block in blocks])), key
+    assert not torch.equal(sim.sample_fixed(40, 8)["flux"], fixed["flux"])
+    with pytest.raises(ValueError, match="n ≥ 1"):
+        sim.sample_fixed(0, 7)
+
+
 def test_rv_shift_moves_lines(etc_dir) -> None:
     sim = Simulator(noise=PFSNoiseModel.from_etc(etc_dir), prior=Prior(rv=(-300.0, 300.0)))
     labels = torch.tensor([[4200.0, 2.0, 0.0]] * 3)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from huggingface_hub import HfApi, ModelCard
 
 import specvit
@@ -37,12 +38,7 @@ from specvit.labels import LABEL_NAMES, LABEL_UNITS
 from specvit.models.specvit import SpecViT
 from specvit.preprocessing import median_snr
 from training.engine.effects import Effects
-from training.engine.seeding import (
-    BENCHMARK_CALIBRATION_SEEDS,
-    CALIBRATION_SEED,
-    DRAW_BLOCK,
-    step_generator,
-)
+from training.engine.seeding import BENCHMARK_CALIBRATION_SEEDS, CALIBRATION_SEED
 from training.engine.simulate import DEFAULT_MAG, Prior, Simulator
 from training.engine.sources import EngineSource
 from training.evaluation.calibration import fit_sigma_snr_calibration
@@ -255,7 +251,7 @@ def calibration_set(run: dict[str, Any], n: int, effects: Effects | None = None)
         simulator = simulator.with_effects(effects)
     drawn = "" if effects is None else f" with the effects {effects!r}"
     name = f"{n} fresh engine spectra of the run's prior{drawn} (seed {CALIBRATION_SEED})"
-    return _draw(simulator, n, CALIBRATION_SEED, name)
+    return _spectra(simulator.sample_fixed(n, CALIBRATION_SEED), name)
 
 
 def benchmark_calibration_sets(
@@ -286,30 +282,25 @@ def benchmark_calibration_sets(
     noise = PFSNoiseModel.from_etc(etc_dir)
     emulator = Emulator.load()
     seed_ideal, seed_mixed = BENCHMARK_CALIBRATION_SEEDS
-    ideal = _draw(
-        Simulator(emulator=emulator, noise=noise, prior=Prior(mag=DEFAULT_MAG)),
-        n,
-        seed_ideal,
-        f"{n} fresh spectra of the faint ideal test set's distribution (seed {seed_ideal})",
+    ideal = Simulator(emulator=emulator, noise=noise, prior=Prior(mag=DEFAULT_MAG))
+    (mixed,) = select_variants(["mixed"])
+    return (
+        _spectra(
+            ideal.sample_fixed(n, seed_ideal),
+            f"{n} fresh spectra of the faint ideal test set's distribution (seed {seed_ideal})",
+        ),
+        _spectra(
+            simulate(mixed, n // 2, noise, emulator, seed_mixed),
+            f"{n // 2} fresh spectra of the mixed realism set's distribution (seed {seed_mixed})",
+        ),
     )
-    (variant,) = select_variants(["mixed"])
-    drawn = simulate(variant, n // 2, noise, emulator, seed_mixed)
-    mixed = {k: drawn[k].numpy() for k in ("labels", "flux", "error")}
-    mixed["snr"] = drawn["snr"].numpy().astype(np.float64)
-    mixed["name"] = (
-        f"{n // 2} fresh spectra of the mixed realism set's distribution (seed {seed_mixed})"
-    )
-    return ideal, mixed
 
 
-def _draw(simulator: Simulator, n: int, seed: int, name: str) -> dict[str, Any]:
-    """``n`` spectra of ``simulator``, block ``b`` from ``step_generator(seed, b)``."""
-    parts = [
-        simulator.sample(min(DRAW_BLOCK, n - start), step_generator(seed, b))
-        for b, start in enumerate(range(0, n, DRAW_BLOCK))
-    ]
-    out = {k: np.concatenate([p[k].numpy() for p in parts]) for k in ("labels", "flux", "error")}
-    out["snr"] = np.concatenate([p["snr"].numpy() for p in parts]).astype(np.float64)
+def _spectra(draw: dict[str, torch.Tensor], name: str) -> dict[str, Any]:
+    """A calibration set (numpy ``labels``, ``flux``, ``error``, float64 ``snr``, ``name``)
+    from :meth:`~training.engine.simulate.Simulator.sample_fixed`'s tensors."""
+    out = {k: draw[k].numpy() for k in ("labels", "flux", "error")}
+    out["snr"] = draw["snr"].numpy().astype(np.float64)
     out["name"] = name
     return out
 

@@ -22,7 +22,7 @@ redrawn from their seeds):
 With ``--tails`` it fits nothing and prints, for the model's own σ on the independent draws,
 each S/N bin's log g stars split into quartiles of σ: their coverage within 1σ and 2σ and the
 kurtosis of their errors (3 for a Gaussian, 1.8 for a uniform distribution), which shows where a
-σ right within 1σ must over-cover within 2σ (about 4 minutes)::
+σ right within 1σ must over-cover within 2σ (about a minute)::
 
     python docs/research/sigma_calibration_sets.py --tails
 
@@ -34,7 +34,8 @@ minutes on 2 cores with ``--refit``)::
 
     python docs/research/sigma_calibration_sets.py --refit
 
-The numbers are quoted in docs/research/observed_model.md (*Coverage and sampling noise*).
+The numbers are quoted in docs/research/observed_model.md (*Calibrated on the judged sets
+themselves*, *Light tails*).
 """
 
 from __future__ import annotations
@@ -44,13 +45,12 @@ import itertools
 import math
 
 import numpy as np
-import torch
 
 import specvit
 from specvit.emulator import Emulator
 from specvit.instrument import PFSNoiseModel
 from training.engine.effects import Effects
-from training.engine.seeding import DRAW_BLOCK, REALISM_SEED, TEST_SEED, step_generator
+from training.engine.seeding import REALISM_SEED, TEST_SEED
 from training.engine.simulate import DEFAULT_MAG, Prior, Simulator
 from training.evaluation.realism import Variant, select_variants, simulate
 from training.evaluation.scoring import SNR_BIN_EDGES
@@ -65,23 +65,14 @@ P1, P2 = math.erf(1 / math.sqrt(2)), math.erf(2 / math.sqrt(2))
 WINDOWS = ((0.68, 0.03), (0.95, 0.02))
 
 
-def draw(sim: Simulator, n: int, seed: int) -> dict[str, np.ndarray]:
-    parts = [
-        sim.sample(min(DRAW_BLOCK, n - lo), step_generator(seed, b))
-        for b, lo in enumerate(range(0, n, DRAW_BLOCK))
-    ]
-    return {k: torch.cat([p[k] for p in parts]).numpy() for k in ("labels", "flux", "error", "snr")}
-
-
 def spectra(kind: str, n: int, seed: int, noise: PFSNoiseModel, emulator: Emulator) -> dict:
     """``n`` spectra of the faint ideal set's distribution or the mixed realism set's
     (:func:`training.evaluation.realism.simulate`); a mixed set is binned by its stars' S/N
     without the effects, as the realism benchmark bins it."""
-    if kind == "ideal":
-        return draw(
-            Simulator(emulator=emulator, noise=noise, prior=Prior(mag=DEFAULT_MAG)), n, seed
-        )
     keys = ("labels", "flux", "error", "snr")
+    if kind == "ideal":
+        sim = Simulator(emulator=emulator, noise=noise, prior=Prior(mag=DEFAULT_MAG))
+        return {k: v.numpy() for k, v in sim.sample_fixed(n, seed).items() if k in keys}
     (mixed,) = select_variants(["mixed"])
     out = {k: v.numpy() for k, v in simulate(mixed, n, noise, emulator, seed).items() if k in keys}
     reference = Variant("reference", "", Effects.off())

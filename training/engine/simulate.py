@@ -26,6 +26,7 @@ from specvit.labels import LABEL_NAMES
 from specvit.preprocessing import median_snr
 from specvit.velocity import RV_SEARCH_KMS
 from training.engine.effects import Effects, state_seed
+from training.engine.seeding import DRAW_BLOCK, step_generator
 
 __all__ = ["DEFAULT_MAG", "Prior", "Simulator"]
 
@@ -283,6 +284,25 @@ class Simulator:
         if params is not None:
             flux = self.effects.spectrum(flux, params, self._extinction_curve)
         return self.noise.scale_to_magnitude(flux, torch.as_tensor(mag, device=dev, dtype=dt))
+
+    def sample_fixed(self, n: int, seed: int) -> dict[str, torch.Tensor]:
+        """``n`` spectra of a fixed set: block ``b`` of :data:`~training.engine.seeding.DRAW_BLOCK`
+        spectra from ``step_generator(seed, b)``, so a seed always gives the same spectra (the
+        realism and calibration sets). The tensors of :meth:`sample`, concatenated.
+
+        Raises
+        ------
+        ValueError
+            If ``n`` < 1.
+        """
+        if n < 1:
+            raise ValueError(f"a fixed set needs n ≥ 1 spectra, got {n}")
+        parts = [
+            self.sample(min(DRAW_BLOCK, n - lo), step_generator(seed, b))
+            for b, lo in enumerate(range(0, n, DRAW_BLOCK))
+        ]
+        keys = [k for k, v in parts[0].items() if isinstance(v, torch.Tensor)]
+        return {k: torch.cat([p[k] for p in parts]) for k in keys}
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """``n`` noisy spectra with fresh labels and fresh noise.

@@ -38,7 +38,7 @@ from specvit.emulator import Emulator
 from specvit.inference.flags import PredictFlag
 from specvit.instrument import PFSNoiseModel
 from training.engine.effects import Effects
-from training.engine.seeding import DRAW_BLOCK, REALISM_SEED, step_generator
+from training.engine.seeding import REALISM_SEED
 from training.engine.simulate import Prior, Simulator
 from training.evaluation.model_scores import format_number
 from training.evaluation.scoring import SNR_BIN_EDGES, bin_label, score
@@ -138,16 +138,11 @@ def simulate(
     emulator: Emulator | None = None,
     seed: int = REALISM_SEED,
 ) -> dict[str, torch.Tensor]:
-    """The realism stars observed as ``variant`` says (blocks of ``DRAW_BLOCK`` spectra from
-    ``step_generator(seed, b)``); the sample dict of :meth:`Simulator.sample`."""
+    """The realism stars observed as ``variant`` says: :meth:`Simulator.sample_fixed` with
+    ``seed``."""
     prior = Prior(mag=REALISM_MAG, rv=Uniform(*variant.rv))
     sim = Simulator(emulator=emulator, noise=noise, prior=prior, effects=variant.effects)
-    parts = [
-        sim.sample(min(DRAW_BLOCK, n - lo), step_generator(seed, b))
-        for b, lo in enumerate(range(0, n, DRAW_BLOCK))
-    ]
-    keys = [k for k, v in parts[0].items() if isinstance(v, torch.Tensor)]
-    return {k: torch.cat([p[k] for p in parts]) for k in keys}
+    return sim.sample_fixed(n, seed)
 
 
 def _predict(
